@@ -1,0 +1,357 @@
+//! The provisioner's root directory, and the only code that touches it.
+//!
+//! Every operation goes through a `cap_std::fs::Dir` handle on the root, so no
+//! path can resolve outside it, and each path segment below the root is opened
+//! with `open_dir_nofollow`, so a symlink anywhere on the way (for example one
+//! planted by a workload inside its own volume, above another volume's
+//! directory) is refused instead of followed.
+//!
+//! Ownership is recorded outside the volumes: `<root>/.hostpath-provisioner/volumes/<pv>`
+//! holds the relative path of the directory made for that PV. Workloads cannot
+//! reach that file, so a directory is deleted only when its record names it;
+//! a directory without a record is never deleted.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cap_fs_ext::DirExt;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, Permissions, PermissionsExt};
+
+use crate::pattern::check_relative;
+
+/// The root's bookkeeping directory (never a volume).
+pub const STATE_DIR: &str = ".hostpath-provisioner";
+const RECORDS: &str = ".hostpath-provisioner/volumes";
+
+/// What can go wrong on the root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// The relative path is not acceptable.
+    #[error("path `{0}` is not allowed: {1}")]
+    BadPath(String, String),
+    /// A segment of the path is a symlink or not a directory.
+    #[error("refusing `{path}`: `{segment}` is a symlink or not a directory")]
+    NotADirectory {
+        /// The whole relative path.
+        path: String,
+        /// The offending segment.
+        segment: String,
+    },
+    /// The directory exists but was made for another PV (or by someone else).
+    #[error("directory `{path}` already exists and is not owned by {pv}; remove it or change pathPattern")]
+    Taken {
+        /// The relative path.
+        path: String,
+        /// The PV that asked for it.
+        pv: String,
+    },
+    /// I/O error with the operation that failed.
+    #[error("{op} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The relative path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> RootError + 'a {
+    move |source| RootError::Io {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// What [`Root::delete_volume`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The directory and its record were removed.
+    Removed,
+    /// Nothing was recorded for this PV: nothing of ours to delete.
+    NotOurs,
+    /// The record names another path than the PV: data left alone.
+    Mismatch {
+        /// What the record says.
+        recorded: String,
+    },
+}
+
+/// The root directory under which every volume of this node lives.
+pub struct Root {
+    path: PathBuf,
+    dir: Dir,
+}
+
+impl Root {
+    /// Opens (creating if needed) the root directory and its state directory.
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        let shown = path.display().to_string();
+        std::fs::create_dir_all(path).map_err(io_err("create root", &shown))?;
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(io_err("open root", &shown))?;
+        dir.create_dir_all(RECORDS)
+            .map_err(io_err("create state dir", RECORDS))?;
+        Ok(Root {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// The root's host path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host path of a relative volume path.
+    pub fn host_path(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Makes the directory `rel` for `pv` with `mode` and records ownership.
+    /// Idempotent for the same PV and path; refuses a directory that exists
+    /// without our record, or one recorded for another PV.
+    pub fn create_volume(&self, rel: &str, pv: &str, mode: u32) -> Result<PathBuf, RootError> {
+        validate(rel)?;
+        let record = record_name(pv)?;
+        let (parent, leaf) = self.open_parent(rel, true)?;
+        match self.dir.read_to_string(&record) {
+            Ok(recorded) if recorded == rel => {}
+            Ok(recorded) => {
+                return Err(RootError::BadPath(
+                    rel.to_string(),
+                    format!("{pv} already owns directory `{recorded}`"),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if parent.symlink_metadata(leaf).is_ok() {
+                    return Err(RootError::Taken {
+                        path: rel.to_string(),
+                        pv: pv.to_string(),
+                    });
+                }
+                // Record first: a crash between the two leaves a record of a
+                // missing directory (harmless), never an unrecorded directory.
+                self.dir
+                    .write(&record, rel)
+                    .map_err(io_err("write ownership record", rel))?;
+            }
+            Err(e) => return Err(io_err("read ownership record", rel)(e)),
+        }
+        match parent.create_dir(leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", rel)(e)),
+        }
+        let volume = parent
+            .open_dir_nofollow(leaf)
+            .map_err(|_| RootError::NotADirectory {
+                path: rel.to_string(),
+                segment: leaf.to_string(),
+            })?;
+        volume
+            .set_permissions(".", Permissions::from_mode(mode))
+            .map_err(io_err("chmod", rel))?;
+        Ok(self.host_path(rel))
+    }
+
+    /// Removes the directory `rel` of `pv` if and only if our record for `pv`
+    /// names exactly `rel`. Symlinks inside are removed, never followed.
+    pub fn delete_volume(&self, rel: &str, pv: &str) -> Result<Deleted, RootError> {
+        let record = record_name(pv)?;
+        let recorded = match self.dir.read_to_string(&record) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Deleted::NotOurs),
+            Err(e) => return Err(io_err("read ownership record", rel)(e)),
+        };
+        if recorded != rel {
+            return Ok(Deleted::Mismatch { recorded });
+        }
+        validate(rel)?;
+        match self.open_parent(rel, false) {
+            Ok((parent, leaf)) => match parent.remove_dir_all(leaf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", rel)(e)),
+            },
+            // The parent chain is gone: so is the directory.
+            Err(RootError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.dir
+            .remove_file(&record)
+            .map_err(io_err("remove ownership record", rel))?;
+        Ok(Deleted::Removed)
+    }
+
+    /// Opens every segment of `rel` but the last without following symlinks,
+    /// creating missing ones when `create` is set.
+    fn open_parent<'a>(&self, rel: &'a str, create: bool) -> Result<(Dir, &'a str), RootError> {
+        let mut segments: Vec<&str> = rel.split('/').collect();
+        let leaf = segments.pop().expect("validated paths are non-empty");
+        let mut dir = self.dir.try_clone().map_err(io_err("open root", rel))?;
+        for segment in segments {
+            if create {
+                match dir.create_dir(segment) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("create", rel)(e)),
+                }
+            }
+            dir = match dir.open_dir_nofollow(segment) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(io_err("open", rel)(e))
+                }
+                Err(_) => {
+                    return Err(RootError::NotADirectory {
+                        path: rel.to_string(),
+                        segment: segment.to_string(),
+                    })
+                }
+            };
+        }
+        Ok((dir, leaf))
+    }
+}
+
+fn validate(rel: &str) -> Result<(), RootError> {
+    check_relative(rel).map_err(|e| RootError::BadPath(rel.to_string(), e.to_string()))?;
+    if rel.split('/').next() == Some(STATE_DIR) {
+        return Err(RootError::BadPath(
+            rel.to_string(),
+            format!("`{STATE_DIR}` is the provisioner's own state directory"),
+        ));
+    }
+    Ok(())
+}
+
+fn record_name(pv: &str) -> Result<String, RootError> {
+    if pv.is_empty() || pv.contains('/') || pv.starts_with('.') {
+        return Err(RootError::BadPath(pv.to_string(), "not a PV name".into()));
+    }
+    Ok(format!("{RECORDS}/{pv}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
+
+    fn root() -> (tempfile::TempDir, Root) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::open(&tmp.path().join("root")).unwrap();
+        (tmp, root)
+    }
+
+    #[test]
+    fn create_sets_mode_and_is_idempotent() {
+        let (_t, root) = root();
+        let p = root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
+        assert_eq!(p, root.path().join("ns/claim"));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o770);
+        std::fs::write(p.join("data"), b"x").unwrap();
+        root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
+        assert!(p.join("data").exists(), "a retry must not touch the data");
+    }
+
+    #[test]
+    fn existing_unrecorded_or_foreign_directory_is_refused() {
+        let (_t, root) = root();
+        std::fs::create_dir_all(root.path().join("someone-elses")).unwrap();
+        assert!(matches!(
+            root.create_volume("someone-elses", "pvc-1", 0o777),
+            Err(RootError::Taken { .. })
+        ));
+        root.create_volume("shared", "pvc-2", 0o777).unwrap();
+        assert!(matches!(
+            root.create_volume("shared", "pvc-3", 0o777),
+            Err(RootError::Taken { .. })
+        ));
+    }
+
+    #[test]
+    fn symlink_on_the_way_is_refused() {
+        let (t, root) = root();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        symlink(&outside, root.path().join("link")).unwrap();
+        assert!(matches!(
+            root.create_volume("link/claim", "pvc-1", 0o777),
+            Err(RootError::NotADirectory { .. })
+        ));
+        assert!(!outside.join("claim").exists());
+        symlink(&outside, root.path().join("leaf")).unwrap();
+        assert!(root.create_volume("leaf", "pvc-2", 0o777).is_err());
+    }
+
+    #[test]
+    fn delete_removes_only_recorded_directories_and_never_follows_links_out() {
+        let (t, root) = root();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+
+        let p = root.create_volume("ns/claim", "pvc-1", 0o777).unwrap();
+        std::fs::create_dir(p.join("sub")).unwrap();
+        symlink(&outside, p.join("sub/escape")).unwrap();
+        symlink(outside.join("precious"), p.join("file-link")).unwrap();
+        assert_eq!(
+            root.delete_volume("ns/claim", "pvc-1").unwrap(),
+            Deleted::Removed
+        );
+        assert!(!p.exists());
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        // Second delete: the record is gone, nothing of ours left.
+        assert_eq!(
+            root.delete_volume("ns/claim", "pvc-1").unwrap(),
+            Deleted::NotOurs
+        );
+
+        std::fs::create_dir_all(root.path().join("manual")).unwrap();
+        assert_eq!(
+            root.delete_volume("manual", "pvc-9").unwrap(),
+            Deleted::NotOurs
+        );
+        assert!(root.path().join("manual").exists());
+
+        root.create_volume("a", "pvc-2", 0o777).unwrap();
+        assert_eq!(
+            root.delete_volume("b", "pvc-2").unwrap(),
+            Deleted::Mismatch {
+                recorded: "a".into()
+            }
+        );
+        assert!(root.path().join("a").exists());
+    }
+
+    #[test]
+    fn a_parent_swapped_for_a_symlink_stops_the_delete() {
+        let (t, root) = root();
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(outside.join("claim")).unwrap();
+        std::fs::write(outside.join("claim/precious"), b"keep").unwrap();
+        root.create_volume("ns/claim", "pvc-1", 0o777).unwrap();
+        std::fs::remove_dir_all(root.path().join("ns")).unwrap();
+        symlink(&outside, root.path().join("ns")).unwrap();
+        assert!(root.delete_volume("ns/claim", "pvc-1").is_err());
+        assert!(outside.join("claim/precious").exists());
+    }
+
+    #[test]
+    fn state_dir_and_bad_paths_are_rejected() {
+        let (_t, root) = root();
+        for bad in [".hostpath-provisioner/volumes", "../x", "/abs", "a//b"] {
+            assert!(matches!(
+                root.create_volume(bad, "pvc-1", 0o777),
+                Err(RootError::BadPath(..))
+            ));
+        }
+        assert!(root.create_volume("ok", "../pvc", 0o777).is_err());
+    }
+}

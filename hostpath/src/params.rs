@@ -1,0 +1,191 @@
+//! StorageClass parameters of the hostpath provisioner, validated.
+//!
+//! Two stages, as everywhere in this project: the raw `parameters` map of the
+//! class is turned into a typed [`ClassParams`] once per claim; every error
+//! names the parameter and what is allowed, so the Warning event on the claim
+//! tells the operator exactly what to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::pattern::{PathPattern, DEFAULT_PATTERN};
+
+/// Every parameter a class may set.
+pub const KNOWN: &[&str] = &[
+    "pathPattern",
+    "volumeType",
+    "mode",
+    "enforceCapacity",
+    "node",
+];
+
+/// How the PV refers to the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeType {
+    /// `hostPath` source (type DirectoryOrCreate is not used: the directory exists) with node affinity.
+    HostPath,
+    /// `local` source with node affinity (the scheduler-aware kind).
+    Local,
+}
+
+/// Validated parameters of one StorageClass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassParams {
+    /// Where the directory goes, relative to the root.
+    pub path_pattern: PathPattern,
+    /// The PV source kind.
+    pub volume_type: VolumeType,
+    /// Permission bits of the claim's directory.
+    pub mode: u32,
+    /// Whether to enforce the requested size with a project quota.
+    pub enforce_capacity: bool,
+    /// For Immediate binding: the node the volume is made on.
+    pub node: Option<String>,
+}
+
+/// A parameter that is unknown or has a bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The parameter's name.
+    pub param: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StorageClass parameter `{}`: {}",
+            self.param, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn err(param: &str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        param: param.to_string(),
+        message: message.into(),
+    }
+}
+
+impl ClassParams {
+    /// Parses and validates a class's `parameters`.
+    pub fn parse(params: Option<&BTreeMap<String, String>>) -> Result<Self, ParamError> {
+        let empty = BTreeMap::new();
+        let params = params.unwrap_or(&empty);
+        if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(err(
+                unknown,
+                format!("unknown parameter; allowed: {}", KNOWN.join(", ")),
+            ));
+        }
+        let get = |k: &str| params.get(k).map(|v| v.trim());
+        let path_pattern = PathPattern::parse(get("pathPattern").unwrap_or(DEFAULT_PATTERN))
+            .map_err(|e| err("pathPattern", e.to_string()))?;
+        let volume_type = match get("volumeType") {
+            None | Some("hostPath") => VolumeType::HostPath,
+            Some("local") => VolumeType::Local,
+            Some(other) => {
+                return Err(err(
+                    "volumeType",
+                    format!("`{other}` is not allowed; allowed: hostPath, local"),
+                ))
+            }
+        };
+        let mode = match get("mode") {
+            None => 0o777,
+            Some(m) => u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    err(
+                        "mode",
+                        format!(
+                            "`{m}` is not an octal permission between 0000 and 7777, e.g. 0770"
+                        ),
+                    )
+                })?,
+        };
+        let enforce_capacity = match get("enforceCapacity") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(err(
+                    "enforceCapacity",
+                    format!("`{other}` is not allowed; allowed: true, false"),
+                ))
+            }
+        };
+        let node = match get("node") {
+            Some("") => return Err(err("node", "must name a node when set")),
+            other => other.map(str::to_string),
+        };
+        Ok(ClassParams {
+            path_pattern,
+            volume_type,
+            mode,
+            enforce_capacity,
+            node,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<ClassParams, ParamError> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ClassParams::parse(Some(&map))
+    }
+
+    #[test]
+    fn defaults() {
+        let p = ClassParams::parse(None).unwrap();
+        assert_eq!(p.volume_type, VolumeType::HostPath);
+        assert_eq!(p.mode, 0o777);
+        assert!(!p.enforce_capacity);
+        assert_eq!(p.node, None);
+        assert_eq!(p.path_pattern, PathPattern::parse(DEFAULT_PATTERN).unwrap());
+    }
+
+    #[test]
+    fn valid_values() {
+        let p = parse(&[
+            ("volumeType", "local"),
+            ("mode", "0750"),
+            ("enforceCapacity", "true"),
+            ("node", "n1"),
+            ("pathPattern", "{{ .PVC.Namespace }}/{{ .PVC.Name }}"),
+        ])
+        .unwrap();
+        assert_eq!(p.volume_type, VolumeType::Local);
+        assert_eq!(p.mode, 0o750);
+        assert!(p.enforce_capacity);
+        assert_eq!(p.node.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_parameter_and_the_allowed_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("volumeType", "nfs", "allowed: hostPath, local"),
+            ("mode", "999", "octal permission"),
+            ("mode", "17777", "octal permission"),
+            ("enforceCapacity", "yes", "allowed: true, false"),
+            ("pathPattern", "{{ .Secret }}", "unknown field"),
+            ("node", "", "must name a node"),
+            ("size", "1", "unknown parameter; allowed: pathPattern"),
+        ];
+        for (param, value, expect) in cases {
+            let e = parse(&[(param, value)]).unwrap_err();
+            assert_eq!(e.param, *param);
+            assert!(e.to_string().contains(expect), "{param}={value}: {e}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! `pathPattern`: where a claim's directory goes under the root.
+//!
+//! The StorageClass parameter is a small template in the Go-template style
+//! users know from local-path-provisioner (`{{ .PVC.Namespace }}/{{ .PVC.Name }}`),
+//! but deliberately tiny: only field look-ups, no functions or pipelines, so a
+//! class author cannot run code in the provisioner. The rendered path is then
+//! checked to be a plain relative path that stays strictly under the root (no
+//! `..`, no absolute path, no empty or `.` segments). Symlinks on the way are
+//! refused later, when the directory is opened (see `fsroot`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The default pattern: one directory per PV, named after it.
+pub const DEFAULT_PATTERN: &str = "{{ .PVName }}";
+
+/// What a pattern may refer to.
+#[derive(Debug, Clone, Default)]
+pub struct PatternInput<'a> {
+    /// The PV name (`pvc-<claim uid>`).
+    pub pv_name: &'a str,
+    /// The claim's namespace.
+    pub namespace: &'a str,
+    /// The claim's name.
+    pub name: &'a str,
+    /// The claim's labels.
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    /// The claim's annotations.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Why a pattern could not be parsed or rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// `{{` without a matching `}}`.
+    Unclosed,
+    /// A field the template language does not know.
+    UnknownField(String),
+    /// A label or annotation the claim does not carry.
+    MissingKey {
+        /// `labels` or `annotations`.
+        map: &'static str,
+        /// The key looked up.
+        key: String,
+    },
+    /// The rendered path is not a safe relative path.
+    UnsafePath {
+        /// The rendered path.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::Unclosed => write!(f, "a `{{{{` has no matching `}}}}`"),
+            PatternError::UnknownField(field) => write!(
+                f,
+                "unknown field `{field}`; allowed: .PVName, .PVC.Namespace, .PVC.Name, \
+                 .PVC.Labels.<key>, .PVC.Annotations.<key>, index .PVC.Labels \"<key>\", \
+                 index .PVC.Annotations \"<key>\""
+            ),
+            PatternError::MissingKey { map, key } => {
+                write!(f, "the claim has no {map} key `{key}`")
+            }
+            PatternError::UnsafePath { path, why } => {
+                write!(f, "rendered path `{path}` is not allowed: {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PatternError {}
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    PvName,
+    Namespace,
+    Name,
+    Label(String),
+    Annotation(String),
+}
+
+/// A parsed `pathPattern`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    pieces: Vec<Piece>,
+}
+
+impl PathPattern {
+    /// Parses a pattern; unknown fields are errors, not empty strings.
+    pub fn parse(src: &str) -> Result<Self, PatternError> {
+        let mut pieces = Vec::new();
+        let mut rest = src;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or(PatternError::Unclosed)?;
+            pieces.push(parse_action(after[..end].trim())?);
+            rest = &after[end + 2..];
+        }
+        if rest.contains("}}") {
+            return Err(PatternError::Unclosed);
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(PathPattern { pieces })
+    }
+
+    /// Renders the pattern for one claim and checks the result is a safe
+    /// relative path (returned without leading/trailing slashes).
+    pub fn render(&self, input: &PatternInput<'_>) -> Result<String, PatternError> {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::PvName => out.push_str(input.pv_name),
+                Piece::Namespace => out.push_str(input.namespace),
+                Piece::Name => out.push_str(input.name),
+                Piece::Label(k) => out.push_str(lookup(input.labels, "labels", k)?),
+                Piece::Annotation(k) => out.push_str(lookup(input.annotations, "annotations", k)?),
+            }
+        }
+        check_relative(&out)?;
+        Ok(out)
+    }
+}
+
+fn lookup<'a>(
+    map: Option<&'a BTreeMap<String, String>>,
+    name: &'static str,
+    key: &str,
+) -> Result<&'a str, PatternError> {
+    map.and_then(|m| m.get(key))
+        .map(String::as_str)
+        .ok_or_else(|| PatternError::MissingKey {
+            map: name,
+            key: key.to_string(),
+        })
+}
+
+fn parse_action(action: &str) -> Result<Piece, PatternError> {
+    let unknown = || PatternError::UnknownField(action.to_string());
+    if let Some(args) = action.strip_prefix("index ") {
+        let mut parts = args.trim().splitn(2, char::is_whitespace);
+        let map = parts.next().ok_or_else(unknown)?;
+        let key = parts.next().ok_or_else(unknown)?.trim();
+        let key = key
+            .strip_prefix('"')
+            .and_then(|k| k.strip_suffix('"'))
+            .ok_or_else(unknown)?;
+        return match map {
+            ".PVC.Labels" => Ok(Piece::Label(key.to_string())),
+            ".PVC.Annotations" => Ok(Piece::Annotation(key.to_string())),
+            _ => Err(unknown()),
+        };
+    }
+    match action {
+        ".PVName" => Ok(Piece::PvName),
+        ".PVC.Namespace" => Ok(Piece::Namespace),
+        ".PVC.Name" => Ok(Piece::Name),
+        _ => {
+            if let Some(k) = action.strip_prefix(".PVC.Labels.") {
+                Ok(Piece::Label(k.to_string()))
+            } else if let Some(k) = action.strip_prefix(".PVC.Annotations.") {
+                Ok(Piece::Annotation(k.to_string()))
+            } else {
+                Err(unknown())
+            }
+        }
+    }
+}
+
+/// Checks that `path` is a plain relative path strictly below the root.
+pub fn check_relative(path: &str) -> Result<(), PatternError> {
+    let bad = |why| {
+        Err(PatternError::UnsafePath {
+            path: path.to_string(),
+            why,
+        })
+    };
+    if path.is_empty() {
+        return bad("it is empty");
+    }
+    if path.starts_with('/') {
+        return bad("it is absolute");
+    }
+    if path.contains('\0') {
+        return bad("it contains a NUL byte");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return bad("it has an empty segment (`//` or a trailing `/`)"),
+            "." | ".." => return bad("it has a `.` or `..` segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(
+        labels: &'a BTreeMap<String, String>,
+        annotations: &'a BTreeMap<String, String>,
+    ) -> PatternInput<'a> {
+        PatternInput {
+            pv_name: "pvc-1234",
+            namespace: "team-a",
+            name: "data",
+            labels: Some(labels),
+            annotations: Some(annotations),
+        }
+    }
+
+    fn maps() -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let labels = BTreeMap::from([("app".to_string(), "db".to_string())]);
+        let annotations = BTreeMap::from([
+            ("example.com/dir".to_string(), "fast".to_string()),
+            ("evil".to_string(), "../../etc".to_string()),
+        ]);
+        (labels, annotations)
+    }
+
+    #[test]
+    fn default_pattern_is_the_pv_name() {
+        let (l, a) = maps();
+        let p = PathPattern::parse(DEFAULT_PATTERN).unwrap();
+        assert_eq!(p.render(&input(&l, &a)).unwrap(), "pvc-1234");
+    }
+
+    #[test]
+    fn renders_claim_fields_labels_and_annotations() {
+        let (l, a) = maps();
+        let p = PathPattern::parse(
+            "{{ .PVC.Namespace }}/{{.PVC.Name}}-{{ .PVC.Labels.app }}/{{ index .PVC.Annotations \"example.com/dir\" }}",
+        )
+        .unwrap();
+        assert_eq!(p.render(&input(&l, &a)).unwrap(), "team-a/data-db/fast");
+    }
+
+    #[test]
+    fn unknown_fields_and_unclosed_actions_are_errors() {
+        assert_eq!(
+            PathPattern::parse("{{ .PVC.Spec }}"),
+            Err(PatternError::UnknownField(".PVC.Spec".into()))
+        );
+        assert_eq!(
+            PathPattern::parse("a/{{ .PVName"),
+            Err(PatternError::Unclosed)
+        );
+        assert_eq!(PathPattern::parse("a}}"), Err(PatternError::Unclosed));
+        assert!(PathPattern::parse("{{ printf \"%s\" .PVName }}").is_err());
+    }
+
+    #[test]
+    fn missing_label_is_an_error_naming_the_key() {
+        let (l, a) = maps();
+        let p = PathPattern::parse("{{ .PVC.Labels.tier }}").unwrap();
+        let err = p.render(&input(&l, &a)).unwrap_err();
+        assert_eq!(err.to_string(), "the claim has no labels key `tier`");
+    }
+
+    #[test]
+    fn escaping_paths_are_rejected_after_rendering() {
+        let (l, a) = maps();
+        let p = PathPattern::parse("x/{{ .PVC.Annotations.evil }}").unwrap();
+        assert!(matches!(
+            p.render(&input(&l, &a)),
+            Err(PatternError::UnsafePath { .. })
+        ));
+        for bad in ["", "/abs", "a//b", "a/", "./a", "a/../b", ".."] {
+            assert!(check_relative(bad).is_err(), "{bad:?} must be rejected");
+        }
+        for good in ["a", "a/b", "a.b/..c", "pvc-1"] {
+            assert!(check_relative(good).is_ok(), "{good:?} must be accepted");
+        }
+    }
+}
