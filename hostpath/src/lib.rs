@@ -3,3 +3,4 @@
 pub mod fsroot;
 pub mod params;
 pub mod pattern;
+pub mod quota;
