@@ -1,0 +1,310 @@
+//! A simplified PersistentVolume controller (kube-controller-manager's
+//! binder): phases, pre-bound volumes, matching claims to Available volumes,
+//! Released volumes, Lost claims and the storage-provisioner annotations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::quantity;
+use crate::registry::id;
+use crate::selectors::LabelSelector;
+use crate::store::{meta_str, Store};
+
+/// Annotation set on a claim when binding completed.
+pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+/// Annotation set when the controller (not the user) did the binding.
+pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+/// Node chosen by the scheduler for WaitForFirstConsumer claims.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// Provisioner expected to provision a claim.
+pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// Legacy form of [`STORAGE_PROVISIONER`].
+pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
+
+/// Runs the binder until the task is aborted.
+pub async fn run(store: Arc<Store>) {
+    let res = vec![
+        id("", "persistentvolumes"),
+        id("", "persistentvolumeclaims"),
+        id("storage.k8s.io", "storageclasses"),
+        id("", "nodes"),
+    ];
+    super::run_loop(store, res, pass).await
+}
+
+fn s<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn ann<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.pointer("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str)
+}
+
+fn set_ann(v: &mut Value, k: &str, val: &str) {
+    if !v["metadata"].get("annotations").is_some_and(Value::is_object) {
+        v["metadata"]["annotations"] = json!({});
+    }
+    v["metadata"]["annotations"][k] = json!(val);
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
+    store.list(id(group, plural), None, &|_| true, None, None).items
+}
+
+/// Whether `node` satisfies the PV's `spec.nodeAffinity.required`.
+pub fn node_affinity_ok(pv: &Value, node: &Value) -> bool {
+    let Some(terms) = pv.pointer("/spec/nodeAffinity/required/nodeSelectorTerms").and_then(Value::as_array) else {
+        return true;
+    };
+    let labels = node.pointer("/metadata/labels");
+    let name = meta_str(node, "name").unwrap_or("");
+    terms.iter().any(|t| {
+        let exprs = t.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let fields = t.get("matchFields").and_then(Value::as_array).cloned().unwrap_or_default();
+        if exprs.is_empty() && fields.is_empty() {
+            return false;
+        }
+        let check = |e: &Value, got: Option<&str>| {
+            let vals: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => got.is_some_and(|g| vals.contains(&g)),
+                "NotIn" => !got.is_some_and(|g| vals.contains(&g)),
+                "Exists" => got.is_some(),
+                "DoesNotExist" => got.is_none(),
+                "Gt" => got.and_then(|g| g.parse::<i64>().ok()).zip(vals.first().and_then(|v| v.parse::<i64>().ok())).is_some_and(|(g, v)| g > v),
+                "Lt" => got.and_then(|g| g.parse::<i64>().ok()).zip(vals.first().and_then(|v| v.parse::<i64>().ok())).is_some_and(|(g, v)| g < v),
+                _ => false,
+            }
+        };
+        exprs.iter().all(|e| check(e, labels.and_then(|l| l.get(s(e, "/key"))).and_then(Value::as_str)))
+            && fields.iter().all(|e| check(e, (s(e, "/key") == "metadata.name").then_some(name)))
+    })
+}
+
+fn set_pv_phase(store: &Store, pv: &Value, phase: &str) {
+    let name = meta_str(pv, "name").unwrap_or("");
+    let _ = store.mutate(id("", "persistentvolumes"), "", name, |cur| {
+        let mut n = cur.clone();
+        if !n.get("status").is_some_and(Value::is_object) {
+            n["status"] = json!({});
+        }
+        n["status"]["phase"] = json!(phase);
+        Ok(n)
+    });
+}
+
+/// Binds `pv` and `claim` both ways. `by_controller_pv` marks that the
+/// controller chose the volume (claimRef was not pre-set by the user).
+fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
+    let pv_name = meta_str(pv, "name").unwrap_or("").to_string();
+    let ns = meta_str(claim, "namespace").unwrap_or("").to_string();
+    let cname = meta_str(claim, "name").unwrap_or("").to_string();
+    let cuid = meta_str(claim, "uid").unwrap_or("").to_string();
+    let crv = meta_str(claim, "resourceVersion").unwrap_or("").to_string();
+    let pv_ok = store.mutate(id("", "persistentvolumes"), "", &pv_name, |cur| {
+        let mut n = cur.clone();
+        let cr_uid = s(cur, "/spec/claimRef/uid");
+        if cr_uid.is_empty() {
+            n["spec"]["claimRef"] = json!({"kind": "PersistentVolumeClaim", "namespace": ns, "name": cname,
+                "uid": cuid, "apiVersion": "v1", "resourceVersion": crv});
+            if by_controller_pv {
+                set_ann(&mut n, BOUND_BY_CONTROLLER, "yes");
+            }
+        } else if cr_uid != cuid {
+            return Err(crate::ApiError::new(409, "Conflict", "claimRef changed"));
+        }
+        if !n.get("status").is_some_and(Value::is_object) {
+            n["status"] = json!({});
+        }
+        n["status"]["phase"] = json!("Bound");
+        Ok(n)
+    });
+    if pv_ok.is_err() {
+        return;
+    }
+    let _ = store.mutate(id("", "persistentvolumeclaims"), &ns, &cname, |cur| {
+        let mut n = cur.clone();
+        if meta_str(cur, "uid") != Some(cuid.as_str()) {
+            return Err(crate::ApiError::new(409, "Conflict", "claim replaced"));
+        }
+        if !n.get("spec").is_some_and(Value::is_object) {
+            n["spec"] = json!({});
+        }
+        n["spec"]["volumeName"] = json!(pv_name);
+        set_ann(&mut n, BIND_COMPLETED, "yes");
+        set_ann(&mut n, BOUND_BY_CONTROLLER, "yes");
+        if !n.get("status").is_some_and(Value::is_object) {
+            n["status"] = json!({});
+        }
+        n["status"]["phase"] = json!("Bound");
+        if let Some(c) = pv.pointer("/spec/capacity") {
+            n["status"]["capacity"] = c.clone();
+        }
+        if let Some(m) = pv.pointer("/spec/accessModes") {
+            n["status"]["accessModes"] = m.clone();
+        }
+        Ok(n)
+    });
+}
+
+fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
+    if s(pv, "/status/phase") != "Available" || pv.pointer("/spec/claimRef").is_some_and(|c| !c.is_null()) || deleting(pv) {
+        return false;
+    }
+    if s(pv, "/spec/storageClassName") != s(claim, "/spec/storageClassName") {
+        return false;
+    }
+    let want = quantity::parse(s(claim, "/spec/resources/requests/storage")).unwrap_or(0.0);
+    let have = quantity::parse(s(pv, "/spec/capacity/storage")).unwrap_or(0.0);
+    if have < want {
+        return false;
+    }
+    let modes = |v: &Value| -> Vec<String> {
+        v.pointer("/spec/accessModes").and_then(Value::as_array).map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect()).unwrap_or_default()
+    };
+    let pv_modes = modes(pv);
+    if !modes(claim).iter().all(|m| pv_modes.contains(m)) {
+        return false;
+    }
+    let vm = |v: &Value| match s(v, "/spec/volumeMode") {
+        "" => "Filesystem".to_string(),
+        m => m.to_string(),
+    };
+    if vm(pv) != vm(claim) {
+        return false;
+    }
+    if let Some(sel) = claim.pointer("/spec/selector").filter(|v| !v.is_null()) {
+        if !LabelSelector::from_json(sel).matches(pv) {
+            return false;
+        }
+    }
+    if let Some(node) = node {
+        if !node_affinity_ok(pv, node) {
+            return false;
+        }
+    }
+    true
+}
+
+/// One reconciliation pass over all volumes and claims.
+pub fn pass(store: &Store) {
+    let pvc_r = id("", "persistentvolumeclaims");
+    let claims: HashMap<(String, String), Arc<Value>> = list(store, "", "persistentvolumeclaims")
+        .into_iter()
+        .map(|c| ((meta_str(&c, "namespace").unwrap_or("").to_string(), meta_str(&c, "name").unwrap_or("").to_string()), c))
+        .collect();
+    let classes: HashMap<String, Arc<Value>> = list(store, "storage.k8s.io", "storageclasses")
+        .into_iter()
+        .map(|c| (meta_str(&c, "name").unwrap_or("").to_string(), c))
+        .collect();
+    let nodes: HashMap<String, Arc<Value>> =
+        list(store, "", "nodes").into_iter().map(|n| (meta_str(&n, "name").unwrap_or("").to_string(), n)).collect();
+
+    // Volumes: phases and pre-bound volumes.
+    for pv in list(store, "", "persistentvolumes") {
+        if deleting(&pv) {
+            continue;
+        }
+        let phase = s(&pv, "/status/phase");
+        match pv.pointer("/spec/claimRef").filter(|c| !c.is_null()) {
+            Some(cr) => {
+                let key = (s(cr, "/namespace").to_string(), s(cr, "/name").to_string());
+                let cr_uid = s(cr, "/uid");
+                match claims.get(&key) {
+                    Some(c)
+                        if (cr_uid.is_empty() || Some(cr_uid) == meta_str(c, "uid"))
+                            && matches!(s(c, "/spec/volumeName"), "" | _ if s(c, "/spec/volumeName").is_empty() || s(c, "/spec/volumeName") == meta_str(&pv, "name").unwrap_or(""))
+                            && phase != "Released" && phase != "Failed" =>
+                    {
+                        if s(c, "/status/phase") != "Bound" || phase != "Bound" || cr_uid.is_empty() {
+                            bind(store, &pv, c, false);
+                        }
+                    }
+                    _ if !cr_uid.is_empty() => {
+                        let claim_gone = claims.get(&key).is_none_or(|c| meta_str(c, "uid") != Some(cr_uid));
+                        if claim_gone && phase == "Bound" {
+                            set_pv_phase(store, &pv, "Released");
+                        } else if claim_gone && (phase.is_empty() || phase == "Pending") {
+                            set_pv_phase(store, &pv, "Released");
+                        }
+                    }
+                    _ => {
+                        if phase.is_empty() || phase == "Pending" {
+                            set_pv_phase(store, &pv, "Available");
+                        }
+                    }
+                }
+            }
+            None => {
+                if phase.is_empty() || phase == "Pending" || phase == "Released" {
+                    set_pv_phase(store, &pv, "Available");
+                }
+            }
+        }
+    }
+
+    // Claims: match unbound claims, mark lost ones, request provisioning.
+    let pvs = list(store, "", "persistentvolumes");
+    let mut taken: Vec<String> = Vec::new();
+    for claim in claims.values() {
+        if deleting(claim) {
+            continue;
+        }
+        let vol = s(claim, "/spec/volumeName");
+        if !vol.is_empty() {
+            if let Some(pv) = pvs.iter().find(|p| meta_str(p, "name") == Some(vol)) {
+                let cr = pv.pointer("/spec/claimRef").filter(|c| !c.is_null());
+                if cr.is_none() && s(pv, "/status/phase") == "Available" {
+                    bind(store, pv, claim, true);
+                }
+            } else if s(claim, "/status/phase") == "Bound" {
+                let (ns, name) = (meta_str(claim, "namespace").unwrap_or(""), meta_str(claim, "name").unwrap_or(""));
+                let _ = store.mutate(pvc_r, ns, name, |cur| {
+                    let mut n = cur.clone();
+                    n["status"]["phase"] = json!("Lost");
+                    Ok(n)
+                });
+            }
+            continue;
+        }
+        let class_name = s(claim, "/spec/storageClassName");
+        let class = classes.get(class_name);
+        let wffc = class.is_some_and(|c| s(c, "/volumeBindingMode") == "WaitForFirstConsumer");
+        let selected = ann(claim, SELECTED_NODE);
+        if wffc && selected.is_none() {
+            continue;
+        }
+        let node = selected.and_then(|n| nodes.get(n)).map(|n| n.as_ref());
+        let best = pvs
+            .iter()
+            .filter(|pv| !taken.iter().any(|t| Some(t.as_str()) == meta_str(pv, "name")))
+            .filter(|pv| pv_fits(pv, claim, node))
+            .min_by(|a, b| {
+                let qa = quantity::parse(s(a, "/spec/capacity/storage")).unwrap_or(0.0);
+                let qb = quantity::parse(s(b, "/spec/capacity/storage")).unwrap_or(0.0);
+                qa.total_cmp(&qb)
+            });
+        if let Some(pv) = best {
+            taken.push(meta_str(pv, "name").unwrap_or("").to_string());
+            bind(store, pv, claim, true);
+            continue;
+        }
+        if let Some(prov) = class.map(|c| s(c, "/provisioner")).filter(|p| !p.is_empty() && *p != "kubernetes.io/no-provisioner") {
+            if ann(claim, STORAGE_PROVISIONER) != Some(prov) || ann(claim, BETA_STORAGE_PROVISIONER) != Some(prov) {
+                let (ns, name) = (meta_str(claim, "namespace").unwrap_or(""), meta_str(claim, "name").unwrap_or(""));
+                let _ = store.mutate(pvc_r, ns, name, |cur| {
+                    let mut n = cur.clone();
+                    set_ann(&mut n, STORAGE_PROVISIONER, prov);
+                    set_ann(&mut n, BETA_STORAGE_PROVISIONER, prov);
+                    Ok(n)
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! HTTP routing and the resource handlers (get/list/create/update/patch/delete).
+//!
+//! Paths are parsed by hand against the registry table instead of declaring
+//! one axum route per kind; the same parser classifies requests for stats and
+//! fault injection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::admission;
+use crate::patch::{self, PatchType};
+use crate::registry::{lookup, ResId, RESOURCES};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::AppState;
+use crate::status::ApiError;
+use crate::store::meta_str;
+
+/// A parsed resource path.
+#[derive(Debug, Clone)]
+pub struct ResPath {
+    /// Resource id.
+    pub res: ResId,
+    /// Namespace from the URL, if any.
+    pub ns: Option<String>,
+    /// Object name, if any.
+    pub name: Option<String>,
+    /// Subresource (`status`), if any.
+    pub sub: Option<String>,
+}
+
+/// Parses `/api/v1/...` and `/apis/g/v/...` resource paths. `None` means
+/// "not a resource path"; `Some(Err)` means a resource-shaped path we do not serve.
+pub fn parse_path(path: &str) -> Option<Result<ResPath, ApiError>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    if rest[0] == "namespaces" && rest.len() >= 3 && rest[2] != "status" && rest[2] != "finalize" {
+        let Some(res) = lookup(group, version, rest[2]).filter(|r| RESOURCES[*r].namespaced) else {
+            return Some(Err(ApiError::path_not_found()));
+        };
+        if rest.len() > 5 {
+            return Some(Err(ApiError::path_not_found()));
+        }
+        return Some(Ok(ResPath {
+            res,
+            ns: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| s.to_string()),
+            sub: rest.get(4).map(|s| s.to_string()),
+        }));
+    }
+    let Some(res) = lookup(group, version, rest[0]) else {
+        return Some(Err(ApiError::path_not_found()));
+    };
+    if rest.len() > 3 || (RESOURCES[res].namespaced && rest.len() > 1) {
+        return Some(Err(ApiError::path_not_found()));
+    }
+    Some(Ok(ResPath {
+        res,
+        ns: None,
+        name: rest.get(1).map(|s| s.to_string()),
+        sub: rest.get(2).map(|s| s.to_string()),
+    }))
+}
+
+fn query_map(uri: &axum::http::Uri) -> HashMap<String, String> {
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
+}
+
+fn is_true(q: &HashMap<String, String>, k: &str) -> bool {
+    matches!(q.get(k).map(String::as_str), Some("true" | "1"))
+}
+
+/// Classifies a request as (Kubernetes verb, resource) for stats and faults.
+pub fn classify(method: &Method, uri: &axum::http::Uri) -> (String, String) {
+    match parse_path(uri.path()) {
+        Some(Ok(rp)) => {
+            let named = rp.name.is_some();
+            let verb = match *method {
+                Method::GET if named => "get",
+                Method::GET if is_true(&query_map(uri), "watch") => "watch",
+                Method::GET => "list",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE if named => "delete",
+                Method::DELETE => "deletecollection",
+                _ => "unknown",
+            };
+            (verb.to_string(), RESOURCES[rp.res].plural.to_string())
+        }
+        _ => (method.as_str().to_ascii_lowercase(), "discovery".to_string()),
+    }
+}
+
+/// Middleware: counts the request and applies injected faults.
+pub async fn stats_and_faults(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/testserver/") {
+        return next.run(req).await;
+    }
+    let (verb, resource) = classify(req.method(), req.uri());
+    st.stats.record(&verb, &resource);
+    let lat = st.faults.latency();
+    if !lat.is_zero() {
+        tokio::time::sleep(lat).await;
+    }
+    if let Some(kind) = st.faults.pick(&verb, &resource) {
+        return kind.error(&resource).into_response();
+    }
+    next.run(req).await
+}
+
+/// JSON response helper.
+pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn obj_response(code: StatusCode, obj: &Value) -> Response {
+    json_response(code, serde_json::to_vec(obj).unwrap_or_default())
+}
+
+/// The fallback handler: everything not matched by an explicit route.
+pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(parsed) = parse_path(parts.uri.path()) else {
+        return crate::discovery::handle(&st, &parts).await;
+    };
+    let rp = match parsed {
+        Ok(rp) => rp,
+        Err(e) => return e.into_response(),
+    };
+    let q = query_map(&parts.uri);
+    let bytes = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    let result = match (&parts.method, &rp.name) {
+        (&Method::GET, Some(_)) => get(&st, &rp),
+        (&Method::GET, None) if is_true(&q, "watch") => {
+            return crate::watch::watch(&st, &rp, &q, &parts.headers);
+        }
+        (&Method::GET, None) => list(&st, &rp, &q, &parts.headers),
+        (&Method::POST, None) => create(&st, &rp, &bytes),
+        (&Method::PUT, Some(_)) => update(&st, &rp, &bytes),
+        (&Method::PATCH, Some(_)) => patch(&st, &rp, &q, &parts.headers, &bytes),
+        (&Method::DELETE, Some(_)) => delete(&st, &rp, &q, &bytes),
+        (&Method::DELETE, None) => delete_collection(&st, &rp, &q),
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn check_sub(rp: &ResPath) -> Result<(), ApiError> {
+    match rp.sub.as_deref() {
+        None => Ok(()),
+        Some("status") if RESOURCES[rp.res].status => Ok(()),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn ns_of(rp: &ResPath) -> &str {
+    rp.ns.as_deref().unwrap_or("")
+}
+
+fn get(st: &AppState, rp: &ResPath) -> Result<Response, ApiError> {
+    check_sub(rp)?;
+    let name = rp.name.as_deref().unwrap_or("");
+    let obj = st.store.get(rp.res, ns_of(rp), name).ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], name))?;
+    Ok(obj_response(StatusCode::OK, &obj))
+}
+
+/// Builds the object filter for list/watch from query parameters.
+pub fn build_filter(
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+) -> Result<impl Fn(&Value) -> bool + Send + Sync + 'static, ApiError> {
+    let ls = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let fs = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let ns = rp.ns.clone();
+    Ok(move |o: &Value| {
+        ns.as_deref().is_none_or(|n| meta_str(o, "namespace") == Some(n)) && ls.matches(o) && fs.matches(o)
+    })
+}
+
+fn hex_encode(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<String> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn list(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Response, ApiError> {
+    if rp.sub.is_some() {
+        return Err(ApiError::path_not_found());
+    }
+    let info = &RESOURCES[rp.res];
+    let filter = build_filter(rp, q)?;
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        Some(Ok(0)) | None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return Err(ApiError::bad_request("invalid limit")),
+    };
+    let after = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let s = hex_decode(c).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            let (ns, name) = s.split_once('\u{0}').ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            Some((ns.to_string(), name.to_string()))
+        }
+        None => None,
+    };
+    let page = st.store.list(rp.res, rp.ns.as_deref(), &filter, after, limit);
+    if crate::discovery::wants_table(headers) {
+        return Ok(crate::discovery::table(info, &page.items, page.rv));
+    }
+    let mut meta = json!({"resourceVersion": page.rv.to_string()});
+    if let Some((ns, name)) = &page.next {
+        meta["continue"] = json!(hex_encode(&format!("{ns}\u{0}{name}")));
+        meta["remainingItemCount"] = json!(page.remaining);
+    }
+    let mut out = Vec::with_capacity(256 + page.items.len() * 512);
+    out.extend_from_slice(format!(r#"{{"kind":"{}List","apiVersion":"{}","metadata":"#, info.kind, info.api_version()).as_bytes());
+    serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    out.extend_from_slice(br#","items":["#);
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, item.as_ref()).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(StatusCode::OK, out))
+}
+
+fn parse_body(bytes: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .or_else(|_| serde_yaml::from_slice::<Value>(bytes))
+        .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
+}
+
+fn set_namespace(rp: &ResPath, obj: &mut Value) -> Result<(), ApiError> {
+    if !RESOURCES[rp.res].namespaced {
+        return Ok(());
+    }
+    let ns = ns_of(rp).to_string();
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match meta_str(obj, "namespace") {
+        Some(n) if !n.is_empty() && n != ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            obj["metadata"]["namespace"] = json!(ns);
+            Ok(())
+        }
+    }
+}
+
+fn create(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiError> {
+    if rp.sub.is_some() {
+        return Err(ApiError::method_not_allowed());
+    }
+    if RESOURCES[rp.res].namespaced && rp.ns.is_none() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let mut obj = parse_body(bytes)?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+    }
+    set_namespace(rp, &mut obj)?;
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    admission::on_create(&st.store, rp.res, &mut obj);
+    let created = st.store.create(rp.res, obj)?;
+    Ok(obj_response(StatusCode::CREATED, &created))
+}
+
+fn check_name(rp: &ResPath, obj: &Value) -> Result<(), ApiError> {
+    let url = rp.name.as_deref().unwrap_or("");
+    match meta_str(obj, "name") {
+        Some(n) if n != url => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({url})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Combines a requested new state with the current object according to
+/// status-subresource rules.
+fn split_status(rp: &ResPath, cur: &Value, mut new: Value) -> Value {
+    let info = &RESOURCES[rp.res];
+    if rp.sub.as_deref() == Some("status") {
+        let mut out = cur.clone();
+        match new.get("status") {
+            Some(s) => out["status"] = s.clone(),
+            None => {
+                out.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+        out
+    } else {
+        if info.status {
+            match cur.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+        }
+        new
+    }
+}
+
+fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiError> {
+    check_sub(rp)?;
+    let info = &RESOURCES[rp.res];
+    let name = rp.name.clone().unwrap_or_default();
+    let mut body = parse_body(bytes)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+    }
+    check_name(rp, &body)?;
+    set_namespace(rp, &mut body)?;
+    let updated = st.store.mutate(rp.res, ns_of(rp), &name, |cur| {
+        if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+            if Some(rv) != meta_str(cur, "resourceVersion") {
+                return Err(ApiError::conflict(info, &name));
+            }
+        }
+        let mut new = body;
+        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(mf) = cur.pointer("/metadata/managedFields") {
+                m.entry("managedFields").or_insert(mf.clone());
+            }
+        }
+        Ok(split_status(rp, cur, new))
+    })?;
+    Ok(obj_response(StatusCode::OK, &updated))
+}
+
+fn managed_entry(manager: &str, op: &str, api_version: &str, applied: &Value, sub: Option<&str>) -> Value {
+    let mut e = json!({
+        "manager": manager,
+        "operation": op,
+        "apiVersion": api_version,
+        "time": crate::store::now_ts(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": patch::fields_v1(applied),
+    });
+    if let Some(s) = sub {
+        e["subresource"] = json!(s);
+    }
+    e
+}
+
+fn record_apply(new: &mut Value, manager: &str, api_version: &str, applied: &Value, sub: Option<&str>) {
+    let entry = managed_entry(manager, "Apply", api_version, applied, sub);
+    let meta = &mut new["metadata"];
+    let mut list: Vec<Value> = meta.get("managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    list.retain(|e| {
+        !(e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            && e.get("subresource").and_then(Value::as_str) == sub)
+    });
+    list.push(entry);
+    meta["managedFields"] = Value::Array(list);
+}
+
+fn patch(
+    st: &AppState,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
+    check_sub(rp)?;
+    let info = &RESOURCES[rp.res];
+    let name = rp.name.clone().unwrap_or_default();
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let pt = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media(ct))?;
+    let body: Value = if pt == PatchType::Apply {
+        serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+    };
+    let manager = q.get("fieldManager").cloned().unwrap_or_default();
+    if pt == PatchType::Apply && manager.is_empty() {
+        return Err(ApiError::bad_request("PATCH request must include fieldManager for apply"));
+    }
+    let sub = rp.sub.clone();
+    let result = st.store.mutate(rp.res, ns_of(rp), &name, |cur| {
+        let mut doc = cur.clone();
+        match pt {
+            PatchType::Merge => patch::merge(&mut doc, &body),
+            PatchType::Strategic => patch::strategic(&mut doc, &body),
+            PatchType::Json => patch::json(&mut doc, &body).map_err(|e| {
+                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+            })?,
+            PatchType::Apply => {
+                if let Some(m) = body.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) {
+                    if m != name {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({m}) does not match the name on the URL ({name})"
+                        )));
+                    }
+                }
+                patch::strategic(&mut doc, &body);
+                record_apply(&mut doc, &manager, &info.api_version(), &body, sub.as_deref());
+            }
+        }
+        if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion") && pt != PatchType::Apply {
+            if meta_str(&doc, "resourceVersion").is_some_and(|s| !s.is_empty()) {
+                return Err(ApiError::conflict(info, &name));
+            }
+        }
+        if meta_str(&doc, "name") != meta_str(cur, "name") {
+            return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
+        }
+        Ok(split_status(rp, cur, doc))
+    });
+    match result {
+        Ok(o) => Ok(obj_response(StatusCode::OK, &o)),
+        Err(e) if e.code == 404 && pt == PatchType::Apply && rp.sub.is_none() => {
+            let mut obj = body.clone();
+            if !obj.is_object() {
+                return Err(ApiError::bad_request("apply body must be an object"));
+            }
+            if !obj.get("metadata").is_some_and(Value::is_object) {
+                obj["metadata"] = json!({});
+            }
+            obj["metadata"]["name"] = json!(name);
+            set_namespace(rp, &mut obj)?;
+            record_apply(&mut obj, &manager, &info.api_version(), &body, None);
+            admission::on_create(&st.store, rp.res, &mut obj);
+            let created = st.store.create(rp.res, obj)?;
+            Ok(obj_response(StatusCode::CREATED, &created))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn delete(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, bytes: &Bytes) -> Result<Response, ApiError> {
+    if rp.sub.is_some() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let name = rp.name.clone().unwrap_or_default();
+    let opts: Value = if bytes.is_empty() { json!({}) } else { parse_body(bytes)? };
+    let pre_uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
+    let pre_rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+    if q.get("dryRun").is_some_and(|d| d == "All") || opts.get("dryRun").is_some_and(|d| d.as_array().is_some_and(|a| !a.is_empty())) {
+        let obj = st.store.get(rp.res, ns_of(rp), &name).ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], &name))?;
+        return Ok(obj_response(StatusCode::OK, &obj));
+    }
+    let deleted = st.store.delete(rp.res, ns_of(rp), &name, pre_uid, pre_rv)?;
+    if RESOURCES[rp.res].kind == "Namespace" && deleted.pointer("/metadata/deletionTimestamp").is_none() {
+        admission::on_namespace_deleted(&st.store, &name);
+    }
+    Ok(obj_response(StatusCode::OK, &deleted))
+}
+
+fn delete_collection(st: &AppState, rp: &ResPath, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+    if rp.sub.is_some() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let info = &RESOURCES[rp.res];
+    let filter = build_filter(rp, q)?;
+    let page = st.store.list(rp.res, rp.ns.as_deref(), &filter, None, None);
+    let mut items = Vec::new();
+    for o in page.items {
+        let ns = meta_str(&o, "namespace").unwrap_or("");
+        let name = meta_str(&o, "name").unwrap_or("");
+        if let Ok(d) = st.store.delete(rp.res, ns, name, None, None) {
+            items.push((*d).clone());
+        }
+    }
+    let out = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(),
+        "metadata": {"resourceVersion": st.store.current_rv().to_string()}, "items": items});
+    Ok(obj_response(StatusCode::OK, &out))
+}
+
+/// `GET /testserver/stats`
+pub async fn get_stats(State(st): State<Arc<AppState>>) -> Response {
+    obj_response(StatusCode::OK, &st.stats.snapshot().to_json())
+}
+
+/// `DELETE /testserver/stats`
+pub async fn reset_stats(State(st): State<Arc<AppState>>) -> Response {
+    st.stats.reset();
+    obj_response(StatusCode::OK, &json!({"reset": true}))
+}
+
+/// Body of `POST/PUT /testserver/faults`.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultRequest {
+    /// Clear all faults first.
+    #[serde(default)]
+    pub clear: bool,
+    /// Error rules to add/replace.
+    #[serde(default)]
+    pub errors: Vec<crate::faults::ErrorRule>,
+    /// Latency in milliseconds.
+    pub latency_ms: Option<u64>,
+    /// Close all open watches.
+    #[serde(default)]
+    pub drop_watches: bool,
+    /// Refuse connections for this many milliseconds.
+    pub refuse_connections_ms: Option<u64>,
+}
+
+/// `POST/PUT /testserver/faults`
+pub async fn set_faults(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req: FaultRequest = if body.is_empty() {
+        FaultRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+        }
+    };
+    let f = &st.faults;
+    if req.clear {
+        f.clear();
+    }
+    for r in &req.errors {
+        f.set_error_rate(r.verb.as_deref(), r.resource.as_deref(), r.kind, r.rate);
+    }
+    if let Some(ms) = req.latency_ms {
+        f.set_latency(std::time::Duration::from_millis(ms));
+    }
+    if req.drop_watches {
+        f.drop_watches();
+    }
+    if let Some(ms) = req.refuse_connections_ms {
+        f.refuse_connections_for(std::time::Duration::from_millis(ms));
+    }
+    obj_response(
+        StatusCode::OK,
+        &json!({"errors": f.rules(), "latencyMs": f.latency().as_millis() as u64}),
+    )
+}
+
+/// Empty body helper for streaming responses.
+pub fn empty() -> Body {
+    Body::empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let p = parse_path("/api/v1/namespaces/default/persistentvolumeclaims/foo/status").unwrap().unwrap();
+        assert_eq!(RESOURCES[p.res].plural, "persistentvolumeclaims");
+        assert_eq!(p.ns.as_deref(), Some("default"));
+        assert_eq!(p.name.as_deref(), Some("foo"));
+        assert_eq!(p.sub.as_deref(), Some("status"));
+        let p = parse_path("/api/v1/namespaces/default").unwrap().unwrap();
+        assert_eq!(RESOURCES[p.res].plural, "namespaces");
+        assert_eq!(p.name.as_deref(), Some("default"));
+        let p = parse_path("/api/v1/namespaces/x/status").unwrap().unwrap();
+        assert_eq!(p.sub.as_deref(), Some("status"));
+        let p = parse_path("/apis/apps/v1/deployments").unwrap().unwrap();
+        assert!(p.ns.is_none() && p.name.is_none());
+        assert!(parse_path("/api/v1").is_none());
+        assert!(parse_path("/apis/foo/v1/bars").unwrap().is_err());
+        assert_eq!(hex_decode(&hex_encode("a\u{0}b")).as_deref(), Some("a\u{0}b"));
+    }
+}

@@ -1,0 +1,505 @@
+//! The object store: every object as JSON keyed by (resource, namespace, name),
+//! one global monotonically increasing resourceVersion, a bounded history ring
+//! for watch resumption, and a broadcast channel of changes.
+//!
+//! All API semantics that do not depend on HTTP (metadata defaulting,
+//! optimistic concurrency, finalizers, generation) live here so that the
+//! HTTP handlers and the in-process controllers share them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
+
+use crate::registry::{validate_name, ResId, RESOURCES};
+use crate::status::ApiError;
+
+/// Watch event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Object created.
+    Added,
+    /// Object changed.
+    Modified,
+    /// Object removed.
+    Deleted,
+}
+
+impl EventType {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to the store.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// resourceVersion of this change.
+    pub rv: u64,
+    /// Change type.
+    pub etype: EventType,
+    /// Resource id.
+    pub res: ResId,
+    /// Object state after the change (last state for deletions).
+    pub object: Arc<Value>,
+    /// Object state before the change, for modifications.
+    pub prev: Option<Arc<Value>>,
+}
+
+type Key = (ResId, String, String);
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Arc<Value>>,
+    history: VecDeque<Arc<Event>>,
+    cap: usize,
+}
+
+/// The shared store.
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// What a new watch starts with.
+pub enum WatchStart {
+    /// Current objects (to be sent as synthetic ADDED events).
+    Snapshot(Vec<Arc<Value>>),
+    /// Historical events after the requested resourceVersion.
+    Replay(Vec<Arc<Event>>),
+}
+
+/// A page of a list.
+pub struct ListPage {
+    /// Items.
+    pub items: Vec<Arc<Value>>,
+    /// Store resourceVersion at list time.
+    pub rv: u64,
+    /// If more items remain: the (namespace, name) of the last item returned.
+    pub next: Option<(String, String)>,
+    /// Number of matching items after this page.
+    pub remaining: usize,
+}
+
+/// RFC 3339 timestamp with second precision, as Kubernetes writes them.
+pub fn now_ts() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Reads `metadata.<field>` as a string.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"].as_object_mut().expect("metadata object")
+}
+
+fn rv_of(obj: &Value) -> u64 {
+    meta_str(obj, "resourceVersion").and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Whether the non-metadata, non-status content of two objects is equal.
+fn spec_eq(a: &Value, b: &Value) -> bool {
+    let skip = |k: &String| matches!(k.as_str(), "metadata" | "status" | "kind" | "apiVersion");
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let ak: Vec<_> = a.iter().filter(|(k, _)| !skip(k)).collect();
+            let bk: Vec<_> = b.iter().filter(|(k, _)| !skip(k)).collect();
+            ak == bk
+        }
+        _ => a == b,
+    }
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+}
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+impl Store {
+    /// Creates an empty store keeping `history` events for watch resumption.
+    pub fn new(history: usize) -> Arc<Store> {
+        let (tx, _) = broadcast::channel(65536);
+        Arc::new(Store {
+            inner: Mutex::new(Inner { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), cap: history.max(1) }),
+            tx,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes to all future changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Current global resourceVersion.
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    fn emit(&self, inner: &mut Inner, ev: Event) {
+        let ev = Arc::new(ev);
+        if inner.history.len() >= inner.cap {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(ev.clone());
+        let _ = self.tx.send(ev);
+    }
+
+    /// Gets one object.
+    pub fn get(&self, res: ResId, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.lock().objects.get(&(res, ns.to_string(), name.to_string())).cloned()
+    }
+
+    /// Lists objects of `res` (optionally in one namespace) matching `filter`,
+    /// starting after `after`, at most `limit` items.
+    pub fn list(
+        &self,
+        res: ResId,
+        ns: Option<&str>,
+        filter: &dyn Fn(&Value) -> bool,
+        after: Option<(String, String)>,
+        limit: Option<usize>,
+    ) -> ListPage {
+        let inner = self.lock();
+        let start = match after {
+            Some((a_ns, a_name)) => Bound::Excluded((res, a_ns, a_name)),
+            None => Bound::Included((res, ns.unwrap_or("").to_string(), String::new())),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        let mut remaining = 0;
+        for ((r, o_ns, o_name), obj) in inner.objects.range((start, Bound::Unbounded)) {
+            if *r != res {
+                break;
+            }
+            if let Some(ns) = ns {
+                if o_ns != ns {
+                    if o_ns.as_str() > ns {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if !filter(obj) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                remaining += 1;
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() + 1 == l) {
+                next = Some((o_ns.clone(), o_name.clone()));
+            }
+            items.push(obj.clone());
+        }
+        if remaining == 0 {
+            next = None;
+        }
+        ListPage { items, rv: inner.rv, next, remaining }
+    }
+
+    /// Creates an object, filling in server-set metadata.
+    pub fn create(&self, res: ResId, mut obj: Value) -> Result<Arc<Value>, ApiError> {
+        let info = &RESOURCES[res];
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+        }
+        obj["apiVersion"] = json!(info.api_version());
+        obj["kind"] = json!(info.kind);
+        let mut inner = self.lock();
+        let meta = meta_mut(&mut obj);
+        let ns = if info.namespaced {
+            meta.get("namespace").and_then(Value::as_str).unwrap_or("default").to_string()
+        } else {
+            meta.remove("namespace");
+            String::new()
+        };
+        let name = match meta.get("name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            Some(n) => n.to_string(),
+            None => match meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                Some(prefix) => {
+                    let mut rng = rand::rng();
+                    loop {
+                        let suffix: String =
+                            (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
+                        let cand = format!("{prefix}{suffix}");
+                        if !inner.objects.contains_key(&(res, ns.clone(), cand.clone())) {
+                            break cand;
+                        }
+                    }
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        info,
+                        "",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    ))
+                }
+            },
+        };
+        if let Err(msg) = validate_name(info.name_rule, &name) {
+            return Err(ApiError::invalid(info, &name, "metadata.name", &format!("Invalid value: \"{name}\": {msg}")));
+        }
+        if info.namespaced && !inner.objects.contains_key(&(crate::registry::id("", "namespaces"), String::new(), ns.clone())) {
+            return Err(ApiError::not_found(&RESOURCES[crate::registry::id("", "namespaces")], &ns));
+        }
+        let key = (res, ns.clone(), name.clone());
+        if inner.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(info, &name));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        meta.insert("name".into(), json!(name));
+        if info.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("resourceVersion".into(), json!(rv.to_string()));
+        meta.insert("generation".into(), json!(1));
+        meta.insert("creationTimestamp".into(), json!(now_ts()));
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        if info.reset_status_on_create {
+            let o = obj.as_object_mut().expect("object");
+            match info.kind {
+                "Pod" | "PersistentVolume" | "PersistentVolumeClaim" => {
+                    o.insert("status".into(), json!({"phase": "Pending"}));
+                }
+                _ => {
+                    o.insert("status".into(), json!({}));
+                }
+            }
+        }
+        if info.kind == "Namespace" {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        let obj = Arc::new(obj);
+        inner.objects.insert(key, obj.clone());
+        self.emit(&mut inner, Event { rv, etype: EventType::Added, res, object: obj.clone(), prev: None });
+        Ok(obj)
+    }
+
+    /// Read-modify-write of one object under the store lock.
+    ///
+    /// `f` gets the current object and returns the desired one. Identity
+    /// metadata is preserved, a no-op change does not bump the
+    /// resourceVersion, `generation` is bumped on spec changes and an object
+    /// being deleted disappears once its finalizers are empty.
+    pub fn mutate(
+        &self,
+        res: ResId,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Arc<Value>, ApiError> {
+        let info = &RESOURCES[res];
+        let mut inner = self.lock();
+        let key = (res, ns.to_string(), name.to_string());
+        let cur = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(info, name))?;
+        let mut new = f(&cur)?;
+        if !new.is_object() {
+            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+        }
+        new["apiVersion"] = json!(info.api_version());
+        new["kind"] = json!(info.kind);
+        let cur_meta = cur["metadata"].as_object().cloned().unwrap_or_default();
+        let meta = meta_mut(&mut new);
+        for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+            match cur_meta.get(k) {
+                Some(v) => meta.insert(k.into(), v.clone()),
+                None => meta.remove(k),
+            };
+        }
+        if meta.get("finalizers").is_some_and(|f| f.as_array().is_some_and(Vec::is_empty) || f.is_null()) {
+            meta.remove("finalizers");
+        }
+        if meta.get("labels").is_some_and(Value::is_null) {
+            meta.remove("labels");
+        }
+        if meta.get("annotations").is_some_and(Value::is_null) {
+            meta.remove("annotations");
+        }
+        if new == *cur {
+            return Ok(cur);
+        }
+        if !spec_eq(&new, &cur) {
+            let g = cur_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+        let new = Arc::new(new);
+        if new.pointer("/metadata/deletionTimestamp").is_some() && !has_finalizers(&new) {
+            inner.objects.remove(&key);
+            self.emit(&mut inner, Event { rv, etype: EventType::Deleted, res, object: new.clone(), prev: Some(cur) });
+        } else {
+            inner.objects.insert(key, new.clone());
+            self.emit(&mut inner, Event { rv, etype: EventType::Modified, res, object: new.clone(), prev: Some(cur) });
+        }
+        Ok(new)
+    }
+
+    /// Deletes an object, honouring finalizers and preconditions.
+    pub fn delete(
+        &self,
+        res: ResId,
+        ns: &str,
+        name: &str,
+        pre_uid: Option<&str>,
+        pre_rv: Option<&str>,
+    ) -> Result<Arc<Value>, ApiError> {
+        let info = &RESOURCES[res];
+        let mut inner = self.lock();
+        let key = (res, ns.to_string(), name.to_string());
+        let cur = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(info, name))?;
+        let cur_uid = meta_str(&cur, "uid").unwrap_or("");
+        if let Some(u) = pre_uid.filter(|u| *u != cur_uid) {
+            return Err(ApiError::conflict_msg(
+                info,
+                name,
+                &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {cur_uid}"),
+            ));
+        }
+        let cur_rv = meta_str(&cur, "resourceVersion").unwrap_or("");
+        if let Some(r) = pre_rv.filter(|r| *r != cur_rv) {
+            return Err(ApiError::conflict_msg(
+                info,
+                name,
+                &format!("Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {cur_rv}"),
+            ));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut new = (*cur).clone();
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+        if has_finalizers(&cur) {
+            if cur.pointer("/metadata/deletionTimestamp").is_some() {
+                inner.rv -= 1;
+                return Ok(cur);
+            }
+            let m = meta_mut(&mut new);
+            m.insert("deletionTimestamp".into(), json!(now_ts()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            let new = Arc::new(new);
+            inner.objects.insert(key, new.clone());
+            self.emit(&mut inner, Event { rv, etype: EventType::Modified, res, object: new.clone(), prev: Some(cur) });
+            return Ok(new);
+        }
+        let new = Arc::new(new);
+        inner.objects.remove(&key);
+        self.emit(&mut inner, Event { rv, etype: EventType::Deleted, res, object: new.clone(), prev: Some(cur) });
+        Ok(new)
+    }
+
+    /// Starts a watch: subscribes and returns either a snapshot (from = None)
+    /// or the history after `from`, atomically with the subscription.
+    pub fn watch_begin(
+        &self,
+        res: ResId,
+        from: Option<u64>,
+    ) -> Result<(WatchStart, u64, broadcast::Receiver<Arc<Event>>), ApiError> {
+        let inner = self.lock();
+        let rx = self.tx.subscribe();
+        let start = match from {
+            None => WatchStart::Snapshot(
+                inner
+                    .objects
+                    .range((res, String::new(), String::new())..)
+                    .take_while(|(k, _)| k.0 == res)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            ),
+            Some(n) => {
+                let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
+                if n + 1 < oldest {
+                    return Err(ApiError::gone(format!("too old resource version: {} ({})", n, oldest - 1)));
+                }
+                WatchStart::Replay(inner.history.iter().filter(|e| e.rv > n && e.res == res).cloned().collect())
+            }
+        };
+        Ok((start, inner.rv, rx))
+    }
+
+    /// Number of stored objects of `res`.
+    pub fn count(&self, res: ResId) -> usize {
+        self.lock().objects.range((res, String::new(), String::new())..).take_while(|(k, _)| k.0 == res).count()
+    }
+
+    /// resourceVersion of an object (helper).
+    pub fn rv_of(obj: &Value) -> u64 {
+        rv_of(obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::id;
+
+    fn store() -> Arc<Store> {
+        let s = Store::new(100);
+        s.create(id("", "namespaces"), json!({"metadata": {"name": "default"}})).unwrap();
+        s
+    }
+
+    #[test]
+    fn create_update_noop_delete() {
+        let s = store();
+        let cm = id("", "configmaps");
+        let o = s.create(cm, json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}})).unwrap();
+        assert_eq!(meta_str(&o, "resourceVersion"), Some("3"));
+        let same = s.mutate(cm, "default", "a", |c| Ok(c.clone())).unwrap();
+        assert_eq!(meta_str(&same, "resourceVersion"), Some("3"));
+        let changed = s.mutate(cm, "default", "a", |c| { let mut c = c.clone(); c["data"]["k"] = json!("w"); Ok(c) }).unwrap();
+        assert_eq!(meta_str(&changed, "resourceVersion"), Some("4"));
+        assert_eq!(changed["metadata"]["generation"], json!(2));
+        assert_eq!(s.create(cm, json!({"metadata": {"name": "a", "namespace": "default"}})).unwrap_err().code, 409);
+        assert_eq!(s.create(cm, json!({"metadata": {"name": "a", "namespace": "nope"}})).unwrap_err().code, 404);
+        s.delete(cm, "default", "a", None, None).unwrap();
+        assert!(s.get(cm, "default", "a").is_none());
+    }
+
+    #[test]
+    fn finalizers_hold_deletion() {
+        let s = store();
+        let cm = id("", "configmaps");
+        s.create(cm, json!({"metadata": {"name": "a", "namespace": "default", "finalizers": ["x"]}})).unwrap();
+        let d = s.delete(cm, "default", "a", None, None).unwrap();
+        assert!(d.pointer("/metadata/deletionTimestamp").is_some());
+        assert!(s.get(cm, "default", "a").is_some());
+        s.mutate(cm, "default", "a", |c| { let mut c = c.clone(); c["metadata"]["finalizers"] = json!([]); Ok(c) }).unwrap();
+        assert!(s.get(cm, "default", "a").is_none());
+    }
+
+    #[test]
+    fn history_expiry() {
+        let s = Store::new(3);
+        let ns = id("", "namespaces");
+        for i in 0..10 {
+            s.create(ns, json!({"metadata": {"name": format!("n{i}")}})).unwrap();
+        }
+        assert_eq!(s.watch_begin(ns, Some(2)).err().unwrap().code, 410);
+        assert!(s.watch_begin(ns, Some(9)).is_ok());
+    }
+}
