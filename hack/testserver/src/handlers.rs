@@ -144,6 +144,9 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let q = query_map(&parts.uri);
+    if parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("protobuf") || c.contains("cbor")) {
+        return ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml").into_response();
+    }
     let bytes = match axum::body::to_bytes(body, 64 << 20).await {
         Ok(b) => b,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),

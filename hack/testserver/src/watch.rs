@@ -46,14 +46,14 @@ fn classify<'a>(ev: &'a Event, m: &dyn Fn(&Value) -> bool) -> Option<&'static st
 }
 
 /// Serves a watch request.
-pub fn watch(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, _headers: &HeaderMap) -> Response {
-    match start(st, rp, q) {
+pub fn watch(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+    match start(st, rp, q, crate::discovery::wants_table(headers)) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, table: bool) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::path_not_found());
     }
@@ -86,6 +86,18 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>) -> Resul
     let mut drop_rx = st.faults.drop_signal();
     drop_rx.mark_unchanged();
     let mut brx: broadcast::Receiver<Arc<Event>> = brx;
+    let mut first = true;
+    let mut render = move |etype: &str, obj: &Value| -> Bytes {
+        if !table {
+            return line(etype, obj);
+        }
+        let cols = if first { crate::discovery::columns(info) } else { json!([]) };
+        first = false;
+        let t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)},
+            "columnDefinitions": cols, "rows": [crate::discovery::row(info, obj)]});
+        line(etype, &t)
+    };
     tokio::spawn(async move {
         let mut last_rv = start_rv;
         let bookmark = |rv: u64, end: bool| {
@@ -98,7 +110,7 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>) -> Resul
         match start {
             WatchStart::Snapshot(objs) => {
                 for o in objs.iter().filter(|o| filter(o)) {
-                    if tx.send(line("ADDED", o)).await.is_err() {
+                    if tx.send(render("ADDED", o)).await.is_err() {
                         return;
                     }
                 }
@@ -106,7 +118,7 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>) -> Resul
             WatchStart::Replay(evs) => {
                 for ev in evs {
                     if let Some(t) = classify(&ev, &filter) {
-                        if tx.send(line(t, &ev.object)).await.is_err() {
+                        if tx.send(render(t, &ev.object)).await.is_err() {
                             return;
                         }
                     }
@@ -132,7 +144,7 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>) -> Resul
                         last_rv = ev.rv;
                         if ev.res != res { continue; }
                         if let Some(t) = classify(&ev, &filter) {
-                            let l = line(t, &ev.object);
+                            let l = render(t, &ev.object);
                             let sent = tokio::select! {
                                 r = tx.send(l) => r.is_ok(),
                                 _ = drop_rx.changed() => false,
