@@ -1,0 +1,836 @@
+//! The claim loop: which claims are ours, and provisioning them.
+//!
+//! [`decide`] turns a claim, its class and its PV (from the caches) into a
+//! [`ClaimDecision`]; [`reconcile`] then performs that decision's API calls.
+//! The leak-proof protocol (intent finalizer) is described in
+//! [`crate::controller`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::{finish, is_status, key_of, pv::build_pv, remove_finalizer, Ctx, Scope, Step};
+use crate::annotations as a;
+use crate::events::Reason;
+use crate::metrics::Metrics;
+use crate::provisioner::{ProvisionError, ProvisionOptions, Provisioner};
+
+/// The provisioner a claim asks for: the GA annotation, else the beta one.
+pub fn claim_provisioner(claim: &PersistentVolumeClaim) -> Option<&str> {
+    let ann = claim.metadata.annotations.as_ref()?;
+    ann.get(a::STORAGE_PROVISIONER)
+        .or_else(|| ann.get(a::BETA_STORAGE_PROVISIONER))
+        .map(String::as_str)
+}
+
+/// The claim's class: the beta annotation takes precedence over
+/// `spec.storageClassName`. Empty means no class.
+pub fn claim_class(claim: &PersistentVolumeClaim) -> Option<&str> {
+    claim
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|m| m.get(a::BETA_STORAGE_CLASS))
+        .map(String::as_str)
+        .or_else(|| claim.spec.as_ref()?.storage_class_name.as_deref())
+        .filter(|c| !c.is_empty())
+}
+
+/// `volume.kubernetes.io/selected-node`, if set and non-empty.
+pub fn selected_node(claim: &PersistentVolumeClaim) -> Option<&str> {
+    claim
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(a::SELECTED_NODE)
+        .map(String::as_str)
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether the claim carries our intent finalizer.
+pub fn has_intent(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .finalizers()
+        .iter()
+        .any(|f| f == a::PROVISIONING_FINALIZER)
+}
+
+/// Whether `pv` is the saved PV of `claim` (its claimRef has the claim's UID).
+pub fn pv_is_for(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+    let uid = claim.metadata.uid.as_deref();
+    uid.is_some()
+        && pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.uid.as_deref())
+            == uid
+}
+
+fn is_block(claim: &PersistentVolumeClaim) -> bool {
+    claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
+}
+
+fn is_wffc(class: &StorageClass) -> bool {
+    class.volume_binding_mode.as_deref() == Some(a::WAIT_FOR_FIRST_CONSUMER)
+}
+
+/// Why a claim needs nothing from us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// The provisioner annotation names someone else (or is absent).
+    NotOurs,
+    /// Node-local mode and the selected node is not ours (or none).
+    OtherNode,
+    /// Being deleted, and we never started provisioning it.
+    Deleting,
+    /// `spec.volumeName` is set: already bound or pre-bound.
+    AlreadyBound,
+    /// Its PV exists.
+    AlreadyProvisioned,
+    /// No StorageClass: not dynamic provisioning.
+    NoClass,
+    /// The provisioner's `should_provision` declined.
+    Qualifier,
+}
+
+/// What to do with a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// Nothing.
+    Skip(Skip),
+    /// WaitForFirstConsumer class and no node selected yet.
+    WaitForNode,
+    /// Ours, but its StorageClass (named) is not in the cache: retry.
+    ClassMissing(String),
+    /// Block claim, provisioner without block support: Warning event only.
+    RejectBlock,
+    /// Add the intent finalizer, then provision.
+    RecordIntent,
+    /// Intent recorded: call the provisioner and save the PV.
+    Provision,
+    /// The PV is saved (or the claim is bound): remove the intent finalizer.
+    ReleaseIntent,
+    /// Deleted before its PV was saved: delete the backend volume, then
+    /// release the intent.
+    CleanupDeleted,
+}
+
+/// Decide what a claim needs. `class` is the claim's class from the cache,
+/// `pv` the PV named after the claim (if cached), `supports_block` and
+/// `qualifier` come from the provisioner.
+pub fn decide(
+    scope: &Scope,
+    claim: &PersistentVolumeClaim,
+    class: Option<&StorageClass>,
+    pv: Option<&PersistentVolume>,
+    supports_block: bool,
+    qualifier: impl FnOnce(&PersistentVolumeClaim, &StorageClass) -> bool,
+) -> ClaimDecision {
+    use ClaimDecision as D;
+    if !claim_provisioner(claim).is_some_and(|p| scope.is_ours(p)) {
+        return D::Skip(Skip::NotOurs);
+    }
+    if let Some(node) = &scope.node_name {
+        if selected_node(claim) != Some(node.as_str()) {
+            return D::Skip(Skip::OtherNode);
+        }
+    }
+    let intent = has_intent(claim);
+    let saved = pv.is_some_and(|pv| pv_is_for(pv, claim));
+    if claim.metadata.deletion_timestamp.is_some() {
+        return match (intent, saved) {
+            (false, _) => D::Skip(Skip::Deleting),
+            (true, true) => D::ReleaseIntent,
+            (true, false) => D::CleanupDeleted,
+        };
+    }
+    let bound = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .is_some_and(|v| !v.is_empty());
+    if bound || saved {
+        return if intent {
+            D::ReleaseIntent
+        } else if bound {
+            D::Skip(Skip::AlreadyBound)
+        } else {
+            D::Skip(Skip::AlreadyProvisioned)
+        };
+    }
+    let Some(class_name) = claim_class(claim) else {
+        return D::Skip(Skip::NoClass);
+    };
+    let Some(class) = class else {
+        return D::ClassMissing(class_name.to_string());
+    };
+    if is_wffc(class) && selected_node(claim).is_none() {
+        return D::WaitForNode;
+    }
+    if is_block(claim) && !supports_block {
+        return D::RejectBlock;
+    }
+    if !qualifier(claim, class) {
+        return D::Skip(Skip::Qualifier);
+    }
+    if intent {
+        D::Provision
+    } else {
+        D::RecordIntent
+    }
+}
+
+/// The JSON patch for a reschedule: drop the selected node (and our intent
+/// finalizer at `intent_index`, if any), guarded by the resourceVersion the
+/// decision was made on.
+pub fn reschedule_patch(resource_version: &str, intent_index: Option<usize>) -> json_patch::Patch {
+    let mut ops = vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+        json!({"op": "remove", "path": "/metadata/annotations/volume.kubernetes.io~1selected-node"}),
+    ];
+    if let Some(i) = intent_index {
+        ops.extend(super::remove_finalizer_ops(i, a::PROVISIONING_FINALIZER));
+    }
+    serde_json::from_value(serde_json::Value::Array(ops)).expect("valid JSON patch")
+}
+
+/// Reconcile one claim (the kube-runtime entry point).
+pub(crate) async fn reconcile<P: Provisioner>(
+    claim: Arc<PersistentVolumeClaim>,
+    ctx: Arc<Ctx<P>>,
+) -> Result<Action, std::convert::Infallible> {
+    let span = tracing::info_span!(
+        "claim",
+        namespace = claim.namespace().unwrap_or_default(),
+        name = %claim.name_any(),
+        uid = claim.uid().unwrap_or_default(),
+    );
+    let key = key_of(claim.as_ref());
+    let gauge = ctx
+        .metrics
+        .in_progress
+        .get_or_create(&Metrics::queue("claim"))
+        .clone();
+    gauge.inc();
+    let action = reconcile_inner(claim, &ctx, &key).instrument(span).await;
+    gauge.dec();
+    ctx.metrics
+        .queue_depth
+        .get_or_create(&Metrics::queue("claim"))
+        .set(ctx.claim_backoff.len() as i64);
+    Ok(action)
+}
+
+async fn reconcile_inner<P: Provisioner>(
+    claim: Arc<PersistentVolumeClaim>,
+    ctx: &Ctx<P>,
+    key: &str,
+) -> Action {
+    let rv = claim.resource_version().unwrap_or_default();
+    if ctx.claim_backoff.given_up(key, &rv) {
+        return Action::await_change();
+    }
+    let pv_name = (ctx.opts.pv_name)(&claim);
+    let class = claim_class(&claim).and_then(|c| ctx.classes.get(&ObjectRef::new(c)));
+    let pv = ctx.pvs.get(&ObjectRef::new(&pv_name));
+    let decision = decide(
+        &ctx.scope,
+        &claim,
+        class.as_deref(),
+        pv.as_deref(),
+        ctx.provisioner.supports_block(),
+        |c, s| ctx.provisioner.should_provision(c, s),
+    );
+    tracing::debug!(?decision, "decided");
+    let api: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let claim_ref = claim.object_ref(&());
+    let step = match decision {
+        ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
+        ClaimDecision::ClassMissing(name) => {
+            let msg = format!(
+                "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
+            );
+            ctx.events
+                .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
+                .await;
+            Step::Retry(msg)
+        }
+        ClaimDecision::RejectBlock => {
+            ctx.events
+                .publish(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    format!(
+                        "{} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block",
+                        ctx.opts.provisioner_name
+                    ),
+                )
+                .await;
+            release(&api, &claim).await
+        }
+        ClaimDecision::ReleaseIntent => release(&api, &claim).await,
+        ClaimDecision::RecordIntent => {
+            match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
+                Ok(patched) => {
+                    let class = class.expect("decide checked the class");
+                    provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
+                }
+                Err(e) => Step::Retry(format!("recording provisioning intent on {key}: {e}")),
+            }
+        }
+        ClaimDecision::Provision => {
+            let class = class.expect("decide checked the class");
+            provision(ctx, &api, claim.clone(), &class, &pv_name).await
+        }
+        ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &api, &claim, &pv_name).await,
+    };
+    let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
+    if let Some(n) = gave_up {
+        ctx.events
+            .publish(
+                &claim_ref,
+                Reason::ProvisioningFailed,
+                format!(
+                    "giving up on claim {key} after {n} failed attempts (--failed-provision-threshold); see the previous events, fix the cause, then edit the claim or restart the provisioner to retry"
+                ),
+            )
+            .await;
+    }
+    action
+}
+
+async fn release(api: &Api<PersistentVolumeClaim>, claim: &PersistentVolumeClaim) -> Step {
+    if !has_intent(claim) {
+        return Step::Done;
+    }
+    match remove_finalizer(api, &claim.name_any(), a::PROVISIONING_FINALIZER).await {
+        Ok(()) => Step::Done,
+        Err(e) => Step::Retry(format!("releasing provisioning intent: {e}")),
+    }
+}
+
+fn options(claim: &PersistentVolumeClaim, class: &StorageClass, pv_name: &str) -> ProvisionOptions {
+    ProvisionOptions {
+        storage_class: class.clone(),
+        claim: claim.clone(),
+        pv_name: pv_name.to_string(),
+        selected_node: selected_node(claim).map(str::to_string),
+    }
+}
+
+async fn provision<P: Provisioner>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: Arc<PersistentVolumeClaim>,
+    class: &StorageClass,
+    pv_name: &str,
+) -> Step {
+    let key = key_of(claim.as_ref());
+    let class_name = class.name_any();
+    let label = Metrics::class(&class_name);
+    let claim_ref = claim.object_ref(&());
+    ctx.events
+        .publish(
+            &claim_ref,
+            Reason::Provisioning,
+            format!("External provisioner is provisioning volume for claim \"{key}\""),
+        )
+        .await;
+    let started = Instant::now();
+    let result = ctx
+        .provisioner
+        .provision(options(&claim, class, pv_name))
+        .await;
+    let provisioned = match result {
+        Ok(p) => p,
+        Err(ProvisionError::InProgress(msg)) => {
+            tracing::info!(%msg, "provisioning in progress");
+            return Step::Poll;
+        }
+        Err(ProvisionError::Ignored(msg)) => {
+            tracing::debug!(%msg, "provisioner ignored the claim");
+            return release(api, &claim).await;
+        }
+        Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
+            ctx.events
+                .publish(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    format!(
+                        "cannot provision on node {:?}: {msg}; asking the scheduler to pick another node",
+                        selected_node(&claim).unwrap_or_default()
+                    ),
+                )
+                .await;
+            let idx = claim
+                .finalizers()
+                .iter()
+                .position(|f| f == a::PROVISIONING_FINALIZER);
+            let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
+            return match api
+                .patch(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(patch),
+                )
+                .await
+            {
+                Ok(_) => Step::Done,
+                Err(e) if is_status(&e, 404) => Step::Done,
+                Err(e) => Step::Retry(format!("removing the selected node: {e}")),
+            };
+        }
+        Err(e) => {
+            ctx.metrics
+                .provision_failed_total
+                .get_or_create(&label)
+                .inc();
+            let infeasible = matches!(e, ProvisionError::Infeasible(_));
+            let msg = format!("failed to provision volume with StorageClass \"{class_name}\": {e}");
+            ctx.events
+                .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
+                .await;
+            return if infeasible {
+                Step::Slow(msg)
+            } else {
+                Step::Retry(msg)
+            };
+        }
+    };
+
+    let pv = build_pv(pv_name, &claim, class, provisioned, ctx.opts.add_finalizer);
+    match save_pv(ctx, &pv, &claim).await {
+        Ok(()) => {
+            ctx.metrics.provision_total.get_or_create(&label).inc();
+            ctx.metrics
+                .provision_duration
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+            ctx.events
+                .publish(
+                    &claim_ref,
+                    Reason::ProvisioningSucceeded,
+                    format!("Successfully provisioned volume {pv_name}"),
+                )
+                .await;
+            tracing::info!(pv = pv_name, "provisioned");
+            release(api, &claim).await
+        }
+        Err(save_err) => {
+            ctx.metrics
+                .provision_failed_total
+                .get_or_create(&label)
+                .inc();
+            match ctx.provisioner.delete(&pv).await {
+                Ok(()) => {
+                    let msg = format!(
+                        "failed to save PersistentVolume {pv_name} ({save_err}); deleted the backend volume and will retry provisioning"
+                    );
+                    ctx.events
+                        .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
+                        .await;
+                    Step::Retry(msg)
+                }
+                Err(del_err) => {
+                    let msg = format!(
+                        "failed to save PersistentVolume {pv_name} ({save_err}) and to delete its backend volume ({del_err}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
+                        a::PROVISIONING_FINALIZER
+                    );
+                    ctx.events
+                        .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+                        .await;
+                    Step::Retry(msg)
+                }
+            }
+        }
+    }
+}
+
+/// Create `pv`, retrying with backoff. A 409 whose existing PV belongs to the
+/// same claim (UID) is success; one that belongs to another claim is not.
+async fn save_pv<P>(
+    ctx: &Ctx<P>,
+    pv: &PersistentVolume,
+    claim: &PersistentVolumeClaim,
+) -> Result<(), String> {
+    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let name = pv.name_any();
+    let mut delay = ctx.opts.pv_save_retry_interval;
+    let attempts = ctx.opts.pv_save_retries.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        match api.create(&PostParams::default(), pv).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
+                Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(()),
+                Ok(Some(_)) => {
+                    return Err(format!(
+                        "PersistentVolume {name} already exists and is bound to another claim; delete it or override the PV name"
+                    ))
+                }
+                Ok(None) => last = format!("create {name}: conflict, then not found"),
+                Err(e) => last = format!("reading existing {name}: {e}"),
+            },
+            Err(e) => last = format!("create {name}: {e}"),
+        }
+        tracing::warn!(attempt, error = %last, "saving PV failed");
+        if attempt < attempts {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(ctx.opts.retry_interval_max);
+        }
+    }
+    Err(last)
+}
+
+async fn cleanup_deleted<P: Provisioner>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+    pv_name: &str,
+) -> Step {
+    let key = key_of(claim);
+    let claim_ref = claim.object_ref(&());
+    // The cache may lag: a PV saved a moment ago must not lose its volume.
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    match pvs.get_opt(pv_name).await {
+        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(api, claim).await,
+        Ok(_) => {}
+        Err(e) => return Step::Retry(format!("reading PersistentVolume {pv_name}: {e}")),
+    }
+    let class_name = claim_class(claim).unwrap_or_default().to_string();
+    let Some(class) = ctx.classes.get(&ObjectRef::new(&class_name)) else {
+        let msg = format!(
+            "claim {key} was deleted while its volume was being provisioned, and StorageClass {class_name:?} is gone, so the volume {pv_name} cannot be found to delete it; re-create the class, or delete the backend volume by hand and remove finalizer {} from the claim",
+            a::PROVISIONING_FINALIZER
+        );
+        ctx.events
+            .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+            .await;
+        return Step::Retry(msg);
+    };
+    tracing::info!(
+        pv = pv_name,
+        "claim deleted mid-provisioning; cleaning up its backend volume"
+    );
+    match ctx
+        .provisioner
+        .provision(options(claim, &class, pv_name))
+        .await
+    {
+        Ok(p) => {
+            let pv = build_pv(pv_name, claim, &class, p, false);
+            match ctx.provisioner.delete(&pv).await {
+                Ok(()) => release(api, claim).await,
+                Err(crate::provisioner::DeleteError::InProgress(_)) => Step::Poll,
+                Err(crate::provisioner::DeleteError::Ignored(_)) => release(api, claim).await,
+                Err(e) => {
+                    let msg = format!(
+                        "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
+                    );
+                    ctx.events
+                        .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+                        .await;
+                    Step::Retry(msg)
+                }
+            }
+        }
+        Err(ProvisionError::InProgress(_)) => Step::Poll,
+        // Every other error promises no backend volume exists.
+        Err(_) => release(api, claim).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+
+    const P: &str = "example.com/p";
+
+    fn scope() -> Scope {
+        Scope {
+            names: vec![P.into(), "old.example.com/p".into()],
+            node_name: None,
+        }
+    }
+
+    fn node_scope(n: &str) -> Scope {
+        Scope {
+            node_name: Some(n.into()),
+            ..scope()
+        }
+    }
+
+    fn d(
+        scope: &Scope,
+        c: &PersistentVolumeClaim,
+        class: Option<&StorageClass>,
+        pv: Option<&PersistentVolume>,
+    ) -> ClaimDecision {
+        decide(scope, c, class, pv, false, |_, _| true)
+    }
+
+    fn sc() -> StorageClass {
+        class("fast", P).build()
+    }
+
+    #[test]
+    fn ours_by_ga_annotation() {
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn ours_by_beta_annotation_fallback() {
+        let c = claim("ns", "c").beta_provisioner(P).class("fast").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn ga_annotation_wins_over_beta() {
+        let c = claim("ns", "c")
+            .provisioner("other")
+            .beta_provisioner(P)
+            .class("fast")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::NotOurs)
+        );
+    }
+
+    #[test]
+    fn additional_names_are_ours() {
+        let c = claim("ns", "c")
+            .provisioner("old.example.com/p")
+            .class("fast")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn not_ours_or_unannotated() {
+        let c = claim("ns", "c").provisioner("other").class("fast").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::NotOurs)
+        );
+        let c = claim("ns", "c").class("fast").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::NotOurs)
+        );
+    }
+
+    #[test]
+    fn beta_class_annotation_takes_precedence() {
+        let c = claim("ns", "c").beta_class("beta").class("spec").build();
+        assert_eq!(claim_class(&c), Some("beta"));
+        let c = claim("ns", "c").class("spec").build();
+        assert_eq!(claim_class(&c), Some("spec"));
+        let c = claim("ns", "c").class("").build();
+        assert_eq!(claim_class(&c), None);
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .beta_class("gone")
+            .class("fast")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, None, None),
+            ClaimDecision::ClassMissing("gone".into())
+        );
+    }
+
+    #[test]
+    fn no_class_is_skipped() {
+        let c = claim("ns", "c").provisioner(P).build();
+        assert_eq!(
+            d(&scope(), &c, None, None),
+            ClaimDecision::Skip(Skip::NoClass)
+        );
+    }
+
+    #[test]
+    fn volume_name_skips() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .volume_name("pv1")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .volume_name("pv1")
+            .finalizer(a::PROVISIONING_FINALIZER)
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::ReleaseIntent
+        );
+    }
+
+    #[test]
+    fn existing_pv_for_this_uid_means_done() {
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        let saved = pv("pvc-uid-c").claim_ref("ns", "c").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), Some(&saved)),
+            ClaimDecision::Skip(Skip::AlreadyProvisioned)
+        );
+        // a PV of the same name for another claim does not count
+        let other = pv("pvc-uid-c").claim_ref("ns", "x").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), Some(&other)),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn wffc_waits_for_selected_node() {
+        let wffc = class("fast", P).wffc().build();
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&wffc), None),
+            ClaimDecision::WaitForNode
+        );
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&wffc), None),
+            ClaimDecision::WaitForNode
+        );
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("n1")
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&wffc), None),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn node_local_takes_only_its_node() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("n1")
+            .build();
+        assert_eq!(
+            d(&node_scope("n1"), &c, Some(&sc()), None),
+            ClaimDecision::RecordIntent
+        );
+        assert_eq!(
+            d(&node_scope("n2"), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::OtherNode)
+        );
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(
+            d(&node_scope("n1"), &c, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::OtherNode)
+        );
+    }
+
+    #[test]
+    fn block_without_support_is_rejected() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .block()
+            .build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RejectBlock
+        );
+        assert_eq!(
+            decide(&scope(), &c, Some(&sc()), None, true, |_, _| true),
+            ClaimDecision::RecordIntent
+        );
+    }
+
+    #[test]
+    fn qualifier_can_decline() {
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(
+            decide(&scope(), &c, Some(&sc()), None, false, |_, _| false),
+            ClaimDecision::Skip(Skip::Qualifier)
+        );
+    }
+
+    #[test]
+    fn intent_recorded_then_provision() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .finalizer(a::PROVISIONING_FINALIZER)
+            .build();
+        assert_eq!(d(&scope(), &c, Some(&sc()), None), ClaimDecision::Provision);
+        let saved = pv("pvc-uid-c").claim_ref("ns", "c").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), Some(&saved)),
+            ClaimDecision::ReleaseIntent
+        );
+    }
+
+    #[test]
+    fn deleted_claims() {
+        let base = || claim("ns", "c").provisioner(P).class("fast").deleting();
+        assert_eq!(
+            d(&scope(), &base().build(), Some(&sc()), None),
+            ClaimDecision::Skip(Skip::Deleting)
+        );
+        let c = base().finalizer(a::PROVISIONING_FINALIZER).build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::CleanupDeleted
+        );
+        // even when the class is gone the decision is cleanup (the act reports it)
+        assert_eq!(d(&scope(), &c, None, None), ClaimDecision::CleanupDeleted);
+        let saved = pv("pvc-uid-c").claim_ref("ns", "c").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), Some(&saved)),
+            ClaimDecision::ReleaseIntent
+        );
+    }
+
+    #[test]
+    fn reschedule_patch_is_guarded() {
+        let p = serde_json::to_value(reschedule_patch("42", Some(1))).unwrap();
+        assert_eq!(
+            p,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+                {"op": "remove", "path": "/metadata/annotations/volume.kubernetes.io~1selected-node"},
+                {"op": "test", "path": "/metadata/finalizers/1", "value": a::PROVISIONING_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
+    }
+}

@@ -1,0 +1,605 @@
+//! The `ProvisionController`: the claim loop, the volume loop, and how they
+//! are started (alone, or behind leader election).
+//!
+//! Each loop is a kube-runtime [`Controller`]: it deduplicates work per
+//! object, never reconciles one object twice at once and runs up to
+//! `workers` reconciles in parallel. A reconcile reads the object and the
+//! reflector stores (StorageClasses, PVs), calls a *pure* decision function
+//! ([`claim::decide`], [`volume::decide`]) and then one `match` performs the
+//! API calls. Retry timing comes from [`crate::backoff`].
+//!
+//! # Leak-proof provisioning
+//!
+//! The Go library keeps "provisioning in progress" in memory, so a volume
+//! leaks when the controller restarts between making the backend volume and
+//! saving its PV, or when the claim is deleted meanwhile. Here the intent is
+//! durable, on the claim itself.
+//!
+//! ## Expected flow
+//! 1. A claim is ours and needs a volume: PATCH the finalizer
+//!    [`PROVISIONING_FINALIZER`](crate::annotations::PROVISIONING_FINALIZER)
+//!    onto it (*record intent*). Only then is `provision` called.
+//! 2. `provision` returns; the PV (named deterministically, `pvc-<uid>`) is
+//!    created. A 409 whose existing PV has our claim's UID counts as saved.
+//! 3. Once the PV exists, the finalizer is removed (*release intent*).
+//!
+//! ## Failure paths
+//! - The PV cannot be saved: retried `pv_save_retries` times with backoff,
+//!   then `delete` is called on the backend volume (event
+//!   `ProvisioningFailed`, or `ProvisioningCleanupFailed` if that fails too);
+//!   the finalizer stays, so the claim is tried again later.
+//! - The claim is deleted before its PV is saved: the finalizer keeps it
+//!   alive (`deletionTimestamp` set). The controller first re-reads the PV
+//!   from the API (not the cache): if it was saved, the intent is simply
+//!   released (the PV turns `Released` and the volume loop deletes it).
+//!   Otherwise `provision` is called once more with the same options — it
+//!   is idempotent, so it returns the volume made before (or makes one) —
+//!   and `delete` is called on the result; then the finalizer is released.
+//! - The controller dies at any step: all state is on the claim (finalizer)
+//!   and PV objects, so the next leader (or the restarted instance) resumes
+//!   from step 1, 2 or the deletion path.
+//!
+//! ## Guarantees
+//! - No backend volume made through a claim outlives both the claim and its
+//!   PV, as long as `provision` is idempotent per `pv_name` and `delete` of a
+//!   missing volume succeeds.
+//! - Returning `Failed`, `Reschedule`, `Ignored` or `Infeasible` from
+//!   `provision` promises no backend volume exists; the controller then
+//!   releases a deleted claim without calling `delete`.
+//!
+//! ## Caveats
+//! - Cleaning up after a deleted claim needs its StorageClass (to call
+//!   `provision` again). If the class was deleted too, the claim stays
+//!   `Terminating` with a `ProvisioningCleanupFailed` event until the class
+//!   is re-created or an operator removes the finalizer by hand (and the
+//!   backend volume with it).
+//! - Cleanup of a claim that was deleted before `provision` was ever called
+//!   makes the volume and deletes it again: correct, but not free.
+//! - Removing the finalizer by hand opts the claim out of these guarantees.
+
+pub mod claim;
+pub mod pv;
+pub mod volume;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::{BackoffPolicy, Backoffs};
+use crate::events::Events;
+use crate::leader::{self, LeaderElection};
+use crate::metrics::Metrics;
+use crate::provisioner::Provisioner;
+use pv::PvNameFn;
+
+/// Who this controller is: the names it answers to and, in node-local mode,
+/// its node. Input to every decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The provisioner name followed by the additional names.
+    pub names: Vec<String>,
+    /// `Some(node)` in node-local mode.
+    pub node_name: Option<String>,
+}
+
+impl Scope {
+    /// Whether `name` is one of ours.
+    pub fn is_ours(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+}
+
+/// Everything that tunes a [`ProvisionController`].
+#[derive(Clone)]
+pub struct ControllerOptions {
+    /// The provisioner name claims and classes refer to
+    /// (e.g. `example.com/hostpath`).
+    pub provisioner_name: String,
+    /// Further names this controller answers to (renamed provisioners).
+    pub additional_provisioner_names: Vec<String>,
+    /// Node-local mode: only claims whose selected node is this node, only
+    /// PVs whose node affinity names it. `None` = cluster-wide.
+    pub node_name: Option<String>,
+    /// Leader election; `None` runs the workers right away (node-local mode,
+    /// or a single replica).
+    pub leader_election: Option<LeaderElection>,
+    /// Concurrent reconciles per loop (claims and volumes each).
+    pub workers: u16,
+    /// Put [`PV_FINALIZER`](crate::annotations::PV_FINALIZER) on our PVs.
+    pub add_finalizer: bool,
+    /// First retry delay after a failure.
+    pub retry_interval_start: Duration,
+    /// Longest retry delay.
+    pub retry_interval_max: Duration,
+    /// Retry delay for infeasible requests.
+    pub infeasible_retry_interval: Duration,
+    /// Consecutive provisioning failures before giving up on a claim until it
+    /// changes; 0 = never give up.
+    pub failed_provision_threshold: u32,
+    /// Consecutive delete failures before giving up on a PV until it
+    /// changes; 0 = never give up.
+    pub failed_delete_threshold: u32,
+    /// Attempts to save a PV after the backend volume was made, before the
+    /// backend volume is deleted again.
+    pub pv_save_retries: u32,
+    /// First delay between PV save attempts (doubles each time).
+    pub pv_save_retry_interval: Duration,
+    /// Names the PV of a claim; default `pvc-<claim uid>`.
+    pub pv_name: PvNameFn,
+    /// This replica's identity (events' reporting instance, lease holder).
+    pub identity: String,
+}
+
+impl fmt::Debug for ControllerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllerOptions")
+            .field("provisioner_name", &self.provisioner_name)
+            .field(
+                "additional_provisioner_names",
+                &self.additional_provisioner_names,
+            )
+            .field("node_name", &self.node_name)
+            .field("leader_election", &self.leader_election)
+            .field("workers", &self.workers)
+            .field("add_finalizer", &self.add_finalizer)
+            .field("retry_interval_start", &self.retry_interval_start)
+            .field("retry_interval_max", &self.retry_interval_max)
+            .field("infeasible_retry_interval", &self.infeasible_retry_interval)
+            .field(
+                "failed_provision_threshold",
+                &self.failed_provision_threshold,
+            )
+            .field("failed_delete_threshold", &self.failed_delete_threshold)
+            .field("pv_save_retries", &self.pv_save_retries)
+            .field("pv_save_retry_interval", &self.pv_save_retry_interval)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerOptions {
+    /// Defaults of the Go library for `provisioner_name`: 4 workers, backoff
+    /// 15 s → 1000 s, thresholds 15, no leader election (the `Args` turn it
+    /// on), no finalizer.
+    pub fn new(provisioner_name: impl Into<String>) -> Self {
+        Self {
+            provisioner_name: provisioner_name.into(),
+            additional_provisioner_names: Vec::new(),
+            node_name: None,
+            leader_election: None,
+            workers: 4,
+            add_finalizer: false,
+            retry_interval_start: Duration::from_secs(15),
+            retry_interval_max: Duration::from_secs(1000),
+            infeasible_retry_interval: Duration::from_secs(600),
+            failed_provision_threshold: 15,
+            failed_delete_threshold: 15,
+            pv_save_retries: 5,
+            pv_save_retry_interval: Duration::from_secs(1),
+            pv_name: Arc::new(pv::default_pv_name),
+            identity: default_identity(),
+        }
+    }
+
+    /// The decision scope these options describe.
+    pub fn scope(&self) -> Scope {
+        let mut names = vec![self.provisioner_name.clone()];
+        names.extend(self.additional_provisioner_names.iter().cloned());
+        Scope {
+            names,
+            node_name: self.node_name.clone(),
+        }
+    }
+}
+
+/// `POD_NAME`, else the host name, else a random suffix.
+pub fn default_identity() -> String {
+    if let Ok(p) = std::env::var("POD_NAME") {
+        if !p.is_empty() {
+            return p;
+        }
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            return format!("{h}-{:08x}", rand::random::<u32>());
+        }
+    }
+    format!("provisioner-{:08x}", rand::random::<u32>())
+}
+
+/// Errors that stop [`ProvisionController::run`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    /// Options are inconsistent (e.g. zero workers); fix the flags.
+    #[error("invalid controller options: {0}")]
+    InvalidOptions(String),
+}
+
+/// State shared by all reconciles of one running controller.
+pub(crate) struct Ctx<P> {
+    pub(crate) client: Client,
+    pub(crate) provisioner: Arc<P>,
+    pub(crate) opts: Arc<ControllerOptions>,
+    pub(crate) scope: Scope,
+    pub(crate) classes: Store<StorageClass>,
+    pub(crate) pvs: Store<PersistentVolume>,
+    pub(crate) events: Events,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) claim_backoff: Backoffs,
+    pub(crate) volume_backoff: Backoffs,
+}
+
+/// The result of one reconcile, before it becomes a requeue [`Action`].
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Finished: reset backoff, wait for the next change.
+    Done,
+    /// An operation runs in the background: poll again.
+    Poll,
+    /// Failed (message for logs): retry with backoff / threshold.
+    Retry(String),
+    /// Infeasible: retry slowly.
+    Slow(String),
+}
+
+/// The provisioning controller. Build it with [`ProvisionController::new`]
+/// and drive it with [`ProvisionController::run`].
+pub struct ProvisionController<P> {
+    client: Client,
+    provisioner: Arc<P>,
+    opts: Arc<ControllerOptions>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl<P: Provisioner> ProvisionController<P> {
+    /// A controller for `provisioner` talking to the API through `client`.
+    pub fn new(client: Client, provisioner: P, opts: ControllerOptions) -> Self {
+        Self::with_shared(client, Arc::new(provisioner), opts)
+    }
+
+    /// Like [`new`](Self::new), keeping a handle on the provisioner.
+    pub fn with_shared(client: Client, provisioner: Arc<P>, opts: ControllerOptions) -> Self {
+        Self {
+            client,
+            provisioner,
+            opts: Arc::new(opts),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Use this metrics registry (e.g. one already served over HTTP).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The controller's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// A flag that turns true once the controller is running (as leader, or
+    /// as a standby campaigning for the lease); for `/readyz`.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    /// Run until `shutdown` is cancelled. With leader election, the workers
+    /// run only while this replica holds the lease; losing it stops them and
+    /// campaigns again. On shutdown, running reconciles finish and the lease
+    /// is released.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ControllerError> {
+        if self.opts.workers == 0 {
+            return Err(ControllerError::InvalidOptions(
+                "workers must be at least 1 (--worker-threads)".into(),
+            ));
+        }
+        if self.opts.provisioner_name.is_empty() {
+            return Err(ControllerError::InvalidOptions(
+                "the provisioner name is empty (--provisioner-name)".into(),
+            ));
+        }
+        self.ready.store(true, Ordering::Release);
+        match self.opts.leader_election.clone() {
+            None => {
+                self.metrics.is_leader.set(1);
+                self.run_workers(CancellationToken::new(), shutdown).await;
+                self.metrics.is_leader.set(0);
+            }
+            Some(le) => {
+                let client = self.client.clone();
+                leader::run_elected(client, le, &self.metrics, shutdown, |stop, graceful| {
+                    self.run_workers(stop, graceful)
+                })
+                .await;
+            }
+        }
+        self.ready.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Run both loops until `stop` is cancelled; `graceful` cancelled first
+    /// lets running reconciles finish.
+    async fn run_workers(&self, stop: CancellationToken, graceful: CancellationToken) {
+        let client = self.client.clone();
+        let scope = self.opts.scope();
+        let (classes, class_writer) = reflector::store::<StorageClass>();
+        let class_driver = watcher(
+            Api::<StorageClass>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(class_writer)
+        .for_each(|_| futures::future::ready(()));
+
+        let cfg = ControllerConfig::default().concurrency(self.opts.workers);
+        let pv_ctrl = Controller::new(
+            Api::<PersistentVolume>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(cfg.clone());
+        let pvs = pv_ctrl.store();
+        let claim_ctrl = Controller::new(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(cfg);
+
+        let base = self.opts.retry_interval_start;
+        let max = self.opts.retry_interval_max;
+        let ctx = Arc::new(Ctx {
+            client: client.clone(),
+            provisioner: self.provisioner.clone(),
+            opts: self.opts.clone(),
+            scope,
+            classes: classes.clone(),
+            pvs,
+            events: Events::new(client, &self.opts.provisioner_name, &self.opts.identity),
+            metrics: self.metrics.clone(),
+            claim_backoff: Backoffs::new(BackoffPolicy {
+                base,
+                max,
+                threshold: self.opts.failed_provision_threshold,
+                infeasible: self.opts.infeasible_retry_interval,
+            }),
+            volume_backoff: Backoffs::new(BackoffPolicy {
+                base,
+                max,
+                threshold: self.opts.failed_delete_threshold,
+                infeasible: self.opts.infeasible_retry_interval,
+            }),
+        });
+
+        let g1 = graceful.clone();
+        let volumes = pv_ctrl
+            .graceful_shutdown_on(async move { g1.cancelled().await })
+            .run(volume::reconcile::<P>, never, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        let g2 = graceful.clone();
+        let ctx2 = ctx.clone();
+        let claims = async move {
+            // Decisions need the classes: do not start before the cache is in.
+            tokio::select! {
+                _ = classes.wait_until_ready() => {}
+                _ = g2.cancelled() => return,
+            }
+            let g3 = g2.clone();
+            claim_ctrl
+                .graceful_shutdown_on(async move { g3.cancelled().await })
+                .run(claim::reconcile::<P>, never, ctx2)
+                .for_each(|_| futures::future::ready(()))
+                .await
+        };
+        tracing::info!(provisioner = %self.opts.provisioner_name, node = ?self.opts.node_name, "workers started");
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = futures::future::join(volumes, claims) => {}
+            _ = class_driver => {}
+        }
+        tracing::info!("workers stopped");
+    }
+}
+
+fn never<K>(_: Arc<K>, e: &Infallible, _: Arc<impl Send + Sync>) -> Action {
+    match *e {}
+}
+
+/// `namespace/name` (or `name`) of an object, the key of its backoff entry.
+pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
+    match obj.meta().namespace.as_deref() {
+        Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
+        None => obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Whether `err` is an API error with this HTTP status.
+pub(crate) fn is_status(err: &kube::Error, code: u16) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == code)
+}
+
+/// The JSON patch that adds finalizer `f` to an object whose current
+/// finalizers are `current`, guarded so a concurrent change fails it instead
+/// of being overwritten.
+pub fn add_finalizer_patch(
+    current: Option<&[String]>,
+    resource_version: &str,
+    f: &str,
+) -> json_patch::Patch {
+    let ops = match current {
+        Some(list) if !list.is_empty() => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": list},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": f},
+        ]),
+        _ => json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "add", "path": "/metadata/finalizers", "value": [f]},
+        ]),
+    };
+    serde_json::from_value(ops).expect("static JSON patch is valid")
+}
+
+/// JSON patch ops removing finalizer `f` at index `i` (guarded by a `test`).
+pub fn remove_finalizer_ops(i: usize, f: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": f}),
+        json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
+    ]
+}
+
+fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
+    serde_json::from_value(serde_json::Value::Array(ops)).expect("JSON patch ops are valid")
+}
+
+/// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
+/// object. No-op if present.
+pub(crate) async fn add_finalizer<K>(api: &Api<K>, obj: &K, f: &str) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + fmt::Debug,
+{
+    if obj.finalizers().iter().any(|x| x == f) {
+        return Ok(obj.clone());
+    }
+    let patch = add_finalizer_patch(
+        obj.meta().finalizers.as_deref(),
+        obj.meta().resource_version.as_deref().unwrap_or_default(),
+        f,
+    );
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await
+}
+
+/// Remove finalizer `f` from the object named `name`, re-reading it on a
+/// conflicting change. Gone object or absent finalizer = success.
+pub(crate) async fn remove_finalizer<K>(
+    api: &Api<K>,
+    name: &str,
+    f: &str,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + fmt::Debug,
+{
+    let mut last = None;
+    for _ in 0..5 {
+        let obj = match api.get_opt(name).await? {
+            Some(o) => o,
+            None => return Ok(()),
+        };
+        let Some(i) = obj.finalizers().iter().position(|x| x == f) else {
+            return Ok(());
+        };
+        match api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch_of(remove_finalizer_ops(i, f))),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => return Ok(()),
+            Err(e) if is_status(&e, 409) || is_status(&e, 422) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("loop ran"))
+}
+
+/// Map a reconcile result to the controller action, through the backoff
+/// bookkeeping. Returns the action and, when the threshold was reached, the
+/// number of failures (so the caller can say so in an event).
+pub(crate) fn finish(
+    backoffs: &Backoffs,
+    key: &str,
+    rv: &str,
+    step: Step,
+) -> (Action, Option<u32>) {
+    use crate::backoff::Retry;
+    match step {
+        Step::Done => {
+            backoffs.reset(key);
+            (Action::await_change(), None)
+        }
+        Step::Poll => (Action::requeue(backoffs.in_progress(key)), None),
+        Step::Slow(msg) => {
+            tracing::info!(%msg, "infeasible, retrying slowly");
+            (Action::requeue(backoffs.infeasible(key)), None)
+        }
+        Step::Retry(msg) => match backoffs.failure(key, rv) {
+            Retry::After(d) => {
+                tracing::warn!(%msg, retry_in = ?d, "failed, will retry");
+                (Action::requeue(d), None)
+            }
+            Retry::GiveUp { failures } => {
+                tracing::error!(%msg, failures, "failed too often, giving up until the object changes");
+                (Action::await_change(), Some(failures))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_finalizer_patch_guards_existing_list() {
+        let list = vec!["a".to_string()];
+        let p = serde_json::to_value(add_finalizer_patch(Some(&list), "7", "f")).unwrap();
+        assert_eq!(
+            p,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": ["a"]},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": "f"},
+            ])
+        );
+        let p = serde_json::to_value(add_finalizer_patch(None, "7", "f")).unwrap();
+        assert_eq!(
+            p,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+            ])
+        );
+    }
+
+    #[test]
+    fn remove_finalizer_tests_the_index() {
+        assert_eq!(
+            remove_finalizer_ops(2, "f"),
+            vec![
+                json!({"op": "test", "path": "/metadata/finalizers/2", "value": "f"}),
+                json!({"op": "remove", "path": "/metadata/finalizers/2"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn scope_names_include_additional() {
+        let mut o = ControllerOptions::new("a");
+        o.additional_provisioner_names = vec!["b".into()];
+        let s = o.scope();
+        assert!(s.is_ours("a") && s.is_ours("b") && !s.is_ours("c"));
+    }
+}

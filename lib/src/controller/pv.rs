@@ -1,0 +1,207 @@
+//! Building the PersistentVolume object for a provisioned claim.
+//!
+//! A pure function of the claim, its class and what the provisioner returned,
+//! so the exact object the controller writes is unit-tested without a server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::ObjectMeta;
+use kube::ResourceExt;
+
+use crate::annotations;
+use crate::provisioner::Provisioned;
+
+/// The hook that names a claim's PV. It must be deterministic: the controller
+/// finds the PV, and a provisioner its backend volume, again by this name.
+pub type PvNameFn = Arc<dyn Fn(&PersistentVolumeClaim) -> String + Send + Sync>;
+
+/// The default PV name: `pvc-<claim uid>`, like the Go library.
+pub fn default_pv_name(claim: &PersistentVolumeClaim) -> String {
+    format!("pvc-{}", claim.uid().unwrap_or_default())
+}
+
+/// `claimRef` pointing at `claim`, with its UID so the binder cannot bind the
+/// PV to a re-created claim of the same name.
+pub fn claim_ref(claim: &PersistentVolumeClaim) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("PersistentVolumeClaim".into()),
+        namespace: claim.namespace(),
+        name: Some(claim.name_any()),
+        uid: claim.uid(),
+        resource_version: claim.resource_version(),
+        ..ObjectReference::default()
+    }
+}
+
+/// Build the PV for `claim`: the provisioner's fragment plus the controller's
+/// fields (see [`Provisioned`] for who owns what). `with_finalizer` adds
+/// [`annotations::PV_FINALIZER`].
+pub fn build_pv(
+    pv_name: &str,
+    claim: &PersistentVolumeClaim,
+    class: &StorageClass,
+    provisioned: Provisioned,
+    with_finalizer: bool,
+) -> PersistentVolume {
+    let Provisioned {
+        mut spec,
+        mut annotations,
+        labels,
+    } = provisioned;
+    annotations.insert(
+        annotations::PROVISIONED_BY.into(),
+        class.provisioner.clone(),
+    );
+    let claim_spec = claim.spec.clone().unwrap_or_default();
+
+    spec.claim_ref = Some(claim_ref(claim));
+    spec.storage_class_name = Some(class.name_any());
+    spec.persistent_volume_reclaim_policy = Some(
+        class
+            .reclaim_policy
+            .clone()
+            .unwrap_or_else(|| "Delete".into()),
+    );
+    spec.volume_mode = Some(
+        claim_spec
+            .volume_mode
+            .clone()
+            .unwrap_or_else(|| "Filesystem".into()),
+    );
+    if spec.access_modes.as_ref().is_none_or(|m| m.is_empty()) {
+        spec.access_modes = claim_spec.access_modes.clone();
+    }
+    if spec.mount_options.is_none() {
+        spec.mount_options = class.mount_options.clone();
+    }
+    if spec
+        .capacity
+        .as_ref()
+        .is_none_or(|c| !c.contains_key("storage"))
+    {
+        if let Some(req) = claim_spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+        {
+            spec.capacity
+                .get_or_insert_with(BTreeMap::new)
+                .insert("storage".into(), req.clone());
+        }
+    }
+
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(pv_name.to_string()),
+            annotations: Some(annotations),
+            labels: (!labels.is_empty()).then_some(labels),
+            finalizers: with_finalizer.then(|| vec![annotations::PV_FINALIZER.to_string()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+    use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolumeSpec};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn hostpath() -> Provisioned {
+        Provisioned::new(PersistentVolumeSpec {
+            host_path: Some(HostPathVolumeSource {
+                path: "/tmp/x".into(),
+                type_: None,
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn default_name_is_pvc_uid() {
+        assert_eq!(default_pv_name(&claim("ns", "c").build()), "pvc-uid-c");
+    }
+
+    #[test]
+    fn pv_has_claim_ref_class_policy_and_owner() {
+        let c = claim("ns", "c").class("fast").request("1Gi").build();
+        let sc = class("fast", "example.com/p").build();
+        let pv = build_pv("pvc-uid-c", &c, &sc, hostpath(), false);
+        let spec = pv.spec.as_ref().unwrap();
+        let r = spec.claim_ref.as_ref().unwrap();
+        assert_eq!(r.uid.as_deref(), Some("uid-c"));
+        assert_eq!(r.namespace.as_deref(), Some("ns"));
+        assert_eq!(r.name.as_deref(), Some("c"));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
+        assert_eq!(spec.volume_mode.as_deref(), Some("Filesystem"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+        assert_eq!(
+            spec.capacity.as_ref().unwrap()["storage"],
+            Quantity("1Gi".into())
+        );
+        assert_eq!(spec.host_path.as_ref().unwrap().path, "/tmp/x");
+        assert_eq!(
+            pv.annotations()[annotations::PROVISIONED_BY],
+            "example.com/p"
+        );
+        assert!(pv.metadata.finalizers.is_none());
+    }
+
+    #[test]
+    fn class_policy_mount_options_and_block_mode() {
+        let c = claim("ns", "c").block().build();
+        let sc = class("fast", "p")
+            .reclaim_policy("Retain")
+            .mount_options(&["ro", "noatime"])
+            .build();
+        let pv = build_pv("n", &c, &sc, hostpath(), true);
+        let spec = pv.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Retain")
+        );
+        assert_eq!(
+            spec.mount_options,
+            Some(vec!["ro".into(), "noatime".into()])
+        );
+        assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
+        assert_eq!(
+            pv.metadata.finalizers,
+            Some(vec![annotations::PV_FINALIZER.to_string()])
+        );
+    }
+
+    #[test]
+    fn provisioner_values_win_where_it_owns_them() {
+        let c = claim("ns", "c").request("1Gi").build();
+        let sc = class("fast", "p").mount_options(&["a"]).build();
+        let mut p = hostpath();
+        p.spec.capacity = Some([("storage".to_string(), Quantity("5Gi".into()))].into());
+        p.spec.mount_options = Some(vec!["b".into()]);
+        p.spec.storage_class_name = Some("other".into());
+        p.annotations.insert("x".into(), "y".into());
+        p.labels.insert("l".into(), "v".into());
+        let pv = build_pv("n", &c, &sc, p, false);
+        let spec = pv.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.capacity.as_ref().unwrap()["storage"],
+            Quantity("5Gi".into())
+        );
+        assert_eq!(spec.mount_options, Some(vec!["b".into()]));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(pv.annotations()["x"], "y");
+        assert_eq!(pv.labels()["l"], "v");
+    }
+}

@@ -1,0 +1,148 @@
+//! The one trait a provisioner implements, and the values that cross it.
+//!
+//! Everything Kubernetes-specific (watching, deciding, retrying, writing PVs,
+//! events, leader election) stays in the controller; a provisioner only makes
+//! and removes backend volumes. Outcomes are typed so that the controller, not
+//! the provisioner, decides what each one means for retries and events.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec};
+use k8s_openapi::api::storage::v1::StorageClass;
+
+/// What the controller passes to [`Provisioner::provision`].
+///
+/// For one claim the options are stable across calls (same `pv_name`, same
+/// class), so a provisioner can and must be idempotent: a second call for the
+/// same `pv_name` returns the volume made by the first one.
+#[derive(Clone, Debug)]
+pub struct ProvisionOptions {
+    /// The claim's StorageClass (its `parameters`, `mountOptions`, ...).
+    pub storage_class: StorageClass,
+    /// The claim to provision for.
+    pub claim: PersistentVolumeClaim,
+    /// The name the PV will get (`pvc-<claim uid>` unless overridden);
+    /// deterministic, so use it as the backend volume's identity.
+    pub pv_name: String,
+    /// `volume.kubernetes.io/selected-node` of the claim, if any: the node a
+    /// `WaitForFirstConsumer` claim's pod was scheduled to.
+    pub selected_node: Option<String>,
+}
+
+/// What a successful [`Provisioner::provision`] returns: the parts of the PV
+/// only the provisioner knows.
+///
+/// The controller fills in everything else: name, `claimRef`, storage class,
+/// reclaim policy, volume mode, `provisioned-by`; and, when left empty here,
+/// access modes (from the claim), capacity (the claim's request) and mount
+/// options (from the class).
+#[derive(Clone, Debug, Default)]
+pub struct Provisioned {
+    /// A PV spec fragment with the volume source (`hostPath`, `local`, `nfs`,
+    /// `flexVolume`, `csi`, ...) and optionally `capacity`, `accessModes`,
+    /// `mountOptions` and `nodeAffinity`. `claimRef`, `storageClassName`,
+    /// `persistentVolumeReclaimPolicy` and `volumeMode` are overwritten.
+    pub spec: PersistentVolumeSpec,
+    /// Extra annotations for the PV (e.g. an identity the provisioner checks
+    /// again at delete time).
+    pub annotations: BTreeMap<String, String>,
+    /// Extra labels for the PV.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Provisioned {
+    /// A result with this PV spec fragment and no extra metadata.
+    pub fn new(spec: PersistentVolumeSpec) -> Self {
+        Self {
+            spec,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why [`Provisioner::provision`] did not return a volume. Each variant is a
+/// promise about the backend state and selects a retry behaviour.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    /// The attempt failed and left no backend volume behind. Retried with
+    /// per-claim exponential backoff, up to `--failed-provision-threshold`
+    /// attempts; a `ProvisioningFailed` event carries the message, so say what
+    /// to fix.
+    #[error("{0}")]
+    Failed(String),
+    /// The volume is being made in the background: the controller calls
+    /// `provision` again, with the same options, after a backoff. A backend
+    /// volume may exist.
+    #[error("provisioning in progress: {0}")]
+    InProgress(String),
+    /// The volume cannot be made on the selected node; no backend volume
+    /// exists. The controller removes `volume.kubernetes.io/selected-node` so
+    /// the scheduler picks again. Only meaningful with a selected node.
+    #[error("reschedule: {0}")]
+    Reschedule(String),
+    /// The claim is not for this provisioner after all: no event, no retry,
+    /// no backend volume.
+    #[error("ignored: {0}")]
+    Ignored(String),
+    /// The request cannot be satisfied as it stands (bad class parameters, no
+    /// capacity anywhere); no backend volume exists. Retried slowly (the
+    /// controller's infeasible interval) and never counted against the
+    /// failure threshold.
+    #[error("infeasible: {0}")]
+    Infeasible(String),
+}
+
+/// Why [`Provisioner::delete`] did not delete the backend volume.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeleteError {
+    /// Deletion failed; retried with per-volume backoff up to
+    /// `--failed-delete-threshold`, with a `VolumeFailedDelete` event.
+    #[error("{0}")]
+    Failed(String),
+    /// Deletion continues in the background; `delete` is called again after
+    /// a backoff and the PV is kept until it returns `Ok`.
+    #[error("deletion in progress: {0}")]
+    InProgress(String),
+    /// This PV is not ours to delete (e.g. another instance's identity): it is
+    /// left alone, with no event and no retry.
+    #[error("ignored: {0}")]
+    Ignored(String),
+}
+
+/// A storage provisioner: makes and removes backend volumes.
+///
+/// Both operations must be idempotent: `provision` for a `pv_name` whose
+/// volume already exists returns it; `delete` of a volume that is already gone
+/// returns `Ok(())`. The controller relies on this to recover from crashes and
+/// lost API writes without leaking volumes.
+#[async_trait]
+pub trait Provisioner: Send + Sync + 'static {
+    /// Make (or find again) the backend volume for `opts.pv_name`.
+    async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError>;
+
+    /// Remove the backend volume of `pv`. Called for `Released` PVs with
+    /// policy `Delete`, and for volumes whose PV could not be saved or whose
+    /// claim was deleted while they were being made (then `pv` was built but
+    /// never stored).
+    async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError>;
+
+    /// Qualifier: return `false` to leave a claim that passed the generic
+    /// checks alone (no event, no retry until the claim changes).
+    fn should_provision(&self, _claim: &PersistentVolumeClaim, _class: &StorageClass) -> bool {
+        true
+    }
+
+    /// Guard: return `false` to keep a `Released` PV (and its backend volume).
+    fn should_delete(&self, _pv: &PersistentVolume) -> bool {
+        true
+    }
+
+    /// Whether `volumeMode: Block` claims can be served. When `false` such
+    /// claims get a Warning event and no volume.
+    fn supports_block(&self) -> bool {
+        false
+    }
+}
