@@ -50,6 +50,41 @@ impl Reason {
     }
 }
 
+/// The step an event is about. Repeated events with the same reason *and*
+/// action on one object are merged into a series by the recorder (keeping the
+/// first message), so distinct causes get distinct actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The reason's default step (`Provision` or `Delete`).
+    Default,
+    /// Looking up the claim's StorageClass.
+    ClassLookup,
+    /// Checking the volume mode.
+    VolumeModeCheck,
+    /// Asking the scheduler to pick another node.
+    Reschedule,
+    /// Saving the PV object.
+    SavePersistentVolume,
+    /// Deleting a backend volume nobody will use.
+    Cleanup,
+    /// Giving up after the failure threshold.
+    GiveUp,
+}
+
+impl Action {
+    fn as_str(self, reason: Reason) -> &'static str {
+        match self {
+            Action::Default => reason.action(),
+            Action::ClassLookup => "ClassLookup",
+            Action::VolumeModeCheck => "VolumeModeCheck",
+            Action::Reschedule => "Reschedule",
+            Action::SavePersistentVolume => "SavePersistentVolume",
+            Action::Cleanup => "Cleanup",
+            Action::GiveUp => "GiveUp",
+        }
+    }
+}
+
 /// Publishes events for claims and volumes.
 #[derive(Clone)]
 pub struct Events {
@@ -71,6 +106,18 @@ impl Events {
 
     /// Publish `reason` with `note` about `object`; failures are logged only.
     pub async fn publish(&self, object: &ObjectReference, reason: Reason, note: String) {
+        self.publish_for(object, reason, Action::Default, note)
+            .await
+    }
+
+    /// Publish `reason` for a specific `action` (see [`Action`]).
+    pub async fn publish_for(
+        &self,
+        object: &ObjectReference,
+        reason: Reason,
+        action: Action,
+        note: String,
+    ) {
         let mut note = note;
         if note.len() > 1000 {
             let mut cut = 1000;
@@ -83,7 +130,7 @@ impl Events {
             type_: reason.type_(),
             reason: reason.as_str().to_string(),
             note: Some(note),
-            action: reason.action().to_string(),
+            action: action.as_str(reason).to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, object).await {

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::{finish, is_status, key_of, pv::build_pv, remove_finalizer, Ctx, Scope, Step};
 use crate::annotations as a;
-use crate::events::Reason;
+use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
 use crate::provisioner::{ProvisionError, ProvisionOptions, Provisioner};
 
@@ -261,15 +261,21 @@ async fn reconcile_inner<P: Provisioner>(
                 "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
             );
             ctx.events
-                .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
+                .publish_for(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    EventAction::ClassLookup,
+                    msg.clone(),
+                )
                 .await;
             Step::Retry(msg)
         }
         ClaimDecision::RejectBlock => {
             ctx.events
-                .publish(
+                .publish_for(
                     &claim_ref,
                     Reason::ProvisioningFailed,
+                    EventAction::VolumeModeCheck,
                     format!(
                         "{} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block",
                         ctx.opts.provisioner_name
@@ -297,9 +303,10 @@ async fn reconcile_inner<P: Provisioner>(
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
     if let Some(n) = gave_up {
         ctx.events
-            .publish(
+            .publish_for(
                 &claim_ref,
                 Reason::ProvisioningFailed,
+                EventAction::GiveUp,
                 format!(
                     "giving up on claim {key} after {n} failed attempts (--failed-provision-threshold); see the previous events, fix the cause, then edit the claim or restart the provisioner to retry"
                 ),
@@ -363,9 +370,10 @@ async fn provision<P: Provisioner>(
         }
         Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
             ctx.events
-                .publish(
+                .publish_for(
                     &claim_ref,
                     Reason::ProvisioningFailed,
+                    EventAction::Reschedule,
                     format!(
                         "cannot provision on node {:?}: {msg}; asking the scheduler to pick another node",
                         selected_node(&claim).unwrap_or_default()
@@ -437,7 +445,12 @@ async fn provision<P: Provisioner>(
                         "failed to save PersistentVolume {pv_name} ({save_err}); deleted the backend volume and will retry provisioning"
                     );
                     ctx.events
-                        .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
+                        .publish_for(
+                            &claim_ref,
+                            Reason::ProvisioningFailed,
+                            EventAction::SavePersistentVolume,
+                            msg.clone(),
+                        )
                         .await;
                     Step::Retry(msg)
                 }
@@ -447,7 +460,12 @@ async fn provision<P: Provisioner>(
                         a::PROVISIONING_FINALIZER
                     );
                     ctx.events
-                        .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+                        .publish_for(
+                            &claim_ref,
+                            Reason::ProvisioningCleanupFailed,
+                            EventAction::SavePersistentVolume,
+                            msg.clone(),
+                        )
                         .await;
                     Step::Retry(msg)
                 }
@@ -514,7 +532,12 @@ async fn cleanup_deleted<P: Provisioner>(
             a::PROVISIONING_FINALIZER
         );
         ctx.events
-            .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+            .publish_for(
+                &claim_ref,
+                Reason::ProvisioningCleanupFailed,
+                EventAction::Cleanup,
+                msg.clone(),
+            )
             .await;
         return Step::Retry(msg);
     };
@@ -538,7 +561,12 @@ async fn cleanup_deleted<P: Provisioner>(
                         "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
                     );
                     ctx.events
-                        .publish(&claim_ref, Reason::ProvisioningCleanupFailed, msg.clone())
+                        .publish_for(
+                            &claim_ref,
+                            Reason::ProvisioningCleanupFailed,
+                            EventAction::Cleanup,
+                            msg.clone(),
+                        )
                         .await;
                     Step::Retry(msg)
                 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::{finish, is_status, key_of, remove_finalizer, Ctx, Scope, Step};
 use crate::annotations as a;
-use crate::events::Reason;
+use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
 use crate::provisioner::{DeleteError, Provisioner};
 
@@ -189,9 +189,10 @@ async fn reconcile_inner<P: Provisioner>(
     let (action, gave_up) = finish(&ctx.volume_backoff, key, &rv, step);
     if let Some(n) = gave_up {
         ctx.events
-            .publish(
+            .publish_for(
                 &pv.object_ref(&()),
                 Reason::VolumeFailedDelete,
+                EventAction::GiveUp,
                 format!(
                     "giving up on deleting volume {key} after {n} failed attempts (--failed-delete-threshold); fix the cause, then edit the PV or restart the provisioner to retry"
                 ),

@@ -1,0 +1,390 @@
+//! Shared support for the controller integration tests and the benchmark:
+//! an in-memory provisioner with failure knobs, object helpers, and polling
+//! with deadlines (no fixed sleeps as assertions).
+#![allow(dead_code, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use external_storage::{
+    async_trait, ControllerOptions, DeleteError, PersistentVolume, PersistentVolumeClaim,
+    ProvisionController, ProvisionError, ProvisionOptions, Provisioned, Provisioner, StorageClass,
+};
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PersistentVolumeSpec, VolumeNodeAffinity,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub const PROVISIONER: &str = "example.com/mem";
+
+/// Where `provision` waits for [`Mem::open_gate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Before the backend volume exists.
+    BeforeCreate,
+    /// After the backend volume exists, before returning it.
+    AfterCreate,
+}
+
+#[derive(Default, Debug)]
+pub struct Knobs {
+    pub fail: Option<String>,
+    pub infeasible: Option<String>,
+    pub in_progress: u32,
+    pub reschedule_node: Option<String>,
+    pub delete_fail: Option<String>,
+    pub gate: Option<Gate>,
+    pub block: bool,
+}
+
+/// The in-memory provisioner: a map of backend volumes, shared across
+/// controller restarts (it stands for the storage backend).
+pub struct Mem {
+    pub volumes: Mutex<BTreeMap<String, Option<String>>>,
+    pub created: Mutex<HashMap<String, usize>>,
+    pub deleted: Mutex<Vec<String>>,
+    pub provision_calls: AtomicUsize,
+    pub waiting: AtomicUsize,
+    pub knobs: Mutex<Knobs>,
+    gate: Semaphore,
+}
+
+impl Default for Mem {
+    fn default() -> Self {
+        Self {
+            volumes: Mutex::default(),
+            created: Mutex::default(),
+            deleted: Mutex::default(),
+            provision_calls: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            knobs: Mutex::default(),
+            gate: Semaphore::new(0),
+        }
+    }
+}
+
+impl Mem {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn knobs(&self) -> std::sync::MutexGuard<'_, Knobs> {
+        self.knobs.lock().unwrap()
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.volumes.lock().unwrap().contains_key(name)
+    }
+    pub fn volume_count(&self) -> usize {
+        self.volumes.lock().unwrap().len()
+    }
+    /// How many times a backend volume named `name` was created.
+    pub fn times_created(&self, name: &str) -> usize {
+        self.created.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+    pub fn max_times_created(&self) -> usize {
+        self.created
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+    pub fn open_gate(&self) {
+        self.knobs().gate = None;
+        self.gate.add_permits(1_000_000);
+    }
+    async fn maybe_wait(&self, at: Gate) {
+        let gated = self.knobs().gate == Some(at);
+        if gated {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = self.gate.acquire().await.map(|p| p.forget());
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for Mem {
+    async fn provision(&self, o: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+        self.provision_calls.fetch_add(1, Ordering::SeqCst);
+        {
+            let k = self.knobs();
+            if k.reschedule_node.is_some() && k.reschedule_node == o.selected_node {
+                return Err(ProvisionError::Reschedule("node full".into()));
+            }
+            if let Some(m) = &k.fail {
+                return Err(ProvisionError::Failed(m.clone()));
+            }
+            if let Some(m) = &k.infeasible {
+                return Err(ProvisionError::Infeasible(m.clone()));
+            }
+        }
+        self.maybe_wait(Gate::BeforeCreate).await;
+        {
+            let mut v = self.volumes.lock().unwrap();
+            if !v.contains_key(&o.pv_name) {
+                v.insert(o.pv_name.clone(), o.selected_node.clone());
+                *self
+                    .created
+                    .lock()
+                    .unwrap()
+                    .entry(o.pv_name.clone())
+                    .or_default() += 1;
+            }
+        }
+        self.maybe_wait(Gate::AfterCreate).await;
+        {
+            let mut k = self.knobs();
+            if k.in_progress > 0 {
+                k.in_progress -= 1;
+                return Err(ProvisionError::InProgress("still creating".into()));
+            }
+        }
+        let mut spec = PersistentVolumeSpec {
+            host_path: Some(HostPathVolumeSource {
+                path: format!("/mem/{}", o.pv_name),
+                type_: None,
+            }),
+            ..Default::default()
+        };
+        if let Some(node) = &o.selected_node {
+            spec.node_affinity = Some(VolumeNodeAffinity {
+                required: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: "kubernetes.io/hostname".into(),
+                            operator: "In".into(),
+                            values: Some(vec![node.clone()]),
+                        }]),
+                        match_fields: None,
+                    }],
+                }),
+            });
+        }
+        Ok(Provisioned::new(spec))
+    }
+
+    async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
+        if let Some(m) = &self.knobs().delete_fail {
+            return Err(DeleteError::Failed(m.clone()));
+        }
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.volumes.lock().unwrap().remove(&name);
+        self.deleted.lock().unwrap().push(name);
+        Ok(())
+    }
+
+    fn supports_block(&self) -> bool {
+        self.knobs().block
+    }
+}
+
+/// Options with short retry intervals for tests.
+pub fn fast_options() -> ControllerOptions {
+    let mut o = ControllerOptions::new(PROVISIONER);
+    o.retry_interval_start = Duration::from_millis(100);
+    o.retry_interval_max = Duration::from_secs(1);
+    o.infeasible_retry_interval = Duration::from_secs(1);
+    o.pv_save_retries = 3;
+    o.pv_save_retry_interval = Duration::from_millis(50);
+    o.failed_provision_threshold = 0;
+    o.failed_delete_threshold = 0;
+    o
+}
+
+/// A running controller task.
+pub struct Running {
+    pub token: CancellationToken,
+    pub handle: tokio::task::JoinHandle<()>,
+    pub metrics: Arc<external_storage::Metrics>,
+}
+
+impl Running {
+    /// Graceful stop (SIGTERM equivalent).
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.handle).await;
+    }
+    /// Crash: abort the task mid-flight.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+pub fn spawn(client: Client, mem: Arc<Mem>, opts: ControllerOptions) -> Running {
+    let token = CancellationToken::new();
+    let ctrl = ProvisionController::with_shared(client, mem, opts);
+    let metrics = ctrl.metrics();
+    let t = token.clone();
+    let handle = tokio::spawn(async move {
+        ctrl.run(t).await.expect("controller runs");
+    });
+    Running {
+        token,
+        handle,
+        metrics,
+    }
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic after `secs`.
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn create_class(client: &Client, name: &str, wffc: bool, policy: &str) -> StorageClass {
+    let api: Api<StorageClass> = Api::all(client.clone());
+    let sc: StorageClass = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": policy,
+        "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &sc).await.unwrap()
+}
+
+pub fn claim_json(name: &str, class: &str, node: Option<&str>) -> PersistentVolumeClaim {
+    let mut ann = serde_json::Map::new();
+    ann.insert(
+        "volume.kubernetes.io/storage-provisioner".into(),
+        json!(PROVISIONER),
+    );
+    if let Some(n) = node {
+        ann.insert("volume.kubernetes.io/selected-node".into(), json!(n));
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "default", "annotations": ann},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .unwrap()
+}
+
+pub async fn create_claim(
+    client: &Client,
+    name: &str,
+    class: &str,
+    node: Option<&str>,
+) -> PersistentVolumeClaim {
+    claims(client)
+        .create(&PostParams::default(), &claim_json(name, class, node))
+        .await
+        .unwrap()
+}
+
+pub fn claims(client: &Client) -> Api<PersistentVolumeClaim> {
+    Api::namespaced(client.clone(), "default")
+}
+
+pub fn pvs(client: &Client) -> Api<PersistentVolume> {
+    Api::all(client.clone())
+}
+
+pub async fn delete_claim(client: &Client, name: &str) {
+    claims(client)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+pub fn pv_name(claim: &PersistentVolumeClaim) -> String {
+    format!("pvc-{}", claim.metadata.uid.as_deref().unwrap())
+}
+
+/// Wait until the claim is Bound; returns its PV name.
+pub async fn wait_bound(client: &Client, name: &str, secs: u64) -> String {
+    let api = claims(client);
+    wait_for(&format!("claim {name} Bound"), secs, || {
+        let api = api.clone();
+        async move {
+            let c = api.get_opt(name).await.ok()??;
+            let phase = c.status.as_ref()?.phase.as_deref()?;
+            (phase == "Bound").then(|| c.spec?.volume_name)?
+        }
+    })
+    .await
+}
+
+pub async fn wait_claim_gone(client: &Client, name: &str, secs: u64) {
+    let api = claims(client);
+    wait_for(&format!("claim {name} gone"), secs, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+pub async fn wait_pv_gone(client: &Client, name: &str, secs: u64) {
+    let api = pvs(client);
+    wait_for(&format!("PV {name} gone"), secs, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+/// Event reasons recorded about the object named `name`.
+pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let list = api.list(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+pub async fn wait_event(client: &Client, name: &str, reason: &str, secs: u64) {
+    wait_for(&format!("event {reason} on {name}"), secs, || async {
+        event_reasons(client, name)
+            .await
+            .iter()
+            .any(|r| r == reason)
+            .then_some(())
+    })
+    .await
+}
+
+pub async fn set_annotation(client: &Client, claim: &str, key: &str, value: &str) {
+    claims(client)
+        .patch(
+            claim,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+pub fn has_finalizer<K: kube::Resource>(obj: &K, f: &str) -> bool {
+    obj.meta().finalizers.iter().flatten().any(|x| x == f)
+}

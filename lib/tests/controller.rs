@@ -1,0 +1,575 @@
+//! The real `ProvisionController`, over HTTP, against kube-testserver, with
+//! the in-memory provisioner of `common`. Every wait has a deadline; where a
+//! test must show that something did *not* happen, it first waits for a
+//! later event on the same watch stream (a "barrier" claim) instead of
+//! sleeping.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use external_storage::annotations as a;
+use external_storage::LeaderElection;
+use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
+use kube_testserver::{FaultKind, TestServer};
+use serde_json::json;
+
+async fn server() -> (TestServer, kube::Client) {
+    let ts = TestServer::start().await.expect("test server starts");
+    let client = ts.client().await;
+    (ts, client)
+}
+
+/// Create an Immediate claim in class `barrier` and wait until it is bound:
+/// afterwards the controller has processed every earlier watch event.
+async fn barrier(client: &kube::Client, name: &str) {
+    if kube::Api::<external_storage::StorageClass>::all(client.clone())
+        .get_opt("barrier")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        create_class(client, "barrier", false, "Delete").await;
+    }
+    create_claim(client, name, "barrier", None).await;
+    wait_bound(client, name, 20).await;
+}
+
+#[tokio::test]
+async fn provision_bind_then_delete_on_release() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    let c = create_claim(&client, "c1", "fast", None).await;
+    let pv_name = wait_bound(&client, "c1", 20).await;
+    assert_eq!(pv_name, pv_name_of(&c));
+    assert!(mem.has(&pv_name));
+
+    let pv = pvs(&client).get(&pv_name).await.unwrap();
+    assert_eq!(pv.annotations()[a::PROVISIONED_BY], PROVISIONER);
+    let spec = pv.spec.clone().unwrap();
+    assert_eq!(spec.claim_ref.unwrap().uid, c.metadata.uid);
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Delete")
+    );
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(spec.capacity.unwrap()["storage"].0, "1Gi");
+    assert_eq!(spec.host_path.unwrap().path, format!("/mem/{pv_name}"));
+    // intent released once the PV is saved
+    wait_for("intent finalizer released", 10, || async {
+        let c = claims(&client).get("c1").await.ok()?;
+        (!has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
+    })
+    .await;
+    wait_event(&client, "c1", "Provisioning", 10).await;
+    wait_event(&client, "c1", "ProvisioningSucceeded", 10).await;
+
+    delete_claim(&client, "c1").await;
+    wait_pv_gone(&client, &pv_name, 20).await;
+    assert!(!mem.has(&pv_name));
+    assert_eq!(mem.deleted.lock().unwrap().as_slice(), &[pv_name.clone()]);
+    let text = ctrl.metrics.encode();
+    assert!(
+        text.contains("controller_persistentvolumeclaim_provision_total{class=\"fast\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("controller_persistentvolume_delete_total{class=\"fast\"} 1"),
+        "{text}"
+    );
+    ctrl.stop().await;
+}
+
+fn pv_name_of(c: &external_storage::PersistentVolumeClaim) -> String {
+    pv_name(c)
+}
+
+#[tokio::test]
+async fn retain_keeps_the_backend_volume() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "keep", false, "Retain").await;
+    create_claim(&client, "c1", "keep", None).await;
+    let pv_name = wait_bound(&client, "c1", 20).await;
+    delete_claim(&client, "c1").await;
+    wait_for("PV Released", 20, || async {
+        let pv = pvs(&client).get(&pv_name).await.ok()?;
+        (pv.status?.phase.as_deref() == Some("Released")).then_some(())
+    })
+    .await;
+    // A Delete-policy claim released after it proves the volume loop has
+    // seen the Retain PV's Released update.
+    barrier(&client, "b1").await;
+    let b_pv = wait_bound(&client, "b1", 5).await;
+    delete_claim(&client, "b1").await;
+    wait_pv_gone(&client, &b_pv, 20).await;
+    assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
+    assert!(mem.has(&pv_name));
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn wait_for_first_consumer_waits_for_the_selected_node() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "late", true, "Delete").await;
+    let c = create_claim(&client, "c1", "late", None).await;
+    barrier(&client, "b1").await;
+    assert!(
+        !mem.has(&pv_name(&c)),
+        "provisioned before a node was selected"
+    );
+    assert!(pvs(&client).get_opt(&pv_name(&c)).await.unwrap().is_none());
+
+    set_annotation(&client, "c1", a::SELECTED_NODE, "node-1").await;
+    let pv_name = wait_bound(&client, "c1", 20).await;
+    assert_eq!(
+        mem.volumes.lock().unwrap()[&pv_name].as_deref(),
+        Some("node-1")
+    );
+    let pv = pvs(&client).get(&pv_name).await.unwrap();
+    let affinity = serde_json::to_value(pv.spec.unwrap().node_affinity).unwrap();
+    assert!(affinity.to_string().contains("node-1"), "{affinity}");
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn reschedule_drops_the_selected_node() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().reschedule_node = Some("full-node".into());
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "late", true, "Delete").await;
+    let c = create_claim(&client, "c1", "late", Some("full-node")).await;
+    wait_for("selected-node removed", 20, || async {
+        let c = claims(&client).get("c1").await.ok()?;
+        let gone = !c.annotations().contains_key(a::SELECTED_NODE);
+        (gone && !has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
+    })
+    .await;
+    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    assert!(!mem.has(&pv_name(&c)));
+    // the scheduler picks another node
+    set_annotation(&client, "c1", a::SELECTED_NODE, "node-2").await;
+    let pv_name = wait_bound(&client, "c1", 20).await;
+    assert_eq!(
+        mem.volumes.lock().unwrap()[&pv_name].as_deref(),
+        Some("node-2")
+    );
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn in_progress_is_polled_until_done() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().in_progress = 3;
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    let pv_name = wait_bound(&client, "c1", 20).await;
+    assert!(mem.provision_calls.load(Ordering::SeqCst) >= 4);
+    assert_eq!(mem.times_created(&pv_name), 1);
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn pv_save_failure_deletes_the_orphan_then_retries() {
+    let (ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    ts.faults().set_error_rate(
+        Some("create"),
+        Some("persistentvolumes"),
+        FaultKind::InternalError,
+        1.0,
+    );
+    let c = create_claim(&client, "c1", "fast", None).await;
+    let name = pv_name(&c);
+    wait_for("orphan backend volume deleted", 20, || async {
+        mem.deleted.lock().unwrap().contains(&name).then_some(())
+    })
+    .await;
+    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    // the claim keeps its intent while it has no PV
+    let cl = claims(&client).get("c1").await.unwrap();
+    assert!(has_finalizer(&cl, a::PROVISIONING_FINALIZER));
+
+    ts.faults().clear();
+    assert_eq!(wait_bound(&client, "c1", 20).await, name);
+    assert!(mem.has(&name));
+    // every backend volume made while the PV could not be saved was deleted
+    let deleted = mem
+        .deleted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| **n == name)
+        .count();
+    assert!(deleted >= 1);
+    assert_eq!(mem.times_created(&name), deleted + 1);
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn pv_save_and_cleanup_failure_is_reported_and_healed() {
+    let (ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().delete_fail = Some("backend down".into());
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    ts.faults().set_error_rate(
+        Some("create"),
+        Some("persistentvolumes"),
+        FaultKind::InternalError,
+        1.0,
+    );
+    let c = create_claim(&client, "c1", "fast", None).await;
+    wait_event(&client, "c1", "ProvisioningCleanupFailed", 20).await;
+    assert!(
+        mem.has(&pv_name(&c)),
+        "cleanup failed, so the volume is still there"
+    );
+    ts.faults().clear();
+    mem.knobs().delete_fail = None;
+    let pv = wait_bound(&client, "c1", 20).await;
+    // the retry found the same backend volume again: nothing leaked
+    assert_eq!(mem.volume_count(), 1);
+    assert_eq!(mem.times_created(&pv), 1);
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn claim_deleted_mid_provision_does_not_leak() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().gate = Some(Gate::AfterCreate);
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    let c = create_claim(&client, "c1", "fast", None).await;
+    let name = pv_name(&c);
+    wait_for("provisioner blocked", 20, || async {
+        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert!(mem.has(&name));
+    delete_claim(&client, "c1").await;
+    let cl = claims(&client).get("c1").await.unwrap();
+    assert!(
+        cl.metadata.deletion_timestamp.is_some(),
+        "the intent keeps the claim"
+    );
+    mem.open_gate();
+    wait_claim_gone(&client, "c1", 20).await;
+    wait_for("backend volume gone", 20, || async {
+        (!mem.has(&name)).then_some(())
+    })
+    .await;
+    wait_pv_gone(&client, &name, 20).await;
+    ctrl.stop().await;
+}
+
+/// Kill the controller at a step of provisioning, delete the claim, start a
+/// new controller: the backend volume must be gone and the claim released.
+async fn killed_at(step: &str) {
+    let (ts, client) = server().await;
+    let mem = Mem::new(); // the storage backend survives the controller
+    create_class(&client, "fast", false, "Delete").await;
+    mem.knobs().gate = Some(match step {
+        "before-create" => Gate::BeforeCreate,
+        _ => Gate::AfterCreate,
+    });
+    let first = spawn(client.clone(), mem.clone(), fast_options());
+    let c = create_claim(&client, "c1", "fast", None).await;
+    let name = pv_name(&c);
+    wait_for("provisioner blocked", 20, || async {
+        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let cl = claims(&client).get("c1").await.unwrap();
+    assert!(
+        has_finalizer(&cl, a::PROVISIONING_FINALIZER),
+        "intent recorded first"
+    );
+    if step == "after-pv-saved" {
+        // the PV gets saved, but releasing the intent fails; then crash
+        ts.faults().set_error_rate(
+            Some("patch"),
+            Some("persistentvolumeclaims"),
+            FaultKind::InternalError,
+            1.0,
+        );
+        mem.open_gate();
+        wait_for("PV saved", 20, || async {
+            pvs(&client).get_opt(&name).await.ok()?.map(|_| ())
+        })
+        .await;
+    }
+    first.kill().await;
+    ts.faults().clear();
+    mem.open_gate();
+    delete_claim(&client, "c1").await;
+
+    let second = spawn(client.clone(), mem.clone(), fast_options());
+    wait_claim_gone(&client, "c1", 30).await;
+    wait_for("backend volume gone", 30, || async {
+        (!mem.has(&name)).then_some(())
+    })
+    .await;
+    wait_pv_gone(&client, &name, 30).await;
+    assert_eq!(
+        mem.volume_count(),
+        0,
+        "leaked: {:?}",
+        mem.volumes.lock().unwrap()
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn restart_before_backend_volume_is_made() {
+    killed_at("before-create").await;
+}
+
+#[tokio::test]
+async fn restart_after_backend_volume_before_pv_saved() {
+    killed_at("after-create").await;
+}
+
+#[tokio::test]
+async fn restart_after_pv_saved_before_intent_released() {
+    killed_at("after-pv-saved").await;
+}
+
+#[tokio::test]
+async fn block_claims_need_block_support() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    let mut c = claim_json("blk", "fast", None);
+    c.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+    let c = claims(&client)
+        .create(&Default::default(), &c)
+        .await
+        .unwrap();
+    wait_event(&client, "blk", "ProvisioningFailed", 20).await;
+    barrier(&client, "b1").await;
+    assert!(!mem.has(&pv_name(&c)));
+    let cl = claims(&client).get("blk").await.unwrap();
+    assert!(!has_finalizer(&cl, a::PROVISIONING_FINALIZER));
+    assert!(cl.spec.unwrap().volume_name.is_none());
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn pv_finalizer_is_added_and_removed() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let mut opts = fast_options();
+    opts.add_finalizer = true;
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1", 20).await;
+    let pv = pvs(&client).get(&name).await.unwrap();
+    assert!(has_finalizer(&pv, a::PV_FINALIZER));
+    delete_claim(&client, "c1").await;
+    wait_pv_gone(&client, &name, 20).await;
+    assert!(!mem.has(&name));
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn failure_threshold_stops_retries_until_the_claim_changes() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().fail = Some("quota exceeded".into());
+    let mut opts = fast_options();
+    opts.failed_provision_threshold = 2;
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    wait_for("give-up event", 20, || async {
+        let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::all(client.clone());
+        let evs = api.list(&Default::default()).await.ok()?;
+        evs.items
+            .iter()
+            .any(|e| e.note.as_deref().unwrap_or_default().contains("giving up"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(mem.provision_calls.load(Ordering::SeqCst), 2);
+    // editing the claim makes it eligible again
+    mem.knobs().fail = None;
+    claims(&client)
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"retry": "now"}}})),
+        )
+        .await
+        .unwrap();
+    wait_bound(&client, "c1", 20).await;
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn node_local_instances_serve_only_their_node() {
+    let (_ts, client) = server().await;
+    create_class(&client, "local", true, "Delete").await;
+    let (m1, m2) = (Mem::new(), Mem::new());
+    let mut o1 = fast_options();
+    o1.node_name = Some("n1".into());
+    let mut o2 = fast_options();
+    o2.node_name = Some("n2".into());
+    let c1 = spawn(client.clone(), m1.clone(), o1);
+    let c2 = spawn(client.clone(), m2.clone(), o2);
+    let a1 = create_claim(&client, "on-n1", "local", Some("n1")).await;
+    let a2 = create_claim(&client, "on-n2", "local", Some("n2")).await;
+    let p1 = wait_bound(&client, "on-n1", 20).await;
+    let p2 = wait_bound(&client, "on-n2", 20).await;
+    assert_eq!((p1.clone(), p2.clone()), (pv_name(&a1), pv_name(&a2)));
+    assert!(m1.has(&p1) && !m1.has(&p2));
+    assert!(m2.has(&p2) && !m2.has(&p1));
+    delete_claim(&client, "on-n1").await;
+    delete_claim(&client, "on-n2").await;
+    wait_pv_gone(&client, &p1, 20).await;
+    wait_pv_gone(&client, &p2, 20).await;
+    assert_eq!(m1.deleted.lock().unwrap().as_slice(), &[p1]);
+    assert_eq!(m2.deleted.lock().unwrap().as_slice(), &[p2]);
+    c1.stop().await;
+    c2.stop().await;
+}
+
+fn elected(identity: &str) -> external_storage::ControllerOptions {
+    let mut o = fast_options();
+    let mut le = LeaderElection::new(PROVISIONER, "default", identity);
+    le.lease_duration = Duration::from_secs(3);
+    le.renew_deadline = Duration::from_secs(2);
+    le.retry_period = Duration::from_millis(200);
+    o.leader_election = Some(le);
+    o.identity = identity.into();
+    o
+}
+
+async fn wait_leader(r: &Running, want: i64, secs: u64) {
+    wait_for(&format!("is_leader == {want}"), secs, || async {
+        (r.metrics.is_leader.get() == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leader_handover_without_double_provisioning() {
+    let (_ts, client) = server().await;
+    create_class(&client, "fast", false, "Delete").await;
+    let (ma, mb) = (Mem::new(), Mem::new());
+    let a = spawn(client.clone(), ma.clone(), elected("a"));
+    wait_leader(&a, 1, 20).await;
+    let b = spawn(client.clone(), mb.clone(), elected("b"));
+    let mut first = Vec::new();
+    for i in 0..5 {
+        first.push(pv_name(
+            &create_claim(&client, &format!("a{i}"), "fast", None).await,
+        ));
+    }
+    for i in 0..5 {
+        wait_bound(&client, &format!("a{i}"), 20).await;
+    }
+    assert_eq!(b.metrics.is_leader.get(), 0);
+    a.stop().await; // releases the lease
+    wait_leader(&b, 1, 20).await;
+    let mut second = Vec::new();
+    for i in 0..5 {
+        second.push(pv_name(
+            &create_claim(&client, &format!("b{i}"), "fast", None).await,
+        ));
+    }
+    for i in 0..5 {
+        wait_bound(&client, &format!("b{i}"), 20).await;
+    }
+    for n in &first {
+        assert!(
+            ma.has(n) && !mb.has(n),
+            "{n} provisioned by the wrong replica"
+        );
+    }
+    for n in &second {
+        assert!(
+            mb.has(n) && !ma.has(n),
+            "{n} provisioned by the wrong replica"
+        );
+    }
+    assert_eq!(ma.max_times_created(), 1);
+    assert_eq!(mb.max_times_created(), 1);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_workers_and_campaigns_again() {
+    let (ts, client) = server().await;
+    create_class(&client, "fast", false, "Delete").await;
+    let mem = Mem::new();
+    let a = spawn(client.clone(), mem.clone(), elected("a"));
+    wait_leader(&a, 1, 20).await;
+    ts.faults()
+        .set_error_rate(None, Some("leases"), FaultKind::InternalError, 1.0);
+    wait_leader(&a, 0, 20).await;
+    assert!(
+        !a.handle.is_finished(),
+        "losing the lease must not end the controller"
+    );
+    ts.faults().clear();
+    wait_leader(&a, 1, 20).await;
+    create_claim(&client, "c1", "fast", None).await;
+    wait_bound(&client, "c1", 20).await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_server_serves_metrics_health_and_readiness() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let metrics = Arc::new(external_storage::Metrics::new());
+    metrics.is_leader.set(1);
+    let ready = Arc::new(AtomicBool::new(false));
+    let token = tokio_util::sync::CancellationToken::new();
+    let (addr, handle) = external_storage::http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics,
+        ready.clone(),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+    assert!(get(addr, "/metrics")
+        .await
+        .contains("controller_is_leader 1"));
+    assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+    ready.store(true, Ordering::SeqCst);
+    assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+    token.cancel();
+    handle.await.unwrap();
+}
