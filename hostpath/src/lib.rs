@@ -1,6 +1,18 @@
-//! The hostpath provisioner's pieces that need no API server: class
-//! parameters, the path template, and the root directory.
+//! The hostpath provisioner: a directory per claim on the node the claim's
+//! pod was scheduled to, made by the provisioner instance running on that
+//! node (node-local mode of the `external-storage` library: no helper pods,
+//! no cross-node work).
+//!
+//! Modules, from the outside in: [`provisioner`] implements the library's
+//! trait; [`params`] validates StorageClass parameters; [`pattern`] renders
+//! `pathPattern`; [`fsroot`] is the only code that touches the disk;
+//! [`quota`] enforces capacity with project quotas where the kernel can.
+
 pub mod fsroot;
 pub mod params;
 pub mod pattern;
+pub mod provisioner;
 pub mod quota;
+
+/// The default provisioner name (StorageClass `provisioner`).
+pub const PROVISIONER_NAME: &str = "external-storage.io/hostpath";

@@ -1,0 +1,316 @@
+//! The [`Provisioner`] implementation: a directory per claim under the root.
+//!
+//! The library runs this in node-local mode: it only hands us claims whose
+//! selected node is ours and PVs whose node affinity names our node, so this
+//! code never works for another node and needs no helper pods.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use external_storage::{
+    async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
+    Provisioner,
+};
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, LocalVolumeSource, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
+};
+use kube_quantity::ParsedQuantity;
+
+use crate::fsroot::{Deleted, Root, STATE_DIR};
+use crate::params::{ClassParams, VolumeType};
+use crate::pattern::PatternInput;
+use crate::quota::{self, ProjectQuotas};
+
+/// Annotation on our PVs: the directory, relative to the root.
+pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
+/// Annotation on our PVs: the node the directory is on.
+pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
+/// The node label the PV's node affinity uses.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// Makes and deletes claim directories on this node.
+pub struct HostPath {
+    root: Arc<Root>,
+    node: String,
+}
+
+impl HostPath {
+    /// A provisioner for `node` with volumes under `root`.
+    pub fn new(root: Root, node: impl Into<String>) -> Self {
+        HostPath {
+            root: Arc::new(root),
+            node: node.into(),
+        }
+    }
+
+    fn projects_dir(root: &Path) -> PathBuf {
+        root.join(STATE_DIR).join("projects")
+    }
+}
+
+/// Why a claim cannot be served by a hostpath volume (pure, no I/O).
+pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
+    let spec = claim.spec.as_ref();
+    if spec.and_then(|s| s.selector.as_ref()).is_some() {
+        return Err("claims with a selector are not supported: remove spec.selector".into());
+    }
+    let modes = spec
+        .and_then(|s| s.access_modes.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(bad) = modes
+        .iter()
+        .find(|m| !matches!(m.as_str(), "ReadWriteOnce" | "ReadWriteOncePod"))
+    {
+        return Err(format!(
+            "access mode {bad} is not supported: a hostpath volume lives on one node; \
+             use ReadWriteOnce or ReadWriteOncePod"
+        ));
+    }
+    Ok(())
+}
+
+/// The claim's storage request in bytes, if any.
+pub fn requested_bytes(claim: &PersistentVolumeClaim) -> Result<Option<u64>, String> {
+    let Some(q) = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+    else {
+        return Ok(None);
+    };
+    let parsed: ParsedQuantity = q
+        .clone()
+        .try_into()
+        .map_err(|e| format!("storage request {:?} is not a quantity: {e}", q.0))?;
+    parsed
+        .to_bytes_u64()
+        .map(Some)
+        .ok_or_else(|| format!("storage request {:?} is not a whole number of bytes", q.0))
+}
+
+/// The PV spec fragment for a directory at `path` on `node`.
+pub fn volume_spec(volume_type: VolumeType, path: &Path, node: &str) -> PersistentVolumeSpec {
+    let path = path.display().to_string();
+    let mut spec = PersistentVolumeSpec {
+        node_affinity: Some(VolumeNodeAffinity {
+            required: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: HOSTNAME_LABEL.into(),
+                        operator: "In".into(),
+                        values: Some(vec![node.to_string()]),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+        }),
+        ..Default::default()
+    };
+    match volume_type {
+        VolumeType::HostPath => {
+            spec.host_path = Some(HostPathVolumeSource {
+                path,
+                type_: Some("Directory".into()),
+            })
+        }
+        VolumeType::Local => {
+            spec.local = Some(LocalVolumeSource {
+                path,
+                fs_type: None,
+            })
+        }
+    }
+    spec
+}
+
+/// The directory of a PV, relative to `root`, if the PV points under it.
+pub fn relative_path(pv: &PersistentVolume, root: &Path) -> Option<String> {
+    let spec = pv.spec.as_ref()?;
+    let path = spec
+        .host_path
+        .as_ref()
+        .map(|h| h.path.as_str())
+        .or(spec.local.as_ref().map(|l| l.path.as_str()))?;
+    let rel = Path::new(path).strip_prefix(root).ok()?;
+    Some(rel.to_str()?.to_string())
+}
+
+#[async_trait]
+impl Provisioner for HostPath {
+    async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())
+            .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+        let node = opts.selected_node.clone().or(params.node.clone());
+        if node.as_deref() != Some(self.node.as_str()) {
+            return Err(ProvisionError::Ignored(format!(
+                "claim is for node {node:?}, this instance serves {}",
+                self.node
+            )));
+        }
+        check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let bytes = requested_bytes(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let meta = &opts.claim.metadata;
+        let rel = params
+            .path_pattern
+            .render(&PatternInput {
+                pv_name: &opts.pv_name,
+                namespace: meta.namespace.as_deref().unwrap_or_default(),
+                name: meta.name.as_deref().unwrap_or_default(),
+                labels: meta.labels.as_ref(),
+                annotations: meta.annotations.as_ref(),
+            })
+            .map_err(|e| {
+                ProvisionError::Infeasible(format!("StorageClass parameter `pathPattern`: {e}"))
+            })?;
+
+        let root = self.root.clone();
+        let pv_name = opts.pv_name.clone();
+        let rel_for_fs = rel.clone();
+        let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, ProvisionError> {
+            let quotas = if params.enforce_capacity {
+                let q = ProjectQuotas::detect(root.path())
+                    .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+                let bytes = bytes.ok_or_else(|| {
+                    ProvisionError::Infeasible(
+                        "enforceCapacity is on but the claim requests no storage".into(),
+                    )
+                })?;
+                Some((q, bytes))
+            } else {
+                None
+            };
+            let path = root
+                .create_volume(&rel_for_fs, &pv_name, params.mode)
+                .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+            if let Some((q, bytes)) = quotas {
+                let project = quota::project_id(&Self::projects_dir(root.path()), &pv_name)
+                    .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+                q.set_limit(&path, project, bytes)
+                    .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+            }
+            Ok(path)
+        })
+        .await
+        .map_err(|e| ProvisionError::Failed(format!("provisioning task failed: {e}")))??;
+
+        let mut out = Provisioned::new(volume_spec(params.volume_type, &path, &self.node));
+        out.annotations = BTreeMap::from([
+            (PATH_ANNOTATION.to_string(), rel),
+            (NODE_ANNOTATION.to_string(), self.node.clone()),
+        ]);
+        Ok(out)
+    }
+
+    async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        let Some(rel) = relative_path(pv, self.root.path()) else {
+            return Err(DeleteError::Ignored(format!(
+                "{name} does not point under {}",
+                self.root.path().display()
+            )));
+        };
+        let root = self.root.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let deleted = root.delete_volume(&rel, &name)?;
+            if deleted == Deleted::Removed {
+                quota::release_project_id(&Self::projects_dir(root.path()), &name)
+                    .map_err(|e| crate::fsroot::RootError::BadPath(rel.clone(), e.to_string()))?;
+            }
+            Ok::<_, crate::fsroot::RootError>((rel, deleted))
+        })
+        .await
+        .map_err(|e| DeleteError::Failed(format!("delete task failed: {e}")))?;
+        match outcome {
+            Ok((_, Deleted::Removed)) => Ok(()),
+            Ok((rel, Deleted::NotOurs)) => {
+                tracing::warn!(
+                    path = rel,
+                    "no ownership record for this PV: its directory (if any) is left in place"
+                );
+                Ok(())
+            }
+            Ok((rel, Deleted::Mismatch { recorded })) => Err(DeleteError::Failed(format!(
+                "the PV points at `{rel}` but this provisioner made `{recorded}` for it; \
+                 nothing was deleted: check the PV and remove the data by hand"
+            ))),
+            Err(e) => Err(DeleteError::Failed(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    fn claim(modes: &[&str], request: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(modes.iter().map(|m| m.to_string()).collect()),
+                resources: Some(VolumeResourceRequirements {
+                    requests: request
+                        .map(|r| BTreeMap::from([("storage".to_string(), Quantity(r.into()))])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_single_node_access_modes_and_no_selectors() {
+        assert!(check_claim(&claim(&["ReadWriteOnce"], None)).is_ok());
+        assert!(check_claim(&claim(&["ReadWriteOncePod"], None)).is_ok());
+        let e = check_claim(&claim(&["ReadWriteMany"], None)).unwrap_err();
+        assert!(e.contains("ReadWriteMany is not supported"), "{e}");
+        let mut c = claim(&["ReadWriteOnce"], None);
+        c.spec.as_mut().unwrap().selector = Some(LabelSelector::default());
+        assert!(check_claim(&c).unwrap_err().contains("selector"));
+    }
+
+    #[test]
+    fn request_in_bytes() {
+        assert_eq!(requested_bytes(&claim(&[], Some("1Gi"))), Ok(Some(1 << 30)));
+        assert_eq!(
+            requested_bytes(&claim(&[], Some("500M"))),
+            Ok(Some(500_000_000))
+        );
+        assert_eq!(requested_bytes(&claim(&[], None)), Ok(None));
+        assert!(requested_bytes(&claim(&[], Some("lots"))).is_err());
+    }
+
+    #[test]
+    fn spec_has_source_and_node_affinity_and_round_trips_the_path() {
+        let spec = volume_spec(VolumeType::HostPath, Path::new("/r/ns/c"), "n1");
+        assert_eq!(spec.host_path.as_ref().unwrap().path, "/r/ns/c");
+        let term = &spec
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required
+            .as_ref()
+            .unwrap()
+            .node_selector_terms[0];
+        let req = &term.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(req.key, HOSTNAME_LABEL);
+        assert_eq!(req.values.as_deref(), Some(&["n1".to_string()][..]));
+        let pv = PersistentVolume {
+            spec: Some(spec),
+            ..Default::default()
+        };
+        assert_eq!(relative_path(&pv, Path::new("/r")).as_deref(), Some("ns/c"));
+        assert_eq!(relative_path(&pv, Path::new("/other")), None);
+
+        let local = volume_spec(VolumeType::Local, Path::new("/r/x"), "n1");
+        assert!(local.host_path.is_none());
+        assert_eq!(local.local.unwrap().path, "/r/x");
+    }
+}
