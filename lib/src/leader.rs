@@ -158,8 +158,7 @@ pub(crate) async fn run_elected<F, Fut>(
         tracing::info!(lease = %le.lease_name, identity = %le.identity, "became leader; starting workers");
         metrics.is_leader.set(1);
         let stop = CancellationToken::new();
-        let run = workers(stop.clone(), shutdown.clone());
-        tokio::pin!(run);
+        let mut run = Box::pin(workers(stop.clone(), shutdown.clone()));
         let lost = tokio::select! {
             _ = &mut run => {
                 // Workers end on their own only on shutdown.

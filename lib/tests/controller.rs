@@ -72,7 +72,10 @@ async fn provision_bind_then_delete_on_release() {
     delete_claim(&client, "c1").await;
     wait_pv_gone(&client, &pv_name, 20).await;
     assert!(!mem.has(&pv_name));
-    assert_eq!(mem.deleted.lock().unwrap().as_slice(), &[pv_name.clone()]);
+    assert_eq!(
+        mem.deleted.lock().unwrap().as_slice(),
+        std::slice::from_ref(&pv_name)
+    );
     let text = ctrl.metrics.encode();
     assert!(
         text.contains("controller_persistentvolumeclaim_provision_total{class=\"fast\"} 1"),

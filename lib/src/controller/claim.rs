@@ -1,7 +1,7 @@
 //! The claim loop: which claims are ours, and provisioning them.
 //!
 //! [`decide`] turns a claim, its class and its PV (from the caches) into a
-//! [`ClaimDecision`]; [`reconcile`] then performs that decision's API calls.
+//! [`ClaimDecision`]; `reconcile` then performs that decision's API calls.
 //! The leak-proof protocol (intent finalizer) is described in
 //! [`crate::controller`].
 
@@ -320,7 +320,7 @@ async fn release(api: &Api<PersistentVolumeClaim>, claim: &PersistentVolumeClaim
     if !has_intent(claim) {
         return Step::Done;
     }
-    match remove_finalizer(api, &claim.name_any(), a::PROVISIONING_FINALIZER).await {
+    match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
         Ok(()) => Step::Done,
         Err(e) => Step::Retry(format!("releasing provisioning intent: {e}")),
     }

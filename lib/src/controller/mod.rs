@@ -490,28 +490,30 @@ where
     .await
 }
 
-/// Remove finalizer `f` from the object named `name`, re-reading it on a
-/// conflicting change. Gone object or absent finalizer = success.
-pub(crate) async fn remove_finalizer<K>(
-    api: &Api<K>,
-    name: &str,
-    f: &str,
-) -> Result<(), kube::Error>
+/// Remove finalizer `f` from `obj`: first with the index seen in `obj` (no
+/// read), then, if the object changed meanwhile, re-reading it. Gone object
+/// or absent finalizer = success.
+pub(crate) async fn remove_finalizer<K>(api: &Api<K>, obj: &K, f: &str) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
+    let name = obj.name_any();
+    let mut current = Some(obj.clone());
     let mut last = None;
     for _ in 0..5 {
-        let obj = match api.get_opt(name).await? {
+        let obj = match current.take() {
             Some(o) => o,
-            None => return Ok(()),
+            None => match api.get_opt(&name).await? {
+                Some(o) => o,
+                None => return Ok(()),
+            },
         };
         let Some(i) = obj.finalizers().iter().position(|x| x == f) else {
             return Ok(());
         };
         match api
             .patch(
-                name,
+                &name,
                 &PatchParams::default(),
                 &Patch::<()>::Json(patch_of(remove_finalizer_ops(i, f))),
             )
@@ -519,6 +521,7 @@ where
         {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) => return Ok(()),
+            // the `test` op failed: the list changed; re-read and retry
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => last = Some(e),
             Err(e) => return Err(e),
         }

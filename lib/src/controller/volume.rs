@@ -1,6 +1,6 @@
 //! The volume loop: which PVs are ours to delete, and deleting them.
 //!
-//! [`decide`] is a pure function of the PV; [`reconcile`] does the API calls.
+//! [`decide`] is a pure function of the PV; `reconcile` does the API calls.
 //! `Retain` and bound volumes are never touched; the optional PV finalizer is
 //! added and removed with guarded JSON patches, never with updates.
 
@@ -179,11 +179,12 @@ async fn reconcile_inner<P: Provisioner>(
                 Err(e) => Step::Retry(format!("adding finalizer: {e}")),
             }
         }
-        VolumeDecision::RemoveFinalizer => match remove_finalizer(&api, key, a::PV_FINALIZER).await
-        {
-            Ok(()) => Step::Done,
-            Err(e) => Step::Retry(format!("removing finalizer: {e}")),
-        },
+        VolumeDecision::RemoveFinalizer => {
+            match remove_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
+                Ok(()) => Step::Done,
+                Err(e) => Step::Retry(format!("removing finalizer: {e}")),
+            }
+        }
         VolumeDecision::Delete => delete(ctx, &api, &pv).await,
     };
     let (action, gave_up) = finish(&ctx.volume_backoff, key, &rv, step);
@@ -246,7 +247,7 @@ async fn delete<P: Provisioner>(
         }
     }
     if has_finalizer(pv) {
-        if let Err(e) = remove_finalizer(api, &name, a::PV_FINALIZER).await {
+        if let Err(e) = remove_finalizer(api, pv, a::PV_FINALIZER).await {
             return Step::Retry(format!("removing finalizer of {name}: {e}"));
         }
     }
