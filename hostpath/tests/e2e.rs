@@ -4,35 +4,20 @@
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, PostParams};
+use e2e_support::*;
+use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Client;
-use kube_testserver::TestServer;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/hostpath";
 const NODE: &str = "node-1";
 
-/// The provisioner process; killed on drop.
-struct Provisioner(Child);
-
-impl Drop for Provisioner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Env {
-    ts: TestServer,
+    _ts: TestServer,
     client: Client,
     tmp: tempfile::TempDir,
-    _provisioner: Provisioner,
+    _provisioner: Binary,
 }
 
 impl Env {
@@ -41,36 +26,29 @@ impl Env {
         let client = ts.client().await;
         let tmp = tempfile::tempdir().unwrap();
         for node in [NODE, "node-2"] {
-            create::<Node>(
-                &Api::all(client.clone()),
-                json!({
-                    "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}},
-                    "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-                }),
-            )
-            .await;
+            create_node(&client, node).await;
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_hostpath-provisioner"))
-            .arg("--kubeconfig")
-            .arg(ts.kubeconfig_path())
-            .args(["--node-name", NODE, "--metrics-address", ""])
-            .args([
+        let root = tmp.path().join("root");
+        let provisioner = Binary::spawn(
+            env!("CARGO_BIN_EXE_hostpath-provisioner"),
+            ts.kubeconfig_path(),
+            &[
+                "--node-name",
+                NODE,
                 "--retry-interval-start",
                 "200ms",
                 "--retry-interval-max",
                 "2s",
-            ])
-            .arg("--root")
-            .arg(tmp.path().join("root"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn hostpath-provisioner");
+                "--root",
+                root.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
         Env {
-            ts,
+            _ts: ts,
             client,
             tmp,
-            _provisioner: Provisioner(child),
+            _provisioner: provisioner,
         }
     }
 
@@ -78,145 +56,13 @@ impl Env {
         self.tmp.path().join("root")
     }
 
-    async fn class(&self, name: &str, policy: &str, params: Value) {
-        create::<StorageClass>(
-            &Api::all(self.client.clone()),
-            json!({
-                "metadata": {"name": name},
-                "provisioner": PROVISIONER,
-                "reclaimPolicy": policy,
-                "volumeBindingMode": "WaitForFirstConsumer",
-                "parameters": params,
-            }),
-        )
-        .await;
+    async fn class(&self, name: &str, policy: &str, params: serde_json::Value) {
+        create_class(&self.client, name, PROVISIONER, policy, true, params).await;
     }
 
-    /// A claim and a pod on `node` using it (the test server's scheduler
-    /// then selects the node on the claim).
-    async fn claim_with_pod(&self, name: &str, class: &str, node: &str) {
-        create::<PersistentVolumeClaim>(
-            &claims(&self.client),
-            json!({
-                "metadata": {"name": name},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": class,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            }),
-        )
-        .await;
-        create::<Pod>(
-            &Api::namespaced(self.client.clone(), "default"),
-            json!({
-                "metadata": {"name": format!("{name}-pod")},
-                "spec": {
-                    "nodeName": node,
-                    "containers": [{"name": "app", "image": "busybox"}],
-                    "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": name}}],
-                },
-            }),
-        )
-        .await;
-    }
-
-    async fn delete_claim_and_pod(&self, name: &str) {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
-        pods.delete(&format!("{name}-pod"), &DeleteParams::default())
-            .await
-            .unwrap();
-        claims(&self.client)
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-    }
-
-    async fn wait_bound(&self, name: &str) -> PersistentVolume {
-        let api = claims(&self.client);
-        let pv_name = wait_for(&format!("claim {name} Bound"), || {
-            let api = api.clone();
-            async move {
-                let c = api.get_opt(name).await.ok()??;
-                (c.status?.phase.as_deref()? == "Bound").then_some(c.spec?.volume_name?)
-            }
-        })
-        .await;
-        pvs(&self.client).get(&pv_name).await.unwrap()
-    }
-
-    async fn wait_pv_phase(&self, pv: &str, phase: &str) {
-        let api = pvs(&self.client);
-        wait_for(&format!("PV {pv} {phase}"), || {
-            let api = api.clone();
-            async move {
-                let p = api.get_opt(pv).await.ok()??;
-                (p.status?.phase.as_deref()? == phase).then_some(())
-            }
-        })
-        .await
-    }
-
-    async fn wait_pv_gone(&self, pv: &str) {
-        let api = pvs(&self.client);
-        wait_for(&format!("PV {pv} deleted"), || {
-            let api = api.clone();
-            async move { api.get_opt(pv).await.ok()?.is_none().then_some(()) }
-        })
-        .await
-    }
-
-    /// Messages of Warning events about the object `name`.
-    async fn warnings(&self, name: &str) -> Vec<String> {
-        let api: Api<Event> = Api::all(self.client.clone());
-        let list = api.list(&Default::default()).await.unwrap();
-        list.items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .filter(|e| e.type_.as_deref() == Some("Warning"))
-            .filter_map(|e| e.note)
-            .collect()
-    }
-}
-
-async fn create<K>(api: &Api<K>, mut body: Value) -> K
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    body["apiVersion"] = json!(K::api_version(&()));
-    body["kind"] = json!(K::kind(&()));
-    let obj: K = serde_json::from_value(body).unwrap();
-    api.create(&PostParams::default(), &obj).await.unwrap()
-}
-
-fn claims(client: &Client) -> Api<PersistentVolumeClaim> {
-    Api::namespaced(client.clone(), "default")
-}
-
-fn pvs(client: &Client) -> Api<PersistentVolume> {
-    Api::all(client.clone())
-}
-
-/// Polls `f` every 50 ms until it returns `Some`; panics after 30 s.
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after 30s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    async fn claim_on(&self, name: &str, class: &str, node: &str) {
+        create_claim(&self.client, name, class, "1Gi", json!({})).await;
+        create_pod_for(&self.client, name, node).await;
     }
 }
 
@@ -237,8 +83,8 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
         json!({"mode": "0770", "pathPattern": "{{ .PVC.Namespace }}/{{ .PVC.Name }}"}),
     )
     .await;
-    env.claim_with_pod("data", "hostpath", NODE).await;
-    let pv = env.wait_bound("data").await;
+    env.claim_on("data", "hostpath", NODE).await;
+    let pv = wait_bound(&env.client, "data").await;
     let dir = host_path(&pv);
     assert_eq!(dir, env.root().join("default/data"));
     assert!(dir.is_dir(), "{} must exist", dir.display());
@@ -271,8 +117,8 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
     symlink(outside.join("precious"), dir.join("file-link")).unwrap();
 
     let pv_name = pv.metadata.name.clone().unwrap();
-    env.delete_claim_and_pod("data").await;
-    env.wait_pv_gone(&pv_name).await;
+    delete_claim(&env.client, "data").await;
+    wait_pv_gone(&env.client, &pv_name).await;
     assert!(!dir.exists(), "the volume directory must be removed");
     assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
     assert!(env.root().join("default").is_dir(), "parents stay");
@@ -282,18 +128,18 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
 async fn retain_keeps_the_data_and_the_pv() {
     let env = Env::start().await;
     env.class("keep", "Retain", json!({})).await;
-    env.claim_with_pod("kept", "keep", NODE).await;
-    let pv = env.wait_bound("kept").await;
+    env.claim_on("kept", "keep", NODE).await;
+    let pv = wait_bound(&env.client, "kept").await;
     let dir = host_path(&pv);
     assert_eq!(mode(&dir), 0o777, "default mode");
     std::fs::write(dir.join("file"), b"data").unwrap();
     let pv_name = pv.metadata.name.clone().unwrap();
-    env.delete_claim_and_pod("kept").await;
-    env.wait_pv_phase(&pv_name, "Released").await;
+    delete_claim(&env.client, "kept").await;
+    wait_pv_phase(&env.client, &pv_name, "Released").await;
     // The provisioner had every chance to act on the Released PV; a claim it
     // provisions afterwards proves it is alive and past that point.
-    env.claim_with_pod("after", "keep", NODE).await;
-    env.wait_bound("after").await;
+    env.claim_on("after", "keep", NODE).await;
+    wait_bound(&env.client, "after").await;
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"data");
     assert!(pvs(&env.client).get_opt(&pv_name).await.unwrap().is_some());
 }
@@ -303,12 +149,8 @@ async fn a_bad_parameter_gives_a_warning_naming_it_and_no_volume() {
     let env = Env::start().await;
     env.class("bad", "Delete", json!({"volumeType": "nfs"}))
         .await;
-    env.claim_with_pod("c", "bad", NODE).await;
-    let note = wait_for("a Warning event on the claim", || async {
-        env.warnings("c").await.into_iter().next()
-    })
-    .await;
-    assert!(note.contains("volumeType"), "{note}");
+    env.claim_on("c", "bad", NODE).await;
+    let note = wait_warning(&env.client, "c", "volumeType").await;
     assert!(note.contains("allowed: hostPath, local"), "{note}");
     assert!(pvs(&env.client)
         .list(&Default::default())
@@ -329,9 +171,9 @@ async fn a_bad_parameter_gives_a_warning_naming_it_and_no_volume() {
 async fn claims_of_other_nodes_are_left_to_their_instance() {
     let env = Env::start().await;
     env.class("hostpath", "Delete", json!({})).await;
-    env.claim_with_pod("elsewhere", "hostpath", "node-2").await;
-    env.claim_with_pod("here", "hostpath", NODE).await;
-    env.wait_bound("here").await;
+    env.claim_on("elsewhere", "hostpath", "node-2").await;
+    env.claim_on("here", "hostpath", NODE).await;
+    wait_bound(&env.client, "here").await;
     let other = claims(&env.client).get("elsewhere").await.unwrap();
     assert_eq!(
         other.metadata.annotations.unwrap()["volume.kubernetes.io/selected-node"],
@@ -379,8 +221,7 @@ async fn a_directory_it_did_not_make_is_never_deleted() {
     )
     .await;
     let name = pv.metadata.name.unwrap();
-    env.wait_pv_phase(&name, "Released").await;
-    env.wait_pv_gone(&name).await;
+    wait_pv_phase(&env.client, &name, "Released").await;
+    wait_pv_gone(&env.client, &name).await;
     assert_eq!(std::fs::read(manual.join("file")).unwrap(), b"precious");
-    drop(env.ts);
 }

@@ -1,0 +1,280 @@
+//! Shared fixtures for end-to-end tests of the provisioner binaries.
+//!
+//! Every provisioner's `tests/` runs its real binary against
+//! `kube-testserver`; the object builders, the polling with deadlines and the
+//! process handling they all need live here once, so each test file says only
+//! what is special about its provisioner. Nothing here sleeps as an
+//! assertion: every wait polls with a deadline and names what it waited for.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+
+pub use kube_testserver::TestServer;
+
+/// How long a `wait_*` helper polls before it fails the test.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Polls `f` every 50 ms until it returns `Some`; panics naming `what` after [`WAIT`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates an object from JSON (`apiVersion` and `kind` are filled in).
+pub async fn create<K>(api: &Api<K>, mut body: Value) -> K
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    body["apiVersion"] = json!(K::api_version(&()));
+    body["kind"] = json!(K::kind(&()));
+    let obj: K = serde_json::from_value(body).expect("fixture JSON matches the kind");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", K::kind(&())))
+}
+
+/// The claims of namespace `default`.
+pub fn claims(client: &Client) -> Api<PersistentVolumeClaim> {
+    Api::namespaced(client.clone(), "default")
+}
+
+/// All PVs.
+pub fn pvs(client: &Client) -> Api<PersistentVolume> {
+    Api::all(client.clone())
+}
+
+/// The pods of namespace `default`.
+pub fn pods(client: &Client) -> Api<Pod> {
+    Api::namespaced(client.clone(), "default")
+}
+
+/// A Ready node labelled `kubernetes.io/hostname=<name>`.
+pub async fn create_node(client: &Client, name: &str) -> Node {
+    create(
+        &Api::all(client.clone()),
+        json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }),
+    )
+    .await
+}
+
+/// A StorageClass for `provisioner`.
+pub async fn create_class(
+    client: &Client,
+    name: &str,
+    provisioner: &str,
+    policy: &str,
+    wffc: bool,
+    params: Value,
+) -> StorageClass {
+    create(
+        &Api::all(client.clone()),
+        json!({
+            "metadata": {"name": name},
+            "provisioner": provisioner,
+            "reclaimPolicy": policy,
+            "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
+            "parameters": params,
+        }),
+    )
+    .await
+}
+
+/// A claim in `default` for `size` of `class`, with `extra` merged into its
+/// `spec` (e.g. `{"volumeMode": "Block"}`).
+pub async fn create_claim(
+    client: &Client,
+    name: &str,
+    class: &str,
+    size: &str,
+    extra_spec: Value,
+) -> PersistentVolumeClaim {
+    let mut spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": class,
+        "resources": {"requests": {"storage": size}},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    create(
+        &claims(client),
+        json!({"metadata": {"name": name}, "spec": spec}),
+    )
+    .await
+}
+
+/// A pod `<claim>-pod` on `node` using `claim`; with the test server's
+/// scheduler this selects `node` on a WaitForFirstConsumer claim.
+pub async fn create_pod_for(client: &Client, claim: &str, node: &str) -> Pod {
+    create(
+        &pods(client),
+        json!({
+            "metadata": {"name": format!("{claim}-pod")},
+            "spec": {
+                "nodeName": node,
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        }),
+    )
+    .await
+}
+
+/// Deletes a claim (and its `<claim>-pod`, if any).
+pub async fn delete_claim(client: &Client, name: &str) {
+    let _ = pods(client)
+        .delete(&format!("{name}-pod"), &DeleteParams::default())
+        .await;
+    claims(client)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete claim {name}: {e}"));
+}
+
+/// Waits until claim `name` is Bound and returns its PV.
+pub async fn wait_bound(client: &Client, name: &str) -> PersistentVolume {
+    let api = claims(client);
+    let pv_name = wait_for(&format!("claim {name} Bound"), || {
+        let api = api.clone();
+        async move {
+            let c = api.get_opt(name).await.ok()??;
+            (c.status?.phase.as_deref()? == "Bound").then_some(c.spec?.volume_name?)
+        }
+    })
+    .await;
+    pvs(client).get(&pv_name).await.expect("bound PV exists")
+}
+
+/// Waits until PV `name` is in `phase`.
+pub async fn wait_pv_phase(client: &Client, name: &str, phase: &str) {
+    let api = pvs(client);
+    wait_for(&format!("PV {name} {phase}"), || {
+        let api = api.clone();
+        async move { (api.get_opt(name).await.ok()??.status?.phase.as_deref()? == phase).then_some(()) }
+    })
+    .await
+}
+
+/// Waits until PV `name` no longer exists.
+pub async fn wait_pv_gone(client: &Client, name: &str) {
+    let api = pvs(client);
+    wait_for(&format!("PV {name} deleted"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+/// `(type, reason, note)` of every event about the object named `name`.
+pub async fn events_about(client: &Client, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<Event> = Api::all(client.clone());
+    let list = api.list(&Default::default()).await.expect("list events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Waits for a Warning event about `name` whose note contains `needle`; returns the note.
+pub async fn wait_warning(client: &Client, name: &str, needle: &str) -> String {
+    wait_for(
+        &format!("a Warning about {name} containing {needle:?}"),
+        || async {
+            events_about(client, name)
+                .await
+                .into_iter()
+                .find(|(t, _, note)| t == "Warning" && note.contains(needle))
+                .map(|(_, _, note)| note)
+        },
+    )
+    .await
+}
+
+/// A provisioner binary running against a test server; killed on drop.
+/// Its stderr goes to a log file, printed when the test fails (on drop while
+/// panicking), so a red test shows what the binary said.
+pub struct Binary {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Binary {
+    /// Spawns `exe --kubeconfig <kubeconfig> --metrics-address "" <args>`
+    /// with `RUST_LOG=info`, logging to `<log_dir>/<name>.log`.
+    pub fn spawn(exe: &str, kubeconfig: &Path, args: &[&str], log_dir: &Path) -> Binary {
+        let name = Path::new(exe)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let log = log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(exe)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--metrics-address", ""])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().expect("dup log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
+        Binary { child, log }
+    }
+
+    /// The log written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.log.display(), self.log());
+        }
+    }
+}
