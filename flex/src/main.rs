@@ -1,0 +1,3 @@
+//! `flex-provisioner`: crate scaffold; the provisioner lands with its issue.
+
+fn main() {}

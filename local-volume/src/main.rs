@@ -1,0 +1,3 @@
+//! `local-volume-provisioner`: crate scaffold; the provisioner lands with its issue.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! `nfs-provisioner`: crate scaffold; the provisioner lands with its issue.
+
+fn main() {}
