@@ -24,6 +24,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --all-targets --locked
 
+step "demo: kubectl apply -f deploy/hostpath against kube-testserver, claim to Bound and back"
+hack/demo.sh
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
