@@ -183,10 +183,19 @@ impl TestServer {
     }
 
     /// A kube client for this server (plain http, no auth, namespace `default`).
+    ///
+    /// It keeps kube's default retry layer, which transparently retries
+    /// 429/503/504 responses (up to 15 times); use [`TestServer::kube_config`]
+    /// with `default_retry = false` to observe those codes directly.
     pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.kube_config()).expect("client from config")
+    }
+
+    /// The kube client configuration used by [`TestServer::client`].
+    pub fn kube_config(&self) -> kube::Config {
         let mut cfg = kube::Config::new(self.url().parse().expect("valid url"));
         cfg.default_namespace = "default".into();
-        kube::Client::try_from(cfg).expect("client from config")
+        cfg
     }
 
     /// Path of the kubeconfig file written at start.
