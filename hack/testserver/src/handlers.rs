@@ -119,9 +119,13 @@ pub async fn stats_and_faults(State(st): State<Arc<AppState>>, req: Request, nex
         tokio::time::sleep(lat).await;
     }
     if let Some(kind) = st.faults.pick(&verb, &resource) {
+        tracing::debug!(%verb, %resource, ?kind, "injected fault");
         return kind.error(&resource).into_response();
     }
-    next.run(req).await
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %uri, status = resp.status().as_u16(), "request");
+    resp
 }
 
 /// JSON response helper.

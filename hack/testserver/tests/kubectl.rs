@@ -9,7 +9,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
+/// `/usr/bin/kubectl` unless `KUBECTL` names another binary (e.g. a
+/// specific version behind the gcloud version dispatcher).
+fn kubectl() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".to_string())
+}
 
 struct Cluster {
     _server: Child,
@@ -19,10 +23,8 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        assert!(
-            Path::new(KUBECTL).exists(),
-            "{KUBECTL} is missing: run hack/test.sh, which installs the kubectl these tests need"
-        );
+        let k = kubectl();
+        assert!(Path::new(&k).exists(), "{k} is missing: run hack/test.sh, which installs the kubectl these tests need");
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut server = Command::new(env!("CARGO_BIN_EXE_kube-testserver"))
@@ -40,7 +42,7 @@ impl Cluster {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(KUBECTL);
+        let mut c = Command::new(kubectl());
         c.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
