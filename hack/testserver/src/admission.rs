@@ -11,14 +11,27 @@ pub const DEFAULT_CLASS_ANN: &str = "storageclass.kubernetes.io/is-default-class
 
 /// Mutates an object about to be created (DefaultStorageClass admission).
 pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
-    if res == id("", "persistentvolumeclaims") && obj.pointer("/spec/storageClassName").is_none_or(Value::is_null) {
-        let classes = store.list(id("storage.k8s.io", "storageclasses"), None, &|_| true, None, None);
+    if res == id("", "persistentvolumeclaims")
+        && obj
+            .pointer("/spec/storageClassName")
+            .is_none_or(Value::is_null)
+    {
+        let classes = store.list(
+            id("storage.k8s.io", "storageclasses"),
+            None,
+            &|_| true,
+            None,
+            None,
+        );
         let default = classes
             .items
             .iter()
             .filter(|c| {
-                c.pointer(&format!("/metadata/annotations/{}", DEFAULT_CLASS_ANN.replace('/', "~1")))
-                    .and_then(Value::as_str)
+                c.pointer(&format!(
+                    "/metadata/annotations/{}",
+                    DEFAULT_CLASS_ANN.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
                     == Some("true")
             })
             .max_by_key(|c| meta_str(c, "creationTimestamp").map(String::from));

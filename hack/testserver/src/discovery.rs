@@ -27,9 +27,16 @@ fn ok(v: &Value) -> Response {
 
 /// `APIResourceList` for one group/version.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut e = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
@@ -53,7 +60,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn api_group(group: &str) -> Value {
@@ -74,18 +83,28 @@ pub async fn handle(st: &AppState, parts: &Parts) -> Response {
     }
     match segs.as_slice() {
         ["version"] => ok(&version()),
-        ["healthz"] | ["livez"] | ["readyz"] => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+        ["healthz"] | ["livez"] | ["readyz"] => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response()
+        }
         ["api"] => ok(&json!({"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": st.addr().to_string()}]})),
         ["apis"] => {
-            let mut groups: Vec<&str> = group_versions().into_iter().map(|(g, _)| g).filter(|g| !g.is_empty()).collect();
+            let mut groups: Vec<&str> = group_versions()
+                .into_iter()
+                .map(|(g, _)| g)
+                .filter(|g| !g.is_empty())
+                .collect();
             groups.dedup();
             let groups: Vec<Value> = groups.into_iter().map(api_group).collect();
             ok(&json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
-        ["api", v] => resource_list("", v).map(|l| ok(&l)).unwrap_or_else(|| ApiError::path_not_found().into_response()),
+        ["api", v] => resource_list("", v)
+            .map(|l| ok(&l))
+            .unwrap_or_else(|| ApiError::path_not_found().into_response()),
         ["apis", g] if group_versions().iter().any(|(x, _)| x == g) => ok(&api_group(g)),
-        ["apis", g, v] => resource_list(g, v).map(|l| ok(&l)).unwrap_or_else(|| ApiError::path_not_found().into_response()),
+        ["apis", g, v] => resource_list(g, v)
+            .map(|l| ok(&l))
+            .unwrap_or_else(|| ApiError::path_not_found().into_response()),
         ["openapi", "v2"] => crate::openapi::v2(),
         ["openapi", "v3"] => crate::openapi::v3_root(),
         ["openapi", "v3", rest @ ..] => crate::openapi::v3_doc(&rest.join("/")),
@@ -105,7 +124,9 @@ fn age(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
         return "<unknown>".into();
     };
-    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let s = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     match s {
         0..120 => format!("{s}s"),
         120..7200 => format!("{}m", s / 60),
@@ -116,20 +137,35 @@ fn age(ts: Option<&str>) -> String {
 
 fn extra_columns(info: &ResourceInfo) -> Vec<(&'static str, &'static str)> {
     match info.kind {
-        "PersistentVolumeClaim" => vec![("Status", "/status/phase"), ("Volume", "/spec/volumeName"), ("StorageClass", "/spec/storageClassName")],
-        "PersistentVolume" => vec![("Capacity", "/spec/capacity/storage"), ("Status", "/status/phase"), ("StorageClass", "/spec/storageClassName")],
+        "PersistentVolumeClaim" => vec![
+            ("Status", "/status/phase"),
+            ("Volume", "/spec/volumeName"),
+            ("StorageClass", "/spec/storageClassName"),
+        ],
+        "PersistentVolume" => vec![
+            ("Capacity", "/spec/capacity/storage"),
+            ("Status", "/status/phase"),
+            ("StorageClass", "/spec/storageClassName"),
+        ],
         "Pod" => vec![("Status", "/status/phase"), ("Node", "/spec/nodeName")],
         "Namespace" => vec![("Status", "/status/phase")],
-        "StorageClass" => vec![("Provisioner", "/provisioner"), ("VolumeBindingMode", "/volumeBindingMode")],
+        "StorageClass" => vec![
+            ("Provisioner", "/provisioner"),
+            ("VolumeBindingMode", "/volumeBindingMode"),
+        ],
         _ => vec![],
     }
 }
 
 /// Column definitions for a kind's Table.
 pub fn columns(info: &ResourceInfo) -> Value {
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     for (n, _) in extra_columns(info) {
-        cols.push(json!({"name": n, "type": "string", "format": "", "description": n, "priority": 0}));
+        cols.push(
+            json!({"name": n, "type": "string", "format": "", "description": n, "priority": 0}),
+        );
     }
     cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
     Value::Array(cols)
@@ -148,6 +184,8 @@ pub fn row(info: &ResourceInfo, obj: &Value) -> Value {
 /// A Table response for a list.
 pub fn table(info: &ResourceInfo, items: &[std::sync::Arc<Value>], rv: u64) -> Response {
     let rows: Vec<Value> = items.iter().map(|o| row(info, o)).collect();
-    ok(&json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()},
-        "columnDefinitions": columns(info), "rows": rows}))
+    ok(
+        &json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()},
+        "columnDefinitions": columns(info), "rows": rows}),
+    )
 }

@@ -73,7 +73,11 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { state: Arc::default(), drop_tx: Arc::new(watch::channel(0).0), refuse: Arc::new(Notify::new()) }
+        Faults {
+            state: Arc::default(),
+            drop_tx: Arc::new(watch::channel(0).0),
+            refuse: Arc::new(Notify::new()),
+        }
     }
 }
 
@@ -84,12 +88,24 @@ impl Faults {
 
     /// Makes a fraction `rate` of matching requests fail with `kind`.
     /// Replaces an existing rule for the same verb and resource.
-    pub fn set_error_rate(&self, verb: Option<&str>, resource: Option<&str>, kind: FaultKind, rate: f64) {
+    pub fn set_error_rate(
+        &self,
+        verb: Option<&str>,
+        resource: Option<&str>,
+        kind: FaultKind,
+        rate: f64,
+    ) {
         let mut st = self.st();
         let (verb, resource) = (verb.map(String::from), resource.map(String::from));
-        st.rules.retain(|r| !(r.verb == verb && r.resource == resource));
+        st.rules
+            .retain(|r| !(r.verb == verb && r.resource == resource));
         if rate > 0.0 {
-            st.rules.push(ErrorRule { verb, resource, kind, rate });
+            st.rules.push(ErrorRule {
+                verb,
+                resource,
+                kind,
+                rate,
+            });
         }
     }
 

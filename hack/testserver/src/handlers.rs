@@ -103,12 +103,19 @@ pub fn classify(method: &Method, uri: &axum::http::Uri) -> (String, String) {
             };
             (verb.to_string(), RESOURCES[rp.res].plural.to_string())
         }
-        _ => (method.as_str().to_ascii_lowercase(), "discovery".to_string()),
+        _ => (
+            method.as_str().to_ascii_lowercase(),
+            "discovery".to_string(),
+        ),
     }
 }
 
 /// Middleware: counts the request and applies injected faults.
-pub async fn stats_and_faults(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn stats_and_faults(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.uri().path().starts_with("/testserver/") {
         return next.run(req).await;
     }
@@ -148,7 +155,12 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let q = query_map(&parts.uri);
-    if parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("protobuf") || c.contains("cbor")) {
+    if parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("protobuf") || c.contains("cbor"))
+    {
         return ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml").into_response();
     }
     let bytes = match axum::body::to_bytes(body, 64 << 20).await {
@@ -186,7 +198,10 @@ fn ns_of(rp: &ResPath) -> &str {
 fn get(st: &AppState, rp: &ResPath) -> Result<Response, ApiError> {
     check_sub(rp)?;
     let name = rp.name.as_deref().unwrap_or("");
-    let obj = st.store.get(rp.res, ns_of(rp), name).ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], name))?;
+    let obj = st
+        .store
+        .get(rp.res, ns_of(rp), name)
+        .ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], name))?;
     Ok(obj_response(StatusCode::OK, &obj))
 }
 
@@ -201,7 +216,10 @@ pub fn build_filter(
         .map_err(ApiError::bad_request)?;
     let ns = rp.ns.clone();
     Ok(move |o: &Value| {
-        ns.as_deref().is_none_or(|n| meta_str(o, "namespace") == Some(n)) && ls.matches(o) && fs.matches(o)
+        ns.as_deref()
+            .is_none_or(|n| meta_str(o, "namespace") == Some(n))
+            && ls.matches(o)
+            && fs.matches(o)
     })
 }
 
@@ -213,11 +231,19 @@ fn hex_decode(s: &str) -> Option<String> {
     if s.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
-fn list(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Response, ApiError> {
+fn list(
+    st: &AppState,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::path_not_found());
     }
@@ -230,13 +256,18 @@ fn list(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, headers: &Head
     };
     let after = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
-            let s = hex_decode(c).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-            let (ns, name) = s.split_once('\u{0}').ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            let s =
+                hex_decode(c).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+            let (ns, name) = s
+                .split_once('\u{0}')
+                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
             Some((ns.to_string(), name.to_string()))
         }
         None => None,
     };
-    let page = st.store.list(rp.res, rp.ns.as_deref(), &filter, after, limit);
+    let page = st
+        .store
+        .list(rp.res, rp.ns.as_deref(), &filter, after, limit);
     if crate::discovery::wants_table(headers) {
         return Ok(crate::discovery::table(info, &page.items, page.rv));
     }
@@ -246,14 +277,23 @@ fn list(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, headers: &Head
         meta["remainingItemCount"] = json!(page.remaining);
     }
     let mut out = Vec::with_capacity(256 + page.items.len() * 512);
-    out.extend_from_slice(format!(r#"{{"kind":"{}List","apiVersion":"{}","metadata":"#, info.kind, info.api_version()).as_bytes());
-    serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    out.extend_from_slice(
+        format!(
+            r#"{{"kind":"{}List","apiVersion":"{}","metadata":"#,
+            info.kind,
+            info.api_version()
+        )
+        .as_bytes(),
+    );
+    serde_json::to_writer(&mut out, &meta)
+        .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     out.extend_from_slice(br#","items":["#);
     for (i, item) in page.items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, item.as_ref()).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+        serde_json::to_writer(&mut out, item.as_ref())
+            .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, out))
@@ -293,7 +333,9 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
     }
     let mut obj = parse_body(bytes)?;
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
     }
     set_namespace(rp, &mut obj)?;
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -347,7 +389,9 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
     let name = rp.name.clone().unwrap_or_default();
     let mut body = parse_body(bytes)?;
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
     }
     check_name(rp, &body)?;
     set_namespace(rp, &mut body)?;
@@ -368,7 +412,13 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
     Ok(obj_response(StatusCode::OK, &updated))
 }
 
-fn managed_entry(manager: &str, op: &str, api_version: &str, applied: &Value, sub: Option<&str>) -> Value {
+fn managed_entry(
+    manager: &str,
+    op: &str,
+    api_version: &str,
+    applied: &Value,
+    sub: Option<&str>,
+) -> Value {
     let mut e = json!({
         "manager": manager,
         "operation": op,
@@ -383,10 +433,20 @@ fn managed_entry(manager: &str, op: &str, api_version: &str, applied: &Value, su
     e
 }
 
-fn record_apply(new: &mut Value, manager: &str, api_version: &str, applied: &Value, sub: Option<&str>) {
+fn record_apply(
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    applied: &Value,
+    sub: Option<&str>,
+) {
     let entry = managed_entry(manager, "Apply", api_version, applied, sub);
     let meta = &mut new["metadata"];
-    let mut list: Vec<Value> = meta.get("managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut list: Vec<Value> = meta
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     list.retain(|e| {
         !(e.get("manager").and_then(Value::as_str) == Some(manager)
             && e.get("operation").and_then(Value::as_str) == Some("Apply")
@@ -406,16 +466,23 @@ fn patch(
     check_sub(rp)?;
     let info = &RESOURCES[rp.res];
     let name = rp.name.clone().unwrap_or_default();
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let pt = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media(ct))?;
     let body: Value = if pt == PatchType::Apply {
-        serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        serde_yaml::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+        serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
     };
     let manager = q.get("fieldManager").cloned().unwrap_or_default();
     if pt == PatchType::Apply && manager.is_empty() {
-        return Err(ApiError::bad_request("PATCH request must include fieldManager for apply"));
+        return Err(ApiError::bad_request(
+            "PATCH request must include fieldManager for apply",
+        ));
     }
     let sub = rp.sub.clone();
     let result = st.store.mutate(rp.res, ns_of(rp), &name, |cur| {
@@ -438,10 +505,11 @@ fn patch(
                 record_apply(&mut doc, &manager, &info.api_version(), &body, sub.as_deref());
             }
         }
-        if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion") && pt != PatchType::Apply {
-            if meta_str(&doc, "resourceVersion").is_some_and(|s| !s.is_empty()) {
-                return Err(ApiError::conflict(info, &name));
-            }
+        if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion")
+            && pt != PatchType::Apply
+            && meta_str(&doc, "resourceVersion").is_some_and(|s| !s.is_empty())
+        {
+            return Err(ApiError::conflict(info, &name));
         }
         if meta_str(&doc, "name") != meta_str(cur, "name") {
             return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
@@ -469,26 +537,50 @@ fn patch(
     }
 }
 
-fn delete(st: &AppState, rp: &ResPath, q: &HashMap<String, String>, bytes: &Bytes) -> Result<Response, ApiError> {
+fn delete(
+    st: &AppState,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::method_not_allowed());
     }
     let name = rp.name.clone().unwrap_or_default();
-    let opts: Value = if bytes.is_empty() { json!({}) } else { parse_body(bytes)? };
+    let opts: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        parse_body(bytes)?
+    };
     let pre_uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
-    let pre_rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
-    if q.get("dryRun").is_some_and(|d| d == "All") || opts.get("dryRun").is_some_and(|d| d.as_array().is_some_and(|a| !a.is_empty())) {
-        let obj = st.store.get(rp.res, ns_of(rp), &name).ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], &name))?;
+    let pre_rv = opts
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str);
+    if q.get("dryRun").is_some_and(|d| d == "All")
+        || opts
+            .get("dryRun")
+            .is_some_and(|d| d.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        let obj = st
+            .store
+            .get(rp.res, ns_of(rp), &name)
+            .ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], &name))?;
         return Ok(obj_response(StatusCode::OK, &obj));
     }
     let deleted = st.store.delete(rp.res, ns_of(rp), &name, pre_uid, pre_rv)?;
-    if RESOURCES[rp.res].kind == "Namespace" && deleted.pointer("/metadata/deletionTimestamp").is_none() {
+    if RESOURCES[rp.res].kind == "Namespace"
+        && deleted.pointer("/metadata/deletionTimestamp").is_none()
+    {
         admission::on_namespace_deleted(&st.store, &name);
     }
     Ok(obj_response(StatusCode::OK, &deleted))
 }
 
-fn delete_collection(st: &AppState, rp: &ResPath, q: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn delete_collection(
+    st: &AppState,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::method_not_allowed());
     }
@@ -581,7 +673,9 @@ mod tests {
 
     #[test]
     fn paths() {
-        let p = parse_path("/api/v1/namespaces/default/persistentvolumeclaims/foo/status").unwrap().unwrap();
+        let p = parse_path("/api/v1/namespaces/default/persistentvolumeclaims/foo/status")
+            .unwrap()
+            .unwrap();
         assert_eq!(RESOURCES[p.res].plural, "persistentvolumeclaims");
         assert_eq!(p.ns.as_deref(), Some("default"));
         assert_eq!(p.name.as_deref(), Some("foo"));
@@ -595,6 +689,9 @@ mod tests {
         assert!(p.ns.is_none() && p.name.is_none());
         assert!(parse_path("/api/v1").is_none());
         assert!(parse_path("/apis/foo/v1/bars").unwrap().is_err());
-        assert_eq!(hex_decode(&hex_encode("a\u{0}b")).as_deref(), Some("a\u{0}b"));
+        assert_eq!(
+            hex_decode(&hex_encode("a\u{0}b")).as_deref(),
+            Some("a\u{0}b")
+        );
     }
 }

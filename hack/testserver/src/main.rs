@@ -27,9 +27,16 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
-    let config = Config { binder: !args.no_binder, scheduler: !args.no_scheduler, ..Config::default() };
+    let config = Config {
+        binder: !args.no_binder,
+        scheduler: !args.no_scheduler,
+        ..Config::default()
+    };
     let server = TestServer::start_on(args.listen, config, args.kubeconfig_out.clone()).await?;
     println!("{}", server.url());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

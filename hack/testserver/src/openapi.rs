@@ -29,9 +29,15 @@ pub fn v3_root() -> Response {
     let mut paths = Map::new();
     for (g, v) in group_versions() {
         let key = gv_key(g, v);
-        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={HASH}")}));
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={HASH}")}),
+        );
     }
-    json_response(StatusCode::OK, serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default())
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default(),
+    )
 }
 
 fn params(names: &[&str]) -> Value {
@@ -57,9 +63,16 @@ fn op(info: &ResourceInfo, action: &str, id: &str, q: &[&str]) -> Value {
 fn doc_for(group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let schemas = Map::new();
-    let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let base = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let write_params = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let coll = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {

@@ -44,10 +44,18 @@ pub fn json(doc: &mut Value, patch: &Value) -> Result<(), String> {
 
 /// Merge key for a list field, by field name and parent path.
 fn merge_key(field: &str, path: &[String]) -> Option<&'static str> {
-    let in_container = path.iter().any(|p| p == "containers" || p == "initContainers" || p == "ephemeralContainers");
+    let in_container = path
+        .iter()
+        .any(|p| p == "containers" || p == "initContainers" || p == "ephemeralContainers");
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
-        | "secrets" | "subsets" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "secrets"
+        | "subsets" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "ports" if in_container => "containerPort",
@@ -210,24 +218,40 @@ mod tests {
         let mut d = json!({"metadata": {"labels": {"a": "1"}}});
         json(&mut d, &json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}, {"op": "remove", "path": "/metadata/labels/a"}])).unwrap();
         assert_eq!(d, json!({"metadata": {"labels": {"b": "2"}}}));
-        assert!(json(&mut d, &json!([{"op": "test", "path": "/metadata/labels/b", "value": "x"}])).is_err());
+        assert!(json(
+            &mut d,
+            &json!([{"op": "test", "path": "/metadata/labels/b", "value": "x"}])
+        )
+        .is_err());
     }
 
     #[test]
     fn smp_lists_by_key() {
         let mut d = json!({"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "E", "value": "1"}]}, {"name": "b", "image": "y"}]}});
-        strategic(&mut d, &json!({"spec": {"containers": [{"name": "a", "image": "z", "env": [{"name": "F", "value": "2"}]}, {"name": "c", "image": "w"}, {"name": "b", "$patch": "delete"}]}}));
-        assert_eq!(d, json!({"spec": {"containers": [
+        strategic(
+            &mut d,
+            &json!({"spec": {"containers": [{"name": "a", "image": "z", "env": [{"name": "F", "value": "2"}]}, {"name": "c", "image": "w"}, {"name": "b", "$patch": "delete"}]}}),
+        );
+        assert_eq!(
+            d,
+            json!({"spec": {"containers": [
             {"name": "a", "image": "z", "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}]},
-            {"name": "c", "image": "w"}]}}));
+            {"name": "c", "image": "w"}]}})
+        );
     }
 
     #[test]
     fn smp_finalizers_and_directives() {
         let mut d = json!({"metadata": {"finalizers": ["a", "b"], "labels": {"x": "1", "y": "2"}}, "spec": {"strategy": {"type": "A", "rollingUpdate": {"m": 1}}}});
-        strategic(&mut d, &json!({"metadata": {"finalizers": ["c", "a"], "$deleteFromPrimitiveList/finalizers": ["b"], "labels": {"x": null}},
-            "spec": {"strategy": {"$retainKeys": ["type"], "type": "B"}}}));
-        assert_eq!(d, json!({"metadata": {"finalizers": ["a", "c"], "labels": {"y": "2"}}, "spec": {"strategy": {"type": "B"}}}));
+        strategic(
+            &mut d,
+            &json!({"metadata": {"finalizers": ["c", "a"], "$deleteFromPrimitiveList/finalizers": ["b"], "labels": {"x": null}},
+            "spec": {"strategy": {"$retainKeys": ["type"], "type": "B"}}}),
+        );
+        assert_eq!(
+            d,
+            json!({"metadata": {"finalizers": ["a", "c"], "labels": {"y": "2"}}, "spec": {"strategy": {"type": "B"}}})
+        );
         strategic(&mut d, &json!({"spec": {"$patch": "replace", "z": 1}}));
         assert_eq!(d["spec"], json!({"z": 1}));
         strategic(&mut d, &json!({"spec": {"$patch": "delete"}}));
@@ -236,8 +260,14 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(PatchType::from_content_type("application/merge-patch+json; charset=utf-8"), Some(PatchType::Merge));
-        assert_eq!(PatchType::from_content_type("application/apply-patch+yaml"), Some(PatchType::Apply));
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
+            Some(PatchType::Merge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            Some(PatchType::Apply)
+        );
         assert_eq!(PatchType::from_content_type("text/plain"), None);
     }
 }

@@ -91,27 +91,258 @@ use NameRule::*;
 
 /// All served resources. Index into this table is the resource id used by the store.
 pub static RESOURCES: &[ResourceInfo] = &[
-    res!("", "v1", "Namespace", "namespaces", "namespace", false, true, false, &["ns"], Label),
-    res!("", "v1", "Node", "nodes", "node", false, true, false, &["no"], Subdomain),
-    res!("", "v1", "Pod", "pods", "pod", true, true, true, &["po"], Subdomain),
-    res!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, true, true, &["pv"], Subdomain),
-    res!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, true, true, &["pvc"], Subdomain),
-    res!("", "v1", "Event", "events", "event", true, false, false, &["ev"], Subdomain),
-    res!("", "v1", "ConfigMap", "configmaps", "configmap", true, false, false, &["cm"], Subdomain),
-    res!("", "v1", "Secret", "secrets", "secret", true, false, false, &[], Subdomain),
-    res!("", "v1", "Service", "services", "service", true, true, true, &["svc"], Label1035),
-    res!("", "v1", "Endpoints", "endpoints", "endpoints", true, false, false, &["ep"], Subdomain),
-    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, false, false, &["sa"], Subdomain),
-    res!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, false, false, &["sc"], Subdomain),
-    res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, false, false, &[], Subdomain),
-    res!("events.k8s.io", "v1", "Event", "events", "event", true, false, false, &["ev"], Subdomain),
-    res!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, true, true, &["ds"], Subdomain),
-    res!("apps", "v1", "Deployment", "deployments", "deployment", true, true, true, &["deploy"], Subdomain),
-    res!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, true, true, &["sts"], Subdomain),
-    res!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, false, false, &[], PathSegment),
-    res!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, false, false, &[], PathSegment),
-    res!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, false, false, &[], PathSegment),
-    res!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, false, false, &[], PathSegment),
+    res!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        true,
+        false,
+        &["ns"],
+        Label
+    ),
+    res!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        true,
+        false,
+        &["no"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        true,
+        true,
+        &["po"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        true,
+        true,
+        &["pv"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        true,
+        true,
+        &["pvc"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        false,
+        false,
+        &["ev"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        false,
+        false,
+        &["cm"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        false,
+        false,
+        &[],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        true,
+        true,
+        &["svc"],
+        Label1035
+    ),
+    res!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        false,
+        false,
+        &["ep"],
+        Subdomain
+    ),
+    res!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        false,
+        false,
+        &["sa"],
+        Subdomain
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        false,
+        false,
+        &["sc"],
+        Subdomain
+    ),
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        false,
+        false,
+        &[],
+        Subdomain
+    ),
+    res!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        false,
+        false,
+        &["ev"],
+        Subdomain
+    ),
+    res!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        true,
+        true,
+        &["ds"],
+        Subdomain
+    ),
+    res!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        true,
+        true,
+        &["deploy"],
+        Subdomain
+    ),
+    res!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        true,
+        true,
+        &["sts"],
+        Subdomain
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        false,
+        false,
+        &[],
+        PathSegment
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        false,
+        false,
+        &[],
+        PathSegment
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        false,
+        false,
+        &[],
+        PathSegment
+    ),
+    res!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        false,
+        false,
+        &[],
+        PathSegment
+    ),
 ];
 
 /// Resource id (index into [`RESOURCES`]).
@@ -149,8 +380,13 @@ pub fn validate_name(rule: NameRule, name: &str) -> Result<(), String> {
         let b = s.as_bytes();
         !b.is_empty()
             && b.len() <= 63
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && (if first_alpha { b[0].is_ascii_lowercase() } else { b[0].is_ascii_alphanumeric() })
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && (if first_alpha {
+                b[0].is_ascii_lowercase()
+            } else {
+                b[0].is_ascii_alphanumeric()
+            })
             && b[b.len() - 1].is_ascii_alphanumeric()
     }
     match rule {
@@ -176,7 +412,12 @@ pub fn validate_name(rule: NameRule, name: &str) -> Result<(), String> {
             }
         }
         PathSegment => {
-            if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('%') {
+            if name.is_empty()
+                || name == "."
+                || name == ".."
+                || name.contains('/')
+                || name.contains('%')
+            {
                 Err("may not contain '/' or '%' and may not be '.' or '..'".into())
             } else {
                 Ok(())
@@ -198,6 +439,9 @@ mod tests {
         assert!(validate_name(Label1035, "1a").is_err());
         assert!(validate_name(PathSegment, "system:foo").is_ok());
         assert!(lookup("", "v1", "pods").is_some());
-        assert_eq!(RESOURCES[id("apps", "deployments")].qualified(), "deployments.apps");
+        assert_eq!(
+            RESOURCES[id("apps", "deployments")].qualified(),
+            "deployments.apps"
+        );
     }
 }

@@ -42,7 +42,10 @@ fn split_top(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 impl LabelSelector {
@@ -56,8 +59,11 @@ impl LabelSelector {
                     .trim()
                     .strip_suffix(')')
                     .ok_or_else(|| format!("unable to parse requirement: {term}"))?;
-                let vals: Vec<String> =
-                    body.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+                let vals: Vec<String> = body
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .collect();
                 if let Some(k) = head.strip_suffix("notin") {
                     reqs.push(Req::NotIn(k.trim().to_string(), vals));
                 } else if let Some(k) = head.strip_suffix("in") {
@@ -106,18 +112,33 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                reqs.push(Req::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let vals: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
                     "In" => reqs.push(Req::In(key, vals)),
                     "NotIn" => reqs.push(Req::NotIn(key, vals)),
                     "Exists" => reqs.push(Req::Exists(key)),
@@ -146,7 +167,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = term.split_once('=') {
                 out.push((k.trim().to_string(), true, v.trim().to_string()));
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
             }
         }
         Ok(FieldSelector(out))
@@ -210,7 +233,9 @@ mod tests {
 
     #[test]
     fn from_json_selector() {
-        let s = LabelSelector::from_json(&json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "c", "operator": "Exists"}]}));
+        let s = LabelSelector::from_json(
+            &json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "c", "operator": "Exists"}]}),
+        );
         assert!(s.matches(&obj(json!({"a": "b", "c": ""}))));
         assert!(!s.matches(&obj(json!({"a": "b"}))));
     }

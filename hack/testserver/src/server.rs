@@ -36,7 +36,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { binder: true, scheduler: true, bookmark_interval: Duration::from_secs(1), watch_history: 10_000 }
+        Config {
+            binder: true,
+            scheduler: true,
+            bookmark_interval: Duration::from_secs(1),
+            watch_history: 10_000,
+        }
     }
 }
 
@@ -63,10 +68,19 @@ impl AppState {
 /// Builds the axum router.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/testserver/stats", get(handlers::get_stats).delete(handlers::reset_stats))
-        .route("/testserver/faults", axum::routing::post(handlers::set_faults).put(handlers::set_faults))
+        .route(
+            "/testserver/stats",
+            get(handlers::get_stats).delete(handlers::reset_stats),
+        )
+        .route(
+            "/testserver/faults",
+            axum::routing::post(handlers::set_faults).put(handlers::set_faults),
+        )
         .fallback(handlers::dispatch)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), handlers::stats_and_faults))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            handlers::stats_and_faults,
+        ))
         .with_state(state)
 }
 
@@ -77,7 +91,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(1024)
 }
 
-async fn serve_loop(mut listener: Option<TcpListener>, app: Router, faults: Faults, addr: SocketAddr) {
+async fn serve_loop(
+    mut listener: Option<TcpListener>,
+    app: Router,
+    faults: Faults,
+    addr: SocketAddr,
+) {
     let mut conns = JoinSet::new();
     let notify = faults.refuse_notify();
     loop {
@@ -151,25 +170,50 @@ impl TestServer {
     }
 
     /// Starts on a given address, optionally writing the kubeconfig to `kubeconfig`.
-    pub async fn start_on(addr: SocketAddr, config: Config, kubeconfig: Option<PathBuf>) -> anyhow::Result<TestServer> {
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: Config,
+        kubeconfig: Option<PathBuf>,
+    ) -> anyhow::Result<TestServer> {
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;
         let store = Store::new(config.watch_history);
         seed(&store);
-        let state = Arc::new(AppState { store, faults: Faults::default(), stats: StatsRecorder::default(), config, addr });
+        let state = Arc::new(AppState {
+            store,
+            faults: Faults::default(),
+            stats: StatsRecorder::default(),
+            config,
+            addr,
+        });
         let dir = std::env::temp_dir().join(format!("kube-testserver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("kubeconfig"));
         write_kubeconfig(&kubeconfig, &format!("http://{addr}"))?;
         let mut controllers = Vec::new();
         if state.config.binder {
-            controllers.push(tokio::spawn(crate::controllers::binder::run(state.store.clone())));
+            controllers.push(tokio::spawn(crate::controllers::binder::run(
+                state.store.clone(),
+            )));
         }
         if state.config.scheduler {
-            controllers.push(tokio::spawn(crate::controllers::scheduler::run(state.store.clone())));
+            controllers.push(tokio::spawn(crate::controllers::scheduler::run(
+                state.store.clone(),
+            )));
         }
-        let serving = Some(tokio::spawn(serve_loop(Some(listener), router(state.clone()), state.faults.clone(), addr)));
-        Ok(TestServer { state, kubeconfig, dir, serving, controllers })
+        let serving = Some(tokio::spawn(serve_loop(
+            Some(listener),
+            router(state.clone()),
+            state.faults.clone(),
+            addr,
+        )));
+        Ok(TestServer {
+            state,
+            kubeconfig,
+            dir,
+            serving,
+            controllers,
+        })
     }
 
     /// `http://127.0.0.1:PORT`

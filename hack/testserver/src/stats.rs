@@ -17,7 +17,10 @@ pub struct Stats {
 impl Stats {
     /// Requests with this verb and resource.
     pub fn count(&self, verb: &str, resource: &str) -> u64 {
-        self.by_verb_resource.get(&(verb.to_string(), resource.to_string())).copied().unwrap_or(0)
+        self.by_verb_resource
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// All requests.
@@ -26,7 +29,11 @@ impl Stats {
     }
 
     fn sum_verbs(&self, verbs: &[&str]) -> u64 {
-        self.by_verb_resource.iter().filter(|((v, _), _)| verbs.contains(&v.as_str())).map(|(_, n)| n).sum()
+        self.by_verb_resource
+            .iter()
+            .filter(|((v, _), _)| verbs.contains(&v.as_str()))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// create + update + patch + delete (+ deletecollection).
@@ -50,7 +57,11 @@ impl Stats {
         let rows: Vec<Row<'_>> = self
             .by_verb_resource
             .iter()
-            .map(|((v, r), c)| Row { verb: v, resource: r, count: *c })
+            .map(|((v, r), c)| Row {
+                verb: v,
+                resource: r,
+                count: *c,
+            })
             .collect();
         serde_json::json!({"total": self.total(), "reads": self.reads(), "writes": self.writes(), "requests": rows})
     }
@@ -64,12 +75,15 @@ impl StatsRecorder {
     /// Counts one request.
     pub fn record(&self, verb: &str, resource: &str) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((verb.to_string(), resource.to_string())).or_insert(0) += 1;
+        *m.entry((verb.to_string(), resource.to_string()))
+            .or_insert(0) += 1;
     }
 
     /// Snapshot.
     pub fn snapshot(&self) -> Stats {
-        Stats { by_verb_resource: self.0.lock().unwrap_or_else(|e| e.into_inner()).clone() }
+        Stats {
+            by_verb_resource: self.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 
     /// Zeroes all counters.

@@ -36,14 +36,24 @@ fn details(info: &ResourceInfo, name: &str) -> Value {
 impl ApiError {
     /// A generic error.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None, retry_after: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     /// 404 NotFound for a named object.
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(info, name)),
-            ..Self::new(404, "NotFound", format!("{} \"{}\" not found", info.qualified(), name))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{}\" not found", info.qualified(), name),
+            )
         }
     }
 
@@ -51,7 +61,11 @@ impl ApiError {
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(info, name)),
-            ..Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", info.qualified(), name))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{}\" already exists", info.qualified(), name),
+            )
         }
     }
 
@@ -71,7 +85,12 @@ impl ApiError {
             ..Self::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{}\": {}", info.qualified(), name, cause),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": {}",
+                    info.qualified(),
+                    name,
+                    cause
+                ),
             )
         }
     }
@@ -89,7 +108,13 @@ impl ApiError {
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{} \"{}\" is invalid: {}: {}", info.qualified_kind(), name, field, cause),
+                format!(
+                    "{} \"{}\" is invalid: {}: {}",
+                    info.qualified_kind(),
+                    name,
+                    field,
+                    cause
+                ),
             )
         }
     }
@@ -101,12 +126,20 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// 404 for an unknown path.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 410 Gone / Expired (too old resource version).
@@ -157,7 +190,8 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Some(ra) = self.retry_after {
-            resp.headers_mut().insert("retry-after", HeaderValue::from(ra));
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(ra));
         }
         resp
     }

@@ -96,7 +96,9 @@ pub fn now_ts() -> String {
 
 /// Reads `metadata.<field>` as a string.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
@@ -107,7 +109,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 fn rv_of(obj: &Value) -> u64 {
-    meta_str(obj, "resourceVersion").and_then(|s| s.parse().ok()).unwrap_or(0)
+    meta_str(obj, "resourceVersion")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether the non-metadata, non-status content of two objects is equal.
@@ -136,7 +140,12 @@ impl Store {
     pub fn new(history: usize) -> Arc<Store> {
         let (tx, _) = broadcast::channel(65536);
         Arc::new(Store {
-            inner: Mutex::new(Inner { rv: 1, objects: BTreeMap::new(), history: VecDeque::new(), cap: history.max(1) }),
+            inner: Mutex::new(Inner {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                cap: history.max(1),
+            }),
             tx,
         })
     }
@@ -166,7 +175,10 @@ impl Store {
 
     /// Gets one object.
     pub fn get(&self, res: ResId, ns: &str, name: &str) -> Option<Arc<Value>> {
-        self.lock().objects.get(&(res, ns.to_string(), name.to_string())).cloned()
+        self.lock()
+            .objects
+            .get(&(res, ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Lists objects of `res` (optionally in one namespace) matching `filter`,
@@ -214,33 +226,52 @@ impl Store {
         if remaining == 0 {
             next = None;
         }
-        ListPage { items, rv: inner.rv, next, remaining }
+        ListPage {
+            items,
+            rv: inner.rv,
+            next,
+            remaining,
+        }
     }
 
     /// Creates an object, filling in server-set metadata.
     pub fn create(&self, res: ResId, mut obj: Value) -> Result<Arc<Value>, ApiError> {
         let info = &RESOURCES[res];
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not a JSON object",
+            ));
         }
         obj["apiVersion"] = json!(info.api_version());
         obj["kind"] = json!(info.kind);
         let mut inner = self.lock();
         let meta = meta_mut(&mut obj);
         let ns = if info.namespaced {
-            meta.get("namespace").and_then(Value::as_str).unwrap_or("default").to_string()
+            meta.get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
         } else {
             meta.remove("namespace");
             String::new()
         };
-        let name = match meta.get("name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(n) => n.to_string(),
-            None => match meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            None => match meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 Some(prefix) => {
                     let mut rng = rand::rng();
                     loop {
-                        let suffix: String =
-                            (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
+                        let suffix: String = (0..5)
+                            .map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char)
+                            .collect();
                         let cand = format!("{prefix}{suffix}");
                         if !inner.objects.contains_key(&(res, ns.clone(), cand.clone())) {
                             break cand;
@@ -258,10 +289,24 @@ impl Store {
             },
         };
         if let Err(msg) = validate_name(info.name_rule, &name) {
-            return Err(ApiError::invalid(info, &name, "metadata.name", &format!("Invalid value: \"{name}\": {msg}")));
+            return Err(ApiError::invalid(
+                info,
+                &name,
+                "metadata.name",
+                &format!("Invalid value: \"{name}\": {msg}"),
+            ));
         }
-        if info.namespaced && !inner.objects.contains_key(&(crate::registry::id("", "namespaces"), String::new(), ns.clone())) {
-            return Err(ApiError::not_found(&RESOURCES[crate::registry::id("", "namespaces")], &ns));
+        if info.namespaced
+            && !inner.objects.contains_key(&(
+                crate::registry::id("", "namespaces"),
+                String::new(),
+                ns.clone(),
+            ))
+        {
+            return Err(ApiError::not_found(
+                &RESOURCES[crate::registry::id("", "namespaces")],
+                &ns,
+            ));
         }
         let key = (res, ns.clone(), name.clone());
         if inner.objects.contains_key(&key) {
@@ -295,7 +340,16 @@ impl Store {
         }
         let obj = Arc::new(obj);
         inner.objects.insert(key, obj.clone());
-        self.emit(&mut inner, Event { rv, etype: EventType::Added, res, object: obj.clone(), prev: None });
+        self.emit(
+            &mut inner,
+            Event {
+                rv,
+                etype: EventType::Added,
+                res,
+                object: obj.clone(),
+                prev: None,
+            },
+        );
         Ok(obj)
     }
 
@@ -315,22 +369,40 @@ impl Store {
         let info = &RESOURCES[res];
         let mut inner = self.lock();
         let key = (res, ns.to_string(), name.to_string());
-        let cur = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(info, name))?;
+        let cur = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
         let mut new = f(&cur)?;
         if !new.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not a JSON object",
+            ));
         }
         new["apiVersion"] = json!(info.api_version());
         new["kind"] = json!(info.kind);
         let cur_meta = cur["metadata"].as_object().cloned().unwrap_or_default();
         let meta = meta_mut(&mut new);
-        for k in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
             match cur_meta.get(k) {
                 Some(v) => meta.insert(k.into(), v.clone()),
                 None => meta.remove(k),
             };
         }
-        if meta.get("finalizers").is_some_and(|f| f.as_array().is_some_and(Vec::is_empty) || f.is_null()) {
+        if meta
+            .get("finalizers")
+            .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty) || f.is_null())
+        {
             meta.remove("finalizers");
         }
         if meta.get("labels").is_some_and(Value::is_null) {
@@ -343,7 +415,10 @@ impl Store {
             return Ok(cur);
         }
         if !spec_eq(&new, &cur) {
-            let g = cur_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+            let g = cur_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         inner.rv += 1;
@@ -352,10 +427,28 @@ impl Store {
         let new = Arc::new(new);
         if new.pointer("/metadata/deletionTimestamp").is_some() && !has_finalizers(&new) {
             inner.objects.remove(&key);
-            self.emit(&mut inner, Event { rv, etype: EventType::Deleted, res, object: new.clone(), prev: Some(cur) });
+            self.emit(
+                &mut inner,
+                Event {
+                    rv,
+                    etype: EventType::Deleted,
+                    res,
+                    object: new.clone(),
+                    prev: Some(cur),
+                },
+            );
         } else {
             inner.objects.insert(key, new.clone());
-            self.emit(&mut inner, Event { rv, etype: EventType::Modified, res, object: new.clone(), prev: Some(cur) });
+            self.emit(
+                &mut inner,
+                Event {
+                    rv,
+                    etype: EventType::Modified,
+                    res,
+                    object: new.clone(),
+                    prev: Some(cur),
+                },
+            );
         }
         Ok(new)
     }
@@ -372,13 +465,19 @@ impl Store {
         let info = &RESOURCES[res];
         let mut inner = self.lock();
         let key = (res, ns.to_string(), name.to_string());
-        let cur = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(info, name))?;
+        let cur = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
         let cur_uid = meta_str(&cur, "uid").unwrap_or("");
         if let Some(u) = pre_uid.filter(|u| *u != cur_uid) {
             return Err(ApiError::conflict_msg(
                 info,
                 name,
-                &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {cur_uid}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {u}, UID in object meta: {cur_uid}"
+                ),
             ));
         }
         let cur_rv = meta_str(&cur, "resourceVersion").unwrap_or("");
@@ -403,12 +502,30 @@ impl Store {
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
             let new = Arc::new(new);
             inner.objects.insert(key, new.clone());
-            self.emit(&mut inner, Event { rv, etype: EventType::Modified, res, object: new.clone(), prev: Some(cur) });
+            self.emit(
+                &mut inner,
+                Event {
+                    rv,
+                    etype: EventType::Modified,
+                    res,
+                    object: new.clone(),
+                    prev: Some(cur),
+                },
+            );
             return Ok(new);
         }
         let new = Arc::new(new);
         inner.objects.remove(&key);
-        self.emit(&mut inner, Event { rv, etype: EventType::Deleted, res, object: new.clone(), prev: Some(cur) });
+        self.emit(
+            &mut inner,
+            Event {
+                rv,
+                etype: EventType::Deleted,
+                res,
+                object: new.clone(),
+                prev: Some(cur),
+            },
+        );
         Ok(new)
     }
 
@@ -433,9 +550,20 @@ impl Store {
             Some(n) => {
                 let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
                 if n + 1 < oldest {
-                    return Err(ApiError::gone(format!("too old resource version: {} ({})", n, oldest - 1)));
+                    return Err(ApiError::gone(format!(
+                        "too old resource version: {} ({})",
+                        n,
+                        oldest - 1
+                    )));
                 }
-                WatchStart::Replay(inner.history.iter().filter(|e| e.rv > n && e.res == res).cloned().collect())
+                WatchStart::Replay(
+                    inner
+                        .history
+                        .iter()
+                        .filter(|e| e.rv > n && e.res == res)
+                        .cloned()
+                        .collect(),
+                )
             }
         };
         Ok((start, inner.rv, rx))
@@ -443,7 +571,11 @@ impl Store {
 
     /// Number of stored objects of `res`.
     pub fn count(&self, res: ResId) -> usize {
-        self.lock().objects.range((res, String::new(), String::new())..).take_while(|(k, _)| k.0 == res).count()
+        self.lock()
+            .objects
+            .range((res, String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == res)
+            .count()
     }
 
     /// resourceVersion of an object (helper).
@@ -459,7 +591,11 @@ mod tests {
 
     fn store() -> Arc<Store> {
         let s = Store::new(100);
-        s.create(id("", "namespaces"), json!({"metadata": {"name": "default"}})).unwrap();
+        s.create(
+            id("", "namespaces"),
+            json!({"metadata": {"name": "default"}}),
+        )
+        .unwrap();
         s
     }
 
@@ -467,15 +603,39 @@ mod tests {
     fn create_update_noop_delete() {
         let s = store();
         let cm = id("", "configmaps");
-        let o = s.create(cm, json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}})).unwrap();
+        let o = s
+            .create(
+                cm,
+                json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}}),
+            )
+            .unwrap();
         assert_eq!(meta_str(&o, "resourceVersion"), Some("3"));
         let same = s.mutate(cm, "default", "a", |c| Ok(c.clone())).unwrap();
         assert_eq!(meta_str(&same, "resourceVersion"), Some("3"));
-        let changed = s.mutate(cm, "default", "a", |c| { let mut c = c.clone(); c["data"]["k"] = json!("w"); Ok(c) }).unwrap();
+        let changed = s
+            .mutate(cm, "default", "a", |c| {
+                let mut c = c.clone();
+                c["data"]["k"] = json!("w");
+                Ok(c)
+            })
+            .unwrap();
         assert_eq!(meta_str(&changed, "resourceVersion"), Some("4"));
         assert_eq!(changed["metadata"]["generation"], json!(2));
-        assert_eq!(s.create(cm, json!({"metadata": {"name": "a", "namespace": "default"}})).unwrap_err().code, 409);
-        assert_eq!(s.create(cm, json!({"metadata": {"name": "a", "namespace": "nope"}})).unwrap_err().code, 404);
+        assert_eq!(
+            s.create(
+                cm,
+                json!({"metadata": {"name": "a", "namespace": "default"}})
+            )
+            .unwrap_err()
+            .code,
+            409
+        );
+        assert_eq!(
+            s.create(cm, json!({"metadata": {"name": "a", "namespace": "nope"}}))
+                .unwrap_err()
+                .code,
+            404
+        );
         s.delete(cm, "default", "a", None, None).unwrap();
         assert!(s.get(cm, "default", "a").is_none());
     }
@@ -484,11 +644,20 @@ mod tests {
     fn finalizers_hold_deletion() {
         let s = store();
         let cm = id("", "configmaps");
-        s.create(cm, json!({"metadata": {"name": "a", "namespace": "default", "finalizers": ["x"]}})).unwrap();
+        s.create(
+            cm,
+            json!({"metadata": {"name": "a", "namespace": "default", "finalizers": ["x"]}}),
+        )
+        .unwrap();
         let d = s.delete(cm, "default", "a", None, None).unwrap();
         assert!(d.pointer("/metadata/deletionTimestamp").is_some());
         assert!(s.get(cm, "default", "a").is_some());
-        s.mutate(cm, "default", "a", |c| { let mut c = c.clone(); c["metadata"]["finalizers"] = json!([]); Ok(c) }).unwrap();
+        s.mutate(cm, "default", "a", |c| {
+            let mut c = c.clone();
+            c["metadata"]["finalizers"] = json!([]);
+            Ok(c)
+        })
+        .unwrap();
         assert!(s.get(cm, "default", "a").is_none());
     }
 
@@ -497,7 +666,8 @@ mod tests {
         let s = Store::new(3);
         let ns = id("", "namespaces");
         for i in 0..10 {
-            s.create(ns, json!({"metadata": {"name": format!("n{i}")}})).unwrap();
+            s.create(ns, json!({"metadata": {"name": format!("n{i}")}}))
+                .unwrap();
         }
         assert_eq!(s.watch_begin(ns, Some(2)).err().unwrap().code, 410);
         assert!(s.watch_begin(ns, Some(9)).is_ok());

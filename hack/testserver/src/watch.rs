@@ -46,32 +46,54 @@ fn classify<'a>(ev: &'a Event, m: &dyn Fn(&Value) -> bool) -> Option<&'static st
 }
 
 /// Serves a watch request.
-pub fn watch(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+pub fn watch(
+    st: &Arc<AppState>,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
     match start(st, rp, q, crate::discovery::wants_table(headers)) {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, table: bool) -> Result<Response, ApiError> {
+fn start(
+    st: &Arc<AppState>,
+    rp: &ResPath,
+    q: &HashMap<String, String>,
+    table: bool,
+) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::path_not_found());
     }
     let info = &RESOURCES[rp.res];
     let filter = build_filter(rp, q)?;
     let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
     let from = match q.get("resourceVersion").map(String::as_str) {
         _ if send_initial => None,
         None | Some("") | Some("0") => None,
-        Some(n) => Some(n.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {n}"))
-        })?),
+        Some(n) => Some(
+            n.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {n}")))?,
+        ),
     };
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0).map(Duration::from_secs);
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_secs);
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
-    let resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     let (start, start_rv, brx) = match st.store.watch_begin(rp.res, from) {
         Ok(s) => s,
         Err(e) => {
@@ -91,7 +113,11 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, table: b
         if !table {
             return line(etype, obj);
         }
-        let cols = if first { crate::discovery::columns(info) } else { json!([]) };
+        let cols = if first {
+            crate::discovery::columns(info)
+        } else {
+            json!([])
+        };
         first = false;
         let t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)},
@@ -105,7 +131,10 @@ fn start(st: &Arc<AppState>, rp: &ResPath, q: &HashMap<String, String>, table: b
             if end {
                 meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            line("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}))
+            line(
+                "BOOKMARK",
+                &json!({"kind": kind, "apiVersion": api_version, "metadata": meta}),
+            )
         };
         match start {
             WatchStart::Snapshot(objs) => {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube_testserver::TestServer;
 use serde_json::{json, Value};
@@ -15,16 +15,32 @@ async fn crud_and_resource_versions() {
     let srv = TestServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
     let c = api.create(&PostParams::default(), &cm("a")).await.unwrap();
-    let rv1: u64 = c.metadata.resource_version.clone().unwrap().parse().unwrap();
+    let rv1: u64 = c
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(c.metadata.uid.is_some() && c.metadata.creation_timestamp.is_some());
     assert_eq!(c.metadata.generation, Some(1));
     let mut g = api.get("a").await.unwrap();
     g.data.as_mut().unwrap().insert("k".into(), "w".into());
     let u = api.replace("a", &PostParams::default(), &g).await.unwrap();
-    let rv2: u64 = u.metadata.resource_version.clone().unwrap().parse().unwrap();
+    let rv2: u64 = u
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rv2 > rv1);
     // stale update -> 409 Conflict with the real message
-    let s = status(api.replace("a", &PostParams::default(), &g).await.unwrap_err());
+    let s = status(
+        api.replace("a", &PostParams::default(), &g)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(s.code, 409);
     assert_eq!(s.reason, "Conflict");
     assert_eq!(s.message, "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again");
@@ -47,30 +63,85 @@ async fn crud_and_resource_versions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn error_bodies_match_kube_apiserver() {
     let srv = TestServer::start().await.unwrap();
-    let (code, _, body) = raw(srv.addr(), "GET", "/api/v1/namespaces/default/persistentvolumeclaims/foo", None).await;
+    let (code, _, body) = raw(
+        srv.addr(),
+        "GET",
+        "/api/v1/namespaces/default/persistentvolumeclaims/foo",
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v, json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+    assert_eq!(
+        v,
+        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
         "message":"persistentvolumeclaims \"foo\" not found","reason":"NotFound",
-        "details":{"name":"foo","kind":"persistentvolumeclaims"},"code":404}));
+        "details":{"name":"foo","kind":"persistentvolumeclaims"},"code":404})
+    );
 
     let sc = r#"{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata":{"name":"x"},"provisioner":"p"}"#;
-    assert_eq!(raw(srv.addr(), "POST", "/apis/storage.k8s.io/v1/storageclasses", Some(("application/json", sc))).await.0, 201);
-    let (code, _, body) = raw(srv.addr(), "POST", "/apis/storage.k8s.io/v1/storageclasses", Some(("application/json", sc))).await;
+    assert_eq!(
+        raw(
+            srv.addr(),
+            "POST",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            Some(("application/json", sc))
+        )
+        .await
+        .0,
+        201
+    );
+    let (code, _, body) = raw(
+        srv.addr(),
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        Some(("application/json", sc)),
+    )
+    .await;
     assert_eq!(code, 409);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["message"], "storageclasses.storage.k8s.io \"x\" already exists");
+    assert_eq!(
+        v["message"],
+        "storageclasses.storage.k8s.io \"x\" already exists"
+    );
     assert_eq!(v["reason"], "AlreadyExists");
-    assert_eq!(v["details"], json!({"name":"x","group":"storage.k8s.io","kind":"storageclasses"}));
+    assert_eq!(
+        v["details"],
+        json!({"name":"x","group":"storage.k8s.io","kind":"storageclasses"})
+    );
 
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
-    let s = status(api.create(&PostParams::default(), &cm("Bad_Name")).await.unwrap_err());
+    let s = status(
+        api.create(&PostParams::default(), &cm("Bad_Name"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
-    assert!(s.message.starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""), "{}", s.message);
+    assert!(
+        s.message.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ),
+        "{}",
+        s.message
+    );
     let missing: Api<ConfigMap> = Api::namespaced(srv.client().await, "nope");
-    let s = status(missing.create(&PostParams::default(), &cm("a")).await.unwrap_err());
-    assert_eq!((s.code, s.message.as_str()), (404, "namespaces \"nope\" not found"));
-    let (code, _, body) = raw(srv.addr(), "PUT", "/api/v1/namespaces/default/configmaps", Some(("application/json", "{}"))).await;
+    let s = status(
+        missing
+            .create(&PostParams::default(), &cm("a"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
+    let (code, _, body) = raw(
+        srv.addr(),
+        "PUT",
+        "/api/v1/namespaces/default/configmaps",
+        Some(("application/json", "{}")),
+    )
+    .await;
     assert_eq!(code, 405, "{body}");
 }
 
@@ -80,15 +151,31 @@ async fn selectors_and_pagination() {
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
     for i in 0..25 {
         let mut c = cm(&format!("cm-{i:02}"));
-        c.metadata.labels = Some([("idx".to_string(), (i % 3).to_string()), ("app".to_string(), "x".to_string())].into());
+        c.metadata.labels = Some(
+            [
+                ("idx".to_string(), (i % 3).to_string()),
+                ("app".to_string(), "x".to_string()),
+            ]
+            .into(),
+        );
         if i == 0 {
-            c.metadata.labels.as_mut().unwrap().insert("special".into(), "yes".into());
+            c.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert("special".into(), "yes".into());
         }
         api.create(&PostParams::default(), &c).await.unwrap();
     }
     let count = |sel: &'static str| {
         let api = api.clone();
-        async move { api.list(&ListParams::default().labels(sel)).await.unwrap().items.len() }
+        async move {
+            api.list(&ListParams::default().labels(sel))
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
     };
     assert_eq!(count("idx=0").await, 9);
     assert_eq!(count("idx==1").await, 8);
@@ -98,9 +185,15 @@ async fn selectors_and_pagination() {
     assert_eq!(count("special").await, 1);
     assert_eq!(count("!special").await, 24);
     assert_eq!(count("app=x,idx=2").await, 8);
-    let by_name = api.list(&ListParams::default().fields("metadata.name=cm-03")).await.unwrap();
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=cm-03"))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
-    let by_ns = api.list(&ListParams::default().fields("metadata.namespace=default")).await.unwrap();
+    let by_ns = api
+        .list(&ListParams::default().fields("metadata.namespace=default"))
+        .await
+        .unwrap();
     assert_eq!(by_ns.items.len(), 25);
 
     let mut names = Vec::new();
@@ -122,37 +215,81 @@ async fn selectors_and_pagination() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_field_selector_node_name() {
-    let srv = TestServer::start_with(kube_testserver::Config { scheduler: false, ..Default::default() }).await.unwrap();
+    let srv = TestServer::start_with(kube_testserver::Config {
+        scheduler: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let api: Api<Pod> = Api::namespaced(srv.client().await, "default");
     for (n, node) in [("p1", "a"), ("p2", "b"), ("p3", "a")] {
         let p: Pod = serde_json::from_value(json!({"metadata": {"name": n}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}})).unwrap();
         api.create(&PostParams::default(), &p).await.unwrap();
     }
-    let l = api.list(&ListParams::default().fields("spec.nodeName=a")).await.unwrap();
+    let l = api
+        .list(&ListParams::default().fields("spec.nodeName=a"))
+        .await
+        .unwrap();
     assert_eq!(l.items.len(), 2);
     let all: Api<Pod> = Api::all(srv.client().await);
-    assert_eq!(all.list(&ListParams::default().fields("spec.nodeName!=a")).await.unwrap().items.len(), 1);
+    assert_eq!(
+        all.list(&ListParams::default().fields("spec.nodeName!=a"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_subresource() {
-    let srv = TestServer::start_with(kube_testserver::Config { binder: false, ..Default::default() }).await.unwrap();
+    let srv = TestServer::start_with(kube_testserver::Config {
+        binder: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(srv.client().await, "default");
-    let c = api.create(&PostParams::default(), &pvc("c", Some("x"), "1Gi")).await.unwrap();
+    let c = api
+        .create(&PostParams::default(), &pvc("c", Some("x"), "1Gi"))
+        .await
+        .unwrap();
     assert_eq!(c.status.unwrap().phase.as_deref(), Some("Pending"));
     // main-resource patch ignores status
-    let p = api.patch("c", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Bound"}, "metadata": {"labels": {"a": "b"}}}))).await.unwrap();
+    let p = api
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"phase": "Bound"}, "metadata": {"labels": {"a": "b"}}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
     assert_eq!(p.metadata.labels.unwrap()["a"], "b");
     // status patch changes only status
-    let s = api.patch_status("c", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Bound"}, "metadata": {"labels": {"a": "c"}}}))).await.unwrap();
+    let s = api
+        .patch_status(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"phase": "Bound"}, "metadata": {"labels": {"a": "c"}}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.status.clone().unwrap().phase.as_deref(), Some("Bound"));
     assert_eq!(s.metadata.labels.clone().unwrap()["a"], "b");
     // PUT status
     let mut s2 = s.clone();
     s2.status.as_mut().unwrap().phase = Some("Lost".into());
     s2.spec.as_mut().unwrap().volume_name = Some("ignored".into());
-    let r = api.replace_status("c", &PostParams::default(), &s2).await.unwrap();
+    let r = api
+        .replace_status("c", &PostParams::default(), &s2)
+        .await
+        .unwrap();
     assert_eq!(r.status.unwrap().phase.as_deref(), Some("Lost"));
     assert_eq!(r.spec.unwrap().volume_name, None);
     let g = api.get_status("c").await.unwrap();
@@ -167,15 +304,43 @@ async fn patch_flavours() {
     let client = srv.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     api.create(&PostParams::default(), &cm("p")).await.unwrap();
-    let r = api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": null, "n": "1"}}))).await.unwrap();
+    let r = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": null, "n": "1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.data.unwrap(), [("n".to_string(), "1".to_string())].into());
     let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "add", "path": "/data/m", "value": "2"}, {"op": "test", "path": "/data/n", "value": "1"}])).unwrap();
-    let r = api.patch("p", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
+    let r = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
     assert_eq!(r.data.unwrap().len(), 2);
-    let bad: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/data/n", "value": "nope"}])).unwrap();
-    assert_eq!(status(api.patch("p", &PatchParams::default(), &Patch::<()>::Json(bad)).await.unwrap_err()).code, 422);
+    let bad: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/n", "value": "nope"}]))
+            .unwrap();
+    assert_eq!(
+        status(
+            api.patch("p", &PatchParams::default(), &Patch::<()>::Json(bad))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        422
+    );
     // stale resourceVersion in a merge patch -> conflict
-    let s = status(api.patch("p", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}}))).await.unwrap_err());
+    let s = status(
+        api.patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(s.code, 409);
 
     // strategic merge: finalizers as a set, containers by name
@@ -185,23 +350,49 @@ async fn patch_flavours() {
     dapi.create(&PostParams::default(), &d).await.unwrap();
     let r = dapi.patch("d", &PatchParams::default(), &Patch::Strategic(json!({"metadata": {"finalizers": ["b/y"]},
         "spec": {"template": {"spec": {"containers": [{"name": "c2", "image": "i2b"}, {"name": "c1", "$patch": "delete"}]}}}}))).await.unwrap();
-    assert_eq!(r.metadata.finalizers.clone().unwrap(), vec!["a/x".to_string(), "b/y".to_string()]);
+    assert_eq!(
+        r.metadata.finalizers.clone().unwrap(),
+        vec!["a/x".to_string(), "b/y".to_string()]
+    );
     let cs = r.spec.unwrap().template.spec.unwrap().containers;
     assert_eq!(cs.len(), 1);
     assert_eq!(cs[0].image.as_deref(), Some("i2b"));
     assert_eq!(r.metadata.generation, Some(2));
-    let r = dapi.patch("d", &PatchParams::default(), &Patch::Strategic(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}}))).await.unwrap();
+    let r = dapi
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Strategic(
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.metadata.finalizers.unwrap(), vec!["b/y".to_string()]);
 
     // server-side apply: create, then merge over existing, managedFields recorded
-    let applied = api.patch("ssa", &PatchParams::apply("tester"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "ssa", "labels": {"l": "1"}}, "data": {"a": "1"}}))).await.unwrap();
+    let applied = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "labels": {"l": "1"}}, "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(applied.data.unwrap()["a"], "1");
     let mf = applied.metadata.managed_fields.unwrap();
     assert_eq!(mf[0].manager.as_deref(), Some("tester"));
     assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
-    let again = api.patch("ssa", &PatchParams::apply("tester").force(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "ssa"}, "data": {"b": "2"}}))).await.unwrap();
+    let again = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("tester").force(),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ssa"}, "data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(again.data.unwrap().len(), 2);
     assert_eq!(again.metadata.labels.unwrap()["l"], "1");
 }
@@ -213,17 +404,35 @@ async fn finalizers_and_delete_preconditions() {
     let mut c = cm("f");
     c.metadata.finalizers = Some(vec!["example.com/keep".into()]);
     let created = api.create(&PostParams::default(), &c).await.unwrap();
-    let dp = DeleteParams { preconditions: Some(Preconditions { uid: Some("wrong".into()), resource_version: None }), ..Default::default() };
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("wrong".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
     let s = status(api.delete("f", &dp).await.unwrap_err());
     assert_eq!(s.code, 409);
-    let dp = DeleteParams { preconditions: Some(Preconditions { uid: created.metadata.uid.clone(), resource_version: None }), ..Default::default() };
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: created.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
     let r = api.delete("f", &dp).await.unwrap();
     let obj = r.left().expect("object returned");
     assert!(obj.metadata.deletion_timestamp.is_some());
     assert_eq!(obj.metadata.deletion_grace_period_seconds, Some(0));
     let still = api.get("f").await.unwrap();
     assert!(still.metadata.deletion_timestamp.is_some());
-    api.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(status(api.get("f").await.unwrap_err()).code, 404);
 }
 
@@ -232,13 +441,32 @@ async fn namespaces_and_discovery() {
     let srv = TestServer::start().await.unwrap();
     let client = srv.client().await;
     let ns: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = ns.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     assert!(names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()));
     let v = client.apiserver_version().await.unwrap();
     assert_eq!(v.git_version, "v1.33.0");
-    let d = kube::discovery::Discovery::new(client.clone()).run().await.unwrap();
+    let d = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
     assert!(d.has_group("storage.k8s.io"));
-    let (ar, caps) = kube::discovery::pinned_kind(&client, &kube::api::GroupVersionKind::gvk("", "v1", "PersistentVolumeClaim")).await.unwrap();
+    let (ar, caps) = kube::discovery::pinned_kind(
+        &client,
+        &kube::api::GroupVersionKind::gvk("", "v1", "PersistentVolumeClaim"),
+    )
+    .await
+    .unwrap();
     assert_eq!(ar.plural, "persistentvolumeclaims");
-    assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status") || !caps.subresources.is_empty() || caps.scope == kube::discovery::Scope::Namespaced);
+    assert!(
+        caps.subresources.iter().any(|(s, _)| s.plural == "status")
+            || !caps.subresources.is_empty()
+            || caps.scope == kube::discovery::Scope::Namespaced
+    );
 }

@@ -18,9 +18,18 @@ async fn error_rates_return_the_injected_code() {
     let client = kube::Client::try_from(cfg).unwrap();
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let f = srv.faults();
-    for (kind, code) in [(FaultKind::InternalError, 500), (FaultKind::TooManyRequests, 429), (FaultKind::Conflict, 409), (FaultKind::Timeout, 504)] {
+    for (kind, code) in [
+        (FaultKind::InternalError, 500),
+        (FaultKind::TooManyRequests, 429),
+        (FaultKind::Conflict, 409),
+        (FaultKind::Timeout, 504),
+    ] {
         f.set_error_rate(Some("create"), Some("persistentvolumes"), kind, 1.0);
-        let s = status(pvs.create(&PostParams::default(), &pv("a", "x", "1Gi")).await.unwrap_err());
+        let s = status(
+            pvs.create(&PostParams::default(), &pv("a", "x", "1Gi"))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(s.code, code);
     }
     // other verbs and resources are unaffected
@@ -28,12 +37,17 @@ async fn error_rates_return_the_injected_code() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.create(&PostParams::default(), &cm("ok")).await.unwrap();
     f.clear();
-    pvs.create(&PostParams::default(), &pv("a", "x", "1Gi")).await.unwrap();
+    pvs.create(&PostParams::default(), &pv("a", "x", "1Gi"))
+        .await
+        .unwrap();
     // 429 carries Retry-After
     f.set_error_rate(None, None, FaultKind::TooManyRequests, 1.0);
     let (code, head, _) = raw(srv.addr(), "GET", "/api/v1/nodes", None).await;
     assert_eq!(code, 429);
-    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
     f.clear();
     // rate 0.5 fails roughly half
     f.set_error_rate(Some("get"), None, FaultKind::InternalError, 0.5);
@@ -46,7 +60,12 @@ async fn error_rates_return_the_injected_code() {
     assert!((20..=80).contains(&fails), "{fails}");
     f.clear();
     // kube's default client retries 429 transparently (Retry-After honoured)
-    f.set_error_rate(Some("list"), Some("persistentvolumes"), FaultKind::TooManyRequests, 0.5);
+    f.set_error_rate(
+        Some("list"),
+        Some("persistentvolumes"),
+        FaultKind::TooManyRequests,
+        0.5,
+    );
     let retrying: Api<PersistentVolume> = Api::all(srv.client().await);
     for _ in 0..3 {
         retrying.list(&ListParams::default()).await.unwrap();
@@ -84,19 +103,38 @@ async fn stats_count_client_requests_including_failures() {
 async fn http_fault_api_latency_and_refusal() {
     let srv = TestServer::start().await.unwrap();
     let body = r#"{"errors":[{"verb":"list","resource":"configmaps","kind":"InternalError","rate":1.0}],"latencyMs":100}"#;
-    let (code, _, resp) = raw(srv.addr(), "POST", "/testserver/faults", Some(("application/json", body))).await;
+    let (code, _, resp) = raw(
+        srv.addr(),
+        "POST",
+        "/testserver/faults",
+        Some(("application/json", body)),
+    )
+    .await;
     assert_eq!(code, 200, "{resp}");
     let cms: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
     let t = Instant::now();
-    assert_eq!(status(cms.list(&ListParams::default()).await.unwrap_err()).code, 500);
+    assert_eq!(
+        status(cms.list(&ListParams::default()).await.unwrap_err()).code,
+        500
+    );
     assert!(t.elapsed() >= Duration::from_millis(100));
-    let (code, _, _) = raw(srv.addr(), "PUT", "/testserver/faults", Some(("application/json", r#"{"clear":true}"#))).await;
+    let (code, _, _) = raw(
+        srv.addr(),
+        "PUT",
+        "/testserver/faults",
+        Some(("application/json", r#"{"clear":true}"#)),
+    )
+    .await;
     assert_eq!(code, 200);
     cms.list(&ListParams::default()).await.unwrap();
 
-    srv.faults().refuse_connections_for(Duration::from_millis(300));
+    srv.faults()
+        .refuse_connections_for(Duration::from_millis(300));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(tokio::net::TcpStream::connect(srv.addr()).await.is_err());
-    eventually("serving again", || async { tokio::net::TcpStream::connect(srv.addr()).await.is_ok() }).await;
+    eventually("serving again", || async {
+        tokio::net::TcpStream::connect(srv.addr()).await.is_ok()
+    })
+    .await;
     cms.list(&ListParams::default()).await.unwrap();
 }

@@ -24,7 +24,10 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let k = kubectl();
-        assert!(Path::new(&k).exists(), "{k} is missing: run hack/test.sh, which installs the kubectl these tests need");
+        assert!(
+            Path::new(&k).exists(),
+            "{k} is missing: run hack/test.sh, which installs the kubectl these tests need"
+        );
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut server = Command::new(env!("CARGO_BIN_EXE_kube-testserver"))
@@ -35,10 +38,18 @@ impl Cluster {
             .spawn()
             .expect("spawn kube-testserver");
         let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-        let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains(&url));
-        Cluster { _server: server, dir, kubeconfig }
+        Cluster {
+            _server: server,
+            dir,
+            kubeconfig,
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -53,11 +64,20 @@ impl Cluster {
 
     /// Runs kubectl, asserting success; returns stdout.
     async fn ok(&self, args: &[&str]) -> String {
-        let out = tokio::time::timeout(Duration::from_secs(30), self.cmd(args).output()).await.expect("kubectl timed out").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(30), self.cmd(args).output())
+            .await
+            .expect("kubectl timed out")
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "kubectl {args:?} failed: {stdout}\n{stderr}");
-        assert!(!stderr.contains("warning"), "kubectl {args:?} warned: {stderr}");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {stdout}\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("warning"),
+            "kubectl {args:?} warned: {stderr}"
+        );
         stdout
     }
 
@@ -151,9 +171,15 @@ async fn apply_directory_twice_then_modify() {
     c.write("manifests/b.yaml", &CLASS_AND_CM.replace("CM_VALUE", "1"));
     let d = dir.to_str().unwrap();
     let first = c.ok(&["apply", "-f", d]).await;
-    for what in ["namespace/demo created", "serviceaccount/prov created", "clusterrole.rbac.authorization.k8s.io/prov-runner created",
-        "clusterrolebinding.rbac.authorization.k8s.io/prov-runner created", "daemonset.apps/prov created",
-        "storageclass.storage.k8s.io/fast created", "configmap/cfg created"] {
+    for what in [
+        "namespace/demo created",
+        "serviceaccount/prov created",
+        "clusterrole.rbac.authorization.k8s.io/prov-runner created",
+        "clusterrolebinding.rbac.authorization.k8s.io/prov-runner created",
+        "daemonset.apps/prov created",
+        "storageclass.storage.k8s.io/fast created",
+        "configmap/cfg created",
+    ] {
         assert!(first.contains(what), "{what} missing in:\n{first}");
     }
     let second = c.ok(&["apply", "-f", d]).await;
@@ -164,12 +190,20 @@ async fn apply_directory_twice_then_modify() {
     assert!(third.contains("daemonset.apps/prov configured"), "{third}");
     assert!(third.contains("configmap/cfg configured"), "{third}");
     assert!(third.contains("namespace/demo unchanged"), "{third}");
-    let ds: Value = serde_json::from_str(&c.ok(&["get", "ds", "prov", "-n", "demo", "-o", "json"]).await).unwrap();
-    let containers = ds["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let ds: Value = serde_json::from_str(
+        &c.ok(&["get", "ds", "prov", "-n", "demo", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    let containers = ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0]["image"], "example.com/prov:2");
     assert_eq!(ds["metadata"]["generation"], 2);
-    let cm = c.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"]).await;
+    let cm = c
+        .ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"])
+        .await;
     assert_eq!(cm, "2");
     // server-side apply of the same directory
     let ssa = c.ok(&["apply", "--server-side", "-f", d]).await;
@@ -179,7 +213,10 @@ async fn apply_directory_twice_then_modify() {
 #[tokio::test(flavor = "multi_thread")]
 async fn get_label_annotate_delete() {
     let c = Cluster::start().await;
-    let f = c.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata:\n  k: v\n");
+    let f = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata:\n  k: v\n",
+    );
     c.ok(&["create", "-f", f.to_str().unwrap()]).await;
     c.ok(&["label", "cm", "one", "team=storage"]).await;
     c.ok(&["annotate", "cm", "one", "note=hello"]).await;
@@ -188,7 +225,9 @@ async fn get_label_annotate_delete() {
     let item = &list["items"][0];
     assert_eq!(item["metadata"]["labels"]["team"], "storage");
     assert_eq!(item["metadata"]["annotations"]["note"], "hello");
-    let sel = c.ok(&["get", "cm", "-l", "team=storage", "-o", "name"]).await;
+    let sel = c
+        .ok(&["get", "cm", "-l", "team=storage", "-o", "name"])
+        .await;
     assert_eq!(sel.trim(), "configmap/one");
     let table = c.ok(&["get", "cm"]).await;
     assert!(table.starts_with("NAME"), "{table}");
@@ -205,39 +244,68 @@ async fn get_label_annotate_delete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_receives_updates() {
     let c = Cluster::start().await;
-    let f = c.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n  labels:\n    step: one\n");
+    let f = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n  labels:\n    step: one\n",
+    );
     c.ok(&["apply", "-f", f.to_str().unwrap()]).await;
     let mut child = c
-        .cmd(&["get", "cm", "w", "-w", "-o", "jsonpath={.metadata.labels.step}{\"\\n\"}"])
+        .cmd(&[
+            "get",
+            "cm",
+            "w",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.labels.step}{\"\\n\"}",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first, "one");
     c.ok(&["label", "--overwrite", "cm", "w", "step=two"]).await;
-    let second = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second, "two");
     child.kill().await.unwrap();
 
     // table-mode watch prints rows, not a new header per event
-    let mut child = c.cmd(&["get", "cm", "-w"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .cmd(&["get", "cm", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(next_line(&mut lines).await.starts_with("NAME"));
     assert!(next_line(&mut lines).await.starts_with("w "));
-    c.ok(&["label", "--overwrite", "cm", "w", "step=three"]).await;
+    c.ok(&["label", "--overwrite", "cm", "w", "step=three"])
+        .await;
     assert!(next_line(&mut lines).await.starts_with("w "));
     child.kill().await.unwrap();
 }
 
 async fn next_line(l: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
-    tokio::time::timeout(Duration::from_secs(10), l.next_line()).await.unwrap().unwrap().unwrap()
+    tokio::time::timeout(Duration::from_secs(10), l.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_for_claim_bound() {
     let c = Cluster::start().await;
-    let f = c.write("pv.yaml", r#"apiVersion: v1
+    let f = c.write(
+        "pv.yaml",
+        r#"apiVersion: v1
 kind: PersistentVolume
 metadata:
   name: pv1
@@ -255,13 +323,31 @@ spec:
   accessModes: [ReadWriteOnce]
   storageClassName: manual
   resources: {requests: {storage: 1Gi}}
-"#);
+"#,
+    );
     c.ok(&["apply", "-f", f.to_str().unwrap()]).await;
-    let out = c.ok(&["wait", "--for=jsonpath={.status.phase}=Bound", "pvc/x", "--timeout=20s"]).await;
+    let out = c
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.phase}=Bound",
+            "pvc/x",
+            "--timeout=20s",
+        ])
+        .await;
     assert!(out.contains("condition met"), "{out}");
     let table = c.ok(&["get", "pvc"]).await;
-    assert!(table.contains("x ") && table.contains("Bound") && table.contains("pv1"), "{table}");
+    assert!(
+        table.contains("x ") && table.contains("Bound") && table.contains("pv1"),
+        "{table}"
+    );
     c.ok(&["delete", "pvc", "x"]).await;
-    let out = c.ok(&["wait", "--for=jsonpath={.status.phase}=Released", "pv/pv1", "--timeout=20s"]).await;
+    let out = c
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.phase}=Released",
+            "pv/pv1",
+            "--timeout=20s",
+        ])
+        .await;
     assert!(out.contains("condition met"), "{out}");
 }

@@ -81,9 +81,26 @@ async fn main() -> anyhow::Result<()> {
     }
     let watch_secs = (last - start).as_secs_f64();
     let events = delivered.load(Ordering::Relaxed);
-    println!("objects: {}, concurrency: {}, watchers: {}", args.objects, args.concurrency, args.watchers);
-    println!("creates/s: {:.0} ({} in {:.2}s)", args.objects as f64 / create_secs, args.objects, create_secs);
-    println!("watch events/s delivered (all watchers): {:.0} ({} in {:.2}s)", events as f64 / watch_secs, events, watch_secs);
-    println!("stats: {} writes, {} reads", srv.stats().writes(), srv.stats().reads());
+    println!(
+        "objects: {}, concurrency: {}, watchers: {}",
+        args.objects, args.concurrency, args.watchers
+    );
+    println!(
+        "creates/s: {:.0} ({} in {:.2}s)",
+        args.objects as f64 / create_secs,
+        args.objects,
+        create_secs
+    );
+    println!(
+        "watch events/s delivered (all watchers): {:.0} ({} in {:.2}s)",
+        events as f64 / watch_secs,
+        events,
+        watch_secs
+    );
+    println!(
+        "stats: {} writes, {} reads",
+        srv.stats().writes(),
+        srv.stats().reads()
+    );
     Ok(())
 }

@@ -39,11 +39,16 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 }
 
 fn ann<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.pointer("/metadata/annotations").and_then(|a| a.get(k)).and_then(Value::as_str)
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(k))
+        .and_then(Value::as_str)
 }
 
 fn set_ann(v: &mut Value, k: &str, val: &str) {
-    if !v["metadata"].get("annotations").is_some_and(Value::is_object) {
+    if !v["metadata"]
+        .get("annotations")
+        .is_some_and(Value::is_object)
+    {
         v["metadata"]["annotations"] = json!({});
     }
     v["metadata"]["annotations"][k] = json!(val);
@@ -54,36 +59,67 @@ fn deleting(v: &Value) -> bool {
 }
 
 fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
-    store.list(id(group, plural), None, &|_| true, None, None).items
+    store
+        .list(id(group, plural), None, &|_| true, None, None)
+        .items
 }
 
 /// Whether `node` satisfies the PV's `spec.nodeAffinity.required`.
 pub fn node_affinity_ok(pv: &Value, node: &Value) -> bool {
-    let Some(terms) = pv.pointer("/spec/nodeAffinity/required/nodeSelectorTerms").and_then(Value::as_array) else {
+    let Some(terms) = pv
+        .pointer("/spec/nodeAffinity/required/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
         return true;
     };
     let labels = node.pointer("/metadata/labels");
     let name = meta_str(node, "name").unwrap_or("");
     terms.iter().any(|t| {
-        let exprs = t.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let fields = t.get("matchFields").and_then(Value::as_array).cloned().unwrap_or_default();
+        let exprs = t
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let fields = t
+            .get("matchFields")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if exprs.is_empty() && fields.is_empty() {
             return false;
         }
         let check = |e: &Value, got: Option<&str>| {
-            let vals: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e.get("operator").and_then(Value::as_str).unwrap_or("") {
                 "In" => got.is_some_and(|g| vals.contains(&g)),
                 "NotIn" => !got.is_some_and(|g| vals.contains(&g)),
                 "Exists" => got.is_some(),
                 "DoesNotExist" => got.is_none(),
-                "Gt" => got.and_then(|g| g.parse::<i64>().ok()).zip(vals.first().and_then(|v| v.parse::<i64>().ok())).is_some_and(|(g, v)| g > v),
-                "Lt" => got.and_then(|g| g.parse::<i64>().ok()).zip(vals.first().and_then(|v| v.parse::<i64>().ok())).is_some_and(|(g, v)| g < v),
+                "Gt" => got
+                    .and_then(|g| g.parse::<i64>().ok())
+                    .zip(vals.first().and_then(|v| v.parse::<i64>().ok()))
+                    .is_some_and(|(g, v)| g > v),
+                "Lt" => got
+                    .and_then(|g| g.parse::<i64>().ok())
+                    .zip(vals.first().and_then(|v| v.parse::<i64>().ok()))
+                    .is_some_and(|(g, v)| g < v),
                 _ => false,
             }
         };
-        exprs.iter().all(|e| check(e, labels.and_then(|l| l.get(s(e, "/key"))).and_then(Value::as_str)))
-            && fields.iter().all(|e| check(e, (s(e, "/key") == "metadata.name").then_some(name)))
+        exprs.iter().all(|e| {
+            check(
+                e,
+                labels
+                    .and_then(|l| l.get(s(e, "/key")))
+                    .and_then(Value::as_str),
+            )
+        }) && fields
+            .iter()
+            .all(|e| check(e, (s(e, "/key") == "metadata.name").then_some(name)))
     })
 }
 
@@ -154,7 +190,10 @@ fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
 }
 
 fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
-    if s(pv, "/status/phase") != "Available" || pv.pointer("/spec/claimRef").is_some_and(|c| !c.is_null()) || deleting(pv) {
+    if s(pv, "/status/phase") != "Available"
+        || pv.pointer("/spec/claimRef").is_some_and(|c| !c.is_null())
+        || deleting(pv)
+    {
         return false;
     }
     if s(pv, "/spec/storageClassName") != s(claim, "/spec/storageClassName") {
@@ -166,7 +205,14 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
         return false;
     }
     let modes = |v: &Value| -> Vec<String> {
-        v.pointer("/spec/accessModes").and_then(Value::as_array).map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect()).unwrap_or_default()
+        v.pointer("/spec/accessModes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let pv_modes = modes(pv);
     if !modes(claim).iter().all(|m| pv_modes.contains(m)) {
@@ -197,14 +243,24 @@ pub fn pass(store: &Store) {
     let pvc_r = id("", "persistentvolumeclaims");
     let claims: HashMap<(String, String), Arc<Value>> = list(store, "", "persistentvolumeclaims")
         .into_iter()
-        .map(|c| ((meta_str(&c, "namespace").unwrap_or("").to_string(), meta_str(&c, "name").unwrap_or("").to_string()), c))
+        .map(|c| {
+            (
+                (
+                    meta_str(&c, "namespace").unwrap_or("").to_string(),
+                    meta_str(&c, "name").unwrap_or("").to_string(),
+                ),
+                c,
+            )
+        })
         .collect();
     let classes: HashMap<String, Arc<Value>> = list(store, "storage.k8s.io", "storageclasses")
         .into_iter()
         .map(|c| (meta_str(&c, "name").unwrap_or("").to_string(), c))
         .collect();
-    let nodes: HashMap<String, Arc<Value>> =
-        list(store, "", "nodes").into_iter().map(|n| (meta_str(&n, "name").unwrap_or("").to_string(), n)).collect();
+    let nodes: HashMap<String, Arc<Value>> = list(store, "", "nodes")
+        .into_iter()
+        .map(|n| (meta_str(&n, "name").unwrap_or("").to_string(), n))
+        .collect();
 
     // Volumes: phases and pre-bound volumes.
     for pv in list(store, "", "persistentvolumes") {
@@ -216,25 +272,28 @@ pub fn pass(store: &Store) {
             Some(cr) => {
                 let key = (s(cr, "/namespace").to_string(), s(cr, "/name").to_string());
                 let cr_uid = s(cr, "/uid");
-                match claims.get(&key) {
-                    Some(c)
-                        if (cr_uid.is_empty() || Some(cr_uid) == meta_str(c, "uid"))
-                            && matches!(s(c, "/spec/volumeName"), "" | _ if s(c, "/spec/volumeName").is_empty() || s(c, "/spec/volumeName") == meta_str(&pv, "name").unwrap_or(""))
-                            && phase != "Released" && phase != "Failed" =>
-                    {
-                        if s(c, "/status/phase") != "Bound" || phase != "Bound" || cr_uid.is_empty() {
+                let pv_name = meta_str(&pv, "name").unwrap_or("");
+                let claim = claims
+                    .get(&key)
+                    .filter(|c| cr_uid.is_empty() || Some(cr_uid) == meta_str(c, "uid"));
+                match claim {
+                    Some(c) if phase != "Released" && phase != "Failed" => {
+                        let vol = s(c, "/spec/volumeName");
+                        let settled = s(c, "/status/phase") == "Bound"
+                            && phase == "Bound"
+                            && !cr_uid.is_empty()
+                            && vol == pv_name;
+                        if (vol.is_empty() || vol == pv_name) && !settled {
                             bind(store, &pv, c, false);
                         }
                     }
-                    _ if !cr_uid.is_empty() => {
-                        let claim_gone = claims.get(&key).is_none_or(|c| meta_str(c, "uid") != Some(cr_uid));
-                        if claim_gone && phase == "Bound" {
-                            set_pv_phase(store, &pv, "Released");
-                        } else if claim_gone && (phase.is_empty() || phase == "Pending") {
+                    Some(_) => {}
+                    None if !cr_uid.is_empty() => {
+                        if phase != "Released" && phase != "Failed" {
                             set_pv_phase(store, &pv, "Released");
                         }
                     }
-                    _ => {
+                    None => {
                         if phase.is_empty() || phase == "Pending" {
                             set_pv_phase(store, &pv, "Available");
                         }
@@ -264,7 +323,10 @@ pub fn pass(store: &Store) {
                     bind(store, pv, claim, true);
                 }
             } else if s(claim, "/status/phase") == "Bound" {
-                let (ns, name) = (meta_str(claim, "namespace").unwrap_or(""), meta_str(claim, "name").unwrap_or(""));
+                let (ns, name) = (
+                    meta_str(claim, "namespace").unwrap_or(""),
+                    meta_str(claim, "name").unwrap_or(""),
+                );
                 let _ = store.mutate(pvc_r, ns, name, |cur| {
                     let mut n = cur.clone();
                     n["status"]["phase"] = json!("Lost");
@@ -283,7 +345,11 @@ pub fn pass(store: &Store) {
         let node = selected.and_then(|n| nodes.get(n)).map(|n| n.as_ref());
         let best = pvs
             .iter()
-            .filter(|pv| !taken.iter().any(|t| Some(t.as_str()) == meta_str(pv, "name")))
+            .filter(|pv| {
+                !taken
+                    .iter()
+                    .any(|t| Some(t.as_str()) == meta_str(pv, "name"))
+            })
             .filter(|pv| pv_fits(pv, claim, node))
             .min_by(|a, b| {
                 let qa = quantity::parse(s(a, "/spec/capacity/storage")).unwrap_or(0.0);
@@ -295,9 +361,17 @@ pub fn pass(store: &Store) {
             bind(store, pv, claim, true);
             continue;
         }
-        if let Some(prov) = class.map(|c| s(c, "/provisioner")).filter(|p| !p.is_empty() && *p != "kubernetes.io/no-provisioner") {
-            if ann(claim, STORAGE_PROVISIONER) != Some(prov) || ann(claim, BETA_STORAGE_PROVISIONER) != Some(prov) {
-                let (ns, name) = (meta_str(claim, "namespace").unwrap_or(""), meta_str(claim, "name").unwrap_or(""));
+        if let Some(prov) = class
+            .map(|c| s(c, "/provisioner"))
+            .filter(|p| !p.is_empty() && *p != "kubernetes.io/no-provisioner")
+        {
+            if ann(claim, STORAGE_PROVISIONER) != Some(prov)
+                || ann(claim, BETA_STORAGE_PROVISIONER) != Some(prov)
+            {
+                let (ns, name) = (
+                    meta_str(claim, "namespace").unwrap_or(""),
+                    meta_str(claim, "name").unwrap_or(""),
+                );
                 let _ = store.mutate(pvc_r, ns, name, |cur| {
                     let mut n = cur.clone();
                     set_ann(&mut n, STORAGE_PROVISIONER, prov);

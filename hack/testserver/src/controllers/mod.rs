@@ -32,12 +32,9 @@ pub async fn run_loop(store: Arc<Store>, resources: Vec<ResId>, mut pass: impl F
             continue;
         }
         // Coalesce whatever else is already queued.
-        loop {
-            match rx.try_recv() {
-                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
-                Err(_) => break,
-            }
-        }
+        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+            rx.try_recv()
+        {}
         pass(&store);
     }
 }

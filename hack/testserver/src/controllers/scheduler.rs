@@ -32,18 +32,25 @@ fn ready(node: &Value) -> bool {
         && node
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True"))
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True")
+            })
 }
 
 /// One scheduling pass over all pods.
 pub fn pass(store: &Store) {
     let all = |g: &str, p: &str| store.list(id(g, p), None, &|_| true, None, None).items;
     let nodes = all("", "nodes");
-    let classes: HashMap<String, Arc<Value>> =
-        all("storage.k8s.io", "storageclasses").into_iter().map(|c| (meta_str(&c, "name").unwrap_or("").to_string(), c)).collect();
+    let classes: HashMap<String, Arc<Value>> = all("storage.k8s.io", "storageclasses")
+        .into_iter()
+        .map(|c| (meta_str(&c, "name").unwrap_or("").to_string(), c))
+        .collect();
     let pvc_r = id("", "persistentvolumeclaims");
     for pod in all("", "pods") {
-        if pod.pointer("/metadata/deletionTimestamp").is_some() || matches!(s(&pod, "/status/phase"), "Succeeded" | "Failed") {
+        if pod.pointer("/metadata/deletionTimestamp").is_some()
+            || matches!(s(&pod, "/status/phase"), "Succeeded" | "Failed")
+        {
             continue;
         }
         let ns = meta_str(&pod, "namespace").unwrap_or("").to_string();
@@ -52,7 +59,10 @@ pub fn pass(store: &Store) {
         let target = if !assigned.is_empty() {
             assigned.clone()
         } else {
-            let sel = pod.pointer("/spec/nodeSelector").cloned().unwrap_or(Value::Null);
+            let sel = pod
+                .pointer("/spec/nodeSelector")
+                .cloned()
+                .unwrap_or(Value::Null);
             let sel = LabelSelector::from_json(&json!({"matchLabels": sel}));
             match nodes.iter().find(|n| ready(n) && sel.matches(n)) {
                 Some(n) => meta_str(n, "name").unwrap_or("").to_string(),
@@ -62,7 +72,15 @@ pub fn pass(store: &Store) {
         let claim_names: Vec<String> = pod
             .pointer("/spec/volumes")
             .and_then(Value::as_array)
-            .map(|vs| vs.iter().filter_map(|v| v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str).map(String::from)).collect())
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|v| {
+                        v.pointer("/persistentVolumeClaim/claimName")
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let mut all_bound = true;
         for cn in &claim_names {
@@ -77,11 +95,17 @@ pub fn pass(store: &Store) {
             let wffc = classes
                 .get(s(&claim, "/spec/storageClassName"))
                 .is_some_and(|c| s(c, "/volumeBindingMode") == "WaitForFirstConsumer");
-            let has_sel = claim.pointer("/metadata/annotations").and_then(|a| a.get(SELECTED_NODE)).is_some();
+            let has_sel = claim
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(SELECTED_NODE))
+                .is_some();
             if wffc && !has_sel {
                 let _ = store.mutate(pvc_r, &ns, cn, |cur| {
                     let mut n = cur.clone();
-                    if !n["metadata"].get("annotations").is_some_and(Value::is_object) {
+                    if !n["metadata"]
+                        .get("annotations")
+                        .is_some_and(Value::is_object)
+                    {
                         n["metadata"]["annotations"] = json!({});
                     }
                     n["metadata"]["annotations"][SELECTED_NODE] = json!(target);
