@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::admission;
+use crate::convert::{from_view, storage_res, to_view};
 use crate::patch::{self, PatchType};
 use crate::registry::{lookup, ResId, RESOURCES};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -200,9 +201,9 @@ fn get(st: &AppState, rp: &ResPath) -> Result<Response, ApiError> {
     let name = rp.name.as_deref().unwrap_or("");
     let obj = st
         .store
-        .get(rp.res, ns_of(rp), name)
+        .get(storage_res(rp.res), ns_of(rp), name)
         .ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], name))?;
-    Ok(obj_response(StatusCode::OK, &obj))
+    Ok(obj_response(StatusCode::OK, &to_view(rp.res, &obj)))
 }
 
 /// Builds the object filter for list/watch from query parameters.
@@ -215,7 +216,10 @@ pub fn build_filter(
     let fs = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
         .map_err(ApiError::bad_request)?;
     let ns = rp.ns.clone();
+    let res = rp.res;
     Ok(move |o: &Value| {
+        let o = to_view(res, o);
+        let o = o.as_ref();
         ns.as_deref()
             .is_none_or(|n| meta_str(o, "namespace") == Some(n))
             && ls.matches(o)
@@ -267,7 +271,7 @@ fn list(
     };
     let page = st
         .store
-        .list(rp.res, rp.ns.as_deref(), &filter, after, limit);
+        .list(storage_res(rp.res), rp.ns.as_deref(), &filter, after, limit);
     if crate::discovery::wants_table(headers) {
         return Ok(crate::discovery::table(info, &page.items, page.rv));
     }
@@ -292,7 +296,7 @@ fn list(
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, item.as_ref())
+        serde_json::to_writer(&mut out, to_view(rp.res, item).as_ref())
             .map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
@@ -342,9 +346,13 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
         m.remove("resourceVersion");
         m.remove("managedFields");
     }
+    let mut obj = from_view(rp.res, obj);
     admission::on_create(&st.store, rp.res, &mut obj);
-    let created = st.store.create(rp.res, obj)?;
-    Ok(obj_response(StatusCode::CREATED, &created))
+    let created = st.store.create(storage_res(rp.res), obj)?;
+    Ok(obj_response(
+        StatusCode::CREATED,
+        &to_view(rp.res, &created),
+    ))
 }
 
 fn check_name(rp: &ResPath, obj: &Value) -> Result<(), ApiError> {
@@ -395,21 +403,24 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
     }
     check_name(rp, &body)?;
     set_namespace(rp, &mut body)?;
-    let updated = st.store.mutate(rp.res, ns_of(rp), &name, |cur| {
-        if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
-            if Some(rv) != meta_str(cur, "resourceVersion") {
-                return Err(ApiError::conflict(info, &name));
+    let body = from_view(rp.res, body);
+    let updated = st
+        .store
+        .mutate(storage_res(rp.res), ns_of(rp), &name, |cur| {
+            if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+                if Some(rv) != meta_str(cur, "resourceVersion") {
+                    return Err(ApiError::conflict(info, &name));
+                }
             }
-        }
-        let mut new = body;
-        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            if let Some(mf) = cur.pointer("/metadata/managedFields") {
-                m.entry("managedFields").or_insert(mf.clone());
+            let mut new = body;
+            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                if let Some(mf) = cur.pointer("/metadata/managedFields") {
+                    m.entry("managedFields").or_insert(mf.clone());
+                }
             }
-        }
-        Ok(split_status(rp, cur, new))
-    })?;
-    Ok(obj_response(StatusCode::OK, &updated))
+            Ok(split_status(rp, cur, new))
+        })?;
+    Ok(obj_response(StatusCode::OK, &to_view(rp.res, &updated)))
 }
 
 fn managed_entry(
@@ -485,8 +496,9 @@ fn patch(
         ));
     }
     let sub = rp.sub.clone();
-    let result = st.store.mutate(rp.res, ns_of(rp), &name, |cur| {
-        let mut doc = cur.clone();
+    let view = rp.res;
+    let result = st.store.mutate(storage_res(rp.res), ns_of(rp), &name, |cur| {
+        let mut doc = to_view(view, cur).into_owned();
         match pt {
             PatchType::Merge => patch::merge(&mut doc, &body),
             PatchType::Strategic => patch::strategic(&mut doc, &body),
@@ -514,10 +526,10 @@ fn patch(
         if meta_str(&doc, "name") != meta_str(cur, "name") {
             return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
         }
-        Ok(split_status(rp, cur, doc))
+        Ok(split_status(rp, cur, from_view(view, doc)))
     });
     match result {
-        Ok(o) => Ok(obj_response(StatusCode::OK, &o)),
+        Ok(o) => Ok(obj_response(StatusCode::OK, &to_view(rp.res, &o))),
         Err(e) if e.code == 404 && pt == PatchType::Apply && rp.sub.is_none() => {
             let mut obj = body.clone();
             if !obj.is_object() {
@@ -529,9 +541,13 @@ fn patch(
             obj["metadata"]["name"] = json!(name);
             set_namespace(rp, &mut obj)?;
             record_apply(&mut obj, &manager, &info.api_version(), &body, None);
+            let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
-            let created = st.store.create(rp.res, obj)?;
-            Ok(obj_response(StatusCode::CREATED, &created))
+            let created = st.store.create(storage_res(rp.res), obj)?;
+            Ok(obj_response(
+                StatusCode::CREATED,
+                &to_view(rp.res, &created),
+            ))
         }
         Err(e) => Err(e),
     }
@@ -563,17 +579,19 @@ fn delete(
     {
         let obj = st
             .store
-            .get(rp.res, ns_of(rp), &name)
+            .get(storage_res(rp.res), ns_of(rp), &name)
             .ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], &name))?;
-        return Ok(obj_response(StatusCode::OK, &obj));
+        return Ok(obj_response(StatusCode::OK, &to_view(rp.res, &obj)));
     }
-    let deleted = st.store.delete(rp.res, ns_of(rp), &name, pre_uid, pre_rv)?;
+    let deleted = st
+        .store
+        .delete(storage_res(rp.res), ns_of(rp), &name, pre_uid, pre_rv)?;
     if RESOURCES[rp.res].kind == "Namespace"
         && deleted.pointer("/metadata/deletionTimestamp").is_none()
     {
         admission::on_namespace_deleted(&st.store, &name);
     }
-    Ok(obj_response(StatusCode::OK, &deleted))
+    Ok(obj_response(StatusCode::OK, &to_view(rp.res, &deleted)))
 }
 
 fn delete_collection(
@@ -586,13 +604,15 @@ fn delete_collection(
     }
     let info = &RESOURCES[rp.res];
     let filter = build_filter(rp, q)?;
-    let page = st.store.list(rp.res, rp.ns.as_deref(), &filter, None, None);
+    let page = st
+        .store
+        .list(storage_res(rp.res), rp.ns.as_deref(), &filter, None, None);
     let mut items = Vec::new();
     for o in page.items {
         let ns = meta_str(&o, "namespace").unwrap_or("");
         let name = meta_str(&o, "name").unwrap_or("");
-        if let Ok(d) = st.store.delete(rp.res, ns, name, None, None) {
-            items.push((*d).clone());
+        if let Ok(d) = st.store.delete(storage_res(rp.res), ns, name, None, None) {
+            items.push(to_view(rp.res, &d).into_owned());
         }
     }
     let out = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(),

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod controllers;
+pub mod convert;
 pub mod discovery;
 pub mod faults;
 pub mod handlers;

@@ -94,14 +94,18 @@ fn start(
         body,
     )
         .into_response();
-    let (start, start_rv, brx) = match st.store.watch_begin(rp.res, from) {
+    let (start, start_rv, brx) = match st
+        .store
+        .watch_begin(crate::convert::storage_res(rp.res), from)
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = tx.try_send(line("ERROR", &e.to_status()));
             return Ok(resp);
         }
     };
-    let res = rp.res;
+    let res = crate::convert::storage_res(rp.res);
+    let view = rp.res;
     let kind = info.kind;
     let api_version = info.api_version();
     let bookmark_every = st.config.bookmark_interval;
@@ -110,6 +114,8 @@ fn start(
     let mut brx: broadcast::Receiver<Arc<Event>> = brx;
     let mut first = true;
     let mut render = move |etype: &str, obj: &Value| -> Bytes {
+        let obj = crate::convert::to_view(view, obj);
+        let obj = obj.as_ref();
         if !table {
             return line(etype, obj);
         }

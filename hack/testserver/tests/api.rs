@@ -470,3 +470,63 @@ async fn namespaces_and_discovery() {
             || caps.scope == kube::discovery::Scope::Namespaced
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_share_storage_across_api_versions() {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client().await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let claim = pvcs
+        .create(&PostParams::default(), &pvc("ev-claim", Some("x"), "1Gi"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test-provisioner".into(),
+            instance: Some("i1".into()),
+        },
+    );
+    let reference = ObjectReference {
+        kind: Some("PersistentVolumeClaim".into()),
+        api_version: Some("v1".into()),
+        namespace: Some("default".into()),
+        name: Some("ev-claim".into()),
+        uid: claim.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Provisioning".into(),
+        note: Some("External provisioner is provisioning volume".into()),
+        action: "Provision".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap(); // series update via merge patch
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let list = core
+        .list(&ListParams::default().fields("involvedObject.name=ev-claim"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Provisioning"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("External provisioner is provisioning volume")
+    );
+    assert_eq!(e.reporting_component.as_deref(), Some("test-provisioner"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let l = v1
+        .list(&ListParams::default().fields("regarding.name=ev-claim"))
+        .await
+        .unwrap();
+    assert_eq!(
+        l.items[0].note.as_deref(),
+        Some("External provisioner is provisioning volume")
+    );
+}
