@@ -1,3 +1,120 @@
-//! `local-volume-provisioner`: crate scaffold; the provisioner lands with its issue.
+//! `local-volume-provisioner`: one instance per node (a DaemonSet). Parses
+//! the flags and the config, then runs the library's controller (node-local
+//! mode: deletion = cleaning) and the discovery loop under one shutdown
+//! token. See README.md.
 
-fn main() {}
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use external_storage::args::{client, init_tracing, parse_duration, shutdown_on_signals};
+use external_storage::{ProvisionController, Settings};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use local_volume_provisioner::config::Config;
+use local_volume_provisioner::discovery::Discovery;
+use local_volume_provisioner::metrics::{self, LocalMetrics};
+use local_volume_provisioner::pv::NodeInfo;
+use local_volume_provisioner::state::StateDir;
+use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
+
+/// Static local-volume provisioner: PVs for the disks under discovery directories.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration: a YAML file, or a directory with one file per key
+    /// (a ConfigMap mounted as a volume).
+    #[arg(
+        long,
+        env = "LOCAL_VOLUME_CONFIG",
+        default_value = "/etc/provisioner/config"
+    )]
+    config: PathBuf,
+    /// Host directory (mounted at the same path) recording which volumes may
+    /// hold data; must survive restarts of the pod.
+    #[arg(
+        long,
+        env = "STATE_DIR",
+        default_value = "/var/lib/local-volume-provisioner"
+    )]
+    state_dir: PathBuf,
+    /// Time between discovery passes.
+    #[arg(long, env = "DISCOVERY_PERIOD", default_value = "10s", value_parser = parse_duration)]
+    discovery_period: Duration,
+    /// Longest a block cleaner may run before it is killed (and retried).
+    #[arg(long, env = "BLOCK_CLEANER_TIMEOUT", default_value = "6h", value_parser = parse_duration)]
+    block_cleaner_timeout: Duration,
+    #[command(flatten)]
+    common: external_storage::Args,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let common = cli
+        .common
+        .with_default_provisioner_name(local_volume_provisioner::PROVISIONER_NAME);
+    init_tracing(common.log_format);
+    let config = Config::load(&cli.config)
+        .with_context(|| format!("invalid configuration {}", cli.config.display()))?;
+    if config.use_node_name_only {
+        tracing::info!("useNodeNameOnly has no effect: PVs are tied to their node by label, not by provisioner name");
+    }
+    let Some(node_name) = common.node_name.clone().filter(|n| !n.is_empty()) else {
+        bail!("--node-name (or NODE_NAME) is required: the DaemonSet sets it from spec.nodeName");
+    };
+    if cli.discovery_period.is_zero() {
+        bail!("--discovery-period must be greater than zero");
+    }
+    let state = StateDir::open(&cli.state_dir)
+        .with_context(|| format!("cannot use state directory {}", cli.state_dir.display()))?;
+    let settings = Settings::try_from(common)?;
+    let (qps, burst) = settings.rate_limit;
+    let client = client(settings.kubeconfig.as_deref(), qps, burst).await?;
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_name)
+        .await
+        .with_context(|| {
+            format!("reading Node {node_name} (its labels go into the PVs' node affinity)")
+        })?;
+    let node = NodeInfo::from_node(&node);
+    let shutdown = shutdown_on_signals();
+
+    let local_metrics = Arc::new(LocalMetrics::new());
+    let volumes = Arc::new(Volumes::new(
+        config,
+        node,
+        state,
+        local_metrics.clone(),
+        cli.block_cleaner_timeout,
+    ));
+    let scope = settings.options.scope();
+    let identity = settings.options.identity.clone();
+    let controller = ProvisionController::with_shared(
+        client.clone(),
+        Arc::new(LocalVolumes(volumes.clone())),
+        settings.options,
+    );
+    let discovery = Discovery::start(client, volumes, scope, &identity, &shutdown);
+    if let Some(addr) = settings.metrics_address {
+        let bound = metrics::serve(
+            addr,
+            controller.metrics(),
+            local_metrics,
+            vec![controller.ready_flag(), discovery.ready.clone()],
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("binding metrics address {addr}"))?;
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    }
+    let period = cli.discovery_period;
+    let (ctrl, ()) = tokio::join!(
+        controller.run(shutdown.clone()),
+        discovery.run(period, shutdown.clone())
+    );
+    ctrl?;
+    Ok(())
+}

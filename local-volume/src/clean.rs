@@ -1,0 +1,465 @@
+//! Cleaning a released volume, the only code that destroys data.
+//!
+//! Filesystem volumes: everything *inside* the mount point is removed
+//! through directory handles (cap-std), never by path. Each directory is
+//! opened with `O_NOFOLLOW`, so a symlink planted by a workload is unlinked,
+//! never followed; a directory on another device (`st_dev` differs) or
+//! listed as a mount point is never entered, and its presence fails the
+//! cleaning, so the PV is kept and an event says which mount to remove.
+//!
+//! Block volumes: the class's `blockCleanerCommand` runs with
+//! `LOCAL_PV_BLKDEVICE=<device path>`, in its own process group, under a
+//! timeout that kills the whole group; its output is logged. A device that is
+//! mounted anywhere is refused.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cap_fs_ext::DirExt;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, MetadataExt};
+
+use crate::scan::{dev_parts, MountTable};
+
+/// Why a volume was not cleaned.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// The entry is no longer a mount point / block device.
+    #[error("{path}: {reason}")]
+    Gone {
+        /// Container path of the entry.
+        path: String,
+        /// What it is now.
+        reason: String,
+    },
+    /// Something inside could not be removed; the rest was.
+    #[error("cleaning {path} left {count} item(s) behind, first: {first}")]
+    Incomplete {
+        /// Container path of the volume.
+        path: String,
+        /// How many failures.
+        count: usize,
+        /// The first one, with its cause.
+        first: String,
+    },
+    /// The block device is mounted, so wiping it would corrupt a live filesystem.
+    #[error("block device {path} is mounted at {at}: refusing to wipe it; unmount it first")]
+    Mounted {
+        /// Device path.
+        path: String,
+        /// A mount point of it.
+        at: String,
+    },
+    /// The cleaner command did not succeed.
+    #[error("block cleaner {command:?} for {path} {outcome}; output: {output}")]
+    Command {
+        /// Command line.
+        command: Vec<String>,
+        /// Device path.
+        path: String,
+        /// `exited with status N`, `timed out after ...`, `could not start: ...`.
+        outcome: String,
+        /// Tail of stdout+stderr.
+        output: String,
+    },
+    /// I/O error opening the volume.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// Which path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a filesystem cleaning removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Files, symlinks and other non-directories unlinked.
+    pub files: u64,
+    /// Directories removed.
+    pub dirs: u64,
+}
+
+/// Removes everything inside the mount point `<mount_dir>/<entry>`.
+pub fn clean_filesystem(
+    mount_dir: &Path,
+    entry: &str,
+    mounts: &MountTable,
+) -> Result<Removed, CleanError> {
+    let path = mount_dir.join(entry);
+    let shown = path.display().to_string();
+    let io_err = |op| {
+        let shown = shown.clone();
+        move |source| CleanError::Io {
+            op,
+            path: shown,
+            source,
+        }
+    };
+    if entry.is_empty() || entry.contains('/') || entry == "." || entry == ".." {
+        return Err(CleanError::Gone {
+            path: shown,
+            reason: "not a discovery entry name".into(),
+        });
+    }
+    let parent = Dir::open_ambient_dir(mount_dir, ambient_authority()).map_err(io_err("open"))?;
+    let volume = parent
+        .open_dir_nofollow(entry)
+        .map_err(|e| CleanError::Gone {
+            path: shown.clone(),
+            reason: format!("cannot open it as a directory without following symlinks: {e}"),
+        })?;
+    // Checked after opening: if it was unmounted in between, the handle is
+    // on the directory under it and this check fails.
+    if !mounts.is_mount_point(&path) {
+        return Err(CleanError::Gone {
+            path: shown,
+            reason: "no longer a mount point: nothing is cleaned on the disk below it".into(),
+        });
+    }
+    let dev = volume.dir_metadata().map_err(io_err("stat"))?.dev();
+    let nested: HashSet<PathBuf> = mounts
+        .mounts_under(&path)
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(&path).ok().map(Path::to_path_buf))
+        .collect();
+    let mut removed = Removed::default();
+    let mut failures = Vec::new();
+    empty_dir(
+        &volume,
+        Path::new(""),
+        dev,
+        &nested,
+        &mut removed,
+        &mut failures,
+    );
+    match failures.first() {
+        None => Ok(removed),
+        Some(first) => Err(CleanError::Incomplete {
+            path: shown,
+            count: failures.len(),
+            first: first.clone(),
+        }),
+    }
+}
+
+/// Empties `dir` (relative path `rel` inside the volume); returns whether it
+/// is now empty.
+fn empty_dir(
+    dir: &Dir,
+    rel: &Path,
+    dev: u64,
+    nested: &HashSet<PathBuf>,
+    removed: &mut Removed,
+    failures: &mut Vec<String>,
+) -> bool {
+    let entries = match dir.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            failures.push(format!("{}: cannot list: {e}", rel.display()));
+            return false;
+        }
+    };
+    let mut empty = true;
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(format!("{}: cannot read entry: {e}", rel.display()));
+                empty = false;
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        let child = rel.join(&name);
+        let is_dir = match entry.file_type() {
+            Ok(ft) => ft.is_dir(),
+            Err(e) => {
+                failures.push(format!("{}: {e}", child.display()));
+                empty = false;
+                continue;
+            }
+        };
+        if !is_dir {
+            match dir.remove_file(&name) {
+                Ok(()) => removed.files += 1,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", child.display()));
+                    empty = false;
+                }
+            }
+            continue;
+        }
+        if nested.contains(&child) {
+            failures.push(format!(
+                "{}: another filesystem is mounted here; unmount it (it is not cleaned)",
+                child.display()
+            ));
+            empty = false;
+            continue;
+        }
+        let sub = match dir.open_dir_nofollow(&name) {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(format!("{}: {e}", child.display()));
+                empty = false;
+                continue;
+            }
+        };
+        match sub.dir_metadata() {
+            Ok(m) if m.dev() == dev => {}
+            Ok(_) => {
+                failures.push(format!(
+                    "{}: on another device (a mount); unmount it (it is not cleaned)",
+                    child.display()
+                ));
+                empty = false;
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{}: {e}", child.display()));
+                empty = false;
+                continue;
+            }
+        }
+        if empty_dir(&sub, &child, dev, nested, removed, failures) {
+            drop(sub);
+            match dir.remove_dir(&name) {
+                Ok(()) => removed.dirs += 1,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", child.display()));
+                    empty = false;
+                }
+            }
+        } else {
+            empty = false;
+        }
+    }
+    empty
+}
+
+fn tail(bytes: &[u8], max: usize) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = s.len() - max;
+    while !s.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("...{}", &s[cut..])
+}
+
+/// Runs `command` on the block device at `device` (the discovery entry,
+/// usually a symlink) with a `timeout`. Returns the command's output.
+pub async fn clean_block(
+    command: &[String],
+    device: &Path,
+    mounts: &MountTable,
+    timeout: Duration,
+) -> Result<String, CleanError> {
+    let shown = device.display().to_string();
+    let meta = std::fs::metadata(device).map_err(|e| CleanError::Gone {
+        path: shown.clone(),
+        reason: format!("cannot stat: {e}"),
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(CleanError::Gone {
+            path: shown,
+            reason: "no longer a block device".into(),
+        });
+    }
+    let (major, minor) = dev_parts(meta.rdev());
+    if let Some(at) = mounts.mounts_of_device(major, minor).first() {
+        return Err(CleanError::Mounted {
+            path: shown,
+            at: at.display().to_string(),
+        });
+    }
+    let fail = |outcome: String, output: String| CleanError::Command {
+        command: command.to_vec(),
+        path: shown.clone(),
+        outcome,
+        output,
+    };
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| fail("is empty".into(), String::new()))?;
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env("LOCAL_PV_BLKDEVICE", device)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("could not start: {e}"), String::new()))?;
+    let pid = child.id();
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Err(fail(format!("failed: {e}"), String::new())),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                // The cleaner's children (dd, shred) are in its group.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return Err(fail(
+                format!("timed out after {timeout:?} (killed)"),
+                String::new(),
+            ));
+        }
+    };
+    let text = format!(
+        "{}{}{}",
+        tail(&output.stdout, 2000),
+        if output.stderr.is_empty() { "" } else { "\n" },
+        tail(&output.stderr, 2000)
+    );
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(device = %shown, "cleaner: {line}");
+    }
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(fail(format!("exited with {}", output.status), text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::process::Command;
+
+    /// A tmpfs mounted at `path`, unmounted on drop.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(path: &Path) -> Option<Tmpfs> {
+            std::fs::create_dir_all(path).unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("SKIP: cannot mount tmpfs at {} (not root?)", path.display());
+                return None;
+            }
+            Some(Tmpfs(path.to_path_buf()))
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    fn removes_contents_without_following_links_or_crossing_mounts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disks = tmp.path().join("disks");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("dir")).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        std::fs::write(outside.join("dir/also"), b"keep").unwrap();
+        let Some(_vol) = Tmpfs::mount(&disks.join("vol")) else {
+            return;
+        };
+        let vol = disks.join("vol");
+        std::fs::create_dir_all(vol.join("a/b/c")).unwrap();
+        std::fs::write(vol.join("a/b/c/f"), b"data").unwrap();
+        std::fs::write(vol.join("top"), b"data").unwrap();
+        symlink(&outside, vol.join("a/escape")).unwrap();
+        symlink(outside.join("precious"), vol.join("link")).unwrap();
+        let mounts = MountTable::read().unwrap();
+        let removed = clean_filesystem(&disks, "vol", &mounts).unwrap();
+        assert_eq!(removed, Removed { files: 4, dirs: 3 });
+        assert_eq!(std::fs::read_dir(&vol).unwrap().count(), 0);
+        assert!(vol.is_dir(), "the mount point itself stays");
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        assert_eq!(std::fs::read(outside.join("dir/also")).unwrap(), b"keep");
+
+        // A filesystem mounted inside the volume is neither entered nor removed.
+        let Some(inner) = Tmpfs::mount(&vol.join("inner")) else {
+            return;
+        };
+        std::fs::write(vol.join("inner/f"), b"other fs").unwrap();
+        std::fs::write(vol.join("mine"), b"x").unwrap();
+        let mounts = MountTable::read().unwrap();
+        let e = clean_filesystem(&disks, "vol", &mounts).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("inner: another filesystem is mounted"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(vol.join("inner/f")).unwrap(), b"other fs");
+        assert!(!vol.join("mine").exists(), "the rest is still cleaned");
+        drop(inner);
+    }
+
+    #[test]
+    fn a_plain_directory_or_a_symlinked_entry_is_never_cleaned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        std::fs::write(plain.join("f"), b"keep").unwrap();
+        symlink(&plain, tmp.path().join("link")).unwrap();
+        // Even if the table (wrongly) listed them, nothing is removed.
+        let mounts = MountTable::from_entries([(tmp.path().join("link"), "0:1".to_string())]);
+        assert!(matches!(
+            clean_filesystem(tmp.path(), "plain", &mounts),
+            Err(CleanError::Gone { .. })
+        ));
+        assert!(matches!(
+            clean_filesystem(tmp.path(), "link", &mounts),
+            Err(CleanError::Gone { .. })
+        ));
+        assert!(matches!(
+            clean_filesystem(tmp.path(), "..", &mounts),
+            Err(CleanError::Gone { .. })
+        ));
+        assert_eq!(std::fs::read(plain.join("f")).unwrap(), b"keep");
+    }
+
+    #[tokio::test]
+    async fn block_cleaner_refuses_non_devices_and_reports_command_failures() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        let cmd = vec!["/bin/true".to_string()];
+        let e = clean_block(
+            &cmd,
+            &tmp.path().join("file"),
+            &MountTable::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, CleanError::Gone { .. }), "{e}");
+        // /dev/null is a character device, not a block device.
+        let e = clean_block(
+            &cmd,
+            Path::new("/dev/null"),
+            &MountTable::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("no longer a block device"), "{e}");
+        assert_eq!(tail(b"abcdef", 3), "...def");
+    }
+}
