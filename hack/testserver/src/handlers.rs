@@ -174,8 +174,8 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
             return crate::watch::watch(&st, &rp, &q, &parts.headers);
         }
         (&Method::GET, None) => list(&st, &rp, &q, &parts.headers),
-        (&Method::POST, None) => create(&st, &rp, &bytes),
-        (&Method::PUT, Some(_)) => update(&st, &rp, &bytes),
+        (&Method::POST, None) => create(&st, &rp, &bytes, &manager_of(&q, &parts.headers)),
+        (&Method::PUT, Some(_)) => update(&st, &rp, &bytes, &manager_of(&q, &parts.headers)),
         (&Method::PATCH, Some(_)) => patch(&st, &rp, &q, &parts.headers, &bytes),
         (&Method::DELETE, Some(_)) => delete(&st, &rp, &q, &bytes),
         (&Method::DELETE, None) => delete_collection(&st, &rp, &q),
@@ -328,7 +328,31 @@ fn set_namespace(rp: &ResPath, obj: &mut Value) -> Result<(), ApiError> {
     }
 }
 
-fn create(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiError> {
+fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    crate::fields::manager_for(q.get("fieldManager"), ua)
+}
+
+/// Applies status-subresource rules, then records field ownership for an
+/// ordinary (non-apply) write by `manager`.
+fn finish_write(rp: &ResPath, cur: &Value, new: Value, manager: &str) -> Value {
+    let mut out = split_status(rp, cur, new);
+    match cur.pointer("/metadata/managedFields") {
+        Some(mf) => out["metadata"]["managedFields"] = mf.clone(),
+        None => {
+            if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+        }
+    }
+    let av = RESOURCES[rp.res].api_version();
+    crate::fields::track_update(Some(cur), &mut out, manager, &av, rp.sub.as_deref());
+    out
+}
+
+fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<Response, ApiError> {
     if rp.sub.is_some() {
         return Err(ApiError::method_not_allowed());
     }
@@ -348,6 +372,13 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
     }
     let mut obj = from_view(rp.res, obj);
     admission::on_create(&st.store, rp.res, &mut obj);
+    crate::fields::track_update(
+        None,
+        &mut obj,
+        manager,
+        &RESOURCES[rp.res].api_version(),
+        None,
+    );
     let created = st.store.create(storage_res(rp.res), obj)?;
     Ok(obj_response(
         StatusCode::CREATED,
@@ -371,6 +402,9 @@ fn split_status(rp: &ResPath, cur: &Value, mut new: Value) -> Value {
     let info = &RESOURCES[rp.res];
     if rp.sub.as_deref() == Some("status") {
         let mut out = cur.clone();
+        if let Some(mf) = new.pointer("/metadata/managedFields") {
+            out["metadata"]["managedFields"] = mf.clone();
+        }
         match new.get("status") {
             Some(s) => out["status"] = s.clone(),
             None => {
@@ -391,7 +425,7 @@ fn split_status(rp: &ResPath, cur: &Value, mut new: Value) -> Value {
     }
 }
 
-fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiError> {
+fn update(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<Response, ApiError> {
     check_sub(rp)?;
     let info = &RESOURCES[rp.res];
     let name = rp.name.clone().unwrap_or_default();
@@ -412,59 +446,9 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes) -> Result<Response, ApiErr
                     return Err(ApiError::conflict(info, &name));
                 }
             }
-            let mut new = body;
-            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                if let Some(mf) = cur.pointer("/metadata/managedFields") {
-                    m.entry("managedFields").or_insert(mf.clone());
-                }
-            }
-            Ok(split_status(rp, cur, new))
+            Ok(finish_write(rp, cur, body, manager))
         })?;
     Ok(obj_response(StatusCode::OK, &to_view(rp.res, &updated)))
-}
-
-fn managed_entry(
-    manager: &str,
-    op: &str,
-    api_version: &str,
-    applied: &Value,
-    sub: Option<&str>,
-) -> Value {
-    let mut e = json!({
-        "manager": manager,
-        "operation": op,
-        "apiVersion": api_version,
-        "time": crate::store::now_ts(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": patch::fields_v1(applied),
-    });
-    if let Some(s) = sub {
-        e["subresource"] = json!(s);
-    }
-    e
-}
-
-fn record_apply(
-    new: &mut Value,
-    manager: &str,
-    api_version: &str,
-    applied: &Value,
-    sub: Option<&str>,
-) {
-    let entry = managed_entry(manager, "Apply", api_version, applied, sub);
-    let meta = &mut new["metadata"];
-    let mut list: Vec<Value> = meta
-        .get("managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    list.retain(|e| {
-        !(e.get("manager").and_then(Value::as_str) == Some(manager)
-            && e.get("operation").and_then(Value::as_str) == Some("Apply")
-            && e.get("subresource").and_then(Value::as_str) == sub)
-    });
-    list.push(entry);
-    meta["managedFields"] = Value::Array(list);
 }
 
 fn patch(
@@ -489,7 +473,12 @@ fn patch(
         serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
     };
-    let manager = q.get("fieldManager").cloned().unwrap_or_default();
+    let manager = if pt == PatchType::Apply {
+        q.get("fieldManager").cloned().unwrap_or_default()
+    } else {
+        manager_of(q, headers)
+    };
+    let force = q.get("force").is_some_and(|f| f == "true");
     if pt == PatchType::Apply && manager.is_empty() {
         return Err(ApiError::bad_request(
             "PATCH request must include fieldManager for apply",
@@ -514,7 +503,8 @@ fn patch(
                     }
                 }
                 patch::strategic(&mut doc, &body);
-                record_apply(&mut doc, &manager, &info.api_version(), &body, sub.as_deref());
+                let cur_view = to_view(view, cur);
+                crate::fields::track_apply(info, &name, Some(&cur_view), &mut doc, &body, &manager, force, sub.as_deref())?;
             }
         }
         if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion")
@@ -526,7 +516,11 @@ fn patch(
         if meta_str(&doc, "name") != meta_str(cur, "name") {
             return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
         }
-        Ok(split_status(rp, cur, from_view(view, doc)))
+                if pt == PatchType::Apply {
+            Ok(split_status(rp, cur, from_view(view, doc)))
+        } else {
+            Ok(finish_write(rp, cur, from_view(view, doc), &manager))
+        }
     });
     match result {
         Ok(o) => Ok(obj_response(StatusCode::OK, &to_view(rp.res, &o))),
@@ -540,7 +534,13 @@ fn patch(
             }
             obj["metadata"]["name"] = json!(name);
             set_namespace(rp, &mut obj)?;
-            record_apply(&mut obj, &manager, &info.api_version(), &body, None);
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+            let applied = obj.clone();
+            crate::fields::track_apply(
+                info, &name, None, &mut obj, &applied, &manager, force, None,
+            )?;
             let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
             let created = st.store.create(storage_res(rp.res), obj)?;

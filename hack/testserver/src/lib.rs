@@ -11,6 +11,7 @@ pub mod controllers;
 pub mod convert;
 pub mod discovery;
 pub mod faults;
+pub mod fields;
 pub mod handlers;
 pub mod openapi;
 pub mod patch;

@@ -405,11 +405,12 @@ impl Store {
         {
             meta.remove("finalizers");
         }
-        if meta.get("labels").is_some_and(Value::is_null) {
-            meta.remove("labels");
-        }
-        if meta.get("annotations").is_some_and(Value::is_null) {
-            meta.remove("annotations");
+        for k in ["labels", "annotations", "managedFields"] {
+            if meta.get(k).is_some_and(|v| {
+                v.is_null() || v.as_object().is_some_and(Map::is_empty) || v.as_array().is_some_and(Vec::is_empty)
+            }) {
+                meta.remove(k);
+            }
         }
         if new == *cur {
             return Ok(cur);
