@@ -1,0 +1,3 @@
+//! Benchmarks and chaos suite: scaffold; lands with issue 9.
+
+fn main() {}
