@@ -20,6 +20,9 @@ use kube_testserver::TestServer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        external_storage::args::init_tracing(external_storage::args::LogFormat::Text);
+    }
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1000);
     let workers: u16 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(8);

@@ -469,25 +469,42 @@ fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
 }
 
 /// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
-/// object. No-op if present.
+/// object. No-op if present. If the object changed since it was read (the
+/// guard fails), it is re-read and the patch retried.
 pub(crate) async fn add_finalizer<K>(api: &Api<K>, obj: &K, f: &str) -> Result<K, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
-    if obj.finalizers().iter().any(|x| x == f) {
-        return Ok(obj.clone());
+    let name = obj.name_any();
+    let mut current = obj.clone();
+    let mut last = None;
+    for _ in 0..5 {
+        if current.finalizers().iter().any(|x| x == f) {
+            return Ok(current);
+        }
+        let patch = add_finalizer_patch(
+            current.meta().finalizers.as_deref(),
+            current
+                .meta()
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+            f,
+        );
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(o) => return Ok(o),
+            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
+                tracing::debug!(error = %e, "object changed since read; re-reading");
+                last = Some(e);
+                current = api.get(&name).await?;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let patch = add_finalizer_patch(
-        obj.meta().finalizers.as_deref(),
-        obj.meta().resource_version.as_deref().unwrap_or_default(),
-        f,
-    );
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await
+    Err(last.expect("loop ran"))
 }
 
 /// Remove finalizer `f` from `obj`: first with the index seen in `obj` (no
@@ -522,7 +539,10 @@ where
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) => return Ok(()),
             // the `test` op failed: the list changed; re-read and retry
-            Err(e) if is_status(&e, 409) || is_status(&e, 422) => last = Some(e),
+            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
+                tracing::debug!(error = %e, "finalizer list changed; re-reading");
+                last = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }
