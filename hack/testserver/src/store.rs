@@ -407,7 +407,9 @@ impl Store {
         }
         for k in ["labels", "annotations", "managedFields"] {
             if meta.get(k).is_some_and(|v| {
-                v.is_null() || v.as_object().is_some_and(Map::is_empty) || v.as_array().is_some_and(Vec::is_empty)
+                v.is_null()
+                    || v.as_object().is_some_and(Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty)
             }) {
                 meta.remove(k);
             }

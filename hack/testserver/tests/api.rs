@@ -394,24 +394,55 @@ async fn patch_flavours() {
         .await
         .unwrap();
     // fields the manager stopped applying (and nobody else owns) are removed
-    assert_eq!(again.data.unwrap(), [("b".to_string(), "2".to_string())].into());
+    assert_eq!(
+        again.data.unwrap(),
+        [("b".to_string(), "2".to_string())].into()
+    );
     assert!(again.metadata.labels.is_none());
     // another manager changing an owned field conflicts unless forced
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "3"}});
-    let s = status(api.patch("ssa", &PatchParams::apply("other"), &Patch::Apply(other.clone())).await.unwrap_err());
+    let s = status(
+        api.patch(
+            "ssa",
+            &PatchParams::apply("other"),
+            &Patch::Apply(other.clone()),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(s.code, 409);
     assert_eq!(s.reason, "Conflict");
-    assert_eq!(s.message, "Apply failed with 1 conflict: conflict with \"tester\" using v1: .data.b");
+    assert_eq!(
+        s.message,
+        "Apply failed with 1 conflict: conflict with \"tester\" using v1: .data.b"
+    );
     // same value: shared ownership, no conflict
     let same = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}});
-    api.patch("ssa", &PatchParams::apply("other"), &Patch::Apply(same)).await.unwrap();
-    let forced = api.patch("ssa", &PatchParams::apply("other").force(), &Patch::Apply(other)).await.unwrap();
+    api.patch("ssa", &PatchParams::apply("other"), &Patch::Apply(same))
+        .await
+        .unwrap();
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(other),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data.unwrap()["b"], "3");
     // an ordinary merge patch takes ownership for its manager
-    let pp = PatchParams { field_manager: Some("patcher".into()), ..Default::default() };
-    let p = api.patch("ssa", &pp, &Patch::Merge(json!({"data": {"c": "4"}}))).await.unwrap();
+    let pp = PatchParams {
+        field_manager: Some("patcher".into()),
+        ..Default::default()
+    };
+    let p = api
+        .patch("ssa", &pp, &Patch::Merge(json!({"data": {"c": "4"}})))
+        .await
+        .unwrap();
     let mf = p.metadata.managed_fields.unwrap();
-    assert!(mf.iter().any(|e| e.manager.as_deref() == Some("patcher") && e.operation.as_deref() == Some("Update")));
+    assert!(mf.iter().any(
+        |e| e.manager.as_deref() == Some("patcher") && e.operation.as_deref() == Some("Update")
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
