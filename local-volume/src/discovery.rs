@@ -385,7 +385,13 @@ impl Discovery {
                 return;
             }
         };
-        match decide_found(pv_facts.as_ref(), &state) {
+        let action = decide_found(pv_facts.as_ref(), &state);
+        if action != FoundAction::CleanThenCreate {
+            // A finished cleaning started by an earlier pass is reflected in
+            // the state; its result must never answer a later request.
+            self.volumes.forget_finished(&name, "");
+        }
+        match action {
             FoundAction::Nothing => {}
             FoundAction::MarkDirty => {
                 if let Err(e) = self.volumes.state.set(&name, &VolumeState::Dirty) {
@@ -413,34 +419,37 @@ impl Discovery {
                         return;
                     }
                 }
+                let path = class.host_dir.join(&found.entry).display().to_string();
+                let note = format!(
+                    "PV {name} was deleted while its volume {path} could still hold a tenant's \
+                     data: cleaning the volume before offering it again"
+                );
+                if self.reported.insert(note.clone(), Instant::now()).is_none() {
+                    tracing::warn!("{note}");
+                    let node = self.node_ref();
+                    self.event(&node, false, "CleaningBeforeReuse", note).await;
+                }
                 let class_name = found.class.clone();
                 match self
                     .volumes
-                    .clean(&name, "", &class_name, &found.entry, Duration::ZERO)
+                    .clean(
+                        &name,
+                        "",
+                        &class_name,
+                        &found.entry,
+                        Duration::from_millis(500),
+                    )
                     .await
                 {
-                    CleanPoll::Running => {
-                        tracing::info!(
-                            pv = name,
-                            "cleaning a volume whose PV was deleted before it was cleaned"
-                        );
-                    }
+                    CleanPoll::Running => {}
                     CleanPoll::Finished(Ok(Cleaned::Done)) => {
-                        let note = format!(
-                            "PV {name} was deleted while its volume {} could still hold data; the \
-                             volume was cleaned before being offered again",
-                            class.host_dir.join(&found.entry).display()
-                        );
-                        tracing::warn!("{note}");
-                        let node = self.node_ref();
-                        self.event(&node, false, "VolumeCleaned", note).await;
-                        self.create(found, facts, &name).await;
+                        self.create(found, facts, &name).await
                     }
                     CleanPoll::Finished(Ok(Cleaned::Missing(_))) => {}
                     CleanPoll::Finished(Err(e)) => {
                         self.report(
                             "VolumeFailedClean",
-                            format!("cleaning volume of deleted PV {name} failed: {e}"),
+                            format!("cleaning the volume {path} of deleted PV {name} failed: {e}"),
                         )
                         .await;
                     }

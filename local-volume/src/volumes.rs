@@ -151,6 +151,17 @@ impl Volumes {
         }
     }
 
+    /// Drops the finished cleaning of `pv_name` for `uid`, if any.
+    pub fn forget_finished(&self, pv_name: &str, uid: &str) {
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        if jobs
+            .get(pv_name)
+            .is_some_and(|j| j.uid == uid && j.handle.is_finished())
+        {
+            jobs.remove(pv_name);
+        }
+    }
+
     async fn run_clean(
         &self,
         pv_name: &str,
