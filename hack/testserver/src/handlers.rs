@@ -34,6 +34,8 @@ pub struct ResPath {
     pub name: Option<String>,
     /// Subresource (`status`), if any.
     pub sub: Option<String>,
+    /// `?dryRun=All`: validate and compute, but do not persist.
+    pub dry_run: bool,
 }
 
 /// Parses `/api/v1/...` and `/apis/g/v/...` resource paths. `None` means
@@ -60,6 +62,7 @@ pub fn parse_path(path: &str) -> Option<Result<ResPath, ApiError>> {
             ns: Some(rest[1].to_string()),
             name: rest.get(3).map(|s| s.to_string()),
             sub: rest.get(4).map(|s| s.to_string()),
+            dry_run: false,
         }));
     }
     let Some(res) = lookup(group, version, rest[0]) else {
@@ -73,6 +76,7 @@ pub fn parse_path(path: &str) -> Option<Result<ResPath, ApiError>> {
         ns: None,
         name: rest.get(1).map(|s| s.to_string()),
         sub: rest.get(2).map(|s| s.to_string()),
+        dry_run: false,
     }))
 }
 
@@ -156,6 +160,8 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let q = query_map(&parts.uri);
+    let mut rp = rp;
+    rp.dry_run = q.get("dryRun").is_some_and(|d| d == "All");
     if parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -379,7 +385,7 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
         &RESOURCES[rp.res].api_version(),
         None,
     );
-    let created = st.store.create(storage_res(rp.res), obj)?;
+    let created = st.store.create_opts(storage_res(rp.res), obj, rp.dry_run)?;
     Ok(obj_response(
         StatusCode::CREATED,
         &to_view(rp.res, &created),
@@ -438,16 +444,16 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
     check_name(rp, &body)?;
     set_namespace(rp, &mut body)?;
     let body = from_view(rp.res, body);
-    let updated = st
-        .store
-        .mutate(storage_res(rp.res), ns_of(rp), &name, |cur| {
-            if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
-                if Some(rv) != meta_str(cur, "resourceVersion") {
-                    return Err(ApiError::conflict(info, &name));
+    let updated =
+        st.store
+            .mutate_opts(storage_res(rp.res), ns_of(rp), &name, rp.dry_run, |cur| {
+                if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+                    if Some(rv) != meta_str(cur, "resourceVersion") {
+                        return Err(ApiError::conflict(info, &name));
+                    }
                 }
-            }
-            Ok(finish_write(rp, cur, body, manager))
-        })?;
+                Ok(finish_write(rp, cur, body, manager))
+            })?;
     Ok(obj_response(StatusCode::OK, &to_view(rp.res, &updated)))
 }
 
@@ -486,7 +492,7 @@ fn patch(
     }
     let sub = rp.sub.clone();
     let view = rp.res;
-    let result = st.store.mutate(storage_res(rp.res), ns_of(rp), &name, |cur| {
+    let result = st.store.mutate_opts(storage_res(rp.res), ns_of(rp), &name, rp.dry_run, |cur| {
         let mut doc = to_view(view, cur).into_owned();
         match pt {
             PatchType::Merge => patch::merge(&mut doc, &body),
@@ -543,7 +549,7 @@ fn patch(
             )?;
             let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
-            let created = st.store.create(storage_res(rp.res), obj)?;
+            let created = st.store.create_opts(storage_res(rp.res), obj, rp.dry_run)?;
             Ok(obj_response(
                 StatusCode::CREATED,
                 &to_view(rp.res, &created),

@@ -235,7 +235,17 @@ impl Store {
     }
 
     /// Creates an object, filling in server-set metadata.
-    pub fn create(&self, res: ResId, mut obj: Value) -> Result<Arc<Value>, ApiError> {
+    pub fn create(&self, res: ResId, obj: Value) -> Result<Arc<Value>, ApiError> {
+        self.create_opts(res, obj, false)
+    }
+
+    /// [`Store::create`]; with `dry_run` nothing is stored and no event is emitted.
+    pub fn create_opts(
+        &self,
+        res: ResId,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let info = &RESOURCES[res];
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -312,8 +322,7 @@ impl Store {
         if inner.objects.contains_key(&key) {
             return Err(ApiError::already_exists(info, &name));
         }
-        inner.rv += 1;
-        let rv = inner.rv;
+        let rv = inner.rv + 1;
         meta.insert("name".into(), json!(name));
         if info.namespaced {
             meta.insert("namespace".into(), json!(ns));
@@ -338,6 +347,11 @@ impl Store {
         if info.kind == "Namespace" {
             obj["status"] = json!({"phase": "Active"});
         }
+        if dry_run {
+            meta_mut(&mut obj).remove("resourceVersion");
+            return Ok(Arc::new(obj));
+        }
+        inner.rv = rv;
         let obj = Arc::new(obj);
         inner.objects.insert(key, obj.clone());
         self.emit(
@@ -364,6 +378,18 @@ impl Store {
         res: ResId,
         ns: &str,
         name: &str,
+        f: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.mutate_opts(res, ns, name, false, f)
+    }
+
+    /// [`Store::mutate`]; with `dry_run` the result is computed but not stored.
+    pub fn mutate_opts(
+        &self,
+        res: ResId,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
         f: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Arc<Value>, ApiError> {
         let info = &RESOURCES[res];
@@ -423,6 +449,9 @@ impl Store {
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        if dry_run {
+            return Ok(Arc::new(new));
         }
         inner.rv += 1;
         let rv = inner.rv;

@@ -578,3 +578,31 @@ async fn events_share_storage_across_api_versions() {
         Some("External provisioner is provisioning volume")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_does_not_persist() {
+    let srv = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
+    let rv0 = srv.store().current_rv();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let c = api.create(&dry, &cm("dry")).await.unwrap();
+    assert_eq!(c.metadata.name.as_deref(), Some("dry"));
+    assert_eq!(status(api.get("dry").await.unwrap_err()).code, 404);
+    assert_eq!(srv.store().current_rv(), rv0);
+    api.create(&PostParams::default(), &cm("wet"))
+        .await
+        .unwrap();
+    let pp = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let p = api
+        .patch("wet", &pp, &Patch::Merge(json!({"data": {"k": "changed"}})))
+        .await
+        .unwrap();
+    assert_eq!(p.data.unwrap()["k"], "changed");
+    assert_eq!(api.get("wet").await.unwrap().data.unwrap()["k"], "v");
+}

@@ -186,6 +186,16 @@ async fn apply_directory_twice_then_modify() {
     assert_eq!(second.matches("unchanged").count(), 7, "{second}");
     c.write("manifests/a.yaml", &MANIFESTS.replace("IMAGE_TAG", "2"));
     c.write("manifests/b.yaml", &CLASS_AND_CM.replace("CM_VALUE", "2"));
+    let dry = c.ok(&["apply", "--dry-run=server", "-f", d]).await;
+    assert!(
+        dry.contains("configmap/cfg configured (server dry run)"),
+        "{dry}"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"])
+            .await,
+        "1"
+    );
     let third = c.ok(&["apply", "-f", d]).await;
     assert!(third.contains("daemonset.apps/prov configured"), "{third}");
     assert!(third.contains("configmap/cfg configured"), "{third}");
