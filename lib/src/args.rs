@@ -323,11 +323,19 @@ pub fn shutdown_on_signals() -> CancellationToken {
 /// Run a provisioner with the shared flags until SIGTERM/SIGINT: logging,
 /// rate-limited client, metrics server, leader election or node-local mode.
 pub async fn run<P: Provisioner>(args: Args, provisioner: P) -> Result<(), RunError> {
+    run_until(args, provisioner, shutdown_on_signals()).await
+}
+
+/// Like [`run`], but stops when `shutdown` is cancelled instead of on signals.
+pub async fn run_until<P: Provisioner>(
+    args: Args,
+    provisioner: P,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     init_tracing(args.log_format);
     let settings = Settings::try_from(args)?;
     let (qps, burst) = settings.rate_limit;
     let client = client(settings.kubeconfig.as_deref(), qps, burst).await?;
-    let shutdown = shutdown_on_signals();
     let controller = ProvisionController::new(client, provisioner, settings.options);
     if let Some(addr) = settings.metrics_address {
         let (bound, _) = crate::http::serve(

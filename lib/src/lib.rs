@@ -63,7 +63,7 @@ pub mod metrics;
 pub mod provisioner;
 pub mod ratelimit;
 
-pub use args::{run, Args, RunError, Settings};
+pub use args::{run, run_until, Args, RunError, Settings};
 pub use async_trait::async_trait;
 pub use controller::{ControllerError, ControllerOptions, ProvisionController};
 pub use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};

@@ -146,3 +146,24 @@ pub trait Provisioner: Send + Sync + 'static {
         false
     }
 }
+
+/// A shared provisioner is a provisioner: keep an `Arc` to inspect or
+/// reconfigure it while the controller runs.
+#[async_trait]
+impl<P: Provisioner + ?Sized> Provisioner for std::sync::Arc<P> {
+    async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+        (**self).provision(opts).await
+    }
+    async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
+        (**self).delete(pv).await
+    }
+    fn should_provision(&self, claim: &PersistentVolumeClaim, class: &StorageClass) -> bool {
+        (**self).should_provision(claim, class)
+    }
+    fn should_delete(&self, pv: &PersistentVolume) -> bool {
+        (**self).should_delete(pv)
+    }
+    fn supports_block(&self) -> bool {
+        (**self).supports_block()
+    }
+}

@@ -1,0 +1,76 @@
+//! The binary-facing entry points against kube-testserver: `run_until` with
+//! parsed `Args` (kubeconfig, leader election, rate-limited client), and the
+//! client-side rate limit itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use common::*;
+use external_storage::Args;
+use kube::api::{Api, ListParams};
+use kube_testserver::TestServer;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn run_until_provisions_from_parsed_args() {
+    let ts = TestServer::start().await.unwrap();
+    let client = ts.client().await;
+    create_class(&client, "fast", false, "Delete").await;
+    let args = Args::try_parse_from([
+        "prov",
+        "--kubeconfig",
+        ts.kubeconfig_path().to_str().unwrap(),
+        "--metrics-address",
+        "",
+        "--leader-elect-namespace",
+        "default",
+        "--retry-interval-start",
+        "100ms",
+    ])
+    .unwrap()
+    .with_default_provisioner_name(PROVISIONER);
+    let mem = Mem::new();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(external_storage::run_until(
+        args,
+        Arc::clone(&mem),
+        token.clone(),
+    ));
+    create_claim(&client, "c1", "fast", None).await;
+    let pv = wait_bound(&client, "c1", 30).await;
+    assert!(mem.has(&pv));
+    // leader election was on: the Lease named after the provisioner exists
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    let lease = leases.get("example-com-mem").await.unwrap();
+    assert!(lease.spec.unwrap().holder_identity.is_some());
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("run_until returns after shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+use std::sync::Arc;
+
+#[tokio::test]
+async fn client_rate_limit_delays_requests() {
+    let ts = TestServer::start().await.unwrap();
+    let client = external_storage::args::client(Some(ts.kubeconfig_path()), 10.0, 2)
+        .await
+        .unwrap();
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
+    let start = Instant::now();
+    for _ in 0..7 {
+        api.list(&ListParams::default()).await.unwrap();
+    }
+    // burst 2, then 5 more at 10/s: at least ~0.5 s
+    assert!(
+        start.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        start.elapsed()
+    );
+}
