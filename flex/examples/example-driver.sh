@@ -6,6 +6,14 @@
 #   example-driver.sh provision '<json>'   make (or find again) the volume
 #   example-driver.sh delete '<json>'      remove it, if this driver made it
 #
+# It is also the node side, a FlexVolume driver without attach (install it
+# on nodes as .../volume/exec/example.com~dir/dir):
+#
+#   example-driver.sh init                  no attach/detach
+#   example-driver.sh mount <dir> '<json>'  bind-mount the directory, or
+#                                           loop-mount the image, at <dir>
+#   example-driver.sh unmount <dir>         unmount <dir>
+#
 # The base directory is the StorageClass parameter `baseDir`, else the
 # environment variable FLEX_EXAMPLE_BASE_DIR. Every volume is recorded in
 # <baseDir>/.flex-example/<pv name> before it is made; provision with a
@@ -146,9 +154,51 @@ delete() {
     exit 0
 }
 
+domount() {
+    mnt=$1
+    json=$2
+    path=$(json_get "$json" path)
+    type=$(json_get "$json" type)
+    [ -n "$path" ] || reply_failure "option path is missing"
+    safe_path "$path" path
+    ro=
+    [ "$(json_get "$json" kubernetes.io/readwrite)" != ro ] || ro=,ro
+    mkdir -p "$mnt" || reply_failure "cannot create mount point $mnt"
+    case $type in
+        directory)
+            [ -d "$path" ] && [ ! -L "$path" ] || reply_failure "$path is not a directory"
+            mount --bind "$path" "$mnt" || reply_failure "bind mount of $path on $mnt failed"
+            [ -z "$ro" ] || mount -o remount,bind,ro "$mnt" ||
+                { umount "$mnt"; reply_failure "read-only remount of $mnt failed"; }
+            ;;
+        loop)
+            [ -n "$(json_get "$json" fsType)" ] ||
+                reply_failure "$path has no filesystem: use a class with fsType: ext4"
+            [ -f "$path" ] || reply_failure "$path is not a file"
+            mount -o "loop$ro" "$path" "$mnt" || reply_failure "loop mount of $path on $mnt failed"
+            ;;
+        *) reply_failure "option type: allowed directory, loop; got $type" ;;
+    esac
+    log "mounted $type $path on $mnt"
+    printf '{"status":"Success"}\n'
+    exit 0
+}
+
+unmount() {
+    mnt=$1
+    if mountpoint -q "$mnt" 2>/dev/null; then
+        umount "$mnt" || reply_failure "cannot unmount $mnt"
+        log "unmounted $mnt"
+    fi
+    printf '{"status":"Success"}\n'
+    exit 0
+}
+
 case ${1:-} in
     init) printf '{"status":"Success","capabilities":{"attach":false}}\n' ;;
     provision) provision "${2:-}" ;;
     delete) delete "${2:-}" ;;
+    mount) domount "${2:-}" "${3:-}" ;;
+    unmount) unmount "${2:-}" ;;
     *) printf '{"status":"Not supported","message":"%s is not implemented by the example driver"}\n' "${1:-(no command)}" ;;
 esac
