@@ -613,6 +613,19 @@ useJobForCleaning: false
     }
 
     #[test]
+    fn the_shipped_configmap_is_valid() {
+        let text = include_str!("../../deploy/local-volume/02-configmap.yaml");
+        let cm: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        for (k, v) in cm["data"].as_mapping().unwrap() {
+            std::fs::write(tmp.path().join(k.as_str().unwrap()), v.as_str().unwrap()).unwrap();
+        }
+        let c = Config::load(tmp.path()).unwrap();
+        assert_eq!(c.classes["fast-disks"].host_dir, PathBuf::from("/mnt/fast-disks"));
+        assert_eq!(c.node_labels_for_pv, ["topology.kubernetes.io/zone"]);
+    }
+
+    #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("5m0s").unwrap(), Duration::from_secs(300));
         assert_eq!(
