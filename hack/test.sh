@@ -15,11 +15,8 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rus
 "$root/hack/install-kubectl.sh"
 kubectl version --client 2>/dev/null | head -1
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "hack/verify.sh: fmt, clippy -D warnings, licenses, manifests"
+hack/verify.sh
 
 step "cargo test"
 cargo test --workspace --all-targets --locked
