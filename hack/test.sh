@@ -12,6 +12,20 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "tools"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rustup)"; exit 1; }
+# Debian packages the end-to-end tests use: NFS-Ganesha and its helpers plus
+# the libnfs userspace client (nfs), loop devices and wipe tools
+# (local-volume). Installed only when missing.
+packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs coreutils)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 "$root/hack/install-kubectl.sh"
 kubectl version --client 2>/dev/null | head -1
 
