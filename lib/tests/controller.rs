@@ -576,3 +576,64 @@ async fn metrics_server_serves_metrics_health_and_readiness() {
     token.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test]
+async fn infeasible_is_retried_slowly_and_never_given_up() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().infeasible = Some("no pool has 1Gi free".into());
+    let mut opts = fast_options();
+    opts.failed_provision_threshold = 1;
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    wait_for("two infeasible attempts", 20, || async {
+        (mem.provision_calls.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    mem.knobs().infeasible = None;
+    // no edit of the claim: the slow retry alone gets it provisioned
+    wait_bound(&client, "c1", 20).await;
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn failed_delete_is_reported_and_retried() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1", 20).await;
+    mem.knobs().delete_fail = Some("backend busy".into());
+    delete_claim(&client, "c1").await;
+    wait_event(&client, &name, "VolumeFailedDelete", 20).await;
+    assert!(
+        pvs(&client).get_opt(&name).await.unwrap().is_some(),
+        "PV kept while the backend volume exists"
+    );
+    assert!(mem.has(&name));
+    mem.knobs().delete_fail = None;
+    wait_pv_gone(&client, &name, 20).await;
+    assert!(!mem.has(&name));
+    let text = ctrl.metrics.encode();
+    assert!(
+        text.contains("controller_persistentvolume_delete_failed_total{class=\"fast\"}"),
+        "{text}"
+    );
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn missing_class_is_reported_then_provisioned_when_created() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "other", false, "Delete").await; // the cache has synced
+    create_claim(&client, "c1", "later", None).await;
+    wait_event(&client, "c1", "ProvisioningFailed", 20).await;
+    create_class(&client, "later", false, "Delete").await;
+    wait_bound(&client, "c1", 20).await;
+    ctrl.stop().await;
+}

@@ -235,7 +235,7 @@ async fn reconcile_inner<P: Provisioner>(
     ctx: &Ctx<P>,
     key: &str,
 ) -> Action {
-    let rv = claim.resource_version().unwrap_or_default();
+    let mut rv = claim.resource_version().unwrap_or_default();
     if ctx.claim_backoff.given_up(key, &rv) {
         return Action::await_change();
     }
@@ -288,6 +288,8 @@ async fn reconcile_inner<P: Provisioner>(
         ClaimDecision::RecordIntent => {
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
                 Ok(patched) => {
+                    // Our own patch must not count as "the claim changed".
+                    rv = patched.resource_version().unwrap_or_default();
                     let class = class.expect("decide checked the class");
                     provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
                 }
