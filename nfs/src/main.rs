@@ -1,3 +1,170 @@
-//! `nfs-provisioner`: crate scaffold; the provisioner lands with its issue.
+//! `nfs-provisioner`: runs NFS-Ganesha over the export root and provisions
+//! an export per claim. See README.md.
+//!
+//! Start-up order: open the export root and its identity, find the server
+//! address, start the supervised server, and only once it is ready (every
+//! recorded export live again) start the provisioning controller. `/readyz`
+//! is green only while both run and the server answers.
 
-fn main() {}
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use external_storage::args::{self, parse_duration, Settings};
+use external_storage::ProvisionController;
+use nfs_provisioner::address;
+use nfs_provisioner::exports::ExportRoot;
+use nfs_provisioner::ganesha::CoreConfig;
+use nfs_provisioner::provisioner::Nfs;
+use nfs_provisioner::server::{Server, ServerConfig};
+
+/// NFS provisioner: an NFS-Ganesha server in a pod, an export per claim.
+#[derive(Parser, Debug)]
+#[command(version, about, args_override_self = true)]
+struct Cli {
+    /// Directory holding every volume (the pod's volume); exports are its
+    /// subdirectories, bookkeeping is in its `.nfs-provisioner/`.
+    #[arg(long, env = "EXPORT_ROOT", default_value = "/export")]
+    export_root: PathBuf,
+    /// Runtime files (rendered configs, D-Bus socket, pid file).
+    #[arg(long, env = "RUN_DIR", default_value = "/run/nfs-provisioner")]
+    run_dir: PathBuf,
+    /// Server address written into PVs; overrides the Service lookup.
+    #[arg(long, env = "NFS_SERVER")]
+    server: Option<String>,
+    /// Service whose ClusterIP is the server address (recommended: it
+    /// survives pod restarts).
+    #[arg(long, env = "SERVICE_NAME")]
+    service_name: Option<String>,
+    /// Namespace of that Service.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    service_namespace: String,
+    /// Fallback server address (unstable across pod restarts).
+    #[arg(long, env = "POD_IP")]
+    pod_ip: Option<String>,
+    /// Address Ganesha listens on.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// NFS port.
+    #[arg(long, env = "NFS_PORT", default_value_t = 2049)]
+    nfs_port: u16,
+    /// MOUNT (mountd) port.
+    #[arg(long, env = "MOUNT_PORT", default_value_t = 20048)]
+    mount_port: u16,
+    /// NFSv4 grace period in seconds after a (re)start, 0-180; 0 skips it
+    /// (tests only: clients cannot reclaim state then).
+    #[arg(long, env = "GRACE_PERIOD", default_value_t = 90, value_parser = clap::value_parser!(u32).range(0..=180))]
+    grace_period: u32,
+    /// Time between health probes of the server.
+    #[arg(long, env = "PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    probe_interval: Duration,
+    /// How long an unresponsive server is tolerated before a restart.
+    #[arg(long, env = "UNRESPONSIVE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    unresponsive_timeout: Duration,
+    /// `ganesha.nfsd` executable.
+    #[arg(long, env = "GANESHA_BINARY", default_value = "ganesha.nfsd")]
+    ganesha_binary: PathBuf,
+    /// `dbus-daemon` executable.
+    #[arg(long, env = "DBUS_DAEMON_BINARY", default_value = "dbus-daemon")]
+    dbus_daemon_binary: PathBuf,
+    /// `rpcbind` executable (started only when nothing answers on port 111).
+    #[arg(long, env = "RPCBIND_BINARY", default_value = "rpcbind")]
+    rpcbind_binary: PathBuf,
+    #[command(flatten)]
+    common: external_storage::Args,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut common = cli
+        .common
+        .with_default_provisioner_name(nfs_provisioner::PROVISIONER_NAME);
+    // One server, one disk: there is no standby that could take over the
+    // volumes, so there is nothing to elect.
+    common.leader_elect = false;
+    if common.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        bail!("--node-name/NODE_NAME must not be set: the NFS provisioner serves claims of every node");
+    }
+    args::init_tracing(common.log_format);
+    let settings = Settings::try_from(common)?;
+
+    let root = Arc::new(
+        ExportRoot::open(&cli.export_root)
+            .with_context(|| format!("cannot use {} as the export root", cli.export_root.display()))?,
+    );
+    let identity = root.identity().context("reading this instance's identity")?;
+    let (qps, burst) = settings.rate_limit;
+    let client = args::client(settings.kubeconfig.as_deref(), qps, burst).await?;
+    let source = address::choose(
+        cli.server.as_deref(),
+        cli.service_name.as_deref(),
+        &cli.service_namespace,
+        cli.pod_ip.as_deref(),
+    )?;
+    let server_address = address::resolve(&source, &client).await?;
+    tracing::info!(root = %root.path().display(), identity, server = server_address, "starting");
+
+    let shutdown = args::shutdown_on_signals();
+    let server = Arc::new(Server::new(
+        ServerConfig {
+            core: CoreConfig {
+                bind: cli.bind_address,
+                nfs_port: cli.nfs_port,
+                mount_port: cli.mount_port,
+                grace_period: cli.grace_period,
+            },
+            run_dir: cli.run_dir,
+            ganesha: cli.ganesha_binary,
+            dbus_daemon: cli.dbus_daemon_binary,
+            rpcbind: cli.rpcbind_binary,
+            probe_interval: cli.probe_interval,
+            start_timeout: Duration::from_secs(60),
+            unresponsive_timeout: cli.unresponsive_timeout,
+        },
+        root.clone(),
+    ));
+    let supervisor = tokio::spawn(server.clone().run(shutdown.clone()));
+
+    let provisioner = Nfs::new(root, server.clone(), identity, server_address);
+    let controller = ProvisionController::new(client, provisioner, settings.options);
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = settings.metrics_address {
+        let (bound, _) = external_storage::http::serve(addr, controller.metrics(), ready.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the metrics address {addr}"))?;
+        tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    }
+    let controller_ready = controller.ready_flag();
+    {
+        let (server, ready, shutdown) = (server.clone(), ready.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                ready.store(server.is_ready() && controller_ready.load(Ordering::Acquire), Ordering::Release);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            ready.store(false, Ordering::Release);
+        });
+    }
+
+    tracing::info!("waiting for the NFS server before provisioning");
+    while !server.is_ready() {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let result = if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        controller.run(shutdown.clone()).await
+    };
+    shutdown.cancel();
+    let _ = supervisor.await;
+    result?;
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The export root: the pod's volume, and the only code that touches it.
+//!
+//! Layout:
+//! ```text
+//! <root>/<pv>/                              one directory per volume (exported)
+//! <root>/.nfs-provisioner/identity          this instance's UUID (PV annotation)
+//! <root>/.nfs-provisioner/exports/<pv>.conf the export record: a JSON comment
+//!                                           line + the EXPORT block Ganesha reads
+//! <root>/.nfs-provisioner/recovery/         NFSv4 client recovery state
+//! ```
+//! The state directory is never exported (exports are `<root>/<pv>` only), so
+//! clients cannot forge records. Everything goes through a `cap_std` handle on
+//! the root; a volume directory is opened with `open_dir_nofollow`, so a
+//! symlink planted in place of one is refused, and removal never follows
+//! symlinks inside a volume. A directory is removed only when its record
+//! exists: data this provisioner did not make is never deleted.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::ganesha::{self, ExportRecord};
+
+/// The root's bookkeeping directory (never a volume, never exported).
+pub const STATE_DIR: &str = ".nfs-provisioner";
+const EXPORTS: &str = ".nfs-provisioner/exports";
+const IDENTITY: &str = ".nfs-provisioner/identity";
+const RECOVERY: &str = ".nfs-provisioner/recovery";
+
+/// Export ids that are never handed out: 0 is Ganesha's pseudo root, 152
+/// the anchor's pseudo-root fsid (`152.152`).
+pub const RESERVED_EXPORT_IDS: [u16; 2] = [0, 152];
+
+/// Directory mode without a GID: anyone may write (like the anchor).
+pub const MODE_NO_GID: u32 = 0o777;
+/// Directory mode with a GID: setgid so new files inherit the group; group
+/// rwx; others only `x` (the kubelet stats the mount point).
+pub const MODE_GID: u32 = 0o2771;
+
+/// What can go wrong on the export root.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// The export root path cannot be used.
+    #[error("export root {0}: {1}")]
+    BadRoot(String, String),
+    /// Not a PV name we make directories for.
+    #[error("`{0}` is not a usable volume name: {1}")]
+    BadName(String, String),
+    /// The volume path exists but is a symlink or not a directory.
+    #[error("refusing `{0}`: it is a symlink or not a directory")]
+    NotADirectory(String),
+    /// A directory of that name exists without our record.
+    #[error("directory `{0}` already exists and was not made by this provisioner; remove it")]
+    Taken(String),
+    /// A record file is damaged.
+    #[error("export record {file}: {why}")]
+    BadRecord {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// I/O error with the operation and path.
+    #[error("{op} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The relative path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> RootError + 'a {
+    move |source| RootError::Io {
+        op,
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Lowest free export id from 1, skipping the reserved ones.
+pub fn lowest_free_export_id(used: &BTreeSet<u16>) -> Option<u16> {
+    (1..=u16::MAX).find(|id| !used.contains(id) && !RESERVED_EXPORT_IDS.contains(id))
+}
+
+/// Lowest GID in `min..=max` not in `used`.
+pub fn lowest_free_gid(used: &BTreeSet<u32>, min: u32, max: u32) -> Option<u32> {
+    (min..=max).find(|g| !used.contains(g))
+}
+
+/// Checks a PV name before it becomes a directory and a file name.
+pub fn check_name(pv: &str) -> Result<(), RootError> {
+    let bad = |why: &str| Err(RootError::BadName(pv.to_string(), why.to_string()));
+    if pv.is_empty() || pv.len() > 253 {
+        return bad("must be 1-253 characters");
+    }
+    if pv.starts_with('.') {
+        return bad("must not start with a dot");
+    }
+    if !pv
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return bad("only lowercase letters, digits, '-' and '.' are allowed");
+    }
+    Ok(())
+}
+
+/// The export root.
+pub struct ExportRoot {
+    path: PathBuf,
+    dir: Dir,
+}
+
+impl ExportRoot {
+    /// Opens (creating if needed) the root and its state directories.
+    pub fn open(path: &Path) -> Result<Self, RootError> {
+        let shown = path.display().to_string();
+        ganesha::check_config_path(&shown).map_err(|e| RootError::BadRoot(shown.clone(), e))?;
+        std::fs::create_dir_all(path).map_err(io_err("create", &shown))?;
+        let path = path.canonicalize().map_err(io_err("resolve", &shown))?;
+        let dir = Dir::open_ambient_dir(&path, ambient_authority()).map_err(io_err("open", &shown))?;
+        for d in [EXPORTS, RECOVERY] {
+            dir.create_dir_all(d).map_err(io_err("create", d))?;
+        }
+        Ok(ExportRoot { path, dir })
+    }
+
+    /// The root's (canonical) path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where Ganesha keeps NFSv4 recovery state.
+    pub fn recovery_root(&self) -> PathBuf {
+        self.path.join(RECOVERY)
+    }
+
+    /// The absolute path of a volume's directory (= its export path).
+    pub fn volume_path(&self, pv: &str) -> String {
+        self.path.join(pv).display().to_string()
+    }
+
+    /// The absolute path of a volume's export file (what `AddExport` reads).
+    pub fn record_path(&self, pv: &str) -> PathBuf {
+        self.path.join(EXPORTS).join(format!("{pv}.conf"))
+    }
+
+    /// This instance's identity: a UUID made on first use and kept on the
+    /// root, so it survives restarts and moves with the data.
+    pub fn identity(&self) -> Result<String, RootError> {
+        match self.dir.read_to_string(IDENTITY) {
+            Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("read", IDENTITY)(e)),
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.write_atomic(IDENTITY, &id)?;
+        Ok(id)
+    }
+
+    fn write_atomic(&self, rel: &str, content: &str) -> Result<(), RootError> {
+        let tmp = format!("{rel}.tmp");
+        self.dir.write(&tmp, content).map_err(io_err("write", &tmp))?;
+        self.dir
+            .open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("sync", &tmp))?;
+        self.dir.rename(&tmp, &self.dir, rel).map_err(io_err("rename", rel))
+    }
+
+    /// Every readable record, and the files that are not (name, why).
+    pub fn records(&self) -> Result<(Vec<ExportRecord>, Vec<RootError>), RootError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let entries = self.dir.read_dir(EXPORTS).map_err(io_err("list", EXPORTS))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", EXPORTS))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(pv) = name.strip_suffix(".conf") else {
+                continue;
+            };
+            match self.record(pv) {
+                Ok(Some(r)) => good.push(r),
+                Ok(None) => {}
+                Err(e) => bad.push(e),
+            }
+        }
+        good.sort_by_key(|r| r.export_id);
+        Ok((good, bad))
+    }
+
+    /// The record of `pv`, if any.
+    pub fn record(&self, pv: &str) -> Result<Option<ExportRecord>, RootError> {
+        check_name(pv)?;
+        let rel = format!("{EXPORTS}/{pv}.conf");
+        let text = match self.dir.read_to_string(&rel) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("read", &rel)(e)),
+        };
+        let bad = |why: String| RootError::BadRecord {
+            file: rel.clone(),
+            why,
+        };
+        let r = ganesha::parse_export_file(&text).map_err(bad)?;
+        if r.pv != pv || r.path != self.volume_path(pv) {
+            return Err(bad(format!(
+                "it names volume {} at {}, expected {pv} at {}",
+                r.pv,
+                r.path,
+                self.volume_path(pv)
+            )));
+        }
+        Ok(Some(r))
+    }
+
+    /// Writes (atomically) the record of `r.pv`.
+    pub fn write_record(&self, r: &ExportRecord) -> Result<(), RootError> {
+        check_name(&r.pv)?;
+        self.write_atomic(&format!("{EXPORTS}/{}.conf", r.pv), &ganesha::export_file(r))
+    }
+
+    /// Removes the record of `pv` (gone already is fine).
+    pub fn remove_record(&self, pv: &str) -> Result<(), RootError> {
+        check_name(pv)?;
+        let rel = format!("{EXPORTS}/{pv}.conf");
+        match self.dir.remove_file(&rel) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &rel)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the directory of `pv` (idempotent), owned by root and `gid`,
+    /// with [`MODE_GID`] or [`MODE_NO_GID`]. `fresh` says the record was just
+    /// written: then an existing directory is someone else's and refused.
+    pub fn create_volume_dir(&self, pv: &str, gid: Option<u32>, fresh: bool) -> Result<PathBuf, RootError> {
+        check_name(pv)?;
+        match self.dir.create_dir(pv) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if fresh {
+                    return Err(RootError::Taken(pv.to_string()));
+                }
+            }
+            Err(e) => return Err(io_err("create", pv)(e)),
+        }
+        // O_NOFOLLOW | O_DIRECTORY: a symlink or file in its place is refused.
+        use nix::fcntl::OFlag;
+        let vol = nix::fcntl::openat(
+            self.dir.as_fd(),
+            pv,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|_| RootError::NotADirectory(pv.to_string()))?;
+        let fd = vol.as_fd();
+        // chown before chmod: chown may clear the setgid bit.
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(0)),
+            Some(nix::unistd::Gid::from_raw(gid.unwrap_or(0))),
+        )
+        .map_err(|e| io_err("chown", pv)(e.into()))?;
+        let mode = if gid.is_some() { MODE_GID } else { MODE_NO_GID };
+        nix::sys::stat::fchmod(fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+            .map_err(|e| io_err("chmod", pv)(e.into()))?;
+        Ok(self.path.join(pv))
+    }
+
+    /// Removes the directory of `pv` and everything in it; symlinks inside
+    /// are removed, never followed; a symlink in its place is refused.
+    pub fn remove_volume_dir(&self, pv: &str) -> Result<(), RootError> {
+        check_name(pv)?;
+        match self.dir.symlink_metadata(pv) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("stat", pv)(e)),
+            Ok(m) if !m.is_dir() => return Err(RootError::NotADirectory(pv.to_string())),
+            Ok(_) => {}
+        }
+        match self.dir.remove_dir_all(pv) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", pv)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    fn root() -> (tempfile::TempDir, ExportRoot) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = ExportRoot::open(&tmp.path().join("export")).unwrap();
+        (tmp, root)
+    }
+
+    fn record(root: &ExportRoot, pv: &str, id: u16) -> ExportRecord {
+        ExportRecord {
+            pv: pv.into(),
+            export_id: id,
+            path: root.volume_path(pv),
+            root_squash: false,
+            gid: None,
+        }
+    }
+
+    #[test]
+    fn export_ids_start_at_one_and_skip_152() {
+        assert_eq!(lowest_free_export_id(&BTreeSet::new()), Some(1));
+        assert_eq!(lowest_free_export_id(&[1, 2, 4].into()), Some(3));
+        let used: BTreeSet<u16> = (1..152).collect();
+        assert_eq!(lowest_free_export_id(&used), Some(153));
+        let all: BTreeSet<u16> = (1..=u16::MAX).collect();
+        assert_eq!(lowest_free_export_id(&all), None);
+    }
+
+    #[test]
+    fn gids_are_lowest_free_in_range() {
+        assert_eq!(lowest_free_gid(&BTreeSet::new(), 2000, 2001), Some(2000));
+        assert_eq!(lowest_free_gid(&[2000].into(), 2000, 2001), Some(2001));
+        assert_eq!(lowest_free_gid(&[2000, 2001].into(), 2000, 2001), None);
+    }
+
+    #[test]
+    fn identity_is_made_once_and_kept() {
+        let (tmp, root) = root();
+        let id = root.identity().unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(root.identity().unwrap(), id);
+        let again = ExportRoot::open(&tmp.path().join("export")).unwrap();
+        assert_eq!(again.identity().unwrap(), id);
+    }
+
+    #[test]
+    fn records_round_trip_and_damaged_ones_are_reported_not_fatal() {
+        let (_t, root) = root();
+        root.write_record(&record(&root, "pvc-b", 2)).unwrap();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        assert_eq!(root.record("pvc-a").unwrap(), Some(record(&root, "pvc-a", 1)));
+        assert_eq!(root.record("pvc-x").unwrap(), None);
+        std::fs::write(root.record_path("pvc-c"), "garbage").unwrap();
+        // a record copied from another volume does not count for this one
+        std::fs::write(
+            root.record_path("pvc-d"),
+            ganesha::export_file(&record(&root, "pvc-a", 9)),
+        )
+        .unwrap();
+        let (good, bad) = root.records().unwrap();
+        assert_eq!(
+            good.iter().map(|r| r.pv.as_str()).collect::<Vec<_>>(),
+            ["pvc-a", "pvc-b"]
+        );
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        root.remove_record("pvc-a").unwrap();
+        root.remove_record("pvc-a").unwrap();
+        assert_eq!(root.record("pvc-a").unwrap(), None);
+    }
+
+    #[test]
+    fn volume_dirs_get_group_and_mode() {
+        let (_t, root) = root();
+        let p = root.create_volume_dir("pvc-1", Some(4321), true).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.gid(), 4321);
+        assert_eq!(m.permissions().mode() & 0o7777, MODE_GID);
+        std::fs::write(p.join("f"), b"x").unwrap();
+        // a retry after the record was written keeps the data
+        root.create_volume_dir("pvc-1", Some(4321), false).unwrap();
+        assert!(p.join("f").exists());
+        let p = root.create_volume_dir("pvc-2", None, true).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o777);
+        // an existing directory nobody recorded is not taken over
+        std::fs::create_dir(root.path().join("pvc-3")).unwrap();
+        assert!(matches!(
+            root.create_volume_dir("pvc-3", None, true),
+            Err(RootError::Taken(_))
+        ));
+    }
+
+    #[test]
+    fn names_that_could_escape_or_hit_the_state_dir_are_refused() {
+        let (_t, root) = root();
+        for bad in ["", ".nfs-provisioner", "../x", "a/b", "UPPER", ".."] {
+            assert!(root.create_volume_dir(bad, None, true).is_err(), "{bad:?}");
+            assert!(root.remove_volume_dir(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn removal_never_follows_symlinks_out() {
+        let (t, root) = root();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        let p = root.create_volume_dir("pvc-1", None, true).unwrap();
+        std::fs::create_dir(p.join("sub")).unwrap();
+        symlink(&outside, p.join("sub/escape")).unwrap();
+        symlink(outside.join("precious"), p.join("link")).unwrap();
+        root.remove_volume_dir("pvc-1").unwrap();
+        assert!(!p.exists());
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        root.remove_volume_dir("pvc-1").unwrap();
+        // a symlink in place of a volume directory is refused, target kept
+        symlink(&outside, root.path().join("pvc-2")).unwrap();
+        assert!(matches!(
+            root.remove_volume_dir("pvc-2"),
+            Err(RootError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            root.create_volume_dir("pvc-2", None, false),
+            Err(RootError::NotADirectory(_))
+        ));
+        assert!(outside.join("precious").exists());
+    }
+}

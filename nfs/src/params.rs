@@ -1,0 +1,191 @@
+//! StorageClass parameters of the NFS provisioner, validated.
+//!
+//! The raw `parameters` map becomes a typed [`ClassParams`] once per claim;
+//! every error names the parameter and the allowed values, so the Warning
+//! event on the claim says exactly what to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Every parameter a class may set.
+pub const KNOWN: &[&str] = &["gid", "gidMin", "gidMax", "rootSquash", "enforceCapacity"];
+
+/// Default lower bound of allocated GIDs (as in the Go anchor).
+pub const DEFAULT_GID_MIN: u32 = 2000;
+/// Default upper bound of allocated GIDs.
+pub const DEFAULT_GID_MAX: u32 = i32::MAX as u32;
+
+/// Which group owns a volume's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GidPolicy {
+    /// Owned by root, mode 0777: anyone may write.
+    None,
+    /// A GID unique among this server's volumes, from the range.
+    Allocate {
+        /// Lowest GID handed out.
+        min: u32,
+        /// Highest GID handed out.
+        max: u32,
+    },
+    /// This fixed GID (shared by every volume of the class).
+    Fixed(u32),
+}
+
+/// Validated parameters of one StorageClass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassParams {
+    /// Group ownership of the directory.
+    pub gid: GidPolicy,
+    /// Squash root (uid 0) to the anonymous user on the export.
+    pub root_squash: bool,
+    /// Enforce the claim's size with a project quota.
+    pub enforce_capacity: bool,
+}
+
+/// A parameter that is unknown or has a bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The parameter's name.
+    pub param: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StorageClass parameter `{}`: {}", self.param, self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn err(param: &str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        param: param.to_string(),
+        message: message.into(),
+    }
+}
+
+fn boolean(params: &BTreeMap<String, String>, key: &str) -> Result<bool, ParamError> {
+    match params.get(key).map(|v| v.trim()) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(err(key, format!("`{other}` is not allowed; allowed: true, false"))),
+    }
+}
+
+fn gid_value(key: &str, v: &str) -> Result<u32, ParamError> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|g| (1..=DEFAULT_GID_MAX).contains(g))
+        .ok_or_else(|| err(key, format!("`{v}` is not a GID between 1 and {DEFAULT_GID_MAX}")))
+}
+
+impl ClassParams {
+    /// Parses and validates a class's `parameters`.
+    pub fn parse(params: Option<&BTreeMap<String, String>>) -> Result<Self, ParamError> {
+        let empty = BTreeMap::new();
+        let params = params.unwrap_or(&empty);
+        if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(err(
+                unknown,
+                format!("unknown parameter; allowed: {}", KNOWN.join(", ")),
+            ));
+        }
+        let min = params
+            .get("gidMin")
+            .map(|v| gid_value("gidMin", v))
+            .transpose()?;
+        let max = params
+            .get("gidMax")
+            .map(|v| gid_value("gidMax", v))
+            .transpose()?;
+        let gid = match params.get("gid").map(|v| v.trim()) {
+            None | Some("none") => GidPolicy::None,
+            Some("allocate") => {
+                let (min, max) = (min.unwrap_or(DEFAULT_GID_MIN), max.unwrap_or(DEFAULT_GID_MAX));
+                if min > max {
+                    return Err(err(
+                        "gidMin",
+                        format!("{min} is greater than gidMax {max}"),
+                    ));
+                }
+                GidPolicy::Allocate { min, max }
+            }
+            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => GidPolicy::Fixed(gid_value("gid", n)?),
+            Some(other) => {
+                return Err(err(
+                    "gid",
+                    format!("`{other}` is not allowed; allowed: none, allocate, or a GID number"),
+                ))
+            }
+        };
+        if !matches!(gid, GidPolicy::Allocate { .. }) && (min.is_some() || max.is_some()) {
+            let which = if min.is_some() { "gidMin" } else { "gidMax" };
+            return Err(err(which, "only meaningful with gid: allocate"));
+        }
+        Ok(ClassParams {
+            gid,
+            root_squash: boolean(params, "rootSquash")?,
+            enforce_capacity: boolean(params, "enforceCapacity")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<ClassParams, ParamError> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ClassParams::parse(Some(&map))
+    }
+
+    #[test]
+    fn defaults() {
+        let p = ClassParams::parse(None).unwrap();
+        assert_eq!(p.gid, GidPolicy::None);
+        assert!(!p.root_squash);
+        assert!(!p.enforce_capacity);
+    }
+
+    #[test]
+    fn valid_values() {
+        let p = parse(&[("gid", "allocate"), ("rootSquash", "true")]).unwrap();
+        assert_eq!(
+            p.gid,
+            GidPolicy::Allocate {
+                min: DEFAULT_GID_MIN,
+                max: DEFAULT_GID_MAX
+            }
+        );
+        assert!(p.root_squash);
+        let p = parse(&[("gid", "allocate"), ("gidMin", "5000"), ("gidMax", "5009")]).unwrap();
+        assert_eq!(p.gid, GidPolicy::Allocate { min: 5000, max: 5009 });
+        assert_eq!(parse(&[("gid", "1234")]).unwrap().gid, GidPolicy::Fixed(1234));
+        assert!(parse(&[("enforceCapacity", "true")]).unwrap().enforce_capacity);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_parameter_and_the_allowed_values() {
+        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+            (&[("gid", "many")], "gid", "allowed: none, allocate, or a GID number"),
+            (&[("gid", "0")], "gid", "not a GID"),
+            (&[("gid", "allocate"), ("gidMin", "x")], "gidMin", "not a GID"),
+            (&[("gid", "allocate"), ("gidMin", "9"), ("gidMax", "8")], "gidMin", "greater than gidMax 8"),
+            (&[("gidMax", "9")], "gidMax", "only meaningful with gid: allocate"),
+            (&[("rootSquash", "yes")], "rootSquash", "allowed: true, false"),
+            (&[("enforceCapacity", "1")], "enforceCapacity", "allowed: true, false"),
+            (&[("server", "x")], "server", "unknown parameter; allowed: gid"),
+        ];
+        for (pairs, param, expect) in cases {
+            let e = parse(pairs).unwrap_err();
+            assert_eq!(e.param, *param, "{pairs:?}");
+            assert!(e.to_string().contains(expect), "{pairs:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The [`Provisioner`] implementation: a record, a directory and a live
+//! export per claim. On delete the export is withdrawn first (clients never
+//! see files vanish under a live export), then the directory, then the
+//! record; a crash in between leaves the record, so the next attempt (after
+//! a restart re-exported it) finishes the job.
+//!
+//! Every export change runs under the server's lock and only while the
+//! server is ready, so it never races the start-up reconcile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use external_storage::{
+    async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
+    Provisioner,
+};
+use hostpath_provisioner::provisioner::requested_bytes;
+use hostpath_provisioner::quota::{self, ProjectQuotas};
+use k8s_openapi::api::core::v1::{NFSVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec};
+
+use crate::exports::{self, ExportRoot, STATE_DIR};
+use crate::ganesha::ExportRecord;
+use crate::params::{ClassParams, GidPolicy};
+use crate::server::Server;
+use crate::{EXPORT_ID_ANNOTATION, GID_ANNOTATION, IDENTITY_ANNOTATION};
+
+/// Makes and deletes exported directories on the export root.
+pub struct Nfs {
+    root: Arc<ExportRoot>,
+    server: Arc<Server>,
+    identity: String,
+    address: String,
+}
+
+/// Why a claim cannot be served (pure).
+pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
+    if claim.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some() {
+        return Err("claims with a selector are not supported: remove spec.selector".into());
+    }
+    Ok(())
+}
+
+/// The PV spec fragment of an export.
+pub fn volume_spec(server: &str, path: &str) -> PersistentVolumeSpec {
+    PersistentVolumeSpec {
+        nfs: Some(NFSVolumeSource {
+            server: server.to_string(),
+            path: path.to_string(),
+            read_only: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whether `pv` carries `identity` (pure): only those are ours to delete.
+pub fn has_identity(pv: &PersistentVolume, identity: &str) -> bool {
+    pv.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IDENTITY_ANNOTATION))
+        .is_some_and(|v| v == identity)
+}
+
+/// The record for a new volume: lowest free export id and, if asked for,
+/// GID, given the existing records (pure).
+pub fn new_record(
+    root: &ExportRoot,
+    pv: &str,
+    params: &ClassParams,
+    existing: &[ExportRecord],
+) -> Result<ExportRecord, String> {
+    let ids: BTreeSet<u16> = existing.iter().map(|r| r.export_id).collect();
+    let export_id = exports::lowest_free_export_id(&ids)
+        .ok_or("all 65533 export ids are in use on this server")?;
+    let gid = match params.gid {
+        GidPolicy::None => None,
+        GidPolicy::Fixed(g) => Some(g),
+        GidPolicy::Allocate { min, max } => {
+            let used: BTreeSet<u32> = existing.iter().filter_map(|r| r.gid).collect();
+            Some(exports::lowest_free_gid(&used, min, max).ok_or_else(|| {
+                format!("no free GID left in gidMin-gidMax ({min}-{max}): widen the range")
+            })?)
+        }
+    };
+    Ok(ExportRecord {
+        pv: pv.to_string(),
+        export_id,
+        path: root.volume_path(pv),
+        root_squash: params.root_squash,
+        gid,
+    })
+}
+
+impl Nfs {
+    /// A provisioner serving `root` through `server`, writing `address` and
+    /// `identity` into its PVs.
+    pub fn new(root: Arc<ExportRoot>, server: Arc<Server>, identity: String, address: String) -> Self {
+        Nfs {
+            root,
+            server,
+            identity,
+            address,
+        }
+    }
+
+    fn projects_dir(&self) -> std::path::PathBuf {
+        self.root.path().join(STATE_DIR).join("projects")
+    }
+
+    /// Withdraws what a failed first attempt made (export, directory, record).
+    async fn roll_back(&self, mgr: &crate::dbus::ExportMgr, r: &ExportRecord) {
+        if let Err(e) = mgr.remove_export(r.export_id).await {
+            tracing::error!(pv = r.pv, error = %e, "roll back: withdrawing the export failed");
+            return;
+        }
+        if let Err(e) = self.root.remove_volume_dir(&r.pv).and_then(|()| self.root.remove_record(&r.pv)) {
+            tracing::error!(pv = r.pv, error = %e, "roll back: removing the directory failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Provisioner for Nfs {
+    async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())
+            .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+        check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let quota = if params.enforce_capacity {
+            let bytes = requested_bytes(&opts.claim)
+                .map_err(ProvisionError::Infeasible)?
+                .ok_or_else(|| {
+                    ProvisionError::Infeasible("enforceCapacity is on but the claim requests no storage".into())
+                })?;
+            let q = ProjectQuotas::detect(self.root.path()).map_err(|e| {
+                ProvisionError::Infeasible(format!("StorageClass parameter `enforceCapacity`: {e}"))
+            })?;
+            Some((q, bytes))
+        } else {
+            None
+        };
+        let failed = |e: &dyn std::fmt::Display| ProvisionError::Failed(e.to_string());
+        let mgr = self.server.export_mgr().map_err(|e| failed(&e))?;
+        let _guard = self.server.lock().await;
+        let pv = opts.pv_name.as_str();
+        let (record, fresh) = match self.root.record(pv).map_err(|e| failed(&e))? {
+            Some(r) => (r, false),
+            None => {
+                let (existing, damaged) = self.root.records().map_err(|e| failed(&e))?;
+                if let Some(e) = damaged.first() {
+                    // A damaged record may hold an id or GID in use.
+                    return Err(failed(&format!("cannot allocate safely: {e}")));
+                }
+                let r = new_record(&self.root, pv, &params, &existing).map_err(ProvisionError::Infeasible)?;
+                self.root.write_record(&r).map_err(|e| failed(&e))?;
+                (r, true)
+            }
+        };
+        let made = async {
+            let dir = self.root.create_volume_dir(pv, record.gid, fresh).map_err(|e| e.to_string())?;
+            if let Some((q, bytes)) = &quota {
+                let project = quota::project_id(&self.projects_dir(), pv).map_err(|e| e.to_string())?;
+                q.set_limit(&dir, project, *bytes).map_err(|e| e.to_string())?;
+            }
+            mgr.add_export(&self.root.record_path(pv), &record.path)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match made {
+            Ok(added) => tracing::info!(pv, export_id = record.export_id, added, "exported"),
+            Err(e) if fresh => {
+                if !e.contains("already exists and was not made") {
+                    self.roll_back(&mgr, &record).await;
+                } else {
+                    let _ = self.root.remove_record(pv);
+                }
+                return Err(ProvisionError::Failed(e));
+            }
+            Err(e) => return Err(ProvisionError::InProgress(e)),
+        }
+        let mut out = Provisioned::new(volume_spec(&self.address, &record.path));
+        out.annotations = BTreeMap::from([
+            (IDENTITY_ANNOTATION.to_string(), self.identity.clone()),
+            (EXPORT_ID_ANNOTATION.to_string(), record.export_id.to_string()),
+        ]);
+        if let Some(gid) = record.gid {
+            out.annotations.insert(GID_ANNOTATION.to_string(), gid.to_string());
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        if !has_identity(pv, &self.identity) {
+            return Err(DeleteError::Ignored(format!(
+                "{name} was made by another nfs-provisioner instance (identity annotation differs)"
+            )));
+        }
+        let failed = |e: &dyn std::fmt::Display| DeleteError::Failed(e.to_string());
+        let mgr = self.server.export_mgr().map_err(|e| failed(&e))?;
+        let _guard = self.server.lock().await;
+        let Some(record) = self.root.record(&name).map_err(|e| failed(&e))? else {
+            tracing::warn!(pv = name, "no export record for this PV: nothing of ours to delete");
+            return Ok(());
+        };
+        let pv_path = pv.spec.as_ref().and_then(|s| s.nfs.as_ref()).map(|n| n.path.as_str());
+        if pv_path != Some(record.path.as_str()) {
+            return Err(DeleteError::Failed(format!(
+                "{name} points at {pv_path:?} but its export is {}; nothing was deleted: check the PV",
+                record.path
+            )));
+        }
+        let removed = mgr.remove_export(record.export_id).await.map_err(|e| failed(&e))?;
+        tracing::info!(pv = name, export_id = record.export_id, removed, "export withdrawn");
+        self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
+        quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
+        self.root.remove_record(&name).map_err(|e| failed(&e))?;
+        tracing::info!(pv = name, "data removed");
+        Ok(())
+    }
+
+    fn should_delete(&self, pv: &PersistentVolume) -> bool {
+        has_identity(pv, &self.identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+    fn params(gid: GidPolicy) -> ClassParams {
+        ClassParams {
+            gid,
+            root_squash: true,
+            enforce_capacity: false,
+        }
+    }
+
+    fn rec(pv: &str, id: u16, gid: Option<u32>) -> ExportRecord {
+        ExportRecord {
+            pv: pv.into(),
+            export_id: id,
+            path: format!("/x/{pv}"),
+            root_squash: false,
+            gid,
+        }
+    }
+
+    #[test]
+    fn new_records_take_the_lowest_free_id_and_gid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = ExportRoot::open(tmp.path()).unwrap();
+        let existing = [rec("a", 1, Some(5000)), rec("b", 3, None)];
+        let r = new_record(&root, "pvc-c", &params(GidPolicy::Allocate { min: 5000, max: 5001 }), &existing).unwrap();
+        assert_eq!((r.export_id, r.gid, r.root_squash), (2, Some(5001), true));
+        assert_eq!(r.path, root.volume_path("pvc-c"));
+        let r = new_record(&root, "pvc-c", &params(GidPolicy::None), &existing).unwrap();
+        assert_eq!(r.gid, None);
+        assert_eq!(new_record(&root, "p", &params(GidPolicy::Fixed(7)), &[]).unwrap().gid, Some(7));
+        let full = [rec("a", 1, Some(5000)), rec("b", 2, Some(5001))];
+        let e = new_record(&root, "p", &params(GidPolicy::Allocate { min: 5000, max: 5001 }), &full).unwrap_err();
+        assert!(e.contains("widen the range"), "{e}");
+    }
+
+    #[test]
+    fn identity_guards_deletion() {
+        let mut pv = PersistentVolume {
+            metadata: ObjectMeta {
+                annotations: Some(BTreeMap::from([(IDENTITY_ANNOTATION.to_string(), "me".to_string())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(has_identity(&pv, "me"));
+        assert!(!has_identity(&pv, "you"));
+        pv.metadata.annotations = None;
+        assert!(!has_identity(&pv, "me"));
+    }
+
+    #[test]
+    fn selectors_are_refused_and_the_spec_is_an_nfs_source() {
+        let mut c = PersistentVolumeClaim::default();
+        assert!(check_claim(&c).is_ok());
+        c.spec = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+            selector: Some(LabelSelector::default()),
+            ..Default::default()
+        });
+        assert!(check_claim(&c).unwrap_err().contains("selector"));
+        let s = volume_spec("10.0.0.1", "/export/pvc-1");
+        let nfs = s.nfs.unwrap();
+        assert_eq!((nfs.server.as_str(), nfs.path.as_str()), ("10.0.0.1", "/export/pvc-1"));
+    }
+}

@@ -1,0 +1,356 @@
+//! End-to-end: the real `nfs-provisioner` binary against kube-testserver,
+//! running a real NFS-Ganesha (with rpcbind and its private D-Bus daemon),
+//! checked with the real userspace NFS client from libnfs-utils (`nfs-cp`,
+//! `nfs-cat`, `nfs-ls`; the kernel here has no NFS client).
+//!
+//! Needs root and the packages `nfs-ganesha nfs-ganesha-vfs rpcbind dbus
+//! libnfs-utils` (hack/test.sh installs them). Only one Ganesha may run at a
+//! time (fixed ports, one rpcbind), so the whole scenario is one test
+//! function in phases; every process it starts dies with the provisioner
+//! (the provisioner's children have PR_SET_PDEATHSIG), also on failure.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e_support::*;
+use k8s_openapi::api::core::v1::{PersistentVolume, Service};
+use kube::Client;
+use serde_json::json;
+
+const PROVISIONER: &str = "external-storage.io/nfs";
+const NFS_PORT: u16 = 32049;
+const MOUNT_PORT: u16 = 32048;
+
+struct Env {
+    _ts: TestServer,
+    kubeconfig: PathBuf,
+    client: Client,
+    tmp: tempfile::TempDir,
+    metrics_port: u16,
+}
+
+impl Env {
+    fn export_root(&self) -> PathBuf {
+        self.tmp.path().join("export")
+    }
+
+    fn spawn(&self, run: &str) -> Binary {
+        let log_dir = self.tmp.path().join(run);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let metrics = format!("127.0.0.1:{}", self.metrics_port);
+        let (nfs, mnt) = (NFS_PORT.to_string(), MOUNT_PORT.to_string());
+        let root = self.export_root();
+        let run_dir = self.tmp.path().join("run");
+        Binary::spawn(
+            env!("CARGO_BIN_EXE_nfs-provisioner"),
+            &self.kubeconfig,
+            &[
+                "--export-root",
+                root.to_str().unwrap(),
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--service-name",
+                "nfs",
+                "--service-namespace",
+                "default",
+                "--bind-address",
+                "127.0.0.1",
+                "--nfs-port",
+                &nfs,
+                "--mount-port",
+                &mnt,
+                "--grace-period",
+                "0",
+                "--probe-interval",
+                "300ms",
+                "--retry-interval-start",
+                "200ms",
+                "--retry-interval-max",
+                "2s",
+                "--metrics-address",
+                &metrics,
+            ],
+            &log_dir,
+        )
+    }
+
+    async fn wait_ready(&self) -> Duration {
+        let start = Instant::now();
+        let port = self.metrics_port;
+        wait_for("/readyz 200", || async move { readyz(port).then_some(()) }).await;
+        start.elapsed()
+    }
+
+    async fn claim(&self, name: &str, class: &str) -> PersistentVolume {
+        create_claim(&self.client, name, class, "1Gi", json!({"accessModes": ["ReadWriteMany"]})).await;
+        wait_bound(&self.client, name).await
+    }
+}
+
+fn readyz(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn url(path: &str, file: &str, version: u8) -> String {
+    let file = if file.is_empty() { String::new() } else { format!("/{file}") };
+    let ports = if version == 3 {
+        format!("nfsport={NFS_PORT}&mountport={MOUNT_PORT}")
+    } else {
+        format!("nfsport={NFS_PORT}")
+    };
+    format!("nfs://127.0.0.1{path}{file}?version={version}&{ports}")
+}
+
+fn run(tool: &str, args: &[&str]) -> Output {
+    Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (install libnfs-utils)"))
+}
+
+fn nfs_write(path: &str, file: &str, data: &[u8], tmp: &Path) {
+    let local = tmp.join(format!("upload-{file}"));
+    std::fs::write(&local, data).unwrap();
+    let out = run("nfs-cp", &[local.to_str().unwrap(), &url(path, file, 3)]);
+    assert!(out.status.success(), "nfs-cp to {path}/{file}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn nfs_read(path: &str, file: &str) -> Result<Vec<u8>, String> {
+    let out = run("nfs-cat", &[&url(path, file, 3)]);
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn nfs_ls(path: &str, version: u8) -> Result<String, String> {
+    let out = run("nfs-ls", &[&url(path, "", version)]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+fn nfs_path(pv: &PersistentVolume) -> String {
+    pv.spec.as_ref().unwrap().nfs.as_ref().unwrap().path.clone()
+}
+
+fn annotation(pv: &PersistentVolume, key: &str) -> Option<String> {
+    pv.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+}
+
+fn preflight() {
+    assert!(
+        nix_is_root(),
+        "the NFS end-to-end test needs root (Ganesha, rpcbind on port 111): run it as root, e.g. through hack/test.sh"
+    );
+    for tool in ["ganesha.nfsd", "dbus-daemon", "rpcbind", "nfs-cp", "nfs-cat", "nfs-ls"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false)
+            || Path::new("/usr/sbin").join(tool).is_file();
+        assert!(
+            found,
+            "{tool} not found: install nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils (hack/test.sh does)"
+        );
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nfs_ganesha_end_to_end() {
+    preflight();
+    let ts = TestServer::start().await.expect("start kube-testserver");
+    let client = ts.client().await;
+    let env = Env {
+        kubeconfig: ts.kubeconfig_path().to_path_buf(),
+        _ts: ts,
+        client,
+        tmp: tempfile::tempdir().unwrap(),
+        metrics_port: free_port(),
+    };
+    let c = &env.client;
+    // The server address comes from this Service's ClusterIP.
+    let _: Service = create(
+        &kube::Api::namespaced(c.clone(), "default"),
+        json!({"metadata": {"name": "nfs"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "nfs", "port": 2049}]}}),
+    )
+    .await;
+    create_class(c, "nfs", PROVISIONER, "Delete", false, json!({})).await;
+
+    let mut provisioner = env.spawn("run1");
+    let took = env.wait_ready().await;
+    println!("first start: ready after {took:?}");
+
+    // --- a claim becomes a reachable export; data lands in its directory
+    let one = env.claim("one", "nfs").await;
+    let one_path = nfs_path(&one);
+    let one_dir = env.export_root().canonicalize().unwrap().join(one.metadata.name.as_deref().unwrap());
+    assert_eq!(one_path, one_dir.display().to_string());
+    assert_eq!(one.spec.as_ref().unwrap().nfs.as_ref().unwrap().server, "127.0.0.1");
+    let identity = std::fs::read_to_string(env.export_root().join(".nfs-provisioner/identity")).unwrap();
+    assert_eq!(annotation(&one, "nfs.external-storage.io/identity").as_deref(), Some(identity.trim()));
+    assert_eq!(annotation(&one, "nfs.external-storage.io/export-id").as_deref(), Some("1"));
+    assert_eq!(annotation(&one, "pv.beta.kubernetes.io/gid"), None);
+    assert_eq!(std::fs::metadata(&one_dir).unwrap().permissions().mode() & 0o7777, 0o777);
+    let payload = data(1, 3 << 20);
+    nfs_write(&one_path, "hello.bin", &payload, env.tmp.path());
+    assert_eq!(std::fs::read(one_dir.join("hello.bin")).unwrap(), payload, "written through NFSv3, on disk");
+    assert_eq!(nfs_read(&one_path, "hello.bin").unwrap(), payload, "read back through NFSv3");
+    let v4 = nfs_ls(&one_path, 4).expect("NFSv4 listing of the export");
+    assert!(v4.contains("hello.bin"), "{v4}");
+
+    // --- a second claim is a separate export; the root and state are not exported
+    let two = env.claim("two", "nfs").await;
+    let two_path = nfs_path(&two);
+    assert_ne!(two_path, one_path);
+    assert_eq!(annotation(&two, "nfs.external-storage.io/export-id").as_deref(), Some("2"));
+    nfs_write(&two_path, "other.bin", &data(2, 4096), env.tmp.path());
+    let listing = nfs_ls(&two_path, 3).unwrap();
+    assert!(listing.contains("other.bin") && !listing.contains("hello.bin"), "{listing}");
+    assert!(!one_dir.join("other.bin").exists());
+    let root = env.export_root().canonicalize().unwrap().display().to_string();
+    assert!(nfs_ls(&root, 3).is_err(), "the export root itself must not be exported");
+    assert!(nfs_ls(&format!("{root}/.nfs-provisioner"), 3).is_err(), "the state dir must not be exported");
+
+    // --- GID allocation: group, setgid mode, annotation
+    create_class(c, "nfs-gid", PROVISIONER, "Delete", false, json!({"gid": "allocate", "gidMin": "5000", "gidMax": "5010"})).await;
+    let grp = env.claim("grp", "nfs-gid").await;
+    assert_eq!(annotation(&grp, "pv.beta.kubernetes.io/gid").as_deref(), Some("5000"));
+    let meta = std::fs::metadata(nfs_path(&grp)).unwrap();
+    assert_eq!(meta.gid(), 5000);
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o2771);
+    let grp2 = env.claim("grp2", "nfs-gid").await;
+    assert_eq!(annotation(&grp2, "pv.beta.kubernetes.io/gid").as_deref(), Some("5001"));
+
+    // --- rootSquash: root's files become the anonymous user's
+    create_class(c, "nfs-squash", PROVISIONER, "Delete", false, json!({"rootSquash": "true"})).await;
+    let sq = env.claim("sq", "nfs-squash").await;
+    nfs_write(&nfs_path(&sq), "f", b"x", env.tmp.path());
+    assert_eq!(std::fs::metadata(Path::new(&nfs_path(&sq)).join("f")).unwrap().uid(), 65534);
+
+    // --- bad parameters: a Warning naming the parameter, no volume
+    create_class(c, "nfs-bad", PROVISIONER, "Delete", false, json!({"gid": "lots"})).await;
+    create_claim(c, "bad", "nfs-bad", "1Gi", json!({})).await;
+    let note = wait_warning(c, "bad", "gid").await;
+    assert!(note.contains("allowed: none, allocate, or a GID number"), "{note}");
+
+    // --- enforceCapacity: enforced where the filesystem allows, else a clear error
+    create_class(c, "nfs-quota", PROVISIONER, "Delete", false, json!({"enforceCapacity": "true"})).await;
+    create_claim(c, "quota", "nfs-quota", "1Mi", json!({})).await;
+    match hostpath_provisioner::quota::ProjectQuotas::detect(&env.export_root()) {
+        Err(reason) => {
+            let note = wait_warning(c, "quota", "enforceCapacity").await;
+            assert!(note.contains("project quota"), "{note}");
+            println!("quota enforcement check skipped: {reason}");
+        }
+        Ok(_) => {
+            let pv = wait_bound(c, "quota").await;
+            let big = data(3, 2 << 20);
+            let local = env.tmp.path().join("big");
+            std::fs::write(&local, &big).unwrap();
+            let out = run("nfs-cp", &[local.to_str().unwrap(), &url(&nfs_path(&pv), "big", 3)]);
+            assert!(!out.status.success(), "a 2 MiB write into a 1 MiB quota must fail");
+        }
+    }
+
+    // --- SIGKILL and restart: Ganesha dies with us; volumes are exported again before ready
+    provisioner.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while port_open(NFS_PORT) {
+        assert!(Instant::now() < deadline, "Ganesha must die with the provisioner");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!readyz(env.metrics_port));
+    provisioner = env.spawn("run2");
+    let took = env.wait_ready().await;
+    println!("restart with 6 exports: ready after {took:?}");
+    assert_eq!(nfs_read(&one_path, "hello.bin").expect("re-exported before ready"), payload);
+    assert!(nfs_ls(&two_path, 3).unwrap().contains("other.bin"));
+
+    // --- Retain keeps the export and the data
+    create_class(c, "nfs-keep", PROVISIONER, "Retain", false, json!({})).await;
+    let kept = env.claim("kept", "nfs-keep").await;
+    nfs_write(&nfs_path(&kept), "k", b"kept", env.tmp.path());
+    delete_claim(c, "kept").await;
+    wait_pv_phase(c, kept.metadata.name.as_deref().unwrap(), "Released").await;
+
+    // --- a PV with another instance's identity is never deleted
+    let foreign: PersistentVolume = create(
+        &pvs(c),
+        json!({
+            "metadata": {"name": "foreign", "annotations": {
+                "pv.kubernetes.io/provisioned-by": PROVISIONER,
+                "nfs.external-storage.io/identity": "someone-else",
+            }},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "nfs",
+                "nfs": {"server": "127.0.0.1", "path": two_path},
+                "claimRef": {"namespace": "default", "name": "gone", "uid": "0000"},
+            },
+        }),
+    )
+    .await;
+    wait_pv_phase(c, foreign.metadata.name.as_deref().unwrap(), "Released").await;
+
+    // --- delete: the export goes first (client access fails), then the data
+    let one_pv = one.metadata.name.clone().unwrap();
+    delete_claim(c, "one").await;
+    wait_pv_gone(c, &one_pv).await;
+    let err = nfs_ls(&one_path, 3).expect_err("a deleted volume must not be reachable");
+    println!("access to the deleted export: {}", err.trim());
+    assert!(!one_dir.exists(), "the data must be removed");
+    assert!(!env.export_root().join(format!(".nfs-provisioner/exports/{one_pv}.conf")).exists());
+
+    // The provisioner acted on everything above; the Retained and the
+    // foreign volume are intact.
+    let after = env.claim("after", "nfs").await;
+    assert_eq!(annotation(&after, "nfs.external-storage.io/export-id").as_deref(), Some("1"), "id 1 was freed");
+    assert_eq!(nfs_read(&nfs_path(&kept), "k").unwrap(), b"kept");
+    assert!(pvs(c).get_opt("foreign").await.unwrap().is_some());
+    assert!(nfs_ls(&two_path, 3).unwrap().contains("other.bin"));
+
+    // --- graceful shutdown stops Ganesha too
+    let status = provisioner.terminate(Duration::from_secs(30)).expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(!port_open(NFS_PORT), "Ganesha must be stopped with the provisioner");
+}
