@@ -26,7 +26,9 @@ pub enum AddressError {
     #[error("no NFS server address: set --server (NFS_SERVER), or SERVICE_NAME and POD_NAMESPACE, or POD_IP")]
     Nothing,
     /// The Service could not be read.
-    #[error("reading Service {namespace}/{name} for the server address (RBAC: get services): {source}")]
+    #[error(
+        "reading Service {namespace}/{name} for the server address (RBAC: get services): {source}"
+    )]
     Api {
         /// Namespace.
         namespace: String,
@@ -55,14 +57,20 @@ pub fn choose(
     namespace: &str,
     pod_ip: Option<&str>,
 ) -> Result<AddressSource, AddressError> {
-    let nonempty = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let nonempty = |s: Option<&str>| {
+        s.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     if let Some(f) = nonempty(flag) {
         return Ok(AddressSource::Flag(f));
     }
     if let Some(s) = nonempty(service) {
         return Ok(AddressSource::Service(namespace.to_string(), s));
     }
-    nonempty(pod_ip).map(AddressSource::PodIp).ok_or(AddressError::Nothing)
+    nonempty(pod_ip)
+        .map(AddressSource::PodIp)
+        .ok_or(AddressError::Nothing)
 }
 
 /// Resolves the source to an address.

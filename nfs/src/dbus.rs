@@ -29,7 +29,7 @@ pub enum DbusError {
         address: String,
         /// Cause.
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A method call failed.
     #[error("Ganesha {op}: {source}")]
@@ -38,7 +38,7 @@ pub enum DbusError {
         op: String,
         /// Cause.
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A method call did not answer in time.
     #[error("Ganesha {0}: no answer over D-Bus within {TIMEOUT:?}")]
@@ -68,7 +68,7 @@ impl ExportMgr {
     pub async fn connect(address: &str) -> Result<Self, DbusError> {
         let connect = |source| DbusError::Connect {
             address: address.to_string(),
-            source,
+            source: Box::new(source),
         };
         let fut = async {
             zbus::connection::Builder::address(address)
@@ -92,7 +92,10 @@ impl ExportMgr {
             .call_method(Some(DEST), PATH, Some(IFACE), method, body);
         match tokio::time::timeout(TIMEOUT, fut).await {
             Err(_) => Err(DbusError::Timeout(op)),
-            Ok(r) => r.map_err(|source| DbusError::Call { op, source }),
+            Ok(r) => r.map_err(|source| DbusError::Call {
+                op,
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -102,9 +105,14 @@ impl ExportMgr {
         let op = format!("AddExport({}, path = {path})", conf.display());
         let expr = format!("export(path = {path})");
         let conf = conf.display().to_string();
-        match self.call(op.clone(), "AddExport", &(conf.as_str(), expr.as_str())).await {
+        match self
+            .call(op.clone(), "AddExport", &(conf.as_str(), expr.as_str()))
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(DbusError::Call { source, .. }) if error_text(&source).contains("already active") => {
+            Err(DbusError::Call { source, .. })
+                if error_text(&source).contains("already active") =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -113,9 +121,14 @@ impl ExportMgr {
 
     /// Withdraws export `id`; `Ok(false)` when it was not live.
     pub async fn remove_export(&self, id: u16) -> Result<bool, DbusError> {
-        match self.call(format!("RemoveExport({id})"), "RemoveExport", &(id,)).await {
+        match self
+            .call(format!("RemoveExport({id})"), "RemoveExport", &(id,))
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(DbusError::Call { source, .. }) if error_text(&source).contains("not found") => Ok(false),
+            Err(DbusError::Call { source, .. }) if error_text(&source).contains("not found") => {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -124,10 +137,11 @@ impl ExportMgr {
     pub async fn export_ids(&self) -> Result<BTreeSet<u16>, DbusError> {
         let op = "ShowExports".to_string();
         let msg = self.call(op.clone(), "ShowExports", &()).await?;
-        let (_, exports): ShowExports = msg
-            .body()
-            .deserialize()
-            .map_err(|source| DbusError::Call { op, source })?;
+        let (_, exports): ShowExports =
+            msg.body().deserialize().map_err(|source| DbusError::Call {
+                op,
+                source: Box::new(source),
+            })?;
         Ok(exports.into_iter().map(|e| e.0).collect())
     }
 }

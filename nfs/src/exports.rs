@@ -126,7 +126,8 @@ impl ExportRoot {
         ganesha::check_config_path(&shown).map_err(|e| RootError::BadRoot(shown.clone(), e))?;
         std::fs::create_dir_all(path).map_err(io_err("create", &shown))?;
         let path = path.canonicalize().map_err(io_err("resolve", &shown))?;
-        let dir = Dir::open_ambient_dir(&path, ambient_authority()).map_err(io_err("open", &shown))?;
+        let dir =
+            Dir::open_ambient_dir(&path, ambient_authority()).map_err(io_err("open", &shown))?;
         for d in [EXPORTS, RECOVERY] {
             dir.create_dir_all(d).map_err(io_err("create", d))?;
         }
@@ -169,19 +170,26 @@ impl ExportRoot {
 
     fn write_atomic(&self, rel: &str, content: &str) -> Result<(), RootError> {
         let tmp = format!("{rel}.tmp");
-        self.dir.write(&tmp, content).map_err(io_err("write", &tmp))?;
+        self.dir
+            .write(&tmp, content)
+            .map_err(io_err("write", &tmp))?;
         self.dir
             .open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(io_err("sync", &tmp))?;
-        self.dir.rename(&tmp, &self.dir, rel).map_err(io_err("rename", rel))
+        self.dir
+            .rename(&tmp, &self.dir, rel)
+            .map_err(io_err("rename", rel))
     }
 
     /// Every readable record, and the files that are not (name, why).
     pub fn records(&self) -> Result<(Vec<ExportRecord>, Vec<RootError>), RootError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        let entries = self.dir.read_dir(EXPORTS).map_err(io_err("list", EXPORTS))?;
+        let entries = self
+            .dir
+            .read_dir(EXPORTS)
+            .map_err(io_err("list", EXPORTS))?;
         for entry in entries {
             let entry = entry.map_err(io_err("list", EXPORTS))?;
             let name = entry.file_name().to_string_lossy().to_string();
@@ -226,7 +234,10 @@ impl ExportRoot {
     /// Writes (atomically) the record of `r.pv`.
     pub fn write_record(&self, r: &ExportRecord) -> Result<(), RootError> {
         check_name(&r.pv)?;
-        self.write_atomic(&format!("{EXPORTS}/{}.conf", r.pv), &ganesha::export_file(r))
+        self.write_atomic(
+            &format!("{EXPORTS}/{}.conf", r.pv),
+            &ganesha::export_file(r),
+        )
     }
 
     /// Removes the record of `pv` (gone already is fine).
@@ -242,7 +253,12 @@ impl ExportRoot {
     /// Makes the directory of `pv` (idempotent), owned by root and `gid`,
     /// with [`MODE_GID`] or [`MODE_NO_GID`]. `fresh` says the record was just
     /// written: then an existing directory is someone else's and refused.
-    pub fn create_volume_dir(&self, pv: &str, gid: Option<u32>, fresh: bool) -> Result<PathBuf, RootError> {
+    pub fn create_volume_dir(
+        &self,
+        pv: &str,
+        gid: Option<u32>,
+        fresh: bool,
+    ) -> Result<PathBuf, RootError> {
         check_name(pv)?;
         match self.dir.create_dir(pv) {
             Ok(()) => {}
@@ -346,7 +362,10 @@ mod tests {
         let (_t, root) = root();
         root.write_record(&record(&root, "pvc-b", 2)).unwrap();
         root.write_record(&record(&root, "pvc-a", 1)).unwrap();
-        assert_eq!(root.record("pvc-a").unwrap(), Some(record(&root, "pvc-a", 1)));
+        assert_eq!(
+            root.record("pvc-a").unwrap(),
+            Some(record(&root, "pvc-a", 1))
+        );
         assert_eq!(root.record("pvc-x").unwrap(), None);
         std::fs::write(root.record_path("pvc-c"), "garbage").unwrap();
         // a record copied from another volume does not count for this one
@@ -378,7 +397,10 @@ mod tests {
         root.create_volume_dir("pvc-1", Some(4321), false).unwrap();
         assert!(p.join("f").exists());
         let p = root.create_volume_dir("pvc-2", None, true).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o777);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o777
+        );
         // an existing directory nobody recorded is not taken over
         std::fs::create_dir(root.path().join("pvc-3")).unwrap();
         assert!(matches!(

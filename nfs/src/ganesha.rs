@@ -49,7 +49,9 @@ pub fn check_config_path(path: &str) -> Result<(), String> {
         .chars()
         .find(|c| matches!(c, '"' | '\\' | '\n' | '\r' | '#' | '{' | '}' | ';') || c.is_control())
     {
-        return Err(format!("`{path}` contains {c:?}, which Ganesha's config syntax cannot hold"));
+        return Err(format!(
+            "`{path}` contains {c:?}, which Ganesha's config syntax cannot hold"
+        ));
     }
     Ok(())
 }
@@ -247,7 +249,11 @@ mod tests {
             mount_port: 20048,
             grace_period: 90,
         };
-        let c = main_config(&core, Path::new("/export/.nfs-provisioner/recovery"), &[record()]);
+        let c = main_config(
+            &core,
+            Path::new("/export/.nfs-provisioner/recovery"),
+            &[record()],
+        );
         for line in [
             "NFS_Port = 20490;",
             "MNT_Port = 20048;",
@@ -263,7 +269,14 @@ mod tests {
             assert!(c.contains(line), "missing {line:?} in\n{c}");
         }
         assert!(!c.contains("Graceless"));
-        let graceless = main_config(&CoreConfig { grace_period: 0, ..core }, Path::new("/r"), &[]);
+        let graceless = main_config(
+            &CoreConfig {
+                grace_period: 0,
+                ..core
+            },
+            Path::new("/r"),
+            &[],
+        );
         assert!(graceless.contains("Graceless = true;"));
         assert!(!graceless.contains("EXPORT"));
     }

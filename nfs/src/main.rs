@@ -93,11 +93,15 @@ async fn main() -> anyhow::Result<()> {
     args::init_tracing(common.log_format);
     let settings = Settings::try_from(common)?;
 
-    let root = Arc::new(
-        ExportRoot::open(&cli.export_root)
-            .with_context(|| format!("cannot use {} as the export root", cli.export_root.display()))?,
-    );
-    let identity = root.identity().context("reading this instance's identity")?;
+    let root = Arc::new(ExportRoot::open(&cli.export_root).with_context(|| {
+        format!(
+            "cannot use {} as the export root",
+            cli.export_root.display()
+        )
+    })?);
+    let identity = root
+        .identity()
+        .context("reading this instance's identity")?;
     let (qps, burst) = settings.rate_limit;
     let client = args::client(settings.kubeconfig.as_deref(), qps, burst).await?;
     let source = address::choose(
@@ -134,9 +138,14 @@ async fn main() -> anyhow::Result<()> {
     let controller = ProvisionController::new(client, provisioner, settings.options);
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = settings.metrics_address {
-        let (bound, _) = external_storage::http::serve(addr, controller.metrics(), ready.clone(), shutdown.clone())
-            .await
-            .with_context(|| format!("binding the metrics address {addr}"))?;
+        let (bound, _) = external_storage::http::serve(
+            addr,
+            controller.metrics(),
+            ready.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the metrics address {addr}"))?;
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     }
     let controller_ready = controller.ready_flag();
@@ -144,7 +153,10 @@ async fn main() -> anyhow::Result<()> {
         let (server, ready, shutdown) = (server.clone(), ready.clone(), shutdown.clone());
         tokio::spawn(async move {
             while !shutdown.is_cancelled() {
-                ready.store(server.is_ready() && controller_ready.load(Ordering::Acquire), Ordering::Release);
+                ready.store(
+                    server.is_ready() && controller_ready.load(Ordering::Acquire),
+                    Ordering::Release,
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             ready.store(false, Ordering::Release);

@@ -53,7 +53,11 @@ pub struct ParamError {
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StorageClass parameter `{}`: {}", self.param, self.message)
+        write!(
+            f,
+            "StorageClass parameter `{}`: {}",
+            self.param, self.message
+        )
     }
 }
 
@@ -70,7 +74,10 @@ fn boolean(params: &BTreeMap<String, String>, key: &str) -> Result<bool, ParamEr
     match params.get(key).map(|v| v.trim()) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(err(key, format!("`{other}` is not allowed; allowed: true, false"))),
+        Some(other) => Err(err(
+            key,
+            format!("`{other}` is not allowed; allowed: true, false"),
+        )),
     }
 }
 
@@ -79,7 +86,12 @@ fn gid_value(key: &str, v: &str) -> Result<u32, ParamError> {
         .parse::<u32>()
         .ok()
         .filter(|g| (1..=DEFAULT_GID_MAX).contains(g))
-        .ok_or_else(|| err(key, format!("`{v}` is not a GID between 1 and {DEFAULT_GID_MAX}")))
+        .ok_or_else(|| {
+            err(
+                key,
+                format!("`{v}` is not a GID between 1 and {DEFAULT_GID_MAX}"),
+            )
+        })
 }
 
 impl ClassParams {
@@ -104,16 +116,18 @@ impl ClassParams {
         let gid = match params.get("gid").map(|v| v.trim()) {
             None | Some("none") => GidPolicy::None,
             Some("allocate") => {
-                let (min, max) = (min.unwrap_or(DEFAULT_GID_MIN), max.unwrap_or(DEFAULT_GID_MAX));
+                let (min, max) = (
+                    min.unwrap_or(DEFAULT_GID_MIN),
+                    max.unwrap_or(DEFAULT_GID_MAX),
+                );
                 if min > max {
-                    return Err(err(
-                        "gidMin",
-                        format!("{min} is greater than gidMax {max}"),
-                    ));
+                    return Err(err("gidMin", format!("{min} is greater than gidMax {max}")));
                 }
                 GidPolicy::Allocate { min, max }
             }
-            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => GidPolicy::Fixed(gid_value("gid", n)?),
+            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => {
+                GidPolicy::Fixed(gid_value("gid", n)?)
+            }
             Some(other) => {
                 return Err(err(
                     "gid",
@@ -165,22 +179,64 @@ mod tests {
         );
         assert!(p.root_squash);
         let p = parse(&[("gid", "allocate"), ("gidMin", "5000"), ("gidMax", "5009")]).unwrap();
-        assert_eq!(p.gid, GidPolicy::Allocate { min: 5000, max: 5009 });
-        assert_eq!(parse(&[("gid", "1234")]).unwrap().gid, GidPolicy::Fixed(1234));
-        assert!(parse(&[("enforceCapacity", "true")]).unwrap().enforce_capacity);
+        assert_eq!(
+            p.gid,
+            GidPolicy::Allocate {
+                min: 5000,
+                max: 5009
+            }
+        );
+        assert_eq!(
+            parse(&[("gid", "1234")]).unwrap().gid,
+            GidPolicy::Fixed(1234)
+        );
+        assert!(
+            parse(&[("enforceCapacity", "true")])
+                .unwrap()
+                .enforce_capacity
+        );
     }
 
     #[test]
     fn each_bad_value_names_its_parameter_and_the_allowed_values() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
-            (&[("gid", "many")], "gid", "allowed: none, allocate, or a GID number"),
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[("gid", "many")],
+                "gid",
+                "allowed: none, allocate, or a GID number",
+            ),
             (&[("gid", "0")], "gid", "not a GID"),
-            (&[("gid", "allocate"), ("gidMin", "x")], "gidMin", "not a GID"),
-            (&[("gid", "allocate"), ("gidMin", "9"), ("gidMax", "8")], "gidMin", "greater than gidMax 8"),
-            (&[("gidMax", "9")], "gidMax", "only meaningful with gid: allocate"),
-            (&[("rootSquash", "yes")], "rootSquash", "allowed: true, false"),
-            (&[("enforceCapacity", "1")], "enforceCapacity", "allowed: true, false"),
-            (&[("server", "x")], "server", "unknown parameter; allowed: gid"),
+            (
+                &[("gid", "allocate"), ("gidMin", "x")],
+                "gidMin",
+                "not a GID",
+            ),
+            (
+                &[("gid", "allocate"), ("gidMin", "9"), ("gidMax", "8")],
+                "gidMin",
+                "greater than gidMax 8",
+            ),
+            (
+                &[("gidMax", "9")],
+                "gidMax",
+                "only meaningful with gid: allocate",
+            ),
+            (
+                &[("rootSquash", "yes")],
+                "rootSquash",
+                "allowed: true, false",
+            ),
+            (
+                &[("enforceCapacity", "1")],
+                "enforceCapacity",
+                "allowed: true, false",
+            ),
+            (
+                &[("server", "x")],
+                "server",
+                "unknown parameter; allowed: gid",
+            ),
         ];
         for (pairs, param, expect) in cases {
             let e = parse(pairs).unwrap_err();

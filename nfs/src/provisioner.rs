@@ -34,7 +34,12 @@ pub struct Nfs {
 
 /// Why a claim cannot be served (pure).
 pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
-    if claim.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some() {
+    if claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some()
+    {
         return Err("claims with a selector are not supported: remove spec.selector".into());
     }
     Ok(())
@@ -94,7 +99,12 @@ pub fn new_record(
 impl Nfs {
     /// A provisioner serving `root` through `server`, writing `address` and
     /// `identity` into its PVs.
-    pub fn new(root: Arc<ExportRoot>, server: Arc<Server>, identity: String, address: String) -> Self {
+    pub fn new(
+        root: Arc<ExportRoot>,
+        server: Arc<Server>,
+        identity: String,
+        address: String,
+    ) -> Self {
         Nfs {
             root,
             server,
@@ -113,7 +123,11 @@ impl Nfs {
             tracing::error!(pv = r.pv, error = %e, "roll back: withdrawing the export failed");
             return;
         }
-        if let Err(e) = self.root.remove_volume_dir(&r.pv).and_then(|()| self.root.remove_record(&r.pv)) {
+        if let Err(e) = self
+            .root
+            .remove_volume_dir(&r.pv)
+            .and_then(|()| self.root.remove_record(&r.pv))
+        {
             tracing::error!(pv = r.pv, error = %e, "roll back: removing the directory failed");
         }
     }
@@ -129,7 +143,9 @@ impl Provisioner for Nfs {
             let bytes = requested_bytes(&opts.claim)
                 .map_err(ProvisionError::Infeasible)?
                 .ok_or_else(|| {
-                    ProvisionError::Infeasible("enforceCapacity is on but the claim requests no storage".into())
+                    ProvisionError::Infeasible(
+                        "enforceCapacity is on but the claim requests no storage".into(),
+                    )
                 })?;
             let q = ProjectQuotas::detect(self.root.path()).map_err(|e| {
                 ProvisionError::Infeasible(format!("StorageClass parameter `enforceCapacity`: {e}"))
@@ -150,16 +166,22 @@ impl Provisioner for Nfs {
                     // A damaged record may hold an id or GID in use.
                     return Err(failed(&format!("cannot allocate safely: {e}")));
                 }
-                let r = new_record(&self.root, pv, &params, &existing).map_err(ProvisionError::Infeasible)?;
+                let r = new_record(&self.root, pv, &params, &existing)
+                    .map_err(ProvisionError::Infeasible)?;
                 self.root.write_record(&r).map_err(|e| failed(&e))?;
                 (r, true)
             }
         };
         let made = async {
-            let dir = self.root.create_volume_dir(pv, record.gid, fresh).map_err(|e| e.to_string())?;
+            let dir = self
+                .root
+                .create_volume_dir(pv, record.gid, fresh)
+                .map_err(|e| e.to_string())?;
             if let Some((q, bytes)) = &quota {
-                let project = quota::project_id(&self.projects_dir(), pv).map_err(|e| e.to_string())?;
-                q.set_limit(&dir, project, *bytes).map_err(|e| e.to_string())?;
+                let project =
+                    quota::project_id(&self.projects_dir(), pv).map_err(|e| e.to_string())?;
+                q.set_limit(&dir, project, *bytes)
+                    .map_err(|e| e.to_string())?;
             }
             mgr.add_export(&self.root.record_path(pv), &record.path)
                 .await
@@ -181,10 +203,14 @@ impl Provisioner for Nfs {
         let mut out = Provisioned::new(volume_spec(&self.address, &record.path));
         out.annotations = BTreeMap::from([
             (IDENTITY_ANNOTATION.to_string(), self.identity.clone()),
-            (EXPORT_ID_ANNOTATION.to_string(), record.export_id.to_string()),
+            (
+                EXPORT_ID_ANNOTATION.to_string(),
+                record.export_id.to_string(),
+            ),
         ]);
         if let Some(gid) = record.gid {
-            out.annotations.insert(GID_ANNOTATION.to_string(), gid.to_string());
+            out.annotations
+                .insert(GID_ANNOTATION.to_string(), gid.to_string());
         }
         Ok(out)
     }
@@ -200,18 +226,33 @@ impl Provisioner for Nfs {
         let mgr = self.server.export_mgr().map_err(|e| failed(&e))?;
         let _guard = self.server.lock().await;
         let Some(record) = self.root.record(&name).map_err(|e| failed(&e))? else {
-            tracing::warn!(pv = name, "no export record for this PV: nothing of ours to delete");
+            tracing::warn!(
+                pv = name,
+                "no export record for this PV: nothing of ours to delete"
+            );
             return Ok(());
         };
-        let pv_path = pv.spec.as_ref().and_then(|s| s.nfs.as_ref()).map(|n| n.path.as_str());
+        let pv_path = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.nfs.as_ref())
+            .map(|n| n.path.as_str());
         if pv_path != Some(record.path.as_str()) {
             return Err(DeleteError::Failed(format!(
                 "{name} points at {pv_path:?} but its export is {}; nothing was deleted: check the PV",
                 record.path
             )));
         }
-        let removed = mgr.remove_export(record.export_id).await.map_err(|e| failed(&e))?;
-        tracing::info!(pv = name, export_id = record.export_id, removed, "export withdrawn");
+        let removed = mgr
+            .remove_export(record.export_id)
+            .await
+            .map_err(|e| failed(&e))?;
+        tracing::info!(
+            pv = name,
+            export_id = record.export_id,
+            removed,
+            "export withdrawn"
+        );
         self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
         quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
         self.root.remove_record(&name).map_err(|e| failed(&e))?;
@@ -252,14 +293,37 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = ExportRoot::open(tmp.path()).unwrap();
         let existing = [rec("a", 1, Some(5000)), rec("b", 3, None)];
-        let r = new_record(&root, "pvc-c", &params(GidPolicy::Allocate { min: 5000, max: 5001 }), &existing).unwrap();
+        let r = new_record(
+            &root,
+            "pvc-c",
+            &params(GidPolicy::Allocate {
+                min: 5000,
+                max: 5001,
+            }),
+            &existing,
+        )
+        .unwrap();
         assert_eq!((r.export_id, r.gid, r.root_squash), (2, Some(5001), true));
         assert_eq!(r.path, root.volume_path("pvc-c"));
         let r = new_record(&root, "pvc-c", &params(GidPolicy::None), &existing).unwrap();
         assert_eq!(r.gid, None);
-        assert_eq!(new_record(&root, "p", &params(GidPolicy::Fixed(7)), &[]).unwrap().gid, Some(7));
+        assert_eq!(
+            new_record(&root, "p", &params(GidPolicy::Fixed(7)), &[])
+                .unwrap()
+                .gid,
+            Some(7)
+        );
         let full = [rec("a", 1, Some(5000)), rec("b", 2, Some(5001))];
-        let e = new_record(&root, "p", &params(GidPolicy::Allocate { min: 5000, max: 5001 }), &full).unwrap_err();
+        let e = new_record(
+            &root,
+            "p",
+            &params(GidPolicy::Allocate {
+                min: 5000,
+                max: 5001,
+            }),
+            &full,
+        )
+        .unwrap_err();
         assert!(e.contains("widen the range"), "{e}");
     }
 
@@ -267,7 +331,10 @@ mod tests {
     fn identity_guards_deletion() {
         let mut pv = PersistentVolume {
             metadata: ObjectMeta {
-                annotations: Some(BTreeMap::from([(IDENTITY_ANNOTATION.to_string(), "me".to_string())])),
+                annotations: Some(BTreeMap::from([(
+                    IDENTITY_ANNOTATION.to_string(),
+                    "me".to_string(),
+                )])),
                 ..Default::default()
             },
             ..Default::default()
@@ -289,6 +356,9 @@ mod tests {
         assert!(check_claim(&c).unwrap_err().contains("selector"));
         let s = volume_spec("10.0.0.1", "/export/pvc-1");
         let nfs = s.nfs.unwrap();
-        assert_eq!((nfs.server.as_str(), nfs.path.as_str()), ("10.0.0.1", "/export/pvc-1"));
+        assert_eq!(
+            (nfs.server.as_str(), nfs.path.as_str()),
+            ("10.0.0.1", "/export/pvc-1")
+        );
     }
 }

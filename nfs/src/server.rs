@@ -279,8 +279,21 @@ impl Server {
         kids.stop_all().await;
     }
 
-    async fn run_once(&self, kids: &mut Children, shutdown: &CancellationToken) -> Result<(), ServerError> {
+    async fn run_once(
+        &self,
+        kids: &mut Children,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ServerError> {
         stop("ganesha.nfsd", &mut kids.ganesha, false).await;
+        let run_dir = &self.cfg.run_dir;
+        let io = |source| ServerError::Io {
+            path: run_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(run_dir).map_err(io)?;
+        // Only root may reach the bus socket (and so Ganesha's admin interface).
+        std::fs::set_permissions(run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io)?;
         self.ensure_rpcbind(kids).await?;
         self.ensure_bus(kids).await?;
         let guard = self.ops.lock().await;
@@ -295,7 +308,7 @@ impl Server {
             source,
         })?;
         let pidfile = self.cfg.run_dir.join("ganesha.pid");
-        kill_stale(&pidfile).await;
+        kill_stale(&pidfile, "ganesha.nfsd").await;
         let mut cmd = Command::new(&self.cfg.ganesha);
         cmd.args(["-F", "-L", "/dev/stderr", "-N", "NIV_EVENT", "-f"])
             .arg(&conf)
@@ -309,7 +322,8 @@ impl Server {
         let live = mgr.export_ids().await?;
         for r in &records {
             if !live.contains(&r.export_id) {
-                mgr.add_export(&self.root.record_path(&r.pv), &r.path).await?;
+                mgr.add_export(&self.root.record_path(&r.pv), &r.path)
+                    .await?;
                 tracing::info!(pv = r.pv, export_id = r.export_id, "export re-added");
             }
         }
@@ -338,6 +352,11 @@ impl Server {
             return Ok(());
         }
         kids.rpcbind = None;
+        // rpcbind switches to its own user, which clears PR_SET_PDEATHSIG:
+        // one we started before being killed may still run. Replace it, so
+        // the running one is our child again (supervised, stopped with us).
+        let pidfile = self.cfg.run_dir.join("rpcbind.pid");
+        kill_stale(&pidfile, "rpcbind").await;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 111));
         if rpc::ping(addr, rpc::PORTMAP, PING_TIMEOUT).await.is_ok() {
             tracing::info!("rpcbind already answers on port 111; using it");
@@ -345,11 +364,18 @@ impl Server {
         }
         let mut cmd = Command::new(&self.cfg.rpcbind);
         cmd.args(["-f", "-w"]);
-        kids.rpcbind = Some(spawn("rpcbind", &mut cmd)?);
+        let child = spawn("rpcbind", &mut cmd)?;
+        if let Some(pid) = child.id() {
+            std::fs::write(&pidfile, pid.to_string()).map_err(|source| ServerError::Io {
+                path: pidfile.display().to_string(),
+                source,
+            })?;
+        }
+        kids.rpcbind = Some(child);
         self.wait_until("rpcbind", &mut kids.rpcbind, move || {
             rpc::ping(addr, rpc::PORTMAP, PING_TIMEOUT)
         })
-            .await
+        .await
     }
 
     async fn ensure_bus(&self, kids: &mut Children) -> Result<(), ServerError> {
@@ -362,10 +388,6 @@ impl Server {
             let path = path.display().to_string();
             move |source| ServerError::Io { path, source }
         };
-        std::fs::create_dir_all(&self.cfg.run_dir).map_err(io(&self.cfg.run_dir))?;
-        // Only root may reach the bus socket (and so Ganesha's admin interface).
-        std::fs::set_permissions(&self.cfg.run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(io(&self.cfg.run_dir))?;
         let socket = self.cfg.run_dir.join("bus.sock");
         let _ = std::fs::remove_file(&socket);
         let conf = self.cfg.run_dir.join("bus.conf");
@@ -399,7 +421,12 @@ impl Server {
 
     /// Polls `check` until it succeeds, the child exits, or the start
     /// timeout passes.
-    async fn wait_until<F, Fut, E>(&self, what: &'static str, child: &mut Option<Child>, mut check: F) -> Result<(), ServerError>
+    async fn wait_until<F, Fut, E>(
+        &self,
+        what: &'static str,
+        child: &mut Option<Child>,
+        mut check: F,
+    ) -> Result<(), ServerError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), E>>,
@@ -428,8 +455,17 @@ impl Server {
     }
 
     /// Waits until NFS, MOUNT and D-Bus answer; `None` on shutdown.
-    async fn wait_answering(&self, kids: &mut Children, shutdown: &CancellationToken) -> Result<Option<ExportMgr>, ServerError> {
-        let mgr = self.mgr.read().expect("lock").clone().ok_or(ServerError::NotReady)?;
+    async fn wait_answering(
+        &self,
+        kids: &mut Children,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<ExportMgr>, ServerError> {
+        let mgr = self
+            .mgr
+            .read()
+            .expect("lock")
+            .clone()
+            .ok_or(ServerError::NotReady)?;
         let m = &mgr;
         let check = move || async move {
             if shutdown.is_cancelled() {
@@ -437,22 +473,38 @@ impl Server {
             }
             self.probe(m).await
         };
-        self.wait_until("ganesha.nfsd", &mut kids.ganesha, check).await?;
+        self.wait_until("ganesha.nfsd", &mut kids.ganesha, check)
+            .await?;
         Ok((!shutdown.is_cancelled()).then_some(mgr))
     }
 
     async fn probe(&self, mgr: &ExportMgr) -> Result<(), String> {
         let nfs = self.probe_addr(self.cfg.core.nfs_port);
         let mnt = self.probe_addr(self.cfg.core.mount_port);
-        rpc::ping(nfs, rpc::NFS_V3, PING_TIMEOUT).await.map_err(|e| format!("NFS: {e}"))?;
-        rpc::ping(nfs, rpc::NFS_V4, PING_TIMEOUT).await.map_err(|e| format!("NFSv4: {e}"))?;
-        rpc::ping(mnt, rpc::MOUNT_V3, PING_TIMEOUT).await.map_err(|e| format!("MOUNT: {e}"))?;
+        rpc::ping(nfs, rpc::NFS_V3, PING_TIMEOUT)
+            .await
+            .map_err(|e| format!("NFS: {e}"))?;
+        rpc::ping(nfs, rpc::NFS_V4, PING_TIMEOUT)
+            .await
+            .map_err(|e| format!("NFSv4: {e}"))?;
+        rpc::ping(mnt, rpc::MOUNT_V3, PING_TIMEOUT)
+            .await
+            .map_err(|e| format!("MOUNT: {e}"))?;
         mgr.export_ids().await.map_err(|e| e.to_string())?;
         Ok(())
     }
 
-    async fn monitor(&self, kids: &mut Children, shutdown: &CancellationToken) -> Result<(), ServerError> {
-        let mgr = self.mgr.read().expect("lock").clone().ok_or(ServerError::NotReady)?;
+    async fn monitor(
+        &self,
+        kids: &mut Children,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ServerError> {
+        let mgr = self
+            .mgr
+            .read()
+            .expect("lock")
+            .clone()
+            .ok_or(ServerError::NotReady)?;
         let mut failing_since: Option<Instant> = None;
         loop {
             let exited = |what: &'static str, s: std::io::Result<ExitStatus>| ServerError::Exited {
@@ -485,20 +537,24 @@ impl Server {
     }
 }
 
-/// Kills a Ganesha left behind by a previous instance (named in the pid file).
-async fn kill_stale(pidfile: &std::path::Path) {
+/// Kills a `comm` process left behind by a previous instance (named in the
+/// pid file).
+async fn kill_stale(pidfile: &std::path::Path, comm: &str) {
     let Some(pid) = std::fs::read_to_string(pidfile)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
     else {
         return;
     };
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "ganesha.nfsd" {
+    let found = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if found.trim() != comm {
         return;
     }
-    tracing::warn!(pid, "killing a ganesha.nfsd left behind by a previous run");
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    tracing::warn!(pid, comm, "killing a process left behind by a previous run");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     for _ in 0..100 {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // gone, or a zombie waiting for a parent that is not us
@@ -515,8 +571,17 @@ mod tests {
 
     #[test]
     fn probes_go_to_loopback_when_bound_to_any() {
-        assert_eq!(loopback_for("0.0.0.0".parse().unwrap()), IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(loopback_for("::".parse().unwrap()), IpAddr::V6(Ipv6Addr::LOCALHOST));
-        assert_eq!(loopback_for("10.0.0.5".parse().unwrap()), "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            loopback_for("0.0.0.0".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(
+            loopback_for("::".parse().unwrap()),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(
+            loopback_for("10.0.0.5".parse().unwrap()),
+            "10.0.0.5".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -86,7 +86,14 @@ impl Env {
     }
 
     async fn claim(&self, name: &str, class: &str) -> PersistentVolume {
-        create_claim(&self.client, name, class, "1Gi", json!({"accessModes": ["ReadWriteMany"]})).await;
+        create_claim(
+            &self.client,
+            name,
+            class,
+            "1Gi",
+            json!({"accessModes": ["ReadWriteMany"]}),
+        )
+        .await;
         wait_bound(&self.client, name).await
     }
 }
@@ -96,7 +103,9 @@ fn readyz(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -105,11 +114,19 @@ fn readyz(port: u16) -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn url(path: &str, file: &str, version: u8) -> String {
-    let file = if file.is_empty() { String::new() } else { format!("/{file}") };
+    let file = if file.is_empty() {
+        String::new()
+    } else {
+        format!("/{file}")
+    };
     let ports = if version == 3 {
         format!("nfsport={NFS_PORT}&mountport={MOUNT_PORT}")
     } else {
@@ -129,7 +146,11 @@ fn nfs_write(path: &str, file: &str, data: &[u8], tmp: &Path) {
     let local = tmp.join(format!("upload-{file}"));
     std::fs::write(&local, data).unwrap();
     let out = run("nfs-cp", &[local.to_str().unwrap(), &url(path, file, 3)]);
-    assert!(out.status.success(), "nfs-cp to {path}/{file}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nfs-cp to {path}/{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn nfs_read(path: &str, file: &str) -> Result<Vec<u8>, String> {
@@ -137,13 +158,21 @@ fn nfs_read(path: &str, file: &str) -> Result<Vec<u8>, String> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
 fn nfs_ls(path: &str, version: u8) -> Result<String, String> {
     let out = run("nfs-ls", &[&url(path, "", version)]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if out.status.success() {
         Ok(text)
     } else {
@@ -160,11 +189,17 @@ fn annotation(pv: &PersistentVolume, key: &str) -> Option<String> {
 }
 
 fn data(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
 }
 
 fn preflight() {
@@ -172,7 +207,14 @@ fn preflight() {
         nix_is_root(),
         "the NFS end-to-end test needs root (Ganesha, rpcbind on port 111): run it as root, e.g. through hack/test.sh"
     );
-    for tool in ["ganesha.nfsd", "dbus-daemon", "rpcbind", "nfs-cp", "nfs-cat", "nfs-ls"] {
+    for tool in [
+        "ganesha.nfsd",
+        "dbus-daemon",
+        "rpcbind",
+        "nfs-cp",
+        "nfs-cat",
+        "nfs-ls",
+    ] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false)
@@ -193,6 +235,31 @@ fn nix_is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+/// On drop (also when the test fails), kills what the provisioner started
+/// and could outlive it: rpcbind drops root, which clears the parent-death
+/// signal. The provisioner's pid files name them.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (file, comm) in [("ganesha.pid", "ganesha.nfsd"), ("rpcbind.pid", "rpcbind")] {
+            if let Some(pid) = alive_pid(&self.0.join(file), comm) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// The pid in `pidfile` if that process is alive and named `comm`.
+fn alive_pid(pidfile: &Path, comm: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let found = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (found.trim() == comm && stat.split(' ').nth(2) != Some("Z")).then_some(pid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +283,8 @@ async fn nfs_ganesha_end_to_end() {
     .await;
     create_class(c, "nfs", PROVISIONER, "Delete", false, json!({})).await;
 
+    let run_dir = env.tmp.path().join("run");
+    let _reaper = Reaper(run_dir.clone());
     let mut provisioner = env.spawn("run1");
     let took = env.wait_ready().await;
     println!("first start: ready after {took:?}");
@@ -223,18 +292,43 @@ async fn nfs_ganesha_end_to_end() {
     // --- a claim becomes a reachable export; data lands in its directory
     let one = env.claim("one", "nfs").await;
     let one_path = nfs_path(&one);
-    let one_dir = env.export_root().canonicalize().unwrap().join(one.metadata.name.as_deref().unwrap());
+    let one_dir = env
+        .export_root()
+        .canonicalize()
+        .unwrap()
+        .join(one.metadata.name.as_deref().unwrap());
     assert_eq!(one_path, one_dir.display().to_string());
-    assert_eq!(one.spec.as_ref().unwrap().nfs.as_ref().unwrap().server, "127.0.0.1");
-    let identity = std::fs::read_to_string(env.export_root().join(".nfs-provisioner/identity")).unwrap();
-    assert_eq!(annotation(&one, "nfs.external-storage.io/identity").as_deref(), Some(identity.trim()));
-    assert_eq!(annotation(&one, "nfs.external-storage.io/export-id").as_deref(), Some("1"));
+    assert_eq!(
+        one.spec.as_ref().unwrap().nfs.as_ref().unwrap().server,
+        "127.0.0.1"
+    );
+    let identity =
+        std::fs::read_to_string(env.export_root().join(".nfs-provisioner/identity")).unwrap();
+    assert_eq!(
+        annotation(&one, "nfs.external-storage.io/identity").as_deref(),
+        Some(identity.trim())
+    );
+    assert_eq!(
+        annotation(&one, "nfs.external-storage.io/export-id").as_deref(),
+        Some("1")
+    );
     assert_eq!(annotation(&one, "pv.beta.kubernetes.io/gid"), None);
-    assert_eq!(std::fs::metadata(&one_dir).unwrap().permissions().mode() & 0o7777, 0o777);
+    assert_eq!(
+        std::fs::metadata(&one_dir).unwrap().permissions().mode() & 0o7777,
+        0o777
+    );
     let payload = data(1, 3 << 20);
     nfs_write(&one_path, "hello.bin", &payload, env.tmp.path());
-    assert_eq!(std::fs::read(one_dir.join("hello.bin")).unwrap(), payload, "written through NFSv3, on disk");
-    assert_eq!(nfs_read(&one_path, "hello.bin").unwrap(), payload, "read back through NFSv3");
+    assert_eq!(
+        std::fs::read(one_dir.join("hello.bin")).unwrap(),
+        payload,
+        "written through NFSv3, on disk"
+    );
+    assert_eq!(
+        nfs_read(&one_path, "hello.bin").unwrap(),
+        payload,
+        "read back through NFSv3"
+    );
     let v4 = nfs_ls(&one_path, 4).expect("NFSv4 listing of the export");
     assert!(v4.contains("hello.bin"), "{v4}");
 
@@ -242,39 +336,102 @@ async fn nfs_ganesha_end_to_end() {
     let two = env.claim("two", "nfs").await;
     let two_path = nfs_path(&two);
     assert_ne!(two_path, one_path);
-    assert_eq!(annotation(&two, "nfs.external-storage.io/export-id").as_deref(), Some("2"));
+    assert_eq!(
+        annotation(&two, "nfs.external-storage.io/export-id").as_deref(),
+        Some("2")
+    );
     nfs_write(&two_path, "other.bin", &data(2, 4096), env.tmp.path());
     let listing = nfs_ls(&two_path, 3).unwrap();
-    assert!(listing.contains("other.bin") && !listing.contains("hello.bin"), "{listing}");
+    assert!(
+        listing.contains("other.bin") && !listing.contains("hello.bin"),
+        "{listing}"
+    );
     assert!(!one_dir.join("other.bin").exists());
-    let root = env.export_root().canonicalize().unwrap().display().to_string();
-    assert!(nfs_ls(&root, 3).is_err(), "the export root itself must not be exported");
-    assert!(nfs_ls(&format!("{root}/.nfs-provisioner"), 3).is_err(), "the state dir must not be exported");
+    let root = env
+        .export_root()
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
+    assert!(
+        nfs_ls(&root, 3).is_err(),
+        "the export root itself must not be exported"
+    );
+    assert!(
+        nfs_ls(&format!("{root}/.nfs-provisioner"), 3).is_err(),
+        "the state dir must not be exported"
+    );
 
     // --- GID allocation: group, setgid mode, annotation
-    create_class(c, "nfs-gid", PROVISIONER, "Delete", false, json!({"gid": "allocate", "gidMin": "5000", "gidMax": "5010"})).await;
+    create_class(
+        c,
+        "nfs-gid",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"gid": "allocate", "gidMin": "5000", "gidMax": "5010"}),
+    )
+    .await;
     let grp = env.claim("grp", "nfs-gid").await;
-    assert_eq!(annotation(&grp, "pv.beta.kubernetes.io/gid").as_deref(), Some("5000"));
+    assert_eq!(
+        annotation(&grp, "pv.beta.kubernetes.io/gid").as_deref(),
+        Some("5000")
+    );
     let meta = std::fs::metadata(nfs_path(&grp)).unwrap();
     assert_eq!(meta.gid(), 5000);
     assert_eq!(meta.permissions().mode() & 0o7777, 0o2771);
     let grp2 = env.claim("grp2", "nfs-gid").await;
-    assert_eq!(annotation(&grp2, "pv.beta.kubernetes.io/gid").as_deref(), Some("5001"));
+    assert_eq!(
+        annotation(&grp2, "pv.beta.kubernetes.io/gid").as_deref(),
+        Some("5001")
+    );
 
     // --- rootSquash: root's files become the anonymous user's
-    create_class(c, "nfs-squash", PROVISIONER, "Delete", false, json!({"rootSquash": "true"})).await;
+    create_class(
+        c,
+        "nfs-squash",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"rootSquash": "true"}),
+    )
+    .await;
     let sq = env.claim("sq", "nfs-squash").await;
     nfs_write(&nfs_path(&sq), "f", b"x", env.tmp.path());
-    assert_eq!(std::fs::metadata(Path::new(&nfs_path(&sq)).join("f")).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::metadata(Path::new(&nfs_path(&sq)).join("f"))
+            .unwrap()
+            .uid(),
+        65534
+    );
 
     // --- bad parameters: a Warning naming the parameter, no volume
-    create_class(c, "nfs-bad", PROVISIONER, "Delete", false, json!({"gid": "lots"})).await;
+    create_class(
+        c,
+        "nfs-bad",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"gid": "lots"}),
+    )
+    .await;
     create_claim(c, "bad", "nfs-bad", "1Gi", json!({})).await;
     let note = wait_warning(c, "bad", "gid").await;
-    assert!(note.contains("allowed: none, allocate, or a GID number"), "{note}");
+    assert!(
+        note.contains("allowed: none, allocate, or a GID number"),
+        "{note}"
+    );
 
     // --- enforceCapacity: enforced where the filesystem allows, else a clear error
-    create_class(c, "nfs-quota", PROVISIONER, "Delete", false, json!({"enforceCapacity": "true"})).await;
+    create_class(
+        c,
+        "nfs-quota",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"enforceCapacity": "true"}),
+    )
+    .await;
     create_claim(c, "quota", "nfs-quota", "1Mi", json!({})).await;
     match hostpath_provisioner::quota::ProjectQuotas::detect(&env.export_root()) {
         Err(reason) => {
@@ -287,8 +444,14 @@ async fn nfs_ganesha_end_to_end() {
             let big = data(3, 2 << 20);
             let local = env.tmp.path().join("big");
             std::fs::write(&local, &big).unwrap();
-            let out = run("nfs-cp", &[local.to_str().unwrap(), &url(&nfs_path(&pv), "big", 3)]);
-            assert!(!out.status.success(), "a 2 MiB write into a 1 MiB quota must fail");
+            let out = run(
+                "nfs-cp",
+                &[local.to_str().unwrap(), &url(&nfs_path(&pv), "big", 3)],
+            );
+            assert!(
+                !out.status.success(),
+                "a 2 MiB write into a 1 MiB quota must fail"
+            );
         }
     }
 
@@ -296,15 +459,41 @@ async fn nfs_ganesha_end_to_end() {
     provisioner.kill();
     let deadline = Instant::now() + Duration::from_secs(10);
     while port_open(NFS_PORT) {
-        assert!(Instant::now() < deadline, "Ganesha must die with the provisioner");
+        assert!(
+            Instant::now() < deadline,
+            "Ganesha must die with the provisioner"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!readyz(env.metrics_port));
     provisioner = env.spawn("run2");
     let took = env.wait_ready().await;
     println!("restart with 6 exports: ready after {took:?}");
-    assert_eq!(nfs_read(&one_path, "hello.bin").expect("re-exported before ready"), payload);
+    assert_eq!(
+        nfs_read(&one_path, "hello.bin").expect("re-exported before ready"),
+        payload
+    );
     assert!(nfs_ls(&two_path, 3).unwrap().contains("other.bin"));
+
+    // --- Ganesha crashes: restarted (with backoff), exports back, data readable
+    let old = alive_pid(&run_dir.join("ganesha.pid"), "ganesha.nfsd").expect("ganesha runs");
+    let _ = Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status();
+    let pidfile = run_dir.join("ganesha.pid");
+    let port = env.metrics_port;
+    wait_for("a new ganesha.nfsd, ready", || {
+        let pidfile = pidfile.clone();
+        async move {
+            let new = alive_pid(&pidfile, "ganesha.nfsd")?;
+            (new != old && readyz(port)).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        nfs_read(&one_path, "hello.bin").expect("exported after the crash"),
+        payload
+    );
 
     // --- Retain keeps the export and the data
     create_class(c, "nfs-keep", PROVISIONER, "Retain", false, json!({})).await;
@@ -339,18 +528,35 @@ async fn nfs_ganesha_end_to_end() {
     let err = nfs_ls(&one_path, 3).expect_err("a deleted volume must not be reachable");
     println!("access to the deleted export: {}", err.trim());
     assert!(!one_dir.exists(), "the data must be removed");
-    assert!(!env.export_root().join(format!(".nfs-provisioner/exports/{one_pv}.conf")).exists());
+    assert!(!env
+        .export_root()
+        .join(format!(".nfs-provisioner/exports/{one_pv}.conf"))
+        .exists());
 
     // The provisioner acted on everything above; the Retained and the
     // foreign volume are intact.
     let after = env.claim("after", "nfs").await;
-    assert_eq!(annotation(&after, "nfs.external-storage.io/export-id").as_deref(), Some("1"), "id 1 was freed");
+    assert_eq!(
+        annotation(&after, "nfs.external-storage.io/export-id").as_deref(),
+        Some("1"),
+        "id 1 was freed"
+    );
     assert_eq!(nfs_read(&nfs_path(&kept), "k").unwrap(), b"kept");
     assert!(pvs(c).get_opt("foreign").await.unwrap().is_some());
     assert!(nfs_ls(&two_path, 3).unwrap().contains("other.bin"));
 
     // --- graceful shutdown stops Ganesha too
-    let status = provisioner.terminate(Duration::from_secs(30)).expect("exits on SIGTERM");
+    let status = provisioner
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
     assert!(status.success(), "{status}");
-    assert!(!port_open(NFS_PORT), "Ganesha must be stopped with the provisioner");
+    assert!(
+        !port_open(NFS_PORT),
+        "Ganesha must be stopped with the provisioner"
+    );
+    assert_eq!(
+        alive_pid(&run_dir.join("rpcbind.pid"), "rpcbind"),
+        None,
+        "our rpcbind is stopped too"
+    );
 }
