@@ -58,3 +58,73 @@ pub fn on_namespace_deleted(store: &Store, ns: &str) {
         }
     }
 }
+
+fn default_str(obj: &mut Value, path: &[&str], val: &str) {
+    let mut cur = obj;
+    for (i, seg) in path.iter().enumerate() {
+        if !cur.is_object() {
+            return;
+        }
+        if i + 1 == path.len() {
+            if cur.get(*seg).is_none_or(Value::is_null) {
+                cur[*seg] = json!(val);
+            }
+            return;
+        }
+        if cur.get(*seg).is_none_or(Value::is_null) {
+            cur[*seg] = json!({});
+        }
+        cur = &mut cur[*seg];
+    }
+}
+
+/// Applies the API defaults that code commonly reads back (a small subset of
+/// kube-apiserver's defaulting functions) on every write.
+pub fn apply_defaults(res: ResId, obj: &mut Value) {
+    match (RESOURCES[res].group, RESOURCES[res].kind) {
+        ("storage.k8s.io", "StorageClass") => {
+            default_str(obj, &["reclaimPolicy"], "Delete");
+            default_str(obj, &["volumeBindingMode"], "Immediate");
+        }
+        ("", "PersistentVolume") => {
+            default_str(obj, &["spec", "persistentVolumeReclaimPolicy"], "Retain");
+            default_str(obj, &["spec", "volumeMode"], "Filesystem");
+        }
+        ("", "PersistentVolumeClaim") => default_str(obj, &["spec", "volumeMode"], "Filesystem"),
+        ("", "Pod") => {
+            default_str(obj, &["spec", "restartPolicy"], "Always");
+            default_str(obj, &["spec", "dnsPolicy"], "ClusterFirst");
+            default_str(obj, &["spec", "schedulerName"], "default-scheduler");
+            if obj.pointer("/spec/terminationGracePeriodSeconds").is_none() {
+                if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("terminationGracePeriodSeconds".into(), json!(30));
+                }
+            }
+            for list in ["containers", "initContainers"] {
+                if let Some(cs) = obj
+                    .pointer_mut(&format!("/spec/{list}"))
+                    .and_then(Value::as_array_mut)
+                {
+                    for c in cs {
+                        default_str(c, &["terminationMessagePath"], "/dev/termination-log");
+                        default_str(c, &["terminationMessagePolicy"], "File");
+                        let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                        let last = image.rsplit('/').next().unwrap_or("");
+                        let policy = if !last.contains(':') || last.ends_with(":latest") {
+                            "Always"
+                        } else {
+                            "IfNotPresent"
+                        };
+                        let policy = if image.contains('@') {
+                            "IfNotPresent"
+                        } else {
+                            policy
+                        };
+                        default_str(c, &["imagePullPolicy"], policy);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -345,6 +345,7 @@ fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
 /// ordinary (non-apply) write by `manager`.
 fn finish_write(rp: &ResPath, cur: &Value, new: Value, manager: &str) -> Value {
     let mut out = split_status(rp, cur, new);
+    admission::apply_defaults(storage_res(rp.res), &mut out);
     match cur.pointer("/metadata/managedFields") {
         Some(mf) => out["metadata"]["managedFields"] = mf.clone(),
         None => {
@@ -378,6 +379,7 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
     }
     let mut obj = from_view(rp.res, obj);
     admission::on_create(&st.store, rp.res, &mut obj);
+    admission::apply_defaults(storage_res(rp.res), &mut obj);
     crate::fields::track_update(
         None,
         &mut obj,
@@ -523,7 +525,9 @@ fn patch(
             return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
         }
                 if pt == PatchType::Apply {
-            Ok(split_status(rp, cur, from_view(view, doc)))
+            let mut out = split_status(rp, cur, from_view(view, doc));
+            admission::apply_defaults(storage_res(rp.res), &mut out);
+            Ok(out)
         } else {
             Ok(finish_write(rp, cur, from_view(view, doc), &manager))
         }
@@ -549,6 +553,7 @@ fn patch(
             )?;
             let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
+            admission::apply_defaults(storage_res(rp.res), &mut obj);
             let created = st.store.create_opts(storage_res(rp.res), obj, rp.dry_run)?;
             Ok(obj_response(
                 StatusCode::CREATED,

@@ -606,3 +606,34 @@ async fn dry_run_does_not_persist() {
     assert_eq!(p.data.unwrap()["k"], "changed");
     assert_eq!(api.get("wet").await.unwrap().data.unwrap()["k"], "v");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_defaults_are_applied() {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client().await;
+    let sc: StorageClass =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "provisioner": "p"})).unwrap();
+    let sc = Api::<StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &sc)
+        .await
+        .unwrap();
+    assert_eq!(sc.reclaim_policy.as_deref(), Some("Delete"));
+    assert_eq!(sc.volume_binding_mode.as_deref(), Some("Immediate"));
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv("d", "s", "1Gi"))
+        .await
+        .unwrap();
+    let spec = pv.spec.unwrap();
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Retain")
+    );
+    assert_eq!(spec.volume_mode.as_deref(), Some("Filesystem"));
+    let c = Api::<PersistentVolumeClaim>::namespaced(client, "default")
+        .create(&PostParams::default(), &pvc("d", Some("s"), "1Gi"))
+        .await
+        .unwrap();
+    assert_eq!(c.spec.unwrap().volume_mode.as_deref(), Some("Filesystem"));
+}
