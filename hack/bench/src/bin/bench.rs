@@ -1,0 +1,324 @@
+//! `bench`: provisioning throughput, claim → Bound latency, API requests per
+//! volume, peak RSS and start-up time, against kube-testserver, printed as
+//! one Markdown table per run. See hack/README.md.
+//!
+//! ```text
+//! cargo run -p external-storage-bench --release --bin bench -- --quick
+//! cargo run -p external-storage-bench --release --bin bench            # full: up to 10,000 claims
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use external_storage::{ControllerOptions, ProvisionController};
+use external_storage_bench::backend::MemBackend;
+use external_storage_bench::hostpath::{self, Process};
+use external_storage_bench::machine::Machine;
+use external_storage_bench::objects;
+use external_storage_bench::table::Table;
+use external_storage_bench::throughput::{self, Measured, Workload};
+use kube_testserver::{Config, TestServer};
+use tokio_util::sync::CancellationToken;
+
+/// Provisioner name of the in-memory backend.
+const MEM: &str = "bench.external-storage.io/mem";
+/// Provisioner name of the hostpath binary.
+const HOSTPATH: &str = "external-storage.io/hostpath";
+/// The one node of the hostpath runs.
+const NODE: &str = "bench-node";
+
+#[derive(Parser, Debug)]
+#[command(about = "Provisioning benchmarks against kube-testserver")]
+struct Cli {
+    /// CI mode: 100 and 1,000 claims (finishes well under 2 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Claim counts to run (default: 100,1000 with --quick, else 100,1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Skip the hostpath binary (in-memory provisioner only).
+    #[arg(long)]
+    no_hostpath: bool,
+    /// Client QPS of the provisioner under test (0 = unlimited); the
+    /// binary's default (20/50) is measured in an extra 100-claim row.
+    #[arg(long, default_value_t = 0.0)]
+    qps: f64,
+    /// Client burst of the provisioner under test.
+    #[arg(long, default_value_t = 50)]
+    burst: u32,
+    /// Worker threads of the provisioner under test (the Go default is 4).
+    #[arg(long, default_value_t = 4)]
+    workers: u16,
+    /// Claim creates in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Per-row timeout for all claims to be Bound, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+/// One row's provisioner setup.
+#[derive(Debug, Clone)]
+struct Setup {
+    hostpath: bool,
+    claims: usize,
+    qps: f64,
+    burst: u32,
+    workers: u16,
+}
+
+/// One row's results besides the throughput measurement.
+struct Row {
+    setup: Setup,
+    measured: Measured,
+    peak_rss_kib: Option<u64>,
+    ready: Option<Duration>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let begun = Instant::now();
+    let machine = Machine::detect();
+    let sizes = if !cli.sizes.is_empty() {
+        cli.sizes.clone()
+    } else if cli.quick {
+        vec![100, 1000]
+    } else {
+        vec![100, 1000, 10_000]
+    };
+    let mut setups = Vec::new();
+    for hostpath in [false, true] {
+        if hostpath && cli.no_hostpath {
+            continue;
+        }
+        for &claims in &sizes {
+            setups.push(Setup {
+                hostpath,
+                claims,
+                qps: cli.qps,
+                burst: cli.burst,
+                workers: cli.workers,
+            });
+        }
+        if hostpath {
+            // The shipped defaults: --kube-api-qps 20 --kube-api-burst 50.
+            setups.push(Setup {
+                hostpath,
+                claims: 100,
+                qps: 20.0,
+                burst: 50,
+                workers: cli.workers,
+            });
+        }
+    }
+    let exe = if cli.no_hostpath {
+        None
+    } else {
+        Some(hostpath::locate_or_build()?)
+    };
+    let tmp = tempfile::tempdir()?;
+
+    println!("{}", machine.line());
+    let mut rows = Vec::new();
+    for setup in setups {
+        eprintln!("running {setup:?} ...");
+        let row = match &exe {
+            Some(exe) if setup.hostpath => run_hostpath(exe, tmp.path(), &setup, &cli).await,
+            _ => run_mem(&setup, &cli).await,
+        }
+        .with_context(|| format!("row {setup:?}"))?;
+        eprintln!(
+            "  {} of {} Bound in {:.2?} ({:.1}/s)",
+            row.measured.bound,
+            setup.claims,
+            row.measured.elapsed,
+            row.measured.per_second()
+        );
+        rows.push(row);
+    }
+    println!("{}", render(&rows));
+    println!("total bench time: {:.1?}", begun.elapsed());
+    if rows.iter().any(|r| !r.measured.complete) {
+        anyhow::bail!("some rows did not finish (see `bound`)");
+    }
+    Ok(())
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut t = Table::new(&[
+        "provisioner",
+        "claims",
+        "client QPS/burst",
+        "workers",
+        "bound",
+        "claims/s",
+        "p50 → Bound",
+        "p99 → Bound",
+        "API req/volume",
+        "by verb (per volume)",
+        "peak RSS",
+        "start → ready",
+    ]);
+    for r in rows {
+        let s = &r.setup;
+        let m = &r.measured;
+        t.row(vec![
+            if s.hostpath {
+                "hostpath (binary)".into()
+            } else {
+                "in-memory (in-process)".into()
+            },
+            s.claims.to_string(),
+            if s.qps <= 0.0 {
+                "unlimited".into()
+            } else {
+                format!("{}/{}", s.qps, s.burst)
+            },
+            s.workers.to_string(),
+            if m.complete {
+                m.bound.to_string()
+            } else {
+                format!("{} (timeout)", m.bound)
+            },
+            format!("{:.1}", m.per_second()),
+            format!("{:.0} ms", m.latencies.percentile(50.0).as_secs_f64() * 1e3),
+            format!("{:.0} ms", m.latencies.percentile(99.0).as_secs_f64() * 1e3),
+            format!("{:.2}", m.requests.total),
+            m.requests.verbs_cell(),
+            r.peak_rss_kib.map_or("n/a (in-process)".into(), |k| {
+                format!("{:.1} MiB", k as f64 / 1024.0)
+            }),
+            r.ready
+                .map_or("n/a".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
+        ]);
+    }
+    t.render()
+}
+
+fn workload(
+    setup: &Setup,
+    cli: &Cli,
+    class: &str,
+    provisioner: &str,
+    node: Option<&str>,
+) -> Workload {
+    Workload {
+        claims: setup.claims,
+        class: class.into(),
+        provisioner: provisioner.into(),
+        node: node.map(String::from),
+        concurrency: cli.concurrency,
+        timeout: Duration::from_secs(cli.timeout),
+    }
+}
+
+/// A test server with only the binder (claims arrive with their node selected).
+async fn server() -> anyhow::Result<TestServer> {
+    TestServer::start_with(Config {
+        scheduler: false,
+        ..Config::default()
+    })
+    .await
+}
+
+async fn run_mem(setup: &Setup, cli: &Cli) -> anyhow::Result<Row> {
+    let ts = server().await?;
+    let admin = ts.client().await;
+    objects::ensure_class(&admin, &objects::class("mem", MEM, "Delete", false)).await?;
+    let client =
+        external_storage::args::client(Some(ts.kubeconfig_path()), setup.qps, setup.burst).await?;
+    let mut opts = ControllerOptions::new(MEM);
+    opts.workers = setup.workers;
+    let backend = MemBackend::new();
+    let ctrl = ProvisionController::with_shared(client, backend.clone(), opts);
+    let token = CancellationToken::new();
+    let handle = tokio::spawn({
+        let t = token.clone();
+        async move { ctrl.run(t).await }
+    });
+    // Let it list and start watching before the clock starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let measured = throughput::run(&ts, &admin, &workload(setup, cli, "mem", MEM, None)).await?;
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    anyhow::ensure!(
+        !measured.complete || backend.len() == setup.claims,
+        "backend holds {} volumes for {} claims",
+        backend.len(),
+        setup.claims
+    );
+    Ok(Row {
+        setup: setup.clone(),
+        measured,
+        peak_rss_kib: None,
+        ready: None,
+    })
+}
+
+async fn run_hostpath(
+    exe: &std::path::Path,
+    tmp: &std::path::Path,
+    setup: &Setup,
+    cli: &Cli,
+) -> anyhow::Result<Row> {
+    let ts = server().await?;
+    let admin = ts.client().await;
+    objects::ensure_class(
+        &admin,
+        &objects::class("hostpath", HOSTPATH, "Delete", true),
+    )
+    .await?;
+    let root = tempfile::tempdir_in(tmp)?;
+    let qps = setup.qps.to_string();
+    let burst = setup.burst.to_string();
+    let workers = setup.workers.to_string();
+    let mut proc = Process::start(
+        exe,
+        ts.kubeconfig_path(),
+        &[
+            "--node-name",
+            NODE,
+            "--root",
+            root.path().to_str().context("temp path is not UTF-8")?,
+            "--kube-api-qps",
+            &qps,
+            "--kube-api-burst",
+            &burst,
+            "--worker-threads",
+            &workers,
+        ],
+        tmp,
+    )?;
+    let ready = proc.wait_ready(Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let measured = throughput::run(
+        &ts,
+        &admin,
+        &workload(setup, cli, "hostpath", HOSTPATH, Some(NODE)),
+    )
+    .await?;
+    let peak = proc.peak_rss_kib();
+    let made = std::fs::read_dir(root.path())?.count();
+    proc.kill();
+    if !measured.complete {
+        eprintln!("hostpath log tail:\n{}", tail(&proc.log(), 20));
+    }
+    anyhow::ensure!(
+        !measured.complete || made >= setup.claims,
+        "{made} directories under the root for {} claims",
+        setup.claims
+    );
+    Ok(Row {
+        setup: setup.clone(),
+        measured,
+        peak_rss_kib: peak,
+        ready: Some(ready),
+    })
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,106 @@
+//! What a run was measured on: cores, memory, kernel, commit; and the
+//! memory of a process, from `/proc`.
+
+use std::process::Command;
+
+/// The machine and source a run describes.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Online CPUs.
+    pub cores: usize,
+    /// `MemTotal` in MiB.
+    pub memory_mib: u64,
+    /// CPU model name.
+    pub cpu: String,
+    /// `git rev-parse HEAD`, with `-dirty` if the tree has changes.
+    pub commit: String,
+    /// Cargo profile this binary was built with.
+    pub profile: &'static str,
+}
+
+impl Machine {
+    /// Reads `/proc` and git.
+    pub fn detect() -> Self {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| "unknown".into(), |s| s.trim().to_string());
+        Self {
+            cores,
+            memory_mib: kib_field(&meminfo, "MemTotal:").unwrap_or(0) / 1024,
+            cpu,
+            commit: commit(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        }
+    }
+
+    /// One line for the top of a report.
+    pub fn line(&self) -> String {
+        format!(
+            "machine: {} cores ({}), {} MiB RAM; commit {}; profile {}",
+            self.cores, self.cpu, self.memory_mib, self.commit, self.profile
+        )
+    }
+}
+
+fn commit() -> String {
+    let out = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = out(&["rev-parse", "HEAD"]) else {
+        return "unknown (not a git checkout)".into();
+    };
+    let dirty =
+        out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head}-dirty")
+    } else {
+        head
+    }
+}
+
+/// A `Key:   123 kB` field of a `/proc` file, in KiB.
+pub fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kib_field(&status, "VmHWM:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kib_fields() {
+        let t = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
+        assert_eq!(kib_field(t, "VmHWM:"), Some(12345));
+        assert_eq!(kib_field(t, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn own_peak_rss_is_readable() {
+        assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
+    }
+}

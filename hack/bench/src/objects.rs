@@ -1,0 +1,130 @@
+//! The Kubernetes objects benches and chaos runs create, and API calls that
+//! ride out injected faults.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+/// Annotation naming the provisioner a claim waits for.
+const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// Annotation naming the node a WaitForFirstConsumer claim was scheduled to.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+/// A StorageClass for `provisioner` with reclaim `policy`.
+pub fn class(name: &str, provisioner: &str, policy: &str, wffc: bool) -> StorageClass {
+    serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": provisioner,
+        "reclaimPolicy": policy,
+        "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
+    }))
+    .expect("StorageClass JSON")
+}
+
+/// A 1Gi RWO claim in `default` for `provisioner` through `class`; with
+/// `node`, already annotated as scheduled there (what the scheduler does for
+/// a WaitForFirstConsumer claim once a pod using it is placed).
+pub fn claim(
+    name: &str,
+    class: &str,
+    provisioner: &str,
+    node: Option<&str>,
+) -> PersistentVolumeClaim {
+    let mut ann = serde_json::Map::new();
+    ann.insert(STORAGE_PROVISIONER.into(), json!(provisioner));
+    if let Some(n) = node {
+        ann.insert(SELECTED_NODE.into(), json!(n));
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "default", "annotations": ann},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .expect("claim JSON")
+}
+
+/// Runs `op` until it succeeds, treating `done` errors as success (e.g. 409
+/// on create, 404 on delete), for up to `deadline`; under injected faults the
+/// driver's own requests fail too.
+pub async fn retry<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    done: impl Fn(&kube::Error) -> bool,
+    mut op: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if done(&e) => return Ok(None),
+            Err(e) if tokio::time::Instant::now() >= end => {
+                anyhow::bail!("{what}: still failing after {deadline:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Whether `e` is an API error with HTTP status `code`.
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Creates `class` (an existing one is fine).
+pub async fn ensure_class(client: &Client, sc: &StorageClass) -> anyhow::Result<()> {
+    let api: Api<StorageClass> = Api::all(client.clone());
+    let pp = PostParams::default();
+    retry(
+        "create StorageClass",
+        Duration::from_secs(30),
+        |e| is_status(e, 409),
+        || api.create(&pp, sc),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates a claim, retrying through faults (409 = an earlier attempt landed).
+pub async fn create_claim(
+    api: &Api<PersistentVolumeClaim>,
+    c: &PersistentVolumeClaim,
+) -> anyhow::Result<()> {
+    let pp = PostParams::default();
+    retry(
+        "create claim",
+        Duration::from_secs(60),
+        |e| is_status(e, 409),
+        || api.create(&pp, c),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes a claim, retrying through faults (404 = already gone).
+pub async fn delete_claim(api: &Api<PersistentVolumeClaim>, name: &str) -> anyhow::Result<()> {
+    let dp = DeleteParams::default();
+    retry(
+        "delete claim",
+        Duration::from_secs(60),
+        |e| is_status(e, 404),
+        || api.delete(name, &dp),
+    )
+    .await?;
+    Ok(())
+}
