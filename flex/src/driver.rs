@@ -703,6 +703,36 @@ mod tests {
         assert!(dies(pid), "the grandchild {pid} must be killed");
     }
 
+    #[tokio::test]
+    async fn a_dropped_call_kills_the_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pidfile = tmp.path().join("pid");
+        let d = script(
+            tmp.path(),
+            "d",
+            &format!("sleep 60 & echo $! > {}; wait", pidfile.display()),
+        );
+        let drv = Driver::new(d, Duration::from_secs(60), Limits::default());
+        let req = BTreeMap::new();
+        // Boxed so that `drop` really drops the future.
+        let mut call = Box::pin(drv.call("provision", "pv", &req));
+        let started = async {
+            loop {
+                let s = std::fs::read_to_string(&pidfile).unwrap_or_default();
+                if s.ends_with('\n') {
+                    return s.trim().parse::<i32>().unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let pid = tokio::select! {
+            r = &mut call => panic!("the call ended on its own: {r:?}"),
+            pid = started => pid,
+        };
+        drop(call);
+        assert!(dies(pid), "the grandchild {pid} must be killed");
+    }
+
     /// SIGKILL is asynchronous: give the process a moment to go.
     fn dies(pid: i32) -> bool {
         (0..100).any(|_| {
