@@ -36,6 +36,8 @@ pub struct ResPath {
     pub sub: Option<String>,
     /// `?dryRun=All`: validate and compute, but do not persist.
     pub dry_run: bool,
+    /// `?fieldValidation=Strict`: reject unknown fields.
+    pub strict: bool,
 }
 
 /// Parses `/api/v1/...` and `/apis/g/v/...` resource paths. `None` means
@@ -63,6 +65,7 @@ pub fn parse_path(path: &str) -> Option<Result<ResPath, ApiError>> {
             name: rest.get(3).map(|s| s.to_string()),
             sub: rest.get(4).map(|s| s.to_string()),
             dry_run: false,
+            strict: false,
         }));
     }
     let Some(res) = lookup(group, version, rest[0]) else {
@@ -77,6 +80,7 @@ pub fn parse_path(path: &str) -> Option<Result<ResPath, ApiError>> {
         name: rest.get(1).map(|s| s.to_string()),
         sub: rest.get(2).map(|s| s.to_string()),
         dry_run: false,
+        strict: false,
     }))
 }
 
@@ -162,6 +166,7 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
     let q = query_map(&parts.uri);
     let mut rp = rp;
     rp.dry_run = q.get("dryRun").is_some_and(|d| d == "All");
+    rp.strict = q.get("fieldValidation").is_some_and(|v| v == "Strict");
     if parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -373,6 +378,9 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
         ));
     }
     set_namespace(rp, &mut obj)?;
+    if rp.strict {
+        crate::validation::strict(rp.res, &obj)?;
+    }
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("managedFields");
@@ -445,6 +453,9 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
     }
     check_name(rp, &body)?;
     set_namespace(rp, &mut body)?;
+    if rp.strict {
+        crate::validation::strict(rp.res, &body)?;
+    }
     let body = from_view(rp.res, body);
     let updated =
         st.store
@@ -503,6 +514,9 @@ fn patch(
                 ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
             })?,
             PatchType::Apply => {
+                if rp.strict {
+                    crate::validation::strict(view, &body)?;
+                }
                 if let Some(m) = body.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) {
                     if m != name {
                         return Err(ApiError::bad_request(format!(
@@ -514,6 +528,9 @@ fn patch(
                 let cur_view = to_view(view, cur);
                 crate::fields::track_apply(info, &name, Some(&cur_view), &mut doc, &body, &manager, force, sub.as_deref())?;
             }
+        }
+        if rp.strict && pt != PatchType::Apply {
+            crate::validation::strict(view, &doc)?;
         }
         if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion")
             && pt != PatchType::Apply
@@ -544,6 +561,9 @@ fn patch(
             }
             obj["metadata"]["name"] = json!(name);
             set_namespace(rp, &mut obj)?;
+            if rp.strict {
+                crate::validation::strict(rp.res, &obj)?;
+            }
             if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("managedFields");
             }

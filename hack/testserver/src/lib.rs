@@ -21,6 +21,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 pub mod store;
+pub mod validation;
 pub mod watch;
 
 pub use faults::{FaultKind, Faults};

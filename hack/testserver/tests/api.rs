@@ -637,3 +637,30 @@ async fn api_defaults_are_applied() {
         .unwrap();
     assert_eq!(c.spec.unwrap().volume_mode.as_deref(), Some("Filesystem"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_field_validation() {
+    use kube::api::ValidationDirective;
+    let srv = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
+    api.create(&PostParams::default(), &cm("v")).await.unwrap();
+    let pp = PatchParams {
+        field_validation: Some(ValidationDirective::Strict),
+        ..Default::default()
+    };
+    let s = status(
+        api.patch("v", &pp, &Patch::Merge(json!({"dataa": {"x": "y"}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(s.message, "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dataa\"");
+    // without Strict the unknown field is accepted (and kept, a known simplification)
+    api.patch(
+        "v",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "y"}})),
+    )
+    .await
+    .unwrap();
+}

@@ -361,3 +361,23 @@ spec:
         .await;
     assert!(out.contains("condition met"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_validation_rejects_unknown_fields() {
+    let c = Cluster::start().await;
+    let f = c.write("typo.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  lables:\n    a: b\ndata:\n  k: v\n");
+    let out = c
+        .cmd(&["apply", "-f", f.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("strict decoding error: unknown field \"metadata.lables\""),
+        "{err}"
+    );
+    // the same file is accepted when validation is turned off, like on a real cluster
+    c.ok(&["apply", "--validate=false", "-f", f.to_str().unwrap()])
+        .await;
+}
