@@ -407,3 +407,103 @@ fn a_missing_or_unusable_driver_fails_start_up() {
         assert!(stderr.contains(&driver.display().to_string()), "{stderr}");
     }
 }
+
+/// `kubectl` against the test server, or `None` when kubectl is missing.
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+    {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("kubectl: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_manifests_work_as_an_operator_applies_them() {
+    let ts = TestServer::start().await.expect("start kube-testserver");
+    let client = ts.client().await;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let deploy = repo.join("deploy/flex");
+    let Some(out) = kubectl(
+        ts.kubeconfig_path(),
+        &["apply", "-f", deploy.to_str().unwrap()],
+    ) else {
+        eprintln!("skipping: kubectl is not installed (hack/test.sh installs it)");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What the Deployment's pod would run: the ConfigMap's driver, with the
+    // Deployment's FLEX_EXAMPLE_BASE_DIR pointing into a temp dir.
+    let tmp = tempfile::tempdir().unwrap();
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), "flex-provisioner");
+    let cm = cms.get("flex-driver").await.unwrap();
+    let script = &cm.data.unwrap()["driver"];
+    let real = write_driver(
+        tmp.path(),
+        "cm-driver",
+        script.trim_start_matches("#!/bin/sh\n"),
+    );
+    let base = tmp.path().join("data");
+    let wrapper = write_driver(
+        tmp.path(),
+        "driver",
+        &format!(
+            "FLEX_EXAMPLE_BASE_DIR={} exec {} \"$@\"",
+            base.display(),
+            real.display()
+        ),
+    );
+    let _provisioner = Binary::spawn(
+        EXE,
+        ts.kubeconfig_path(),
+        &[
+            "--driver",
+            wrapper.to_str().unwrap(),
+            "--driver-name",
+            "example.com/dir",
+            "--leader-elect-namespace",
+            "flex-provisioner",
+        ],
+        tmp.path(),
+    );
+    let examples = deploy.join("examples/pvc.yaml");
+    let out = kubectl(
+        ts.kubeconfig_path(),
+        &["apply", "-f", examples.to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pv = wait_bound(&client, "flex-example").await;
+    let name = pv.metadata.name.clone().unwrap();
+    assert_eq!(
+        flex_options(&pv)["path"],
+        base.join(&name).display().to_string()
+    );
+    assert!(base.join(&name).is_dir());
+    let out = kubectl(
+        ts.kubeconfig_path(),
+        &["delete", "pvc", "flex-example", "--wait=false"],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_pv_gone(&client, &name).await;
+    assert!(!base.join(&name).exists());
+}
