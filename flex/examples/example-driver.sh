@@ -41,6 +41,25 @@ json_get() {
     printf '%s\n' "$1" | sed -n "s/.*\"$key\":\"\([^\"\\\\]*\)\".*/\1/p"
 }
 
+# require_plain JSON KEY...: fail when KEY is present with a value json_get
+# cannot read (one with an escaped quote or backslash), instead of reading it
+# as absent.
+require_plain() {
+    j=$1
+    shift
+    for k in "$@"; do
+        case $j in
+            *"\"$k\":\""*)
+                v=$(json_get "$j" "$k")
+                case $j in
+                    *"\"$k\":\"$v\""*) ;;
+                    *) reply_failure "the value of $k must not contain quotes or backslashes" ;;
+                esac
+                ;;
+        esac
+    done
+}
+
 # safe_path VALUE NAME: refuse values that could not be echoed into JSON.
 safe_path() {
     case $1 in
@@ -55,6 +74,7 @@ safe_path() {
 
 provision() {
     json=$1
+    require_plain "$json" kubernetes.io/pvOrVolumeName baseDir type fsType requestBytes
     pv=$(json_get "$json" kubernetes.io/pvOrVolumeName)
     case $pv in
         '' | *[!a-z0-9.-]*) reply_failure "missing or invalid kubernetes.io/pvOrVolumeName" ;;
@@ -127,6 +147,7 @@ provision() {
 
 delete() {
     json=$1
+    require_plain "$json" kubernetes.io/pvOrVolumeName path type
     pv=$(json_get "$json" kubernetes.io/pvOrVolumeName)
     case $pv in
         '' | *[!a-z0-9.-]*) reply_failure "missing or invalid kubernetes.io/pvOrVolumeName" ;;
@@ -157,6 +178,7 @@ delete() {
 domount() {
     mnt=$1
     json=$2
+    require_plain "$json" path type fsType kubernetes.io/readwrite
     path=$(json_get "$json" path)
     type=$(json_get "$json" type)
     [ -n "$path" ] || reply_failure "option path is missing"

@@ -82,6 +82,16 @@ fn provision_is_idempotent_and_delete_removes_only_its_own() {
             .contains("parameter type: allowed directory, loop"),
         "{r}"
     );
+    // a value the script cannot read is an error, never read as "absent"
+    let (code, r) = call(&[
+        "provision",
+        &json!({"baseDir": "/tmp/a\"b", "kubernetes.io/pvOrVolumeName": "pvc-q"}).to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        r["message"].as_str().unwrap().contains("value of baseDir"),
+        "{r}"
+    );
     // delete with options that do not match the record deletes nothing
     let wrong = json!({"path": base.join("pvc-manual").to_str().unwrap(), "type": "directory"});
     let (code, r) = delete("pvc-a", &wrong);
