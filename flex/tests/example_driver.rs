@@ -150,6 +150,16 @@ fn can_mount() -> Result<(), String> {
     Ok(())
 }
 
+/// Lazily unmounts a path when dropped, so a failing assertion does not leave
+/// a mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
 #[test]
 fn the_node_side_mounts_and_unmounts() {
     if let Err(why) = can_mount() {
@@ -163,6 +173,7 @@ fn the_node_side_mounts_and_unmounts() {
     opts["kubernetes.io/readwrite"] = json!("rw");
     let mnt = tmp.path().join("mnt");
     let m = mnt.to_str().unwrap();
+    let _guard = Unmount(mnt.clone());
     let (code, r) = call(&["mount", m, &opts.to_string()]);
     assert_eq!(code, 0, "{r}");
     std::fs::write(mnt.join("f"), b"through the mount").unwrap();
