@@ -1,0 +1,253 @@
+//! `chaos`: two leader-elected replicas of the in-memory provisioner against
+//! kube-testserver while claims come and go under 10 % API errors, latency
+//! spikes, dropped watches, a server restart and leader kills; then, once
+//! settled, the invariants. Exit 0 only if every invariant holds.
+//! See hack/README.md.
+//!
+//! ```text
+//! cargo run -p external-storage-bench --release --bin chaos -- --quick
+//! cargo run -p external-storage-bench --release --bin chaos -- --seed 42   # replay
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use external_storage_bench::backend::MemBackend;
+use external_storage_bench::chaos::invariants::{self, World};
+use external_storage_bench::chaos::observer::Observer;
+use external_storage_bench::chaos::plan::{self, Action, ClaimPlan, PlanConfig};
+use external_storage_bench::chaos::replicas::{Replicas, PROVISIONER};
+use external_storage_bench::machine::Machine;
+use external_storage_bench::objects;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::Api;
+use kube_testserver::{Config, FaultKind, TestServer};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+#[derive(Parser, Debug)]
+#[command(about = "Fault-injection run of the provisioning controller; checks its invariants")]
+struct Cli {
+    /// CI mode: 200 claims over 30 s (about a minute in all).
+    #[arg(long)]
+    quick: bool,
+    /// Seed of the plan (claims, classes, deletions, fault moments); random if not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Claims (default 200 with --quick, else 1,000).
+    #[arg(long)]
+    claims: Option<usize>,
+    /// Length of the fault phase in seconds (default 30 with --quick, else 120).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Fraction of API requests failing with 500 during the fault phase.
+    #[arg(long, default_value_t = 0.10)]
+    error_rate: f64,
+    /// Seconds to wait for the cluster to settle after the faults stop.
+    #[arg(long, default_value_t = 90)]
+    settle_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let begun = Instant::now();
+    let seed = cli.seed.unwrap_or_else(rand::random);
+    let quick = cli.quick;
+    let cfg = PlanConfig {
+        claims: cli.claims.unwrap_or(if quick { 200 } else { 1000 }),
+        duration: Duration::from_secs(cli.duration.unwrap_or(if quick { 30 } else { 120 })),
+        retain_fraction: 0.5,
+        delete_fraction: 0.6,
+        max_lifetime: Duration::from_secs(8),
+        leader_kills: if quick { 4 } else { 8 },
+        latency_spikes: if quick { 3 } else { 10 },
+        watch_drops: if quick { 4 } else { 12 },
+        restarts: 1,
+    };
+    println!("{}", Machine::detect().line());
+    println!(
+        "seed {seed} (replay: --seed {seed}{})",
+        if quick { " --quick" } else { "" }
+    );
+    println!(
+        "plan: {cfg:?}; API error rate {:.0} %",
+        cli.error_rate * 100.0
+    );
+    let steps = plan::plan(seed, &cfg);
+
+    let mut ts = TestServer::start_with(Config {
+        scheduler: false,
+        ..Config::default()
+    })
+    .await?;
+    let admin = ts.client().await;
+    for (name, policy) in [("chaos-delete", "Delete"), ("chaos-retain", "Retain")] {
+        objects::ensure_class(&admin, &objects::class(name, PROVISIONER, policy, false)).await?;
+    }
+    let backend = MemBackend::audited(ts.store());
+    let observer = Observer::start(ts.store());
+    let replicas = Arc::new(Mutex::new(Replicas::new(
+        ts.kubeconfig_path().to_path_buf(),
+        backend.clone(),
+    )));
+    for _ in 0..2 {
+        replicas.lock().await.spawn().await?;
+    }
+    wait_for_leader(&replicas, Duration::from_secs(20)).await?;
+
+    // Sample leadership overlap (two replicas running workers at once).
+    let overlap = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = tokio::spawn({
+        let (replicas, overlap) = (replicas.clone(), overlap.clone());
+        async move {
+            loop {
+                if replicas.lock().await.leaders().len() > 1 {
+                    overlap.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    let faults = ts.faults();
+    faults.set_error_rate(None, None, FaultKind::InternalError, cli.error_rate);
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), "default");
+    let mut claims = JoinSet::new();
+    let mut respawns = JoinSet::new();
+    let start = tokio::time::Instant::now();
+    let (mut kills, mut restarts, mut drops, mut spikes) = (0, 0, 0, 0);
+    for step in steps {
+        tokio::time::sleep_until(start + step.at).await;
+        match step.action {
+            Action::Claim(c) => {
+                claims.spawn(claim_life(api.clone(), c));
+            }
+            Action::Latency(d) => {
+                spikes += usize::from(!d.is_zero());
+                faults.set_latency(d);
+            }
+            Action::DropWatches => {
+                drops += 1;
+                faults.drop_watches();
+            }
+            Action::RestartServer { down } => {
+                restarts += 1;
+                ts.stop().await;
+                tokio::time::sleep(down).await;
+                ts.restart().await.context("restarting the test server")?;
+                println!(
+                    "t={:>5.1}s test server restarted after {down:.1?} down",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Action::KillLeader { respawn_after } => {
+                if let Some((who, leading)) = replicas.lock().await.kill_leader().await {
+                    kills += 1;
+                    println!(
+                        "t={:>5.1}s killed {who} ({}); replacement in {respawn_after:.1?}",
+                        start.elapsed().as_secs_f64(),
+                        if leading {
+                            "leader"
+                        } else {
+                            "no leader at that moment"
+                        }
+                    );
+                }
+                let replicas = replicas.clone();
+                respawns.spawn(async move {
+                    tokio::time::sleep(respawn_after).await;
+                    replicas.lock().await.spawn().await
+                });
+            }
+        }
+    }
+    while let Some(r) = claims.join_next().await {
+        r.context("claim task panicked")??;
+    }
+    while let Some(r) = respawns.join_next().await {
+        r.context("respawn task panicked")??;
+    }
+    faults.clear();
+    let fault_phase = start.elapsed();
+    println!(
+        "fault phase {fault_phase:.1?}: {} claims, {kills} leader kills, {restarts} server restart(s), {drops} watch drops, {spikes} latency spikes",
+        cfg.claims
+    );
+
+    // Settle: faults off, two replicas, wait for the controller to finish.
+    let settle_start = Instant::now();
+    let settle_deadline = settle_start + Duration::from_secs(cli.settle_timeout);
+    let store = ts.store();
+    let settled = loop {
+        if World::read(&store, PROVISIONER).settled(&backend.snapshot()) {
+            break true;
+        }
+        if Instant::now() > settle_deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let settle_time = settle_start.elapsed();
+    sampler.abort();
+    let world = World::read(&store, PROVISIONER);
+    let snap = backend.snapshot();
+    let seen = observer.seen();
+    let report = invariants::check(&world, &snap, &seen);
+    replicas.lock().await.stop_all().await;
+
+    let stats = ts.stats();
+    println!(
+        "settled: {settled} after {settle_time:.1?}; backend volumes {} (deletes {}); API requests {} ({} writes)",
+        snap.volumes.len(),
+        snap.deletes,
+        stats.total(),
+        stats.writes()
+    );
+    println!(
+        "replicas killed: {:?}; samples with two leaders at once: {}; observer lagged: {}; backend volumes re-created after cleanup: {}",
+        replicas.lock().await.killed(),
+        overlap.load(std::sync::atomic::Ordering::Relaxed),
+        seen.lagged,
+        report.recreated.len()
+    );
+    print!("{}", report.render());
+    println!("total chaos time: {:.1?}", begun.elapsed());
+    if report.violations() > 0 {
+        anyhow::bail!(
+            "{} invariant violation(s); replay with --seed {seed}",
+            report.violations()
+        );
+    }
+    println!("all invariants hold (seed {seed})");
+    Ok(())
+}
+
+/// Creates a claim, and deletes it later if the plan says so.
+async fn claim_life(api: Api<PersistentVolumeClaim>, c: ClaimPlan) -> anyhow::Result<()> {
+    let class = if c.retain {
+        "chaos-retain"
+    } else {
+        "chaos-delete"
+    };
+    objects::create_claim(&api, &objects::claim(&c.name, class, PROVISIONER, None)).await?;
+    if let Some(after) = c.delete_after {
+        tokio::time::sleep(after).await;
+        objects::delete_claim(&api, &c.name).await?;
+    }
+    Ok(())
+}
+
+async fn wait_for_leader(replicas: &Mutex<Replicas>, within: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + within;
+    while replicas.lock().await.leaders().is_empty() {
+        anyhow::ensure!(
+            Instant::now() < end,
+            "no replica became leader within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

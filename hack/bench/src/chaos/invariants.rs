@@ -1,0 +1,256 @@
+//! The invariants a user relies on, checked on the settled cluster.
+//!
+//! 1. **leaked**: a backend volume exists without a PV (a `Retain` volume
+//!    whose claim is gone keeps its `Released` PV, so it is not counted);
+//! 2. **double**: a claim bound to more than one volume over the run, a claim
+//!    with more than one PV, or a PV created twice for one claim;
+//! 3. **data deleted**: a backend volume deleted while its PV was `Retain` or
+//!    its claim still live (caught by the backend's auditor as it happened),
+//!    or a `Retain`/bound PV whose backend volume is missing at the end;
+//! 4. **silent pending**: a claim not `Bound` with no Warning event about it.
+//!
+//! Plus **unsettled** (liveness): claims stuck `Terminating`, `Delete` PVs
+//! left `Released`, after the settle timeout.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_testserver::registry::id;
+use kube_testserver::Store;
+use serde_json::Value;
+
+use super::observer::Seen;
+use crate::backend::Snapshot;
+
+fn s<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn all(store: &Store, plural: &str) -> Vec<std::sync::Arc<Value>> {
+    store
+        .list(id("", plural), None, &|_| true, None, None)
+        .items
+}
+
+/// The cluster state the checks read, straight from the store.
+pub struct World {
+    claims: Vec<std::sync::Arc<Value>>,
+    pvs: Vec<std::sync::Arc<Value>>,
+    events: Vec<std::sync::Arc<Value>>,
+}
+
+impl World {
+    /// Reads claims, PVs and events of the provisioner `provisioner`.
+    pub fn read(store: &Store, provisioner: &str) -> Self {
+        let pvs = all(store, "persistentvolumes")
+            .into_iter()
+            .filter(|pv| {
+                s(pv, "/metadata/annotations/pv.kubernetes.io~1provisioned-by") == provisioner
+            })
+            .collect();
+        Self {
+            claims: all(store, "persistentvolumeclaims"),
+            pvs,
+            events: all(store, "events"),
+        }
+    }
+
+    fn pv_names(&self) -> BTreeSet<String> {
+        self.pvs
+            .iter()
+            .map(|p| s(p, "/metadata/name").to_string())
+            .collect()
+    }
+
+    /// Whether the controller has nothing left to do: every claim `Bound`
+    /// with no finalizer and none terminating, every PV `Bound` or a
+    /// `Released` `Retain` one, and the backend holding exactly the PVs.
+    pub fn settled(&self, backend: &Snapshot) -> bool {
+        let claims_done = self.claims.iter().all(|c| {
+            s(c, "/status/phase") == "Bound"
+                && c.pointer("/metadata/deletionTimestamp").is_none()
+                && c.pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty())
+        });
+        let pvs_done = self.pvs.iter().all(|p| {
+            let phase = s(p, "/status/phase");
+            phase == "Bound"
+                || (phase == "Released" && s(p, "/spec/persistentVolumeReclaimPolicy") == "Retain")
+        });
+        claims_done && pvs_done && backend.volumes == self.pv_names()
+    }
+}
+
+/// Every violation found, by invariant, and what is worth knowing besides.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Invariant 1.
+    pub leaked: Vec<String>,
+    /// Invariant 2.
+    pub double: Vec<String>,
+    /// Invariant 3.
+    pub data_deleted: Vec<String>,
+    /// Invariant 4.
+    pub silent_pending: Vec<String>,
+    /// Liveness.
+    pub unsettled: Vec<String>,
+    /// Claims not Bound but with a Warning saying why.
+    pub explained_pending: Vec<String>,
+    /// Backend volumes created more than once (legitimate after a PV could
+    /// not be saved and the volume was cleaned up, then retried).
+    pub recreated: Vec<(String, u32)>,
+}
+
+impl Report {
+    /// Number of violations (all must be 0).
+    pub fn violations(&self) -> usize {
+        self.leaked.len()
+            + self.double.len()
+            + self.data_deleted.len()
+            + self.silent_pending.len()
+            + self.unsettled.len()
+    }
+
+    /// The printable summary, one line per invariant, details below.
+    pub fn render(&self) -> String {
+        let mut t = crate::table::Table::new(&["invariant", "violations"]);
+        let rows: [(&str, &Vec<String>); 5] = [
+            ("backend volumes without a PV (leaked)", &self.leaked),
+            (
+                "claims bound to >1 volume or provisioned twice",
+                &self.double,
+            ),
+            (
+                "data deleted for a Retain or still-bound volume",
+                &self.data_deleted,
+            ),
+            (
+                "claims left Pending without a Warning event",
+                &self.silent_pending,
+            ),
+            (
+                "unsettled after the timeout (Terminating claims, Released Delete PVs)",
+                &self.unsettled,
+            ),
+        ];
+        let mut details = String::new();
+        for (name, v) in rows {
+            t.row(vec![name.into(), v.len().to_string()]);
+            for d in v.iter().take(20) {
+                details += &format!("  {name}: {d}\n");
+            }
+            if v.len() > 20 {
+                details += &format!("  {name}: ... and {} more\n", v.len() - 20);
+            }
+        }
+        let mut out = t.render() + &details;
+        if !self.explained_pending.is_empty() {
+            out += &format!("pending with a reason: {:?}\n", self.explained_pending);
+        }
+        out
+    }
+}
+
+/// Checks the invariants on `world`, the backend's `backend` state and the
+/// run's record `seen`.
+pub fn check(world: &World, backend: &Snapshot, seen: &Seen) -> Report {
+    let mut r = Report {
+        recreated: backend.recreated.clone(),
+        ..Report::default()
+    };
+    let pv_names = world.pv_names();
+
+    // 1. leaked
+    r.leaked = backend.volumes.difference(&pv_names).cloned().collect();
+
+    // 2. double
+    let mut pvs_per_claim: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in &world.pvs {
+        pvs_per_claim
+            .entry(s(p, "/spec/claimRef/uid"))
+            .or_default()
+            .push(s(p, "/metadata/name"));
+    }
+    let name_of = |uid: &str| {
+        seen.claim_names
+            .get(uid)
+            .cloned()
+            .unwrap_or_else(|| format!("uid {uid}"))
+    };
+    for (uid, names) in &pvs_per_claim {
+        if names.len() > 1 {
+            r.double
+                .push(format!("claim {} has PVs {names:?}", name_of(uid)));
+        }
+    }
+    for (uid, created) in &seen.pvs_created {
+        if created.len() > 1 {
+            r.double.push(format!(
+                "claim {}: PV created {} times: {created:?}",
+                name_of(uid),
+                created.len()
+            ));
+        }
+    }
+    for (uid, vols) in &seen.bound_to {
+        if vols.len() > 1 {
+            r.double
+                .push(format!("claim {} was bound to {vols:?}", name_of(uid)));
+        }
+    }
+
+    // 3. data deleted
+    r.data_deleted.extend(backend.violations.iter().cloned());
+    for p in &world.pvs {
+        let name = s(p, "/metadata/name");
+        let keep = s(p, "/spec/persistentVolumeReclaimPolicy") == "Retain"
+            || s(p, "/status/phase") == "Bound";
+        if keep && !backend.volumes.contains(name) {
+            r.data_deleted.push(format!(
+                "PV {name} ({}, {}) has no backend volume",
+                s(p, "/status/phase"),
+                s(p, "/spec/persistentVolumeReclaimPolicy")
+            ));
+        }
+    }
+
+    // 4. silent pending, and liveness
+    let mut warnings: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &world.events {
+        if s(e, "/type") == "Warning" {
+            warnings
+                .entry(s(e, "/involvedObject/uid"))
+                .or_default()
+                .push(format!("{}: {}", s(e, "/reason"), s(e, "/message")));
+        }
+    }
+    for c in &world.claims {
+        let name = s(c, "/metadata/name");
+        if c.pointer("/metadata/deletionTimestamp").is_some() {
+            r.unsettled.push(format!(
+                "claim {name} stuck Terminating, finalizers {}",
+                c.pointer("/metadata/finalizers")
+                    .cloned()
+                    .unwrap_or_default()
+            ));
+        } else if s(c, "/status/phase") != "Bound" {
+            match warnings.get(s(c, "/metadata/uid")) {
+                Some(w) => r
+                    .explained_pending
+                    .push(format!("{name}: {}", w.join("; "))),
+                None => r
+                    .silent_pending
+                    .push(format!("claim {name} is {:?}", s(c, "/status/phase"))),
+            }
+        }
+    }
+    for p in &world.pvs {
+        if s(p, "/status/phase") == "Released"
+            && s(p, "/spec/persistentVolumeReclaimPolicy") != "Retain"
+        {
+            r.unsettled
+                .push(format!("PV {} left Released", s(p, "/metadata/name")));
+        }
+    }
+    r
+}
