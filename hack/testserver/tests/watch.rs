@@ -329,3 +329,43 @@ async fn stop_and_restart_keep_data() {
     let fresh: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
     assert!(fresh.get("keep").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_watcher_never_blocks_writers_and_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start().await.unwrap();
+    let mut sock = tokio::net::TcpStream::connect(srv.addr()).await.unwrap();
+    let req = format!("GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", srv.addr());
+    sock.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // far more events than the broadcast buffer (65536) while nobody reads the socket
+    let store = srv.store();
+    let cmr = kube_testserver::registry::id("", "configmaps");
+    let started = std::time::Instant::now();
+    let writer = tokio::task::spawn_blocking(move || {
+        for i in 0..100_000 {
+            store
+                .create(
+                    cmr,
+                    json!({"metadata": {"name": format!("s{i}"), "namespace": "default"}}),
+                )
+                .unwrap();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), writer)
+        .await
+        .expect("writers blocked")
+        .unwrap();
+    let write_time = started.elapsed();
+    // reading now drains what was buffered and then hits the end of the stream
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), sock.read_to_end(&mut buf))
+        .await
+        .expect("watch was not closed")
+        .unwrap();
+    let events = buf.windows(8).filter(|w| w == b"\"type\":\"").count();
+    assert!(events < 100_000, "the lagging watcher should have been cut, got {events} events (writes took {write_time:?})");
+    // a fresh client is unaffected
+    let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
+    assert!(api.get("s99999").await.is_ok());
+}
