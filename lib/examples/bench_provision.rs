@@ -81,6 +81,13 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stats = ts.stats();
+    let pv_count = pvs(&client).list(&ListParams::default()).await?.items.len();
+    if pv_count != n || mem.volume_count() != n {
+        println!(
+            "INCONSISTENT: {pv_count} PVs and {} backend volumes for {n} claims",
+            mem.volume_count()
+        );
+    }
     println!("provisioned {n} claims with {workers} workers");
     println!("  claims created in   {:>8.2?}", created);
     println!(

@@ -637,3 +637,56 @@ async fn missing_class_is_reported_then_provisioned_when_created() {
     wait_bound(&client, "c1", 20).await;
     ctrl.stop().await;
 }
+
+#[tokio::test]
+async fn released_pv_whose_claim_still_exists_is_not_deleted() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    let mut c = claim_json("in-use", "manual", None);
+    c.metadata.annotations = None; // not ours: only the PV matters here
+    let c = claims(&client)
+        .create(&Default::default(), &c)
+        .await
+        .unwrap();
+    let pv: external_storage::PersistentVolume = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "manual-pv", "annotations": {a::PROVISIONED_BY: PROVISIONER}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "manual",
+            "hostPath": {"path": "/mem/manual-pv"},
+            "claimRef": {"namespace": "default", "name": "in-use", "uid": c.metadata.uid},
+        },
+    }))
+    .unwrap();
+    pvs(&client).create(&Default::default(), &pv).await.unwrap();
+    pvs(&client)
+        .patch_status(
+            "manual-pv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Released"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("PV Released", 10, || async {
+        let pv = pvs(&client).get("manual-pv").await.ok()?;
+        (pv.status?.phase.as_deref() == Some("Released")).then_some(())
+    })
+    .await;
+    // a Delete-policy volume released after it proves the loop saw this PV
+    barrier(&client, "b1").await;
+    let b_pv = wait_bound(&client, "b1", 5).await;
+    delete_claim(&client, "b1").await;
+    wait_pv_gone(&client, &b_pv, 20).await;
+    assert!(pvs(&client).get_opt("manual-pv").await.unwrap().is_some());
+    assert!(!mem
+        .deleted
+        .lock()
+        .unwrap()
+        .contains(&"manual-pv".to_string()));
+    ctrl.stop().await;
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -216,6 +216,27 @@ async fn delete<P: Provisioner>(
         .unwrap_or_default();
     let label = Metrics::class(&class);
     let started = Instant::now();
+    // Defence in depth: a PV must not be Released while its claim (same UID)
+    // still exists. The PV controller double-checks this too; a stale or
+    // buggy binder must not make us destroy data in use.
+    if let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+        if let (Some(ns), Some(claim_name)) = (r.namespace.as_deref(), r.name.as_deref()) {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+            match claims.get_opt(claim_name).await {
+                Ok(Some(c)) if r.uid.is_none() || c.metadata.uid == r.uid => {
+                    tracing::warn!(
+                        claim = %format!("{ns}/{claim_name}"),
+                        "PV is Released but its claim still exists; not deleting"
+                    );
+                    return Step::Slow(format!(
+                        "claim {ns}/{claim_name} of Released PV {name} still exists"
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Step::Retry(format!("checking claim {ns}/{claim_name}: {e}")),
+            }
+        }
+    }
     match ctx.provisioner.delete(pv).await {
         Ok(()) => {}
         Err(DeleteError::InProgress(msg)) => {
