@@ -437,6 +437,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn block_cleaner_gets_the_device_is_killed_on_timeout_and_refuses_mounted_devices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output();
+        let dev = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            _ => {
+                eprintln!("SKIP: no loop device available (losetup failed; not root?)");
+                return;
+            }
+        };
+        struct Detach(String);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+            }
+        }
+        let _detach = Detach(dev.clone());
+        let link = tmp.path().join("disk");
+        symlink(&dev, &link).unwrap();
+        let none = MountTable::default();
+        let echo = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo cleaning $LOCAL_PV_BLKDEVICE".into(),
+        ];
+        let out = clean_block(&echo, &link, &none, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(out, format!("cleaning {}", link.display()));
+
+        let marker = tmp.path().join("survived");
+        let slow = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("sleep 1 && touch {}", marker.display()),
+        ];
+        let started = std::time::Instant::now();
+        let e = clean_block(&slow, &link, &none, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert!(started.elapsed() < Duration::from_millis(900));
+        let fail = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo nope >&2; exit 3".into(),
+        ];
+        let e = clean_block(&fail, &link, &none, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("nope") && e.to_string().contains("3"),
+            "{e}"
+        );
+
+        let meta = std::fs::metadata(&dev).unwrap();
+        let (major, minor) = dev_parts(meta.rdev());
+        let mounted =
+            MountTable::from_entries([(PathBuf::from("/mnt/x"), format!("{major}:{minor}"))]);
+        let e = clean_block(&echo, &link, &mounted, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CleanError::Mounted { .. }), "{e}");
+        // The killed group's `sleep` never got to touch the marker.
+        std::thread::sleep(Duration::from_secs(2).saturating_sub(started.elapsed()));
+        assert!(
+            !marker.exists(),
+            "the cleaner's children must be killed with it"
+        );
+    }
+
+    #[tokio::test]
     async fn block_cleaner_refuses_non_devices_and_reports_command_failures() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("file"), b"x").unwrap();

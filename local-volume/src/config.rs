@@ -621,7 +621,10 @@ useJobForCleaning: false
             std::fs::write(tmp.path().join(k.as_str().unwrap()), v.as_str().unwrap()).unwrap();
         }
         let c = Config::load(tmp.path()).unwrap();
-        assert_eq!(c.classes["fast-disks"].host_dir, PathBuf::from("/mnt/fast-disks"));
+        assert_eq!(
+            c.classes["fast-disks"].host_dir,
+            PathBuf::from("/mnt/fast-disks")
+        );
         assert_eq!(c.node_labels_for_pv, ["topology.kubernetes.io/zone"]);
     }
 
