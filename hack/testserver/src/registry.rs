@@ -343,6 +343,30 @@ pub static RESOURCES: &[ResourceInfo] = &[
         &[],
         PathSegment
     ),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        false,
+        false,
+        &["netpol"],
+        Subdomain
+    ),
+    res!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        true,
+        true,
+        &["pdb"],
+        Subdomain
+    ),
 ];
 
 /// Resource id (index into [`RESOURCES`]).

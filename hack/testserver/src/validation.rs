@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, coordination, core, events, rbac, storage};
+use k8s_openapi::api::{apps, coordination, core, events, networking, policy, rbac, storage};
 use serde_json::Value;
 
 use crate::registry::{ResId, RESOURCES};
@@ -40,6 +40,8 @@ fn build(res: ResId) -> Option<Value> {
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
             schema::<rbac::v1::ClusterRoleBinding>()
         }
+        ("networking.k8s.io", "NetworkPolicy") => schema::<networking::v1::NetworkPolicy>(),
+        ("policy", "PodDisruptionBudget") => schema::<policy::v1::PodDisruptionBudget>(),
         _ => None,
     }
 }
