@@ -443,6 +443,8 @@ impl Discovery {
                 {
                     CleanPoll::Running => {}
                     CleanPoll::Finished(Ok(Cleaned::Done)) => {
+                        // A later manual delete of the new PV is reported again.
+                        self.reported.remove(&note);
                         self.create(found, facts, &name).await
                     }
                     CleanPoll::Finished(Ok(Cleaned::Missing(_))) => {}
