@@ -427,7 +427,8 @@ impl Discovery {
                 if self.reported.insert(note.clone(), Instant::now()).is_none() {
                     tracing::warn!("{note}");
                     let node = self.node_ref();
-                    self.event(&node, false, "CleaningBeforeReuse", note).await;
+                    self.event(&node, false, "CleaningBeforeReuse", note.clone())
+                        .await;
                 }
                 let class_name = found.class.clone();
                 match self
