@@ -1,11 +1,12 @@
-//! `chaos`: two leader-elected replicas of the in-memory provisioner against
-//! kube-testserver while claims come and go under 10 % API errors, latency
-//! spikes, dropped watches, a server restart and leader kills; then, once
-//! settled, the invariants. Exit 0 only if every invariant holds.
-//! See hack/README.md.
+//! `chaos`: two leader-elected replicas of the in-memory provisioner (or the
+//! hostpath binary on two nodes) against kube-testserver while claims come
+//! and go under 10 % API errors, latency spikes, dropped watches, a server
+//! restart and kills; then, once settled, the invariants. Exit 0 only if
+//! every invariant holds. See hack/README.md.
 //!
 //! ```text
 //! cargo run -p external-storage-bench --release --bin chaos -- --quick
+//! cargo run -p external-storage-bench --release --bin chaos -- --quick --provisioner hostpath
 //! cargo run -p external-storage-bench --release --bin chaos -- --seed 42   # replay
 //! ```
 
@@ -15,10 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use external_storage_bench::backend::MemBackend;
+use external_storage_bench::chaos::fleet::Fleet;
+use external_storage_bench::chaos::instances::Instances;
 use external_storage_bench::chaos::invariants::{self, World};
 use external_storage_bench::chaos::observer::Observer;
 use external_storage_bench::chaos::plan::{self, Action, ClaimPlan, PlanConfig};
-use external_storage_bench::chaos::replicas::{Replicas, PROVISIONER};
+use external_storage_bench::chaos::replicas::Replicas;
+use external_storage_bench::hostpath;
 use external_storage_bench::machine::Machine;
 use external_storage_bench::objects;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -48,6 +52,18 @@ struct Cli {
     /// Seconds to wait for the cluster to settle after the faults stop.
     #[arg(long, default_value_t = 90)]
     settle_timeout: u64,
+    /// The provisioner under test.
+    #[arg(long, value_enum, default_value_t = Under::Mem)]
+    provisioner: Under,
+}
+
+/// Which provisioner a run tests.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Under {
+    /// Two in-process, leader-elected replicas of the in-memory provisioner.
+    Mem,
+    /// The hostpath binary, one node-local instance on each of two nodes.
+    Hostpath,
 }
 
 #[tokio::main]
@@ -69,8 +85,9 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", Machine::detect().line());
     println!(
-        "seed {seed} (replay: --seed {seed}{})",
-        if quick { " --quick" } else { "" }
+        "seed {seed} (replay: --seed {seed}{} --provisioner {})",
+        if quick { " --quick" } else { "" },
+        format!("{:?}", cli.provisioner).to_lowercase()
     );
     println!(
         "plan: {cfg:?}; API error rate {:.0} %",
@@ -84,27 +101,40 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let admin = ts.client().await;
+    let tmp = tempfile::tempdir()?;
+    let fleet = match cli.provisioner {
+        Under::Mem => {
+            let backend = MemBackend::audited(ts.store());
+            let mut replicas = Replicas::new(ts.kubeconfig_path().to_path_buf(), backend.clone());
+            for _ in 0..2 {
+                replicas.spawn().await?;
+            }
+            Fleet::Mem {
+                replicas: Arc::new(Mutex::new(replicas)),
+                backend,
+            }
+        }
+        Under::Hostpath => {
+            let exe = hostpath::locate_or_build()?;
+            let instances = Instances::start(&exe, ts.kubeconfig_path(), tmp.path())?;
+            Fleet::Hostpath(Arc::new(Mutex::new(instances)))
+        }
+    };
+    let provisioner = fleet.provisioner();
+    let wffc = fleet.node_for(0).is_some();
     for (name, policy) in [("chaos-delete", "Delete"), ("chaos-retain", "Retain")] {
-        objects::ensure_class(&admin, &objects::class(name, PROVISIONER, policy, false)).await?;
+        objects::ensure_class(&admin, &objects::class(name, provisioner, policy, wffc)).await?;
     }
-    let backend = MemBackend::audited(ts.store());
     let observer = Observer::start(ts.store());
-    let replicas = Arc::new(Mutex::new(Replicas::new(
-        ts.kubeconfig_path().to_path_buf(),
-        backend.clone(),
-    )));
-    for _ in 0..2 {
-        replicas.lock().await.spawn().await?;
-    }
-    wait_for_leader(&replicas, Duration::from_secs(20)).await?;
+    fleet.wait_serving(Duration::from_secs(20)).await?;
 
     // Sample leadership overlap (two replicas running workers at once).
     let overlap = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = tokio::spawn({
-        let (replicas, overlap) = (replicas.clone(), overlap.clone());
+        let (fleet, overlap) = (fleet.clone(), overlap.clone());
         async move {
             loop {
-                if replicas.lock().await.leaders().len() > 1 {
+                if fleet.leaders().await > 1 {
                     overlap.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -119,11 +149,14 @@ async fn main() -> anyhow::Result<()> {
     let mut respawns = JoinSet::new();
     let start = tokio::time::Instant::now();
     let (mut kills, mut restarts, mut drops, mut spikes) = (0, 0, 0, 0);
+    let mut claim_index = 0;
     for step in steps {
         tokio::time::sleep_until(start + step.at).await;
         match step.action {
             Action::Claim(c) => {
-                claims.spawn(claim_life(api.clone(), c));
+                let node = fleet.node_for(claim_index);
+                claim_index += 1;
+                claims.spawn(claim_life(api.clone(), c, provisioner, node));
             }
             Action::Latency(d) => {
                 spikes += usize::from(!d.is_zero());
@@ -144,22 +177,17 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             Action::KillLeader { respawn_after } => {
-                if let Some((who, leading)) = replicas.lock().await.kill_leader().await {
+                if let Some(what) = fleet.kill(kills).await {
                     kills += 1;
                     println!(
-                        "t={:>5.1}s killed {who} ({}); replacement in {respawn_after:.1?}",
-                        start.elapsed().as_secs_f64(),
-                        if leading {
-                            "leader"
-                        } else {
-                            "no leader at that moment"
-                        }
+                        "t={:>5.1}s killed {what}; replacement in {respawn_after:.1?}",
+                        start.elapsed().as_secs_f64()
                     );
                 }
-                let replicas = replicas.clone();
+                let fleet = fleet.clone();
                 respawns.spawn(async move {
                     tokio::time::sleep(respawn_after).await;
-                    replicas.lock().await.spawn().await
+                    fleet.respawn().await
                 });
             }
         }
@@ -173,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
     faults.clear();
     let fault_phase = start.elapsed();
     println!(
-        "fault phase {fault_phase:.1?}: {} claims, {kills} leader kills, {restarts} server restart(s), {drops} watch drops, {spikes} latency spikes",
+        "fault phase {fault_phase:.1?}: {} claims, {kills} kills, {restarts} server restart(s), {drops} watch drops, {spikes} latency spikes",
         cfg.claims
     );
 
@@ -182,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
     let settle_deadline = settle_start + Duration::from_secs(cli.settle_timeout);
     let store = ts.store();
     let settled = loop {
-        if World::read(&store, PROVISIONER).settled(&backend.snapshot()) {
+        if World::read(&store, provisioner).settled(&fleet.snapshot().await) {
             break true;
         }
         if Instant::now() > settle_deadline {
@@ -192,11 +220,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let settle_time = settle_start.elapsed();
     sampler.abort();
-    let world = World::read(&store, PROVISIONER);
-    let snap = backend.snapshot();
+    let world = World::read(&store, provisioner);
+    let snap = fleet.snapshot().await;
     let seen = observer.seen();
     let report = invariants::check(&world, &snap, &seen);
-    replicas.lock().await.stop_all().await;
+    let killed = fleet.killed().await;
+    fleet.stop().await;
 
     let stats = ts.stats();
     println!(
@@ -208,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "replicas killed: {:?}; samples with two leaders at once: {}; observer lagged: {}; backend volumes re-created after cleanup: {}",
-        replicas.lock().await.killed(),
+        killed,
         overlap.load(std::sync::atomic::Ordering::Relaxed),
         seen.lagged,
         report.recreated.len()
@@ -217,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
     println!("total chaos time: {:.1?}", begun.elapsed());
     if report.violations() > 0 {
         anyhow::bail!(
-            "{} invariant violation(s); replay with --seed {seed}",
+            "{} invariant violation(s); replay with the command printed at the top (--seed {seed})",
             report.violations()
         );
     }
@@ -226,28 +255,21 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Creates a claim, and deletes it later if the plan says so.
-async fn claim_life(api: Api<PersistentVolumeClaim>, c: ClaimPlan) -> anyhow::Result<()> {
+async fn claim_life(
+    api: Api<PersistentVolumeClaim>,
+    c: ClaimPlan,
+    provisioner: &'static str,
+    node: Option<&'static str>,
+) -> anyhow::Result<()> {
     let class = if c.retain {
         "chaos-retain"
     } else {
         "chaos-delete"
     };
-    objects::create_claim(&api, &objects::claim(&c.name, class, PROVISIONER, None)).await?;
+    objects::create_claim(&api, &objects::claim(&c.name, class, provisioner, node)).await?;
     if let Some(after) = c.delete_after {
         tokio::time::sleep(after).await;
         objects::delete_claim(&api, &c.name).await?;
-    }
-    Ok(())
-}
-
-async fn wait_for_leader(replicas: &Mutex<Replicas>, within: Duration) -> anyhow::Result<()> {
-    let end = Instant::now() + within;
-    while replicas.lock().await.leaders().is_empty() {
-        anyhow::ensure!(
-            Instant::now() < end,
-            "no replica became leader within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }

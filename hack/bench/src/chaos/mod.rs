@@ -1,9 +1,12 @@
 //! The fault-injection suite: a seeded plan of claims and faults
 //! ([`plan`]), leader-elected replicas of the in-memory provisioner that can
-//! be killed ([`replicas`]), a recorder of what the API server saw happen
+//! be killed ([`replicas`]), instances of the real hostpath binary that are
+//! SIGKILLed ([`instances`]), both behind one face ([`fleet`]), a recorder of what the API server saw happen
 //! ([`observer`]), and the invariants checked once the cluster has settled
 //! ([`invariants`]).
 
+pub mod fleet;
+pub mod instances;
 pub mod invariants;
 pub mod observer;
 pub mod plan;
