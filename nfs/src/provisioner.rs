@@ -18,7 +18,7 @@ use hostpath_provisioner::provisioner::requested_bytes;
 use hostpath_provisioner::quota::{self, ProjectQuotas};
 use k8s_openapi::api::core::v1::{NFSVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec};
 
-use crate::exports::{self, ExportRoot, STATE_DIR};
+use crate::exports::{self, ExportRoot, RootError, STATE_DIR};
 use crate::ganesha::ExportRecord;
 use crate::params::{ClassParams, GidPolicy};
 use crate::server::Server;
@@ -117,6 +117,25 @@ impl Nfs {
         self.root.path().join(STATE_DIR).join("projects")
     }
 
+    /// The outcome of a failure after our directory exists: a first attempt
+    /// is rolled back and `Failed` (nothing left behind, as the library
+    /// expects); a retry of an earlier attempt may hold data, so it stays
+    /// and the claim is retried (`InProgress`).
+    async fn failed_after(
+        &self,
+        mgr: &crate::dbus::ExportMgr,
+        r: &ExportRecord,
+        fresh: bool,
+        why: String,
+    ) -> ProvisionError {
+        if fresh {
+            self.roll_back(mgr, r).await;
+            ProvisionError::Failed(why)
+        } else {
+            ProvisionError::InProgress(why)
+        }
+    }
+
     /// Withdraws what a failed first attempt made (export, directory, record).
     async fn roll_back(&self, mgr: &crate::dbus::ExportMgr, r: &ExportRecord) {
         if let Err(e) = mgr.remove_export(r.export_id).await {
@@ -172,11 +191,19 @@ impl Provisioner for Nfs {
                 (r, true)
             }
         };
-        let made = async {
-            let dir = self
-                .root
-                .create_volume_dir(pv, record.gid, fresh)
-                .map_err(|e| e.to_string())?;
+        let dir = match self.root.create_volume_dir(pv, record.gid, fresh) {
+            Ok(dir) => dir,
+            // Someone else's directory (or a symlink) is in the way: it was
+            // there before us, so only our fresh record goes.
+            Err(e @ (RootError::Taken(_) | RootError::NotADirectory(_))) => {
+                if fresh {
+                    let _ = self.root.remove_record(pv);
+                }
+                return Err(ProvisionError::Failed(e.to_string()));
+            }
+            Err(e) => return Err(self.failed_after(&mgr, &record, fresh, e.to_string()).await),
+        };
+        let exported = async {
             if let Some((q, bytes)) = &quota {
                 let project =
                     quota::project_id(&self.projects_dir(), pv).map_err(|e| e.to_string())?;
@@ -188,17 +215,9 @@ impl Provisioner for Nfs {
                 .map_err(|e| e.to_string())
         }
         .await;
-        match made {
+        match exported {
             Ok(added) => tracing::info!(pv, export_id = record.export_id, added, "exported"),
-            Err(e) if fresh => {
-                if !e.contains("already exists and was not made") {
-                    self.roll_back(&mgr, &record).await;
-                } else {
-                    let _ = self.root.remove_record(pv);
-                }
-                return Err(ProvisionError::Failed(e));
-            }
-            Err(e) => return Err(ProvisionError::InProgress(e)),
+            Err(e) => return Err(self.failed_after(&mgr, &record, fresh, e).await),
         }
         let mut out = Provisioned::new(volume_spec(&self.address, &record.path));
         out.annotations = BTreeMap::from([
