@@ -135,23 +135,35 @@ fn age(ts: Option<&str>) -> String {
     }
 }
 
-fn extra_columns(info: &ResourceInfo) -> Vec<(&'static str, &'static str)> {
+fn extra_columns(info: &ResourceInfo) -> Vec<(&'static str, &'static [&'static str])> {
     match info.kind {
         "PersistentVolumeClaim" => vec![
-            ("Status", "/status/phase"),
-            ("Volume", "/spec/volumeName"),
-            ("StorageClass", "/spec/storageClassName"),
+            ("Status", &["/status/phase"]),
+            ("Volume", &["/spec/volumeName"]),
+            ("StorageClass", &["/spec/storageClassName"]),
         ],
         "PersistentVolume" => vec![
-            ("Capacity", "/spec/capacity/storage"),
-            ("Status", "/status/phase"),
-            ("StorageClass", "/spec/storageClassName"),
+            ("Capacity", &["/spec/capacity/storage"]),
+            ("Status", &["/status/phase"]),
+            ("Claim", &["/spec/claimRef/name"]),
+            ("StorageClass", &["/spec/storageClassName"]),
         ],
-        "Pod" => vec![("Status", "/status/phase"), ("Node", "/spec/nodeName")],
-        "Namespace" => vec![("Status", "/status/phase")],
+        "Pod" => vec![
+            ("Status", &["/status/phase"]),
+            ("Node", &["/spec/nodeName"]),
+        ],
+        "Namespace" => vec![("Status", &["/status/phase"])],
         "StorageClass" => vec![
-            ("Provisioner", "/provisioner"),
-            ("VolumeBindingMode", "/volumeBindingMode"),
+            ("Provisioner", &["/provisioner"]),
+            ("ReclaimPolicy", &["/reclaimPolicy"]),
+            ("VolumeBindingMode", &["/volumeBindingMode"]),
+        ],
+        // Stored (core) and events.k8s.io field names.
+        "Event" => vec![
+            ("Type", &["/type"]),
+            ("Reason", &["/reason"]),
+            ("Object", &["/involvedObject/name", "/regarding/name"]),
+            ("Message", &["/message", "/note"]),
         ],
         _ => vec![],
     }
@@ -174,8 +186,12 @@ pub fn columns(info: &ResourceInfo) -> Value {
 /// One Table row for an object.
 pub fn row(info: &ResourceInfo, obj: &Value) -> Value {
     let mut cells = vec![json!(meta_str(obj, "name").unwrap_or(""))];
-    for (_, p) in extra_columns(info) {
-        cells.push(json!(obj.pointer(p).and_then(Value::as_str).unwrap_or("")));
+    for (_, ps) in extra_columns(info) {
+        let v = ps
+            .iter()
+            .find_map(|p| obj.pointer(p).and_then(Value::as_str))
+            .unwrap_or("");
+        cells.push(json!(v));
     }
     cells.push(json!(age(meta_str(obj, "creationTimestamp"))));
     json!({"cells": cells, "object": obj})
