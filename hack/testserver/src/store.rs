@@ -52,6 +52,17 @@ pub struct Event {
     pub object: Arc<Value>,
     /// Object state before the change, for modifications.
     pub prev: Option<Arc<Value>>,
+    /// The object serialized once, shared by all watchers.
+    json: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl Event {
+    /// The object as JSON, serialized on first use and then shared.
+    pub fn object_json(&self) -> &axum::body::Bytes {
+        self.json.get_or_init(|| {
+            axum::body::Bytes::from(serde_json::to_vec(self.object.as_ref()).unwrap_or_default())
+        })
+    }
 }
 
 type Key = (ResId, String, String);
@@ -362,6 +373,7 @@ impl Store {
                 res,
                 object: obj.clone(),
                 prev: None,
+                json: Default::default(),
             },
         );
         Ok(obj)
@@ -467,6 +479,7 @@ impl Store {
                     res,
                     object: new.clone(),
                     prev: Some(cur),
+                    json: Default::default(),
                 },
             );
         } else {
@@ -479,6 +492,7 @@ impl Store {
                     res,
                     object: new.clone(),
                     prev: Some(cur),
+                    json: Default::default(),
                 },
             );
         }
@@ -542,6 +556,7 @@ impl Store {
                     res,
                     object: new.clone(),
                     prev: Some(cur),
+                    json: Default::default(),
                 },
             );
             return Ok(new);
@@ -556,6 +571,7 @@ impl Store {
                 res,
                 object: new.clone(),
                 prev: Some(cur),
+                json: Default::default(),
             },
         );
         Ok(new)

@@ -21,6 +21,16 @@ use crate::server::AppState;
 use crate::status::ApiError;
 use crate::store::{Event, EventType, WatchStart};
 
+fn line_raw(etype: &str, obj_json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(obj_json.len() + 32);
+    out.extend_from_slice(br#"{"type":""#);
+    out.extend_from_slice(etype.as_bytes());
+    out.extend_from_slice(br#"","object":"#);
+    out.extend_from_slice(obj_json);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
 fn line(etype: &str, obj: &Value) -> Bytes {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(br#"{"type":""#);
@@ -179,7 +189,11 @@ fn start(
                         last_rv = ev.rv;
                         if ev.res != res { continue; }
                         if let Some(t) = classify(&ev, &filter) {
-                            let l = render(t, &ev.object);
+                            let l = if table || view != res {
+                                render(t, &ev.object)
+                            } else {
+                                line_raw(t, ev.object_json())
+                            };
                             let sent = tokio::select! {
                                 r = tx.send(l) => r.is_ok(),
                                 _ = drop_rx.changed() => false,
