@@ -21,6 +21,7 @@ pub mod hostpath;
 pub mod latency;
 pub mod machine;
 pub mod objects;
+pub mod preload;
 pub mod requests;
 pub mod table;
 pub mod throughput;

@@ -129,7 +129,17 @@ pub async fn run(ts: &TestServer, client: &Client, w: &Workload) -> anyhow::Resu
         }
         settled_count
     };
+    let mut next_progress = Instant::now() + Duration::from_secs(10);
     while done < w.claims {
+        if Instant::now() >= next_progress {
+            eprintln!(
+                "  ... {} of {} Bound after {:.0?}",
+                bound_at.len(),
+                w.claims,
+                start.elapsed()
+            );
+            next_progress += Duration::from_secs(10);
+        }
         let ev = tokio::select! {
             r = rx.recv() => r,
             _ = tokio::time::sleep_until(deadline) => break,

@@ -16,6 +16,7 @@ use external_storage_bench::backend::MemBackend;
 use external_storage_bench::hostpath::{self, Process};
 use external_storage_bench::machine::Machine;
 use external_storage_bench::objects;
+use external_storage_bench::preload;
 use external_storage_bench::table::Table;
 use external_storage_bench::throughput::{self, Measured, Workload};
 use kube_testserver::{Config, TestServer};
@@ -56,6 +57,19 @@ struct Cli {
     /// Per-row timeout for all claims to be Bound, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Bound claims + PVs preloaded for the memory/start-up table
+    /// (default: 1000 with --quick, else 1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    cached: Vec<usize>,
+}
+
+/// One row of the memory and start-up table.
+struct CacheRow {
+    objects: usize,
+    ready: Duration,
+    watching: Duration,
+    rss_ready_kib: Option<u64>,
+    rss_kib: Option<u64>,
 }
 
 /// One row's provisioner setup.
@@ -139,6 +153,39 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     println!("{}", render(&rows));
+    if let Some(exe) = &exe {
+        let cached = if !cli.cached.is_empty() {
+            cli.cached.clone()
+        } else if cli.quick {
+            vec![1000]
+        } else {
+            vec![1000, 10_000]
+        };
+        let mut t = Table::new(&[
+            "hostpath binary with N bound claims + N PVs",
+            "start → ready",
+            "start → both watches open",
+            "RSS at ready",
+            "peak RSS (caches full)",
+        ]);
+        for n in cached {
+            eprintln!("memory/start-up with {n} claims + {n} PVs ...");
+            let r = run_cached(exe, tmp.path(), n)
+                .await
+                .with_context(|| format!("cached {n}"))?;
+            let mib = |k: Option<u64>| {
+                k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+            };
+            t.row(vec![
+                r.objects.to_string(),
+                format!("{:.0} ms", r.ready.as_secs_f64() * 1e3),
+                format!("{:.0} ms", r.watching.as_secs_f64() * 1e3),
+                mib(r.rss_ready_kib),
+                mib(r.rss_kib),
+            ]);
+        }
+        println!("{}", t.render());
+    }
     println!("total bench time: {:.1?}", begun.elapsed());
     if rows.iter().any(|r| !r.measured.complete) {
         anyhow::bail!("some rows did not finish (see `bound`)");
@@ -315,6 +362,68 @@ async fn run_hostpath(
         measured,
         peak_rss_kib: peak,
         ready: Some(ready),
+    })
+}
+
+/// Starts the hostpath binary against `n` preloaded bound claims and PVs;
+/// peak RSS is read 2 s after both its claim and PV watches are open (their
+/// initial lists are then in its caches).
+async fn run_cached(
+    exe: &std::path::Path,
+    tmp: &std::path::Path,
+    n: usize,
+) -> anyhow::Result<CacheRow> {
+    let ts = server().await?;
+    let admin = ts.client().await;
+    objects::ensure_class(
+        &admin,
+        &objects::class("hostpath", HOSTPATH, "Delete", true),
+    )
+    .await?;
+    preload::bound_pairs(&ts.store(), n, "hostpath", HOSTPATH, NODE)?;
+    ts.reset_stats();
+    let root = tempfile::tempdir_in(tmp)?;
+    let mut proc = Process::start(
+        exe,
+        ts.kubeconfig_path(),
+        &[
+            "--node-name",
+            NODE,
+            "--root",
+            root.path().to_str().context("temp path is not UTF-8")?,
+            "--kube-api-qps",
+            "0",
+        ],
+        tmp,
+    )?;
+    let started = Instant::now() - proc.wait_ready(Duration::from_secs(30)).await?;
+    let ready = started.elapsed();
+    let rss_ready_kib = proc.peak_rss_kib();
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = ts.stats();
+        if st.count("watch", "persistentvolumeclaims") > 0
+            && st.count("watch", "persistentvolumes") > 0
+        {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < end,
+            "no watches after 120 s; log:\n{}",
+            tail(&proc.log(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let watching = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_kib = proc.peak_rss_kib();
+    proc.kill();
+    Ok(CacheRow {
+        objects: n,
+        ready,
+        watching,
+        rss_ready_kib,
+        rss_kib,
     })
 }
 
