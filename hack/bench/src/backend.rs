@@ -10,7 +10,9 @@
 //! not inferred afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
@@ -75,6 +77,28 @@ struct State {
 pub struct MemBackend {
     state: Mutex<State>,
     auditor: Option<Auditor>,
+    /// Time `provision` takes after the volume exists (a slow backend's
+    /// window between making a volume and the PV being saved).
+    delay: Duration,
+    /// Provisions whose future was dropped before returning (cut by a kill).
+    cut: AtomicU64,
+}
+
+/// Counts a provision as cut unless [`InFlight::finish`] is reached.
+struct InFlight<'a>(&'a AtomicU64, bool);
+
+impl InFlight<'_> {
+    fn finish(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What the backend holds at one moment.
@@ -96,12 +120,19 @@ impl MemBackend {
         Arc::new(Self::default())
     }
 
-    /// A backend that audits every delete against `store` (chaos).
-    pub fn audited(store: Arc<Store>) -> Arc<Self> {
+    /// A backend that audits every delete against `store`, and whose
+    /// `provision` takes `delay` after making the volume (chaos).
+    pub fn audited(store: Arc<Store>, delay: Duration) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::default(),
             auditor: Some(Auditor::new(store)),
+            delay,
+            ..Self::default()
         })
+    }
+
+    /// Provisions cut short (their future dropped by a kill) so far.
+    pub fn cut(&self) -> u64 {
+        self.cut.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -138,11 +169,17 @@ impl MemBackend {
 #[async_trait]
 impl Provisioner for MemBackend {
     async fn provision(&self, o: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
-        let mut st = self.lock();
-        if st.volumes.insert(o.pv_name.clone()) {
-            *st.created.entry(o.pv_name.clone()).or_default() += 1;
+        let flight = InFlight(&self.cut, false);
+        {
+            let mut st = self.lock();
+            if st.volumes.insert(o.pv_name.clone()) {
+                *st.created.entry(o.pv_name.clone()).or_default() += 1;
+            }
         }
-        drop(st);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        flight.finish();
         Ok(Provisioned::new(PersistentVolumeSpec {
             host_path: Some(HostPathVolumeSource {
                 path: format!("/mem/{}", o.pv_name),

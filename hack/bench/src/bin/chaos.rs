@@ -52,6 +52,10 @@ struct Cli {
     /// Seconds to wait for the cluster to settle after the faults stop.
     #[arg(long, default_value_t = 90)]
     settle_timeout: u64,
+    /// Milliseconds the in-memory backend's `provision` takes after making
+    /// the volume: the window in which a kill leaves a volume without a PV.
+    #[arg(long, default_value_t = 20)]
+    provision_ms: u64,
     /// The provisioner under test.
     #[arg(long, value_enum, default_value_t = Under::Mem)]
     provisioner: Under,
@@ -104,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let fleet = match cli.provisioner {
         Under::Mem => {
-            let backend = MemBackend::audited(ts.store());
+            let backend = MemBackend::audited(ts.store(), Duration::from_millis(cli.provision_ms));
             let mut replicas = Replicas::new(ts.kubeconfig_path().to_path_buf(), backend.clone());
             for _ in 0..2 {
                 replicas.spawn().await?;
@@ -236,8 +240,9 @@ async fn main() -> anyhow::Result<()> {
         stats.writes()
     );
     println!(
-        "replicas killed: {:?}; samples with two leaders at once: {}; observer lagged: {}; backend volumes re-created after cleanup: {}",
+        "replicas killed: {:?}; provisions cut mid-flight by a kill: {}; samples with two leaders at once: {}; observer lagged: {}; backend volumes re-created after cleanup: {}",
         killed,
+        fleet.provisions_cut().map_or("n/a".into(), |n| n.to_string()),
         overlap.load(std::sync::atomic::Ordering::Relaxed),
         seen.lagged,
         report.recreated.len()

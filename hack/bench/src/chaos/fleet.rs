@@ -106,6 +106,15 @@ impl Fleet {
         }
     }
 
+    /// In-memory provisions cut short by a kill (after the volume was made,
+    /// before `provision` returned); `None` for the hostpath binary.
+    pub fn provisions_cut(&self) -> Option<u64> {
+        match self {
+            Fleet::Mem { backend, .. } => Some(backend.cut()),
+            Fleet::Hostpath(_) => None,
+        }
+    }
+
     /// Killed replicas so far, for the report.
     pub async fn killed(&self) -> Vec<String> {
         match self {
