@@ -82,21 +82,36 @@ pub struct MemBackend {
     delay: Duration,
     /// Provisions whose future was dropped before returning (cut by a kill).
     cut: AtomicU64,
+    /// Provisions running now.
+    in_flight: AtomicU64,
 }
 
-/// Counts a provision as cut unless [`InFlight::finish`] is reached.
-struct InFlight<'a>(&'a AtomicU64, bool);
+/// One running provision: counted in `in_flight` while alive, and as cut
+/// when dropped before [`InFlight::finish`].
+struct InFlight<'a> {
+    backend: &'a MemBackend,
+    finished: bool,
+}
 
-impl InFlight<'_> {
+impl<'a> InFlight<'a> {
+    fn new(backend: &'a MemBackend) -> Self {
+        backend.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self {
+            backend,
+            finished: false,
+        }
+    }
+
     fn finish(mut self) {
-        self.1 = true;
+        self.finished = true;
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if !self.1 {
-            self.0.fetch_add(1, Ordering::Relaxed);
+        self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            self.backend.cut.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -128,6 +143,11 @@ impl MemBackend {
             delay,
             ..Self::default()
         })
+    }
+
+    /// Provisions running now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Provisions cut short (their future dropped by a kill) so far.
@@ -169,7 +189,7 @@ impl MemBackend {
 #[async_trait]
 impl Provisioner for MemBackend {
     async fn provision(&self, o: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
-        let flight = InFlight(&self.cut, false);
+        let flight = InFlight::new(self);
         {
             let mut st = self.lock();
             if st.volumes.insert(o.pv_name.clone()) {

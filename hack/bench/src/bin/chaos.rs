@@ -54,7 +54,7 @@ struct Cli {
     settle_timeout: u64,
     /// Milliseconds the in-memory backend's `provision` takes after making
     /// the volume: the window in which a kill leaves a volume without a PV.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     provision_ms: u64,
     /// The provisioner under test.
     #[arg(long, value_enum, default_value_t = Under::Mem)]

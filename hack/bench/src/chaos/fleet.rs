@@ -44,10 +44,16 @@ impl Fleet {
     }
 
     /// Kills one replica/instance (`pick` chooses the hostpath node; the
-    /// in-memory fleet kills its leader); describes what was killed.
+    /// in-memory fleet kills its leader, waiting up to 1 s for a moment when
+    /// a provision is in flight, the window where a crash could leak a
+    /// volume); describes what was killed.
     pub async fn kill(&self, pick: usize) -> Option<String> {
         match self {
-            Fleet::Mem { replicas, .. } => {
+            Fleet::Mem { replicas, backend } => {
+                let end = tokio::time::Instant::now() + Duration::from_secs(1);
+                while backend.in_flight() == 0 && tokio::time::Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let (who, leading) = replicas.lock().await.kill_leader().await?;
                 Some(format!(
                     "{who} ({})",
