@@ -348,6 +348,22 @@ fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
 
 /// Applies status-subresource rules, then records field ownership for an
 /// ordinary (non-apply) write by `manager`.
+/// A `metadata.uid` in a write that differs from the stored object's is a
+/// failed precondition (the object was deleted and re-created), as in
+/// kube-apiserver.
+fn check_uid(rp: &ResPath, cur: &Value, new: &Value) -> Result<(), ApiError> {
+    let want = meta_str(new, "uid").filter(|u| !u.is_empty());
+    let have = meta_str(cur, "uid").unwrap_or("");
+    match want {
+        Some(u) if u != have => Err(ApiError::conflict_msg(
+            &RESOURCES[rp.res],
+            meta_str(cur, "name").unwrap_or(""),
+            &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {have}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn finish_write(rp: &ResPath, cur: &Value, new: Value, manager: &str) -> Value {
     let mut out = split_status(rp, cur, new);
     admission::apply_defaults(storage_res(rp.res), &mut out);
@@ -465,6 +481,7 @@ fn update(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
                         return Err(ApiError::conflict(info, &name));
                     }
                 }
+                check_uid(rp, cur, &body)?;
                 Ok(finish_write(rp, cur, body, manager))
             })?;
     Ok(obj_response(StatusCode::OK, &to_view(rp.res, &updated)))
@@ -517,6 +534,11 @@ fn patch(
                 if rp.strict {
                     crate::validation::strict(view, &body)?;
                 }
+                if let Some(rv) = meta_str(&body, "resourceVersion").filter(|s| !s.is_empty()) {
+                    if Some(rv) != meta_str(cur, "resourceVersion") {
+                        return Err(ApiError::conflict(info, &name));
+                    }
+                }
                 if let Some(m) = body.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) {
                     if m != name {
                         return Err(ApiError::bad_request(format!(
@@ -532,6 +554,7 @@ fn patch(
         if rp.strict && pt != PatchType::Apply {
             crate::validation::strict(view, &doc)?;
         }
+        check_uid(rp, cur, &doc)?;
         if meta_str(&doc, "resourceVersion") != meta_str(cur, "resourceVersion")
             && pt != PatchType::Apply
             && meta_str(&doc, "resourceVersion").is_some_and(|s| !s.is_empty())

@@ -664,3 +664,50 @@ async fn strict_field_validation() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uid_and_resource_version_preconditions_on_writes() {
+    let srv = TestServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
+    let old = api.create(&PostParams::default(), &cm("re")).await.unwrap();
+    api.delete("re", &DeleteParams::default()).await.unwrap();
+    api.create(&PostParams::default(), &cm("re")).await.unwrap();
+    // an unconditional update carrying the old object's uid must not hit the new object
+    let mut stale = old.clone();
+    stale.metadata.resource_version = None;
+    let s = status(
+        api.replace("re", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(s.code, 409);
+    assert!(
+        s.message
+            .contains("Precondition failed: UID in precondition"),
+        "{}",
+        s.message
+    );
+    let uid = old.metadata.uid.unwrap();
+    let s = status(
+        api.patch(
+            "re",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"uid": uid}, "data": {"x": "y"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(s.code, 409);
+    // server-side apply honours a resourceVersion in the applied configuration
+    let s = status(
+        api.patch(
+            "re",
+            &PatchParams::apply("m"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "re", "resourceVersion": "1"}, "data": {"x": "y"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(s.code, 409);
+}
