@@ -91,6 +91,9 @@ impl Fleet {
 
     /// Waits until the fleet serves (a leader elected, or the instances ready).
     pub async fn wait_serving(&self, within: Duration) -> anyhow::Result<()> {
+        if let Fleet::Hostpath(i) = self {
+            i.lock().await.wait_ready(within).await?;
+        }
         if let Fleet::Mem { .. } = self {
             let end = tokio::time::Instant::now() + within;
             while self.leaders().await == 0 {

@@ -71,6 +71,14 @@ impl Instances {
         )
     }
 
+    /// Waits until every running instance answers `/readyz`.
+    pub async fn wait_ready(&mut self, within: std::time::Duration) -> anyhow::Result<()> {
+        for p in self.running.iter_mut().flatten() {
+            p.wait_ready(within).await?;
+        }
+        Ok(())
+    }
+
     /// SIGKILLs the instance of node `i % nodes` if it runs; returns the node.
     pub fn kill(&mut self, i: usize) -> Option<&'static str> {
         let i = i % NODES.len();
