@@ -15,14 +15,8 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The hostpath binary in the same profile directory as this executable,
-/// built when missing with
-/// `cargo build -p hostpath-provisioner -p external-storage-bench` (same
-/// profile).
-///
-/// Both packages in one build on purpose: built alone, the binary has no
-/// rustls crypto provider selected (kube's `rustls-tls` without `ring` or
-/// `aws-lc-rs`; the workspace gets `ring` only through kube-testserver) and
-/// panics at start-up; built together it gets `ring` by feature unification.
+/// built when missing with `cargo build -p hostpath-provisioner` (same
+/// profile). A binary that dies before `/readyz` fails the run with its log.
 pub fn locate_or_build() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("locating this executable")?;
     let dir = me.parent().context("executable has no directory")?;
