@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     *own.entry(("create".into(), "persistentvolumeclaims".into()))
         .or_default() += n as u64;
     let created = start.elapsed();
+    let (mut last_bound, mut last_progress) = (0, Instant::now());
     loop {
         let list = api.list(&ListParams::default()).await?;
         *own.entry(("list".into(), "persistentvolumeclaims".into()))
@@ -62,6 +63,27 @@ async fn main() -> anyhow::Result<()> {
             .count();
         if bound == n {
             break;
+        }
+        if bound != last_bound {
+            (last_bound, last_progress) = (bound, Instant::now());
+        } else if last_progress.elapsed() > Duration::from_secs(30) {
+            // Stalled: say which claims and what their PVs look like.
+            for c in list
+                .items
+                .iter()
+                .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound"))
+            {
+                let pv = pvs(&client).get_opt(&pv_name(c)).await?;
+                println!(
+                    "STALLED: claim {} phase {:?} finalizers {:?}; PV {} phase {:?}",
+                    c.metadata.name.as_deref().unwrap_or_default(),
+                    c.status.as_ref().and_then(|s| s.phase.clone()),
+                    c.metadata.finalizers,
+                    pv_name(c),
+                    pv.map(|p| p.status.and_then(|s| s.phase)),
+                );
+            }
+            anyhow::bail!("{bound}/{n} claims Bound, no progress for 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
