@@ -11,13 +11,7 @@ use std::fmt;
 use crate::pattern::{PathPattern, DEFAULT_PATTERN};
 
 /// Every parameter a class may set.
-pub const KNOWN: &[&str] = &[
-    "pathPattern",
-    "volumeType",
-    "mode",
-    "enforceCapacity",
-    "node",
-];
+pub const KNOWN: &[&str] = &["pathPattern", "volumeType", "mode", "enforceCapacity"];
 
 /// How the PV refers to the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +33,6 @@ pub struct ClassParams {
     pub mode: u32,
     /// Whether to enforce the requested size with a project quota.
     pub enforce_capacity: bool,
-    /// For Immediate binding: the node the volume is made on.
-    pub node: Option<String>,
 }
 
 /// A parameter that is unknown or has a bad value.
@@ -119,16 +111,11 @@ impl ClassParams {
                 ))
             }
         };
-        let node = match get("node") {
-            Some("") => return Err(err("node", "must name a node when set")),
-            other => other.map(str::to_string),
-        };
         Ok(ClassParams {
             path_pattern,
             volume_type,
             mode,
             enforce_capacity,
-            node,
         })
     }
 }
@@ -151,7 +138,6 @@ mod tests {
         assert_eq!(p.volume_type, VolumeType::HostPath);
         assert_eq!(p.mode, 0o777);
         assert!(!p.enforce_capacity);
-        assert_eq!(p.node, None);
         assert_eq!(p.path_pattern, PathPattern::parse(DEFAULT_PATTERN).unwrap());
     }
 
@@ -161,14 +147,12 @@ mod tests {
             ("volumeType", "local"),
             ("mode", "0750"),
             ("enforceCapacity", "true"),
-            ("node", "n1"),
             ("pathPattern", "{{ .PVC.Namespace }}/{{ .PVC.Name }}"),
         ])
         .unwrap();
         assert_eq!(p.volume_type, VolumeType::Local);
         assert_eq!(p.mode, 0o750);
         assert!(p.enforce_capacity);
-        assert_eq!(p.node.as_deref(), Some("n1"));
     }
 
     #[test]
@@ -179,7 +163,7 @@ mod tests {
             ("mode", "17777", "octal permission"),
             ("enforceCapacity", "yes", "allowed: true, false"),
             ("pathPattern", "{{ .Secret }}", "unknown field"),
-            ("node", "", "must name a node"),
+            ("node", "n1", "unknown parameter"),
             ("size", "1", "unknown parameter; allowed: pathPattern"),
         ];
         for (param, value, expect) in cases {

@@ -145,7 +145,9 @@ impl Provisioner for HostPath {
     async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
         let params = ClassParams::parse(opts.storage_class.parameters.as_ref())
             .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
-        let node = opts.selected_node.clone().or(params.node.clone());
+        // The library resolves the node: the scheduler's selected node, or
+        // the one node an Immediate class's allowedTopologies names.
+        let node = opts.selected_node.clone();
         if node.as_deref() != Some(self.node.as_str()) {
             return Err(ProvisionError::Ignored(format!(
                 "claim is for node {node:?}, this instance serves {}",

@@ -225,3 +225,43 @@ async fn a_directory_it_did_not_make_is_never_deleted() {
     wait_pv_gone(&env.client, &name).await;
     assert_eq!(std::fs::read(manual.join("file")).unwrap(), b"precious");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immediate_binding_uses_the_one_node_the_class_names() {
+    let env = Env::start().await;
+    let classes: kube::Api<k8s_openapi::api::storage::v1::StorageClass> =
+        kube::Api::all(env.client.clone());
+    create(
+        &classes,
+        json!({
+            "metadata": {"name": "pinned"},
+            "provisioner": PROVISIONER,
+            "volumeBindingMode": "Immediate",
+            "allowedTopologies": [{"matchLabelExpressions": [
+                {"key": "kubernetes.io/hostname", "values": [NODE]}
+            ]}],
+        }),
+    )
+    .await;
+    // No pod: nothing selects a node; the class's topology names it.
+    create_claim(&env.client, "pinned-claim", "pinned", "1Gi", json!({})).await;
+    let pv = wait_bound(&env.client, "pinned-claim").await;
+    assert!(host_path(&pv).is_dir());
+
+    // An Immediate class that names no node: the claim is told why it waits.
+    create_class(
+        &env.client,
+        "unpinned",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({}),
+    )
+    .await;
+    create_claim(&env.client, "unpinned-claim", "unpinned", "1Gi", json!({})).await;
+    let note = wait_warning(&env.client, "unpinned-claim", "cannot choose a node").await;
+    assert!(note.contains("WaitForFirstConsumer"), "{note}");
+    assert!(note.contains("allowedTopologies"), "{note}");
+    let claim = claims(&env.client).get("unpinned-claim").await.unwrap();
+    assert!(claim.spec.unwrap().volume_name.is_none());
+}

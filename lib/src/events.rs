@@ -50,9 +50,11 @@ impl Reason {
     }
 }
 
-/// The step an event is about. Repeated events with the same reason *and*
-/// action on one object are merged into a series by the recorder (keeping the
-/// first message), so distinct causes get distinct actions.
+/// The step an event is about. The recorder merges repeated events with the
+/// same reason *and* action on one object into a series and keeps the first
+/// message; so that a new message is never hidden behind an old one, the
+/// published action is this step plus a short hash of the message (see
+/// [`series_action`]): identical messages still form one series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// The reason's default step (`Provision` or `Delete`).
@@ -61,6 +63,8 @@ pub enum Action {
     ClassLookup,
     /// Checking the volume mode.
     VolumeModeCheck,
+    /// Finding the node a node-local volume belongs on.
+    NodeSelection,
     /// Asking the scheduler to pick another node.
     Reschedule,
     /// Saving the PV object.
@@ -77,12 +81,23 @@ impl Action {
             Action::Default => reason.action(),
             Action::ClassLookup => "ClassLookup",
             Action::VolumeModeCheck => "VolumeModeCheck",
+            Action::NodeSelection => "NodeSelection",
             Action::Reschedule => "Reschedule",
             Action::SavePersistentVolume => "SavePersistentVolume",
             Action::Cleanup => "Cleanup",
             Action::GiveUp => "GiveUp",
         }
     }
+}
+
+/// The action published for `step` with `note`: `<step>/<8 hex digits of the
+/// note's FNV-1a hash>`. Equal notes give equal actions (merged into one
+/// series by the recorder); a different note starts a new event.
+pub fn series_action(step: &str, note: &str) -> String {
+    let hash = note.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{step}/{hash:08x}")
 }
 
 /// Publishes events for claims and volumes.
@@ -129,12 +144,28 @@ impl Events {
         let ev = Event {
             type_: reason.type_(),
             reason: reason.as_str().to_string(),
+            action: series_action(action.as_str(reason), &note),
             note: Some(note),
-            action: action.as_str(reason).to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(reason = reason.as_str(), error = %e, "failed to publish event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_notes_share_an_action_and_different_notes_do_not() {
+        let a = series_action("Provision", "bad parameter `mode`");
+        assert_eq!(a, series_action("Provision", "bad parameter `mode`"));
+        assert_ne!(a, series_action("Provision", "bad parameter `volumeType`"));
+        assert_ne!(a, series_action("Delete", "bad parameter `mode`"));
+        assert!(a.starts_with("Provision/") && a.len() == "Provision/".len() + 8);
+        // FNV-1a of the empty string is its offset basis.
+        assert_eq!(series_action("X", ""), "X/811c9dc5");
     }
 }

@@ -137,6 +137,17 @@ impl ClassBuilder {
         self.0.reclaim_policy = Some(p.into());
         self
     }
+    /// `allowedTopologies`: one term requiring `key` in `values`.
+    pub fn topology(mut self, key: &str, values: &[&str]) -> Self {
+        use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
+        self.0.allowed_topologies = Some(vec![TopologySelectorTerm {
+            match_label_expressions: Some(vec![TopologySelectorLabelRequirement {
+                key: key.into(),
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }]),
+        }]);
+        self
+    }
     /// Mount options.
     pub fn mount_options(mut self, o: &[&str]) -> Self {
         self.0.mount_options = Some(o.iter().map(|s| s.to_string()).collect());

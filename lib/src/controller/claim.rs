@@ -55,6 +55,33 @@ pub fn selected_node(claim: &PersistentVolumeClaim) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// The single node an `Immediate` class's `allowedTopologies` names with
+/// `kubernetes.io/hostname` (one term, one expression, one value), if any.
+pub fn class_topology_node(class: &StorageClass) -> Option<&str> {
+    if is_wffc(class) {
+        return None;
+    }
+    match class.allowed_topologies.as_deref()? {
+        [term] => match term.match_label_expressions.as_deref()? {
+            [expr] if expr.key == a::HOSTNAME_LABEL => match expr.values.as_slice() {
+                [node] if !node.is_empty() => Some(node.as_str()),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The node a claim's volume belongs on: the scheduler's selected node, else
+/// the one node named by an `Immediate` class's `allowedTopologies`.
+pub fn target_node<'a>(
+    claim: &'a PersistentVolumeClaim,
+    class: Option<&'a StorageClass>,
+) -> Option<&'a str> {
+    selected_node(claim).or_else(|| class.and_then(class_topology_node))
+}
+
 /// Whether the claim carries our intent finalizer.
 pub fn has_intent(claim: &PersistentVolumeClaim) -> bool {
     claim
@@ -109,6 +136,10 @@ pub enum ClaimDecision {
     Skip(Skip),
     /// WaitForFirstConsumer class and no node selected yet.
     WaitForNode,
+    /// Node-local mode, and neither a selected node nor the class's
+    /// `allowedTopologies` says which node the volume belongs on (an
+    /// `Immediate` class): a Warning event says how to fix the class.
+    NoNode,
     /// Ours, but its StorageClass (named) is not in the cache: retry.
     ClassMissing(String),
     /// Block claim, provisioner without block support: Warning event only.
@@ -139,8 +170,9 @@ pub fn decide(
     if !claim_provisioner(claim).is_some_and(|p| scope.is_ours(p)) {
         return D::Skip(Skip::NotOurs);
     }
-    if let Some(node) = &scope.node_name {
-        if selected_node(claim) != Some(node.as_str()) {
+    let target = target_node(claim, class);
+    if let (Some(node), Some(target)) = (&scope.node_name, target) {
+        if target != node {
             return D::Skip(Skip::OtherNode);
         }
     }
@@ -175,6 +207,9 @@ pub fn decide(
     };
     if is_wffc(class) && selected_node(claim).is_none() {
         return D::WaitForNode;
+    }
+    if scope.node_name.is_some() && target.is_none() {
+        return D::NoNode;
     }
     if is_block(claim) && !supports_block {
         return D::RejectBlock;
@@ -256,6 +291,23 @@ async fn reconcile_inner<P: Provisioner>(
     let claim_ref = claim.object_ref(&());
     let step = match decision {
         ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
+        ClaimDecision::NoNode => {
+            let msg = format!(
+                "{} runs one instance per node and cannot choose a node for claim {key}: its StorageClass {:?} uses Immediate binding without naming a node; use volumeBindingMode: WaitForFirstConsumer, or allowedTopologies with one {} value",
+                ctx.opts.provisioner_name,
+                claim_class(&claim).unwrap_or_default(),
+                a::HOSTNAME_LABEL,
+            );
+            ctx.events
+                .publish_for(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    EventAction::NodeSelection,
+                    msg.clone(),
+                )
+                .await;
+            Step::Slow(msg)
+        }
         ClaimDecision::ClassMissing(name) => {
             let msg = format!(
                 "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
@@ -333,7 +385,7 @@ fn options(claim: &PersistentVolumeClaim, class: &StorageClass, pv_name: &str) -
         storage_class: class.clone(),
         claim: claim.clone(),
         pv_name: pv_name.to_string(),
-        selected_node: selected_node(claim).map(str::to_string),
+        selected_node: target_node(claim, Some(class)).map(str::to_string),
     }
 }
 
@@ -767,6 +819,70 @@ mod tests {
     }
 
     #[test]
+    fn immediate_class_topology_names_the_node_in_node_local_mode() {
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        let pinned = class("fast", P)
+            .topology(a::HOSTNAME_LABEL, &["n1"])
+            .build();
+        assert_eq!(class_topology_node(&pinned), Some("n1"));
+        assert_eq!(target_node(&c, Some(&pinned)), Some("n1"));
+        assert_eq!(
+            d(&node_scope("n1"), &c, Some(&pinned), None),
+            ClaimDecision::RecordIntent
+        );
+        assert_eq!(
+            d(&node_scope("n2"), &c, Some(&pinned), None),
+            ClaimDecision::Skip(Skip::OtherNode)
+        );
+        // A selected node wins over the class's topology.
+        let sel = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("n2")
+            .build();
+        assert_eq!(target_node(&sel, Some(&pinned)), Some("n2"));
+        // Not a single hostname, or a WaitForFirstConsumer class: no node.
+        for unclear in [
+            class("fast", P)
+                .topology(a::HOSTNAME_LABEL, &["n1", "n2"])
+                .build(),
+            class("fast", P)
+                .topology("topology.kubernetes.io/zone", &["z1"])
+                .build(),
+            class("fast", P)
+                .topology(a::HOSTNAME_LABEL, &["n1"])
+                .wffc()
+                .build(),
+        ] {
+            assert_eq!(class_topology_node(&unclear), None);
+        }
+    }
+
+    #[test]
+    fn node_local_immediate_claim_without_a_node_is_reported() {
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(
+            d(&node_scope("n1"), &c, Some(&sc()), None),
+            ClaimDecision::NoNode
+        );
+        // Cluster-wide mode needs no node.
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RecordIntent
+        );
+        // Bound claims are never reported.
+        let bound = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .volume_name("v")
+            .build();
+        assert_eq!(
+            d(&node_scope("n1"), &bound, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+    }
+
+    #[test]
     fn node_local_takes_only_its_node() {
         let c = claim("ns", "c")
             .provisioner(P)
@@ -781,10 +897,12 @@ mod tests {
             d(&node_scope("n2"), &c, Some(&sc()), None),
             ClaimDecision::Skip(Skip::OtherNode)
         );
+        // No node at all (Immediate class without topology): reported, see
+        // node_local_immediate_claim_without_a_node_is_reported.
         let c = claim("ns", "c").provisioner(P).class("fast").build();
         assert_eq!(
             d(&node_scope("n1"), &c, Some(&sc()), None),
-            ClaimDecision::Skip(Skip::OtherNode)
+            ClaimDecision::NoNode
         );
     }
 

@@ -289,7 +289,14 @@ pub fn pass(store: &Store) {
                     }
                     Some(_) => {}
                     None if !cr_uid.is_empty() => {
-                        if phase != "Released" && phase != "Failed" {
+                        // The claims snapshot predates this PV list: a claim
+                        // created in between is missing from it. Like the real
+                        // PV controller, confirm with a live read before
+                        // releasing a volume.
+                        let live = store
+                            .get(pvc_r, &key.0, &key.1)
+                            .is_some_and(|c| meta_str(&c, "uid") == Some(cr_uid));
+                        if !live && phase != "Released" && phase != "Failed" {
                             set_pv_phase(store, &pv, "Released");
                         }
                     }
