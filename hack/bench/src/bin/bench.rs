@@ -41,6 +41,9 @@ struct Cli {
     /// Skip the hostpath binary (in-memory provisioner only).
     #[arg(long)]
     no_hostpath: bool,
+    /// Skip the in-memory provisioner (hostpath binary only).
+    #[arg(long)]
+    no_mem: bool,
     /// Client QPS of the provisioner under test (0 = unlimited); the
     /// binary's default (20/50) is measured in an extra 100-claim row.
     #[arg(long, default_value_t = 0.0)]
@@ -58,7 +61,7 @@ struct Cli {
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     /// Bound claims + PVs preloaded for the memory/start-up table
-    /// (default: 1000 with --quick, else 1000,10000).
+    /// (default: 1000 with --quick, else 1000,10000; 0 skips the table).
     #[arg(long, value_delimiter = ',')]
     cached: Vec<usize>,
 }
@@ -104,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut setups = Vec::new();
     for hostpath in [false, true] {
-        if hostpath && cli.no_hostpath {
+        if (hostpath && cli.no_hostpath) || (!hostpath && cli.no_mem) {
             continue;
         }
         for &claims in &sizes {
@@ -116,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 workers: cli.workers,
             });
         }
-        if hostpath {
+        if hostpath && sizes.contains(&100) {
             // The shipped defaults: --kube-api-qps 20 --kube-api-burst 50.
             setups.push(Setup {
                 hostpath,
@@ -153,7 +156,8 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row);
     }
     println!("{}", render(&rows));
-    if let Some(exe) = &exe {
+    let skip_cached = cli.cached == [0];
+    if let Some(exe) = exe.as_ref().filter(|_| !skip_cached) {
         let cached = if !cli.cached.is_empty() {
             cli.cached.clone()
         } else if cli.quick {
@@ -289,7 +293,14 @@ async fn run_mem(setup: &Setup, cli: &Cli) -> anyhow::Result<Row> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let measured = throughput::run(&ts, &admin, &workload(setup, cli, "mem", MEM, None)).await?;
     token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    let abort = handle.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .is_err()
+    {
+        // Not stopped in time: do not let it run on into the next row.
+        abort.abort();
+    }
     anyhow::ensure!(
         !measured.complete || backend.len() == setup.claims,
         "backend holds {} volumes for {} claims",
