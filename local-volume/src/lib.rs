@@ -7,7 +7,7 @@
 //! - [`discovery`]: this crate's loop, creating PVs for what it finds;
 //! - the `external-storage` library's controller in node-local mode, whose
 //!   volume loop hands each `Released` + `Delete` PV of this node to
-//!   [`volumes::LocalVolumes::delete`], which cleans the volume; the library
+//!   `delete` of [`volumes::LocalVolumes`] (its `Provisioner` impl), which cleans the volume; the library
 //!   then deletes the PV and discovery offers the volume again.
 //!
 //! Modules, from the outside in: [`config`] validates the YAML; [`scan`]
