@@ -35,8 +35,8 @@ hack/verify.sh
 step "cargo test"
 cargo test --workspace --all-targets --locked
 
-step "demo: kubectl apply -f deploy/hostpath against kube-testserver, claim to Bound and back"
-hack/demo.sh
+step "local-up: kubectl apply -f deploy/hostpath against kube-testserver, 2 nodes, claim to Bound and back"
+hack/local-up.sh hostpath
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # The main job, on one machine with no cluster: kube-testserver as the API
-# server, the hostpath provisioner as its node's instance, and kubectl doing
-# what an operator does: `kubectl apply -f deploy/hostpath`, then the example
-# claim and pod, until the claim is Bound and its directory exists.
+# server, two fake nodes each with its own hostpath provisioner instance (the
+# DaemonSet's pods, run locally, with roots under a temp dir), and kubectl
+# doing what an operator does: `kubectl apply -f deploy/hostpath`, then the
+# example claim and pod, until the claim is Bound; prints the PV and its
+# directory on disk, then deletes the claim and checks both are gone.
 #
-# Usage: hack/demo.sh [--keep]   (--keep: leave everything running; Ctrl-C ends it)
+# Usage: hack/local-up.sh [hostpath] [--keep]
+#   --keep: stay up after the round trip (KUBECONFIG printed); Ctrl-C cleans up.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-keep=${1:-}
+keep=
+for arg in "$@"; do
+  case "$arg" in
+    hostpath) ;;
+    --keep) keep=--keep ;;
+    *) echo "usage: hack/local-up.sh [hostpath] [--keep] (only hostpath has a local demo)" >&2; exit 2 ;;
+  esac
+done
 
 work=$(mktemp -d)
 pids=()
@@ -34,19 +44,21 @@ echo "==> API server on http://127.0.0.1:$port (KUBECONFIG=$KUBECONFIG)"
 echo "==> kubectl apply -f deploy/hostpath"
 kubectl apply -f deploy/hostpath
 
-echo "==> a Ready node, and its provisioner instance (the DaemonSet's pod, run locally)"
-kubectl apply -f - <<'YAML'
+echo "==> two Ready nodes, each with its provisioner instance (the DaemonSet's pods, run locally)"
+for node in node-a node-b; do
+  kubectl apply -f - <<YAML
 apiVersion: v1
 kind: Node
 metadata:
-  name: demo-node
-  labels: {kubernetes.io/hostname: demo-node}
+  name: $node
+  labels: {kubernetes.io/hostname: $node}
 status:
   conditions: [{type: Ready, status: "True"}]
 YAML
-NODE_NAME=demo-node "$bin/hostpath-provisioner" --kubeconfig "$KUBECONFIG" \
-  --root "$work/volumes" --metrics-address 127.0.0.1:0 >"$work/provisioner.log" 2>&1 &
-pids+=($!)
+  NODE_NAME=$node "$bin/hostpath-provisioner" --kubeconfig "$KUBECONFIG" \
+    --root "$work/$node" --metrics-address 127.0.0.1:0 >"$work/provisioner-$node.log" 2>&1 &
+  pids+=($!)
+done
 
 echo "==> kubectl apply -f deploy/hostpath/examples"
 kubectl apply -f deploy/hostpath/examples
@@ -54,8 +66,14 @@ kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/hostpath-example --timeo
 kubectl get pvc hostpath-example
 pv=$(kubectl get pvc hostpath-example -o jsonpath='{.spec.volumeName}')
 dir=$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')
-echo "==> PV $pv is the directory $dir:"
+node=$(kubectl get pvc hostpath-example -o jsonpath='{.metadata.annotations.volume\.kubernetes\.io/selected-node}')
+kubectl get pv "$pv"
+echo "==> PV $pv is the directory $dir on $node:"
 ls -ld "$dir"
+case "$dir" in
+  "$work/$node/"*) ;;
+  *) echo "local-up: $dir is not under $node's root $work/$node" >&2; exit 1 ;;
+esac
 
 echo "==> deleting the claim: the directory and the PV go"
 kubectl delete pod hostpath-example --wait=false
@@ -63,12 +81,12 @@ kubectl delete pvc hostpath-example
 for _ in $(seq 100); do kubectl get pv "$pv" >/dev/null 2>&1 || break; sleep 0.1; done
 if kubectl get pv "$pv" >/dev/null 2>&1 || [ -e "$dir" ]; then
   echo "demo: PV $pv or $dir still exists" >&2
-  tail -20 "$work/provisioner.log" >&2
+  tail -20 "$work"/provisioner-*.log >&2
   exit 1
 fi
 echo "==> done: PV $pv and $dir are gone"
 
 if [ "$keep" = "--keep" ]; then
-  echo "Running; KUBECONFIG=$KUBECONFIG. Ctrl-C to stop."
+  echo "Running; KUBECONFIG=$KUBECONFIG (try: kubectl apply -f deploy/hostpath/examples). Ctrl-C to stop."
   wait
 fi
