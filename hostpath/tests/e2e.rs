@@ -28,22 +28,7 @@ impl Env {
         for node in [NODE, "node-2"] {
             create_node(&client, node).await;
         }
-        let root = tmp.path().join("root");
-        let provisioner = Binary::spawn(
-            env!("CARGO_BIN_EXE_hostpath-provisioner"),
-            ts.kubeconfig_path(),
-            &[
-                "--node-name",
-                NODE,
-                "--retry-interval-start",
-                "200ms",
-                "--retry-interval-max",
-                "2s",
-                "--root",
-                root.to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        let provisioner = spawn_instance(&ts, tmp.path(), NODE, &tmp.path().join("root"));
         Env {
             _ts: ts,
             client,
@@ -64,6 +49,29 @@ impl Env {
         create_claim(&self.client, name, class, "1Gi", json!({})).await;
         create_pod_for(&self.client, name, node).await;
     }
+}
+
+/// One node's provisioner instance (the DaemonSet's pod on `node`).
+fn spawn_instance(ts: &TestServer, logs: &Path, node: &str, root: &Path) -> Binary {
+    let log_dir = logs.join(format!("logs-{node}"));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    Binary::spawn(
+        env!("CARGO_BIN_EXE_hostpath-provisioner"),
+        ts.kubeconfig_path(),
+        &[
+            "--node-name",
+            node,
+            "--retry-interval-start",
+            "200ms",
+            "--retry-interval-max",
+            "2s",
+            "--kube-api-qps",
+            "0",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        &log_dir,
+    )
 }
 
 fn host_path(pv: &PersistentVolume) -> PathBuf {
@@ -264,4 +272,124 @@ async fn immediate_binding_uses_the_one_node_the_class_names() {
     assert!(note.contains("allowedTopologies"), "{note}");
     let claim = claims(&env.client).get("unpinned-claim").await.unwrap();
     assert!(claim.spec.unwrap().volume_name.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_claims_on_two_nodes_land_on_their_nodes_and_go_with_their_data() {
+    let env = Env::start().await;
+    let root_2 = env.tmp.path().join("root-2");
+    let _second = spawn_instance(&env._ts, env.tmp.path(), "node-2", &root_2);
+    env.class("hostpath", "Delete", json!({})).await;
+    let names: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let node = if i % 2 == 0 { NODE } else { "node-2" };
+        env.claim_on(name, "hostpath", node).await;
+    }
+    let mut dirs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (node, root) = if i % 2 == 0 {
+            (NODE, env.root())
+        } else {
+            ("node-2", root_2.clone())
+        };
+        let pv = wait_bound(&env.client, name).await;
+        let dir = host_path(&pv);
+        assert!(
+            dir.starts_with(&root),
+            "{name}: {} not under {node}'s root",
+            dir.display()
+        );
+        assert!(dir.is_dir());
+        let term = &pv
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required
+            .as_ref()
+            .unwrap()
+            .node_selector_terms[0];
+        assert_eq!(
+            term.match_expressions.as_ref().unwrap()[0]
+                .values
+                .as_deref(),
+            Some(&[node.to_string()][..])
+        );
+        std::fs::write(dir.join("data"), name.as_bytes()).unwrap();
+        dirs.push((pv.metadata.name.clone().unwrap(), dir));
+    }
+    for name in &names {
+        delete_claim(&env.client, name).await;
+    }
+    for (pv, dir) in &dirs {
+        wait_pv_gone(&env.client, pv).await;
+        assert!(
+            !dir.exists(),
+            "{} must be removed with its PV",
+            dir.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_escaping_the_root_is_refused_and_nothing_outside_changes() {
+    let env = Env::start().await;
+    env.class(
+        "pattern",
+        "Delete",
+        json!({"pathPattern": "{{ .PVC.Namespace }}/{{ .PVC.Annotations.dir }}"}),
+    )
+    .await;
+    let root = env.root();
+    wait_for("the provisioner to open its root", || {
+        let root = root.clone();
+        async move { root.join(".hostpath-provisioner").is_dir().then_some(()) }
+    })
+    .await;
+    // The test's own directory must not change; other tests run in
+    // parallel, so /tmp and / are only checked for the escaped name.
+    let listing = |dir: &Path| -> Vec<std::ffi::OsString> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(env.tmp.path());
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = create(
+        &claims(&env.client),
+        json!({
+            "metadata": {"name": "escape", "annotations": {"dir": "../../../escaped"}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "pattern",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }),
+    )
+    .await;
+    create_pod_for(&env.client, "escape", NODE).await;
+    let note = wait_warning(&env.client, "escape", "pathPattern").await;
+    assert!(note.contains("not allowed"), "{note}");
+    assert_eq!(
+        before,
+        listing(env.tmp.path()),
+        "nothing may appear outside the root"
+    );
+    assert!(env
+        .tmp
+        .path()
+        .ancestors()
+        .all(|d| !d.join("escaped").exists()));
+    assert_eq!(listing(&root), [".hostpath-provisioner"]);
+    assert!(pvs(&env.client)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
