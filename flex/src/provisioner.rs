@@ -16,7 +16,6 @@ use external_storage::{
 use k8s_openapi::api::core::v1::{
     FlexPersistentVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec,
 };
-use kube_quantity::ParsedQuantity;
 
 use crate::driver::{Driver, Failure};
 use crate::protocol::{self, ClaimInfo};
@@ -43,29 +42,10 @@ impl Flex {
     }
 }
 
-/// The claim's storage request: as written, and in bytes (rounded up).
+/// The claim's storage request: as written, and in bytes (rounded up);
+/// empty and 0 when the claim requests no storage.
 pub fn request(claim: &PersistentVolumeClaim) -> Result<(String, u64), String> {
-    let Some(q) = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-    else {
-        return Ok((String::new(), 0));
-    };
-    let parsed: ParsedQuantity = q
-        .clone()
-        .try_into()
-        .map_err(|e| format!("storage request {:?} is not a quantity: {e}", q.0))?;
-    let bytes = match parsed.to_bytes_u64() {
-        Some(b) => b,
-        None => match parsed.to_bytes_f64() {
-            Some(f) if f.is_finite() && f >= 0.0 && f < u64::MAX as f64 => f.ceil() as u64,
-            _ => return Err(format!("storage request {:?} is out of range", q.0)),
-        },
-    };
-    Ok((q.0.clone(), bytes))
+    Ok(external_storage::params::storage_request(claim)?.unwrap_or_default())
 }
 
 /// The request facts for the driver (pure).

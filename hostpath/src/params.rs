@@ -6,7 +6,6 @@
 //! tells the operator exactly what to fix.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use crate::pattern::{PathPattern, DEFAULT_PATTERN};
 
@@ -35,32 +34,10 @@ pub struct ClassParams {
     pub enforce_capacity: bool,
 }
 
-/// A parameter that is unknown or has a bad value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    /// The parameter's name.
-    pub param: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
-
-impl fmt::Display for ParamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StorageClass parameter `{}`: {}",
-            self.param, self.message
-        )
-    }
-}
-
-impl std::error::Error for ParamError {}
+pub use external_storage::params::ParamError;
 
 fn err(param: &str, message: impl Into<String>) -> ParamError {
-    ParamError {
-        param: param.to_string(),
-        message: message.into(),
-    }
+    ParamError::new(param, message)
 }
 
 impl ClassParams {
@@ -68,12 +45,7 @@ impl ClassParams {
     pub fn parse(params: Option<&BTreeMap<String, String>>) -> Result<Self, ParamError> {
         let empty = BTreeMap::new();
         let params = params.unwrap_or(&empty);
-        if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(err(
-                unknown,
-                format!("unknown parameter; allowed: {}", KNOWN.join(", ")),
-            ));
-        }
+        external_storage::params::reject_unknown(params, KNOWN)?;
         let get = |k: &str| params.get(k).map(|v| v.trim());
         let path_pattern = PathPattern::parse(get("pathPattern").unwrap_or(DEFAULT_PATTERN))
             .map_err(|e| err("pathPattern", e.to_string()))?;

@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, LocalVolumeSource, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
-use kube_quantity::ParsedQuantity;
 
 use crate::fsroot::{Deleted, Root, STATE_DIR};
 use crate::params::{ClassParams, VolumeType};
@@ -74,23 +73,7 @@ pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
 
 /// The claim's storage request in bytes, if any.
 pub fn requested_bytes(claim: &PersistentVolumeClaim) -> Result<Option<u64>, String> {
-    let Some(q) = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-    else {
-        return Ok(None);
-    };
-    let parsed: ParsedQuantity = q
-        .clone()
-        .try_into()
-        .map_err(|e| format!("storage request {:?} is not a quantity: {e}", q.0))?;
-    parsed
-        .to_bytes_u64()
-        .map(Some)
-        .ok_or_else(|| format!("storage request {:?} is not a whole number of bytes", q.0))
+    Ok(external_storage::params::storage_request(claim)?.map(|(_, bytes)| bytes))
 }
 
 /// The PV spec fragment for a directory at `path` on `node`.

@@ -60,6 +60,7 @@ pub mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod params;
 pub mod provisioner;
 pub mod ratelimit;
 

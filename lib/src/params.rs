@@ -1,0 +1,115 @@
+//! Helpers every provisioner needs to read a claim and its StorageClass:
+//! the storage request in bytes, and StorageClass parameter errors worded
+//! the same way everywhere ("StorageClass parameter `x`: ...").
+//!
+//! They live here so that each provisioner validates its own parameters but
+//! nobody parses quantities or words parameter errors twice.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube_quantity::ParsedQuantity;
+
+/// A StorageClass parameter that is unknown or has a bad value. Its message
+/// names the parameter and what is allowed, so it can go into a Warning event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The parameter's name.
+    pub param: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl ParamError {
+    /// An error about `param`.
+    pub fn new(param: &str, message: impl Into<String>) -> Self {
+        ParamError {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StorageClass parameter `{}`: {}",
+            self.param, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+/// Fails on the first parameter that is not in `known`, listing the allowed ones.
+pub fn reject_unknown(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ParamError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ParamError::new(
+            unknown,
+            format!("unknown parameter; allowed: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The claim's `resources.requests.storage`: as written, and in bytes
+/// (fractions rounded up). `None` when the claim requests no storage.
+pub fn storage_request(claim: &PersistentVolumeClaim) -> Result<Option<(String, u64)>, String> {
+    let Some(q) = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+    else {
+        return Ok(None);
+    };
+    let parsed: ParsedQuantity = q
+        .clone()
+        .try_into()
+        .map_err(|e| format!("storage request {:?} is not a quantity: {e}", q.0))?;
+    // `to_bytes_u64` truncates a fraction ("1.5" → 1); a request is a
+    // minimum, so round up. Below 2^53 the f64 value is exact enough to tell.
+    let exact = parsed.to_bytes_f64().filter(|f| f.is_finite() && *f >= 0.0);
+    let bytes = match (parsed.to_bytes_u64(), exact) {
+        (Some(b), Some(f)) if f < (1u64 << 53) as f64 && f > b as f64 => b + 1,
+        (Some(b), _) => b,
+        (None, Some(f)) if f < u64::MAX as f64 => f.ceil() as u64,
+        _ => return Err(format!("storage request {:?} is out of range", q.0)),
+    };
+    Ok(Some((q.0.clone(), bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::claim;
+
+    #[test]
+    fn requests_in_bytes() {
+        let bytes = |q: &str| storage_request(&claim("ns", "c").request(q).build());
+        assert_eq!(bytes("1Gi"), Ok(Some(("1Gi".into(), 1 << 30))));
+        assert_eq!(bytes("500M"), Ok(Some(("500M".into(), 500_000_000))));
+        assert_eq!(
+            bytes("1.5"),
+            Ok(Some(("1.5".into(), 2))),
+            "fractions round up"
+        );
+        assert!(bytes("lots").unwrap_err().contains("not a quantity"));
+        assert_eq!(storage_request(&claim("ns", "c").build()), Ok(None));
+    }
+
+    #[test]
+    fn unknown_parameters_are_named_with_the_allowed_ones() {
+        let params = BTreeMap::from([("mode".to_string(), "1".to_string())]);
+        assert!(reject_unknown(&params, &["mode"]).is_ok());
+        let e = reject_unknown(&params, &["a", "b"]).unwrap_err();
+        assert_eq!(e.param, "mode");
+        assert_eq!(
+            e.to_string(),
+            "StorageClass parameter `mode`: unknown parameter; allowed: a, b"
+        );
+    }
+}
