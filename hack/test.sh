@@ -38,6 +38,16 @@ cargo test --workspace --all-targets --locked
 step "local-up: kubectl apply -f deploy/hostpath against kube-testserver, 2 nodes, claim to Bound and back"
 hack/local-up.sh hostpath
 
+# The quick benchmark and chaos runs, in the test build's profile: they show
+# the tools work and the invariants hold; publishable numbers come from the
+# release builds in hack/README.md.
+step "bench --quick"
+cargo run -q -p external-storage-bench --locked --bin bench -- --quick
+
+step "chaos --quick: leader-elected in-memory replicas, then two hostpath node instances"
+cargo run -q -p external-storage-bench --locked --bin chaos -- --quick
+cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisioner hostpath
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
