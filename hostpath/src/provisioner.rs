@@ -26,6 +26,8 @@ use crate::quota::{self, ProjectQuotas};
 pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
 /// Annotation on our PVs: the node the directory is on.
 pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
+/// Annotation on PVs whose size is enforced: the directory's quota project id.
+pub const QUOTA_ANNOTATION: &str = "hostpath.external-storage.io/quota-project";
 /// The node label the PV's node affinity uses.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
@@ -156,30 +158,34 @@ impl Provisioner for HostPath {
         let root = self.root.clone();
         let pv_name = opts.pv_name.clone();
         let rel_for_fs = rel.clone();
-        let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, ProvisionError> {
-            let quotas = if params.enforce_capacity {
-                let q = ProjectQuotas::detect(root.path())
-                    .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
-                let bytes = bytes.ok_or_else(|| {
-                    ProvisionError::Infeasible(
-                        "enforceCapacity is on but the claim requests no storage".into(),
-                    )
-                })?;
-                Some((q, bytes))
-            } else {
-                None
-            };
-            let path = root
-                .create_volume(&rel_for_fs, &pv_name, params.mode)
-                .map_err(|e| ProvisionError::Failed(e.to_string()))?;
-            if let Some((q, bytes)) = quotas {
-                let project = quota::project_id(&Self::projects_dir(root.path()), &pv_name)
+        let (path, project) = tokio::task::spawn_blocking(
+            move || -> Result<(PathBuf, Option<u32>), ProvisionError> {
+                let quotas = if params.enforce_capacity {
+                    let q = ProjectQuotas::detect(root.path())
+                        .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+                    let bytes = bytes.ok_or_else(|| {
+                        ProvisionError::Infeasible(
+                            "enforceCapacity is on but the claim requests no storage".into(),
+                        )
+                    })?;
+                    Some((q, bytes))
+                } else {
+                    None
+                };
+                let path = root
+                    .create_volume(&rel_for_fs, &pv_name, params.mode)
                     .map_err(|e| ProvisionError::Failed(e.to_string()))?;
-                q.set_limit(&path, project, bytes)
-                    .map_err(|e| ProvisionError::Failed(e.to_string()))?;
-            }
-            Ok(path)
-        })
+                let mut project = None;
+                if let Some((q, bytes)) = quotas {
+                    let id = quota::project_id(&Self::projects_dir(root.path()), &pv_name)
+                        .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+                    q.set_limit(&path, id, bytes)
+                        .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+                    project = Some(id);
+                }
+                Ok((path, project))
+            },
+        )
         .await
         .map_err(|e| ProvisionError::Failed(format!("provisioning task failed: {e}")))??;
 
@@ -188,7 +194,47 @@ impl Provisioner for HostPath {
             (PATH_ANNOTATION.to_string(), rel),
             (NODE_ANNOTATION.to_string(), self.node.clone()),
         ]);
+        if let Some(id) = project {
+            out.annotations
+                .insert(QUOTA_ANNOTATION.to_string(), id.to_string());
+        }
         Ok(out)
+    }
+
+    /// Expansion: without `enforceCapacity` the size is nominal (a directory
+    /// has no size), so only the PV's capacity grows; with it, the quota's
+    /// hard limit is raised first.
+    async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        let Some(rel) = relative_path(pv, self.root.path()) else {
+            return Err(ProvisionError::Failed(format!(
+                "{name} does not point under {}",
+                self.root.path().display()
+            )));
+        };
+        let project = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(QUOTA_ANNOTATION))
+            .map(|p| {
+                p.parse::<u32>().map_err(|_| {
+                    ProvisionError::Failed(format!("{QUOTA_ANNOTATION} {p:?} is not a project id"))
+                })
+            })
+            .transpose()?;
+        let Some(project) = project else {
+            return Ok(());
+        };
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let q = ProjectQuotas::detect(root.path())
+                .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+            q.set_limit(&root.host_path(&rel), project, bytes)
+                .map_err(|e| ProvisionError::Failed(e.to_string()))
+        })
+        .await
+        .map_err(|e| ProvisionError::Failed(format!("expand task failed: {e}")))?
     }
 
     async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {

@@ -393,3 +393,56 @@ async fn a_path_escaping_the_root_is_refused_and_nothing_outside_changes() {
         .items
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expanding_a_claim_raises_the_capacity_of_its_volume() {
+    let env = Env::start().await;
+    let classes: kube::Api<k8s_openapi::api::storage::v1::StorageClass> =
+        kube::Api::all(env.client.clone());
+    create(
+        &classes,
+        json!({
+            "metadata": {"name": "growable"},
+            "provisioner": PROVISIONER,
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": true,
+        }),
+    )
+    .await;
+    env.claim_on("grow", "growable", NODE).await;
+    let pv = wait_bound(&env.client, "grow").await;
+    let pv_name = pv.metadata.name.clone().unwrap();
+    std::fs::write(host_path(&pv).join("data"), b"kept").unwrap();
+    claims(&env.client)
+        .patch(
+            "grow",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"resources": {"requests": {"storage": "3Gi"}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let api = claims(&env.client);
+    wait_for("the claim's status.capacity to reach 3Gi", || {
+        let api = api.clone();
+        async move {
+            let c = api.get("grow").await.ok()?;
+            (c.status?.capacity?.get("storage")?.0 == "3Gi").then_some(())
+        }
+    })
+    .await;
+    let pv = pvs(&env.client).get(&pv_name).await.unwrap();
+    assert_eq!(
+        pv.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
+        "3Gi"
+    );
+    assert_eq!(std::fs::read(host_path(&pv).join("data")).unwrap(), b"kept");
+    let events = events_about(&env.client, "grow").await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, reason, _)| reason == "VolumeResizeSuccessful"),
+        "{events:?}"
+    );
+}

@@ -21,6 +21,10 @@ pub enum Reason {
     ProvisioningCleanupFailed,
     /// Warning: deleting a Released volume failed.
     VolumeFailedDelete,
+    /// Normal: a bound volume was expanded to its claim's request.
+    VolumeResizeSuccessful,
+    /// Warning: expanding a bound volume failed.
+    VolumeResizeFailed,
 }
 
 impl Reason {
@@ -32,12 +36,16 @@ impl Reason {
             Reason::ProvisioningFailed => "ProvisioningFailed",
             Reason::ProvisioningCleanupFailed => "ProvisioningCleanupFailed",
             Reason::VolumeFailedDelete => "VolumeFailedDelete",
+            Reason::VolumeResizeSuccessful => "VolumeResizeSuccessful",
+            Reason::VolumeResizeFailed => "VolumeResizeFailed",
         }
     }
 
     fn type_(self) -> EventType {
         match self {
-            Reason::Provisioning | Reason::ProvisioningSucceeded => EventType::Normal,
+            Reason::Provisioning
+            | Reason::ProvisioningSucceeded
+            | Reason::VolumeResizeSuccessful => EventType::Normal,
             _ => EventType::Warning,
         }
     }
@@ -45,6 +53,7 @@ impl Reason {
     fn action(self) -> &'static str {
         match self {
             Reason::VolumeFailedDelete => "Delete",
+            Reason::VolumeResizeSuccessful | Reason::VolumeResizeFailed => "Expand",
             _ => "Provision",
         }
     }

@@ -137,6 +137,11 @@ impl ClassBuilder {
         self.0.reclaim_policy = Some(p.into());
         self
     }
+    /// `allowVolumeExpansion: true`.
+    pub fn expandable(mut self) -> Self {
+        self.0.allow_volume_expansion = Some(true);
+        self
+    }
     /// `allowedTopologies`: one term requiring `key` in `values`.
     pub fn topology(mut self, key: &str, values: &[&str]) -> Self {
         use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
@@ -188,6 +193,12 @@ impl PvBuilder {
             .annotations
             .get_or_insert_with(BTreeMap::new)
             .insert(k.into(), v.into());
+        self
+    }
+    /// `spec.capacity.storage`.
+    pub fn capacity(mut self, q: &str) -> Self {
+        self.0.spec.get_or_insert_with(Default::default).capacity =
+            Some([("storage".to_string(), Quantity(q.into()))].into());
         self
     }
     /// `pv.kubernetes.io/provisioned-by`.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
 
 /// A StorageClass parameter that is unknown or has a bad value. Its message
@@ -66,20 +67,24 @@ pub fn storage_request(claim: &PersistentVolumeClaim) -> Result<Option<(String, 
     else {
         return Ok(None);
     };
+    Ok(Some((q.0.clone(), quantity_bytes(q)?)))
+}
+
+/// A storage quantity in bytes, fractions rounded up (a request is a minimum).
+pub fn quantity_bytes(q: &Quantity) -> Result<u64, String> {
     let parsed: ParsedQuantity = q
         .clone()
         .try_into()
-        .map_err(|e| format!("storage request {:?} is not a quantity: {e}", q.0))?;
-    // `to_bytes_u64` truncates a fraction ("1.5" → 1); a request is a
-    // minimum, so round up. Below 2^53 the f64 value is exact enough to tell.
+        .map_err(|e| format!("storage quantity {:?} is not a quantity: {e}", q.0))?;
+    // `to_bytes_u64` truncates a fraction ("1.5" → 1). Below 2^53 the f64
+    // value is exact enough to tell.
     let exact = parsed.to_bytes_f64().filter(|f| f.is_finite() && *f >= 0.0);
-    let bytes = match (parsed.to_bytes_u64(), exact) {
-        (Some(b), Some(f)) if f < (1u64 << 53) as f64 && f > b as f64 => b + 1,
-        (Some(b), _) => b,
-        (None, Some(f)) if f < u64::MAX as f64 => f.ceil() as u64,
-        _ => return Err(format!("storage request {:?} is out of range", q.0)),
-    };
-    Ok(Some((q.0.clone(), bytes)))
+    match (parsed.to_bytes_u64(), exact) {
+        (Some(b), Some(f)) if f < (1u64 << 53) as f64 && f > b as f64 => Ok(b + 1),
+        (Some(b), _) => Ok(b),
+        (None, Some(f)) if f < u64::MAX as f64 => Ok(f.ceil() as u64),
+        _ => Err(format!("storage quantity {:?} is out of range", q.0)),
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +102,7 @@ mod tests {
             Ok(Some(("1.5".into(), 2))),
             "fractions round up"
         );
-        assert!(bytes("lots").unwrap_err().contains("not a quantity"));
+        assert!(bytes("lots").unwrap_err().contains("is not a quantity"));
         assert_eq!(storage_request(&claim("ns", "c").build()), Ok(None));
     }
 

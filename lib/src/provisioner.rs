@@ -145,6 +145,17 @@ pub trait Provisioner: Send + Sync + 'static {
     fn supports_block(&self) -> bool {
         false
     }
+
+    /// Grow the backend volume of `pv` to at least `bytes`. Called when a
+    /// bound claim of a class with `allowVolumeExpansion: true` requests more
+    /// than its PV's capacity; on `Ok` the controller raises the PV's capacity
+    /// and the claim's `status.capacity` to the request. The default refuses,
+    /// which gives the claim a Warning event and changes nothing.
+    async fn expand(&self, _pv: &PersistentVolume, _bytes: u64) -> Result<(), ProvisionError> {
+        Err(ProvisionError::Infeasible(
+            "this provisioner cannot expand volumes".into(),
+        ))
+    }
 }
 
 /// A shared provisioner is a provisioner: keep an `Arc` to inspect or
@@ -165,5 +176,42 @@ impl<P: Provisioner + ?Sized> Provisioner for std::sync::Arc<P> {
     }
     fn supports_block(&self) -> bool {
         (**self).supports_block()
+    }
+    async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
+        (**self).expand(pv, bytes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Grows;
+
+    #[async_trait]
+    impl Provisioner for Grows {
+        async fn provision(&self, _: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+            Err(ProvisionError::Failed("unused".into()))
+        }
+        async fn delete(&self, _: &PersistentVolume) -> Result<(), DeleteError> {
+            Ok(())
+        }
+        fn supports_block(&self) -> bool {
+            true
+        }
+        async fn expand(&self, _: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
+            (bytes > 0)
+                .then_some(())
+                .ok_or(ProvisionError::Failed("zero".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_provisioner_forwards_every_optional_method() {
+        let shared = std::sync::Arc::new(Grows);
+        let pv = PersistentVolume::default();
+        assert_eq!(shared.expand(&pv, 1).await, Ok(()));
+        assert!(shared.supports_block());
+        assert!(shared.should_delete(&pv));
     }
 }

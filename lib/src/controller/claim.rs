@@ -82,6 +82,22 @@ pub fn target_node<'a>(
     selected_node(claim).or_else(|| class.and_then(class_topology_node))
 }
 
+/// The bytes to grow `pv` to, when its bound `claim` requests more than the
+/// PV's capacity and `class` has `allowVolumeExpansion: true`.
+pub fn expansion_needed(
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+    class: &StorageClass,
+) -> Option<u64> {
+    if class.allow_volume_expansion != Some(true) {
+        return None;
+    }
+    let (_, want) = crate::params::storage_request(claim).ok()??;
+    let have = pv.spec.as_ref()?.capacity.as_ref()?.get("storage")?;
+    let have = crate::params::quantity_bytes(have).ok()?;
+    (want > have).then_some(want)
+}
+
 /// Whether the claim carries our intent finalizer.
 pub fn has_intent(claim: &PersistentVolumeClaim) -> bool {
     claim
@@ -136,6 +152,9 @@ pub enum ClaimDecision {
     Skip(Skip),
     /// WaitForFirstConsumer class and no node selected yet.
     WaitForNode,
+    /// Bound to our PV, the class allows expansion, and the claim requests
+    /// more than the PV's capacity: grow the volume to this many bytes.
+    Expand(u64),
     /// Node-local mode, and neither a selected node nor the class's
     /// `allowedTopologies` says which node the volume belongs on (an
     /// `Immediate` class): a Warning event says how to fix the class.
@@ -191,6 +210,11 @@ pub fn decide(
         .and_then(|s| s.volume_name.as_deref())
         .is_some_and(|v| !v.is_empty());
     if bound || saved {
+        if let (false, true, Some(pv), Some(class)) = (intent, bound && saved, pv, class) {
+            if let Some(bytes) = expansion_needed(claim, pv, class) {
+                return D::Expand(bytes);
+            }
+        }
         return if intent {
             D::ReleaseIntent
         } else if bound {
@@ -337,6 +361,10 @@ async fn reconcile_inner<P: Provisioner>(
             release(&api, &claim).await
         }
         ClaimDecision::ReleaseIntent => release(&api, &claim).await,
+        ClaimDecision::Expand(bytes) => {
+            let pv = pv.expect("decide checked the PV");
+            expand(ctx, &api, &claim, &pv, bytes).await
+        }
         ClaimDecision::RecordIntent => {
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
                 Ok(patched) => {
@@ -368,6 +396,69 @@ async fn reconcile_inner<P: Provisioner>(
             .await;
     }
     action
+}
+
+/// Grows the backend volume, then the PV's capacity, then the claim's
+/// `status.capacity` (in that order: a crash in between is finished by the
+/// next reconcile, since the PV still looks too small or the claim's status
+/// lags; `expand` must be idempotent).
+async fn expand<P: Provisioner>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+    bytes: u64,
+) -> Step {
+    let claim_ref = claim.object_ref(&());
+    let pv_name = pv.name_any();
+    let request = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .cloned()
+        .expect("expansion_needed read the request");
+    if let Err(e) = ctx.provisioner.expand(pv, bytes).await {
+        let msg = format!("expanding volume {pv_name} to {}: {e}", request.0);
+        ctx.events
+            .publish(&claim_ref, Reason::VolumeResizeFailed, msg.clone())
+            .await;
+        return match e {
+            ProvisionError::Infeasible(_) => Step::Slow(msg),
+            _ => Step::Retry(msg),
+        };
+    }
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let capacity = json!({"storage": request.0});
+    if let Err(e) = pvs
+        .patch(
+            &pv_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"capacity": capacity}})),
+        )
+        .await
+    {
+        return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}"));
+    }
+    if let Err(e) = api
+        .patch_status(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"capacity": capacity}})),
+        )
+        .await
+    {
+        return Step::Retry(format!("updating the claim's status.capacity: {e}"));
+    }
+    ctx.events
+        .publish(
+            &claim_ref,
+            Reason::VolumeResizeSuccessful,
+            format!("volume {pv_name} expanded to {}", request.0),
+        )
+        .await;
+    Step::Done
 }
 
 async fn release(api: &Api<PersistentVolumeClaim>, claim: &PersistentVolumeClaim) -> Step {
@@ -878,6 +969,37 @@ mod tests {
             .build();
         assert_eq!(
             d(&node_scope("n1"), &bound, Some(&sc()), None),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+    }
+
+    #[test]
+    fn a_bigger_request_on_an_expandable_class_expands_the_bound_volume() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .volume_name("pvc-uid-c")
+            .request("2Gi")
+            .build();
+        let pv1 = pv("pvc-uid-c").claim_ref("ns", "c").capacity("1Gi").build();
+        let expandable = class("fast", P).expandable().build();
+        assert_eq!(
+            d(&scope(), &c, Some(&expandable), Some(&pv1)),
+            ClaimDecision::Expand(2 << 30)
+        );
+        // Not allowed by the class, already big enough, or not our PV: nothing.
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), Some(&pv1)),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+        let pv2 = pv("pvc-uid-c").claim_ref("ns", "c").capacity("2Gi").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&expandable), Some(&pv2)),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+        let other = pv("pvc-uid-c").claim_ref("ns", "x").capacity("1Gi").build();
+        assert_eq!(
+            d(&scope(), &c, Some(&expandable), Some(&other)),
             ClaimDecision::Skip(Skip::AlreadyBound)
         );
     }
