@@ -33,7 +33,7 @@ step "hack/verify.sh: fmt, clippy -D warnings, licenses, manifests"
 hack/verify.sh
 
 step "cargo test"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
 
 step "local-up: kubectl apply -f deploy/hostpath against kube-testserver, 2 nodes, claim to Bound and back"
 hack/local-up.sh hostpath

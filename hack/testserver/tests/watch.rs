@@ -275,6 +275,9 @@ async fn reflector_converges_after_drop_and_expiry() {
     srv.faults().set_latency(Duration::from_millis(0));
     srv.faults()
         .refuse_connections_for(Duration::from_millis(500));
+    // Cut the open watch too: otherwise it may stay connected and receive
+    // the writes below live, and nothing forces a relist.
+    srv.faults().drop_watches();
     let store = srv.store();
     let cmr = kube_testserver::registry::id("", "configmaps");
     for i in 0..30 {
