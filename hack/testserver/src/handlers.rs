@@ -180,7 +180,7 @@ pub async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };
     let result = match (&parts.method, &rp.name) {
-        (&Method::GET, Some(_)) => get(&st, &rp),
+        (&Method::GET, Some(_)) => get(&st, &rp, &parts.headers),
         (&Method::GET, None) if is_true(&q, "watch") => {
             return crate::watch::watch(&st, &rp, &q, &parts.headers);
         }
@@ -207,14 +207,23 @@ fn ns_of(rp: &ResPath) -> &str {
     rp.ns.as_deref().unwrap_or("")
 }
 
-fn get(st: &AppState, rp: &ResPath) -> Result<Response, ApiError> {
+fn get(st: &AppState, rp: &ResPath, headers: &HeaderMap) -> Result<Response, ApiError> {
     check_sub(rp)?;
     let name = rp.name.as_deref().unwrap_or("");
     let obj = st
         .store
         .get(storage_res(rp.res), ns_of(rp), name)
         .ok_or_else(|| ApiError::not_found(&RESOURCES[rp.res], name))?;
-    Ok(obj_response(StatusCode::OK, &to_view(rp.res, &obj)))
+    let view = to_view(rp.res, &obj);
+    // `kubectl get <kind> <name>` asks for a one-row Table, as for lists.
+    if rp.sub.is_none() && crate::discovery::wants_table(headers) {
+        let rv = meta_str(&view, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let row = std::sync::Arc::new(view.into_owned());
+        return Ok(crate::discovery::table(&RESOURCES[rp.res], &[row], rv));
+    }
+    Ok(obj_response(StatusCode::OK, &view))
 }
 
 /// Builds the object filter for list/watch from query parameters.

@@ -350,6 +350,12 @@ spec:
         table.contains("x ") && table.contains("Bound") && table.contains("pv1"),
         "{table}"
     );
+    // A single object is printed from a one-row Table too.
+    let one = c.ok(&["get", "pvc", "x"]).await;
+    assert!(
+        one.contains("STATUS") && one.contains("Bound") && one.contains("pv1"),
+        "{one}"
+    );
     c.ok(&["delete", "pvc", "x"]).await;
     let out = c
         .ok(&[
