@@ -72,9 +72,13 @@ impl World {
                     .and_then(Value::as_array)
                     .is_none_or(|f| f.is_empty())
         });
+        // A `Bound` PV whose claim is gone is about to be `Released` (the
+        // binder has not seen the deletion yet): not settled.
+        let live: std::collections::HashSet<&str> =
+            self.claims.iter().map(|c| s(c, "/metadata/uid")).collect();
         let pvs_done = self.pvs.iter().all(|p| {
             let phase = s(p, "/status/phase");
-            phase == "Bound"
+            (phase == "Bound" && live.contains(s(p, "/spec/claimRef/uid")))
                 || (phase == "Released" && s(p, "/spec/persistentVolumeReclaimPolicy") == "Retain")
         });
         claims_done && pvs_done && backend.volumes == self.pv_names()
@@ -294,6 +298,13 @@ mod tests {
         let b = snapshot(&["pvc-u1", "pvc-u2"]);
         assert!(w.settled(&b));
         assert_eq!(check(&w, &b, &Seen::default()).violations(), 0);
+    }
+
+    #[test]
+    fn a_bound_pv_whose_claim_is_gone_is_not_settled() {
+        // The claim was deleted; the binder has not marked its PV Released yet.
+        let w = world(vec![], vec![pv("pvc-u1", "u1", "Bound", "Delete")], vec![]);
+        assert!(!w.settled(&snapshot(&["pvc-u1"])));
     }
 
     #[test]
