@@ -257,11 +257,16 @@ impl TryFrom<Args> for Settings {
 }
 
 /// Install the global tracing subscriber (`RUST_LOG`, default `info`).
+/// Colours only when stdout is a terminal: in a pod, `kubectl logs` and log
+/// collectors would otherwise show raw escape codes.
 /// Does nothing if one is installed already.
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
