@@ -35,6 +35,9 @@ hack/verify.sh
 step "cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
 
+step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests and manifest checks"
+hack/test-new-provisioner.sh
+
 step "local-up: kubectl apply -f deploy/hostpath against kube-testserver, 2 nodes, claim to Bound and back"
 hack/local-up.sh hostpath
 
