@@ -37,6 +37,7 @@ done
 for tool in buildah skopeo debootstrap; do
   command -v "$tool" >/dev/null || {
     step "installing buildah, skopeo, debootstrap"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah skopeo debootstrap >/dev/null
     break
   }
@@ -141,7 +142,7 @@ for p in "${provisioners[@]}"; do
 
   # The binaries as an image, for the Dockerfile's BINARY_IMAGE stage.
   ctr=$("${bah[@]}" from scratch)
-  for b in $bins; do "${bah[@]}" copy "$ctr" "target/$profile/$b" "/out/$b" >/dev/null; done
+  for b in $bins; do "${bah[@]}" copy "$ctr" "${CARGO_TARGET_DIR:-target}/$profile/$b" "/out/$b" >/dev/null; done
   "${bah[@]}" commit --quiet "$ctr" "localhost/$crate-binary:$revision" >/dev/null
   "${bah[@]}" rm "$ctr" >/dev/null
 
@@ -150,6 +151,7 @@ for p in "${provisioners[@]}"; do
   "${bah[@]}" bud --quiet --isolation chroot --pull=never --layers=false \
     --build-arg "BINARY_IMAGE=localhost/$crate-binary:$revision" \
     --build-arg "VERSION=v$version" --build-arg "REVISION=$revision" \
+    --build-arg "TARGETARCH=$(dpkg --print-architecture)" \
     -f "$p/Dockerfile" -t "$image" . >/dev/null
 
   rm -f "$archive"

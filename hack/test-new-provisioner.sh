@@ -126,5 +126,9 @@ if ! diff -u <(without_new "$tmp/Cargo.lock.before") <(without_new Cargo.lock); 
   fail "Cargo.lock changed beyond the new package (the scaffold must use workspace dependencies only)"
 fi
 
+step "image: hack/build-images.sh --debug $name (its Dockerfile builds, its smoke lines pass)"
+hack/build-images.sh --debug "$name"
+buildah --storage-driver vfs rmi -f "localhost/$crate:v0.1.0-debug" >/dev/null
+
 echo
 echo "hack/test-new-provisioner.sh: all checks passed"

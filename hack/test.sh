@@ -14,8 +14,10 @@ step "tools"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rustup)"; exit 1; }
 # Debian packages the end-to-end tests use: NFS-Ganesha and its helpers plus
 # the libnfs userspace client (nfs), loop devices and wipe tools
-# (local-volume). Installed only when missing.
-packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs coreutils)
+# (local-volume), and the image tools (buildah, skopeo, debootstrap).
+# Installed only when missing.
+packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs coreutils
+  buildah skopeo debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,7 +37,10 @@ hack/verify.sh
 step "cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
 
-step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests and manifest checks"
+step "images: every Dockerfile builds (buildah, debug binaries) and passes its smoke tests"
+hack/build-images.sh --debug
+
+step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests, manifest checks and image build"
 hack/test-new-provisioner.sh
 
 step "local-up: kubectl apply -f deploy/hostpath against kube-testserver, 2 nodes, claim to Bound and back"
