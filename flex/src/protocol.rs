@@ -251,34 +251,8 @@ pub fn parse_reply(stdout: &[u8]) -> Result<Reply, BadReply> {
     })
 }
 
-/// At most `max` bytes of `bytes` as lossy UTF-8, keeping the end (where
-/// errors usually are), with a marker when something was cut.
-pub fn tail(bytes: &[u8], max: usize) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let s = s.trim();
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = s.len() - max;
-    while !s.is_char_boundary(cut) {
-        cut += 1;
-    }
-    format!("…{}", &s[cut..])
-}
-
-/// At most `max` bytes of `bytes` as lossy UTF-8, keeping the start.
-pub fn head(bytes: &[u8], max: usize) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let s = s.trim();
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
-}
+/// Bounded excerpts of driver output, for messages and Events.
+pub use external_storage::text::{head, tail};
 
 #[cfg(test)]
 mod tests {
@@ -422,16 +396,5 @@ mod tests {
             bad(br#"{"status":"Success","options":{"kubernetes.io/pvOrVolumeName":"x"}}"#),
             BadReply::ReservedOption(PV_NAME.into())
         );
-    }
-
-    #[test]
-    fn excerpts_are_bounded_and_utf8_safe() {
-        assert_eq!(tail(b"  abc \n", 10), "abc");
-        assert_eq!(tail(b"0123456789", 3), "…789");
-        assert_eq!(head(b"0123456789", 3), "012…");
-        let s = "ééééé".as_bytes();
-        assert_eq!(tail(s, 3), "…é");
-        assert_eq!(head(s, 3), "é…");
-        assert_eq!(tail(&[0xff, b'a'], 10), "\u{fffd}a");
     }
 }

@@ -143,13 +143,7 @@ impl Events {
         note: String,
     ) {
         let mut note = note;
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
+        crate::text::truncate(&mut note, 1000);
         let ev = Event {
             type_: reason.type_(),
             reason: reason.as_str().to_string(),

@@ -1,6 +1,10 @@
 //! The one small HTTP server of a provisioner: `/metrics` (Prometheus text),
 //! `/healthz` (the process is alive) and `/readyz` (the controller runs, as
-//! leader or as a standby campaigning for the Lease).
+//! leader or as a standby campaigning for the Lease, and whatever else the
+//! provisioner waits for: [`serve_all_ready`]).
+//!
+//! A provisioner's own metrics go into the same registry
+//! ([`Metrics::with_registry`]), so one server and one exposition serve both.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +22,11 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    ready: Vec<Arc<AtomicBool>>,
 }
 
-/// The router serving the three endpoints.
-pub fn router(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> Router {
+/// The router serving the three endpoints; ready when every flag is set.
+pub fn router(metrics: Arc<Metrics>, ready: Vec<Arc<AtomicBool>>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
@@ -41,7 +45,7 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
+    if s.ready.iter().all(|r| r.load(Ordering::Acquire)) {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
@@ -49,10 +53,25 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 /// Bind `addr` and serve until `shutdown`; returns the bound address.
+/// Ready when `ready` is set (the controller's [`ready_flag`]).
+///
+/// [`ready_flag`]: crate::ProvisionController::ready_flag
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_all_ready(addr, metrics, vec![ready], shutdown).await
+}
+
+/// As [`serve`], ready only when every flag in `ready` is set: the
+/// controller's and the provisioner's own (a first discovery pass, a data
+/// server that answers).
+pub async fn serve_all_ready(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Vec<Arc<AtomicBool>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -63,6 +63,7 @@ pub mod metrics;
 pub mod params;
 pub mod provisioner;
 pub mod ratelimit;
+pub mod text;
 
 pub use args::{run, run_until, Args, RunError, Settings};
 pub use async_trait::async_trait;
@@ -71,4 +72,7 @@ pub use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 pub use k8s_openapi::api::storage::v1::StorageClass;
 pub use leader::LeaderElection;
 pub use metrics::Metrics;
+/// The metrics crate of [`Metrics`], for a provisioner's own metrics
+/// ([`Metrics::with_registry`]).
+pub use prometheus_client;
 pub use provisioner::{DeleteError, ProvisionError, ProvisionOptions, Provisioned, Provisioner};

@@ -69,6 +69,16 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
+        Self::with_registry(|_| {})
+    }
+
+    /// As [`new`](Self::new), then `register` adds the provisioner's own
+    /// metrics to the same registry, so `/metrics` serves both in one
+    /// exposition. Register under a prefix of your own, e.g.
+    /// `registry.sub_registry_with_prefix("my_provisioner")`; the library's
+    /// metrics use `controller`. Types come from the re-exported
+    /// [`prometheus_client`], so versions match.
+    pub fn with_registry(register: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             provision_total: Family::default(),
@@ -128,6 +138,7 @@ impl Metrics {
             "1 while this replica runs the workers",
             m.is_leader.clone(),
         );
+        register(&mut registry);
         Metrics { registry, ..m }
     }
 
@@ -157,6 +168,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_provisioners_metrics_share_the_exposition() {
+        let ours = Counter::<u64>::default();
+        let m = Metrics::with_registry(|r| {
+            r.sub_registry_with_prefix("example")
+                .register("widgets", "Widgets made", ours.clone());
+        });
+        ours.inc_by(7);
+        m.is_leader.set(1);
+        let text = m.encode();
+        assert!(text.contains("example_widgets_total 7"), "{text}");
+        assert!(text.contains("controller_is_leader 1"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    }
 
     #[test]
     fn names_match_the_go_library() {

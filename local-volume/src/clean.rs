@@ -24,6 +24,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt};
 
 use crate::scan::{dev_parts, MountTable};
+use external_storage::text::tail;
 
 /// Why a volume was not cleaned.
 #[derive(Debug, thiserror::Error)]
@@ -244,19 +245,6 @@ fn empty_dir(
         }
     }
     empty
-}
-
-fn tail(bytes: &[u8], max: usize) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let s = s.trim();
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = s.len() - max;
-    while !s.is_char_boundary(cut) {
-        cut += 1;
-    }
-    format!("...{}", &s[cut..])
 }
 
 /// Runs `command` on the block device at `device` (the discovery entry,
@@ -540,6 +528,5 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("no longer a block device"), "{e}");
-        assert_eq!(tail(b"abcdef", 3), "...def");
     }
 }

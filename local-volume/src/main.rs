@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use local_volume_provisioner::config::Config;
 use local_volume_provisioner::discovery::Discovery;
-use local_volume_provisioner::metrics::{self, LocalMetrics};
+use local_volume_provisioner::metrics::LocalMetrics;
 use local_volume_provisioner::pv::NodeInfo;
 use local_volume_provisioner::state::StateDir;
 use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
@@ -82,7 +82,8 @@ async fn main() -> anyhow::Result<()> {
     let node = NodeInfo::from_node(&node);
     let shutdown = shutdown_on_signals();
 
-    let local_metrics = Arc::new(LocalMetrics::new());
+    let (lib_metrics, local_metrics) = LocalMetrics::with_library();
+    let local_metrics = Arc::new(local_metrics);
     let volumes = Arc::new(Volumes::new(
         config,
         node,
@@ -96,13 +97,13 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         Arc::new(LocalVolumes(volumes.clone())),
         settings.options,
-    );
+    )
+    .with_metrics(Arc::new(lib_metrics));
     let discovery = Discovery::start(client, volumes, scope, &identity, &shutdown);
     if let Some(addr) = settings.metrics_address {
-        let bound = metrics::serve(
+        let (bound, _) = external_storage::http::serve_all_ready(
             addr,
             controller.metrics(),
-            local_metrics,
             vec![controller.ready_flag(), discovery.ready.clone()],
             shutdown.clone(),
         )

@@ -108,6 +108,7 @@ struct Env {
     client: Client,
     guard: Guard,
     tmp: tempfile::TempDir,
+    metrics_port: u16,
 }
 
 fn scripts() -> PathBuf {
@@ -130,6 +131,8 @@ impl Env {
             ),
         )
         .unwrap();
+        let metrics_port = free_port();
+        let metrics_address = format!("127.0.0.1:{metrics_port}");
         let ts = TestServer::start().await.expect("start kube-testserver");
         let client = ts.client().await;
         create_node(&client, NODE).await;
@@ -156,6 +159,8 @@ impl Env {
                 "200ms",
                 "--retry-interval-max",
                 "2s",
+                "--metrics-address",
+                &metrics_address,
             ],
             tmp.path(),
         );
@@ -165,6 +170,7 @@ impl Env {
             client,
             guard: Guard::default(),
             tmp,
+            metrics_port,
         }
     }
 
@@ -254,6 +260,24 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
         PROVISIONER
     );
     assert_eq!(pv1.metadata.labels.as_ref().unwrap()[NODE_LABEL], NODE);
+
+    // One /metrics for the library's and the discovery's metrics; ready once
+    // the controller runs and a discovery pass finished.
+    let port = env.metrics_port;
+    wait_for("/readyz 200", || async move {
+        matches!(http_get(port, "/readyz"), Some((200, _))).then_some(())
+    })
+    .await;
+    let (status, text) = http_get(port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(
+            r#"local_volume_provisioner_volumes{class="local-fast",mode="Filesystem"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE controller_is_leader gauge"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
 
     // The plain directory is reported on the node and gets no PV.
     let note = wait_warning(&env.client, NODE, "plain").await;

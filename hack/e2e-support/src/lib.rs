@@ -236,7 +236,8 @@ pub struct Binary {
 
 impl Binary {
     /// Spawns `exe --kubeconfig <kubeconfig> --metrics-address "" <args>`
-    /// with `RUST_LOG=info`, logging to `<log_dir>/<name>.log`.
+    /// with `RUST_LOG=info`, logging to `<log_dir>/<name>.log`; `args` with
+    /// a `--metrics-address` of their own replace the empty one.
     pub fn spawn(exe: &str, kubeconfig: &Path, args: &[&str], log_dir: &Path) -> Binary {
         let name = Path::new(exe)
             .file_name()
@@ -245,10 +246,12 @@ impl Binary {
             .to_string();
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create log file");
-        let child = Command::new(exe)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--metrics-address", ""])
+        let mut cmd = Command::new(exe);
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        if !args.contains(&"--metrics-address") {
+            cmd.args(["--metrics-address", ""]);
+        }
+        let child = cmd
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(file.try_clone().expect("dup log file"))
@@ -295,4 +298,28 @@ impl Drop for Binary {
             eprintln!("---- log of {} ----\n{}", self.log.display(), self.log());
         }
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a binary's
+/// `--metrics-address` and other listeners).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// `GET path` from `127.0.0.1:port` (HTTP/1.0, 2 s timeout): the status code
+/// and the body, or `None` when nothing answers (yet).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
