@@ -690,3 +690,70 @@ async fn released_pv_whose_claim_still_exists_is_not_deleted() {
         .contains(&"manual-pv".to_string()));
     ctrl.stop().await;
 }
+
+/// A released, Delete-policy PV of ours whose claim is gone, with `labels`.
+async fn released_pv(client: &kube::Client, name: &str, labels: serde_json::Value) {
+    let pv: external_storage::PersistentVolume = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": labels, "annotations": {a::PROVISIONED_BY: PROVISIONER}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "static",
+            "hostPath": {"path": format!("/mem/{name}")},
+            "claimRef": {"namespace": "default", "name": format!("gone-{name}"), "uid": "0000"},
+        },
+    }))
+    .unwrap();
+    pvs(client).create(&Default::default(), &pv).await.unwrap();
+    pvs(client)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Released"}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn static_mode_watches_no_claims_and_only_the_selected_pvs() {
+    let (_ts, client) = server().await;
+    let mem = Mem::new();
+    let mut opts = fast_options();
+    opts.watch_claims = false;
+    opts.pv_label_selector = Some("example.com/node=n1".into());
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    // Outside the selector: another node's PV, and one without the label.
+    released_pv(&client, "other-node", json!({"example.com/node": "n2"})).await;
+    released_pv(&client, "unlabelled", json!({})).await;
+    // Inside it, created after them on the same watch: once these two are
+    // deleted, the controller would have seen the others too.
+    for barrier in ["mine-1", "mine-2"] {
+        released_pv(&client, barrier, json!({"example.com/node": "n1"})).await;
+        wait_pv_gone(&client, barrier, 20).await;
+    }
+    for name in ["other-node", "unlabelled"] {
+        assert!(
+            pvs(&client).get_opt(name).await.unwrap().is_some(),
+            "{name} deleted"
+        );
+    }
+    let deleted = mem.deleted.lock().unwrap().clone();
+    assert_eq!(deleted, ["mine-1", "mine-2"]);
+    // No claim loop: the claim of our class gets no volume and no event.
+    let claim = claims(&client).get("c1").await.unwrap();
+    assert_eq!(mem.volume_count(), 0);
+    assert!(pvs(&client)
+        .get_opt(&pv_name(&claim))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(event_reasons(&client, "c1").await.is_empty());
+    assert!(claim.finalizers().is_empty(), "no intent finalizer");
+    ctrl.stop().await;
+}

@@ -16,7 +16,7 @@ use kube::Api;
 use local_volume_provisioner::config::Config;
 use local_volume_provisioner::discovery::Discovery;
 use local_volume_provisioner::metrics::LocalMetrics;
-use local_volume_provisioner::pv::NodeInfo;
+use local_volume_provisioner::pv::{NodeInfo, NODE_LABEL};
 use local_volume_provisioner::state::StateDir;
 use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
 
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = StateDir::open(&cli.state_dir)
         .with_context(|| format!("cannot use state directory {}", cli.state_dir.display()))?;
-    let settings = Settings::try_from(common)?;
+    let mut settings = Settings::try_from(common)?;
     let (qps, burst) = settings.rate_limit;
     let client = client(settings.kubeconfig.as_deref(), qps, burst).await?;
     let node = Api::<Node>::all(client.clone())
@@ -80,6 +80,11 @@ async fn main() -> anyhow::Result<()> {
             format!("reading Node {node_name} (its labels go into the PVs' node affinity)")
         })?;
     let node = NodeInfo::from_node(&node);
+    // Static: the library only deletes (cleans) released PVs, so it watches
+    // no claims, and only this node's PVs (those this instance labelled):
+    // each DaemonSet pod caches its node's share, not the whole cluster's.
+    settings.options.watch_claims = false;
+    settings.options.pv_label_selector = Some(format!("{NODE_LABEL}={}", node.label_value()));
     let shutdown = shutdown_on_signals();
 
     let (lib_metrics, local_metrics) = LocalMetrics::with_library();

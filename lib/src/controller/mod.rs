@@ -142,6 +142,15 @@ pub struct ControllerOptions {
     pub pv_name: PvNameFn,
     /// This replica's identity (events' reporting instance, lease holder).
     pub identity: String,
+    /// Run the claim loop (dynamic provisioning). A static provisioner,
+    /// which only deletes or recycles PVs it made itself, turns it off and
+    /// then watches no claims at all.
+    pub watch_claims: bool,
+    /// Watch only the PVs with these labels (`key=value,...`), e.g. a
+    /// node-local static provisioner's node label: each instance then caches
+    /// its own node's PVs instead of the whole cluster's. PVs outside the
+    /// selector are never touched by this controller.
+    pub pv_label_selector: Option<String>,
 }
 
 impl fmt::Debug for ControllerOptions {
@@ -167,6 +176,8 @@ impl fmt::Debug for ControllerOptions {
             .field("pv_save_retries", &self.pv_save_retries)
             .field("pv_save_retry_interval", &self.pv_save_retry_interval)
             .field("identity", &self.identity)
+            .field("watch_claims", &self.watch_claims)
+            .field("pv_label_selector", &self.pv_label_selector)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +203,8 @@ impl ControllerOptions {
             pv_save_retry_interval: Duration::from_secs(1),
             pv_name: Arc::new(pv::default_pv_name),
             identity: default_identity(),
+            watch_claims: true,
+            pv_label_selector: None,
         }
     }
 
@@ -351,17 +364,20 @@ impl<P: Provisioner> ProvisionController<P> {
         .for_each(|_| futures::future::ready(()));
 
         let cfg = ControllerConfig::default().concurrency(self.opts.workers);
-        let pv_ctrl = Controller::new(
-            Api::<PersistentVolume>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .with_config(cfg.clone());
+        let mut pv_watch = watcher::Config::default();
+        if let Some(selector) = &self.opts.pv_label_selector {
+            pv_watch = pv_watch.labels(selector);
+        }
+        let pv_ctrl = Controller::new(Api::<PersistentVolume>::all(client.clone()), pv_watch)
+            .with_config(cfg.clone());
         let pvs = pv_ctrl.store();
-        let claim_ctrl = Controller::new(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .with_config(cfg);
+        let claim_ctrl = self.opts.watch_claims.then(|| {
+            Controller::new(
+                Api::<PersistentVolumeClaim>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .with_config(cfg)
+        });
 
         let base = self.opts.retry_interval_start;
         let max = self.opts.retry_interval_max;
@@ -396,6 +412,9 @@ impl<P: Provisioner> ProvisionController<P> {
         let g2 = graceful.clone();
         let ctx2 = ctx.clone();
         let claims = async move {
+            let Some(claim_ctrl) = claim_ctrl else {
+                return; // static provisioner: no claim loop
+            };
             // Decisions need the classes: do not start before the cache is in.
             tokio::select! {
                 _ = classes.wait_until_ready() => {}
