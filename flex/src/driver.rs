@@ -421,15 +421,15 @@ impl Driver {
     }
 
     async fn run(&self, op: &str, json: &str) -> std::io::Result<Observed> {
-        let mut child = Command::new(&self.path)
-            .arg(op)
+        let mut cmd = Command::new(&self.path);
+        cmd.arg(op)
             .arg(json)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        let mut child = external_storage::process::spawn(&mut cmd).await?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let group = Group(Pid::from_raw(pid as i32));
         let deadline = Instant::now() + self.timeout;

@@ -29,7 +29,7 @@ fn write_driver(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 struct Env {
-    _ts: TestServer,
+    ts: TestServer,
     client: Client,
     tmp: tempfile::TempDir,
     provisioner: Binary,
@@ -54,9 +54,14 @@ impl Env {
             "1s",
         ];
         args.extend_from_slice(extra);
-        let provisioner = Binary::spawn(EXE, ts.kubeconfig_path(), &args, tmp.path());
+        let provisioner = Binary::spawn(
+            EXE,
+            &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
+            &args,
+            tmp.path(),
+        );
         Env {
-            _ts: ts,
+            ts,
             client,
             tmp,
             provisioner,
@@ -200,6 +205,8 @@ async fn provision_and_delete_through_the_example_driver_with_leader_election() 
         env.provisioner.log().contains("directory"),
         "driver stderr is logged"
     );
+    // Every API call the binary made is allowed by deploy/flex's RBAC.
+    assert_rbac_allows(&env.ts, PROVISIONER_USER, &deploy_dir("flex"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +472,7 @@ async fn the_deploy_manifests_work_as_an_operator_applies_them() {
     );
     let _provisioner = Binary::spawn(
         EXE,
-        ts.kubeconfig_path(),
+        &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
         &[
             "--driver",
             wrapper.to_str().unwrap(),
@@ -506,4 +513,6 @@ async fn the_deploy_manifests_work_as_an_operator_applies_them() {
     );
     wait_pv_gone(&client, &name).await;
     assert!(!base.join(&name).exists());
+    // Every API call the binary made is allowed by deploy/flex's RBAC.
+    assert_rbac_allows(&ts, PROVISIONER_USER, &deploy);
 }

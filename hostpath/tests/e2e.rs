@@ -14,7 +14,7 @@ const PROVISIONER: &str = "external-storage.io/hostpath";
 const NODE: &str = "node-1";
 
 struct Env {
-    _ts: TestServer,
+    ts: TestServer,
     client: Client,
     tmp: tempfile::TempDir,
     _provisioner: Binary,
@@ -30,11 +30,16 @@ impl Env {
         }
         let provisioner = spawn_instance(&ts, tmp.path(), NODE, &tmp.path().join("root"));
         Env {
-            _ts: ts,
+            ts,
             client,
             tmp,
             _provisioner: provisioner,
         }
+    }
+
+    /// Every API call the binary made is allowed by `deploy/hostpath`'s RBAC.
+    fn assert_rbac(&self) {
+        assert_rbac_allows(&self.ts, PROVISIONER_USER, &deploy_dir("hostpath"));
     }
 
     fn root(&self) -> PathBuf {
@@ -57,7 +62,7 @@ fn spawn_instance(ts: &TestServer, logs: &Path, node: &str, root: &Path) -> Bina
     std::fs::create_dir_all(&log_dir).unwrap();
     Binary::spawn(
         env!("CARGO_BIN_EXE_hostpath-provisioner"),
-        ts.kubeconfig_path(),
+        &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
         &[
             "--node-name",
             node,
@@ -130,6 +135,7 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
     assert!(!dir.exists(), "the volume directory must be removed");
     assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
     assert!(env.root().join("default").is_dir(), "parents stay");
+    env.assert_rbac();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,6 +156,7 @@ async fn retain_keeps_the_data_and_the_pv() {
     wait_bound(&env.client, "after").await;
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"data");
     assert!(pvs(&env.client).get_opt(&pv_name).await.unwrap().is_some());
+    env.assert_rbac();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +180,7 @@ async fn a_bad_parameter_gives_a_warning_naming_it_and_no_volume() {
             .all(|e| e.file_name() == ".hostpath-provisioner"),
         "no volume directory may be made: {entries:?}"
     );
+    env.assert_rbac();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +286,7 @@ async fn immediate_binding_uses_the_one_node_the_class_names() {
 async fn a_hundred_claims_on_two_nodes_land_on_their_nodes_and_go_with_their_data() {
     let env = Env::start().await;
     let root_2 = env.tmp.path().join("root-2");
-    let _second = spawn_instance(&env._ts, env.tmp.path(), "node-2", &root_2);
+    let _second = spawn_instance(&env.ts, env.tmp.path(), "node-2", &root_2);
     env.class("hostpath", "Delete", json!({})).await;
     let names: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
     for (i, name) in names.iter().enumerate() {
@@ -445,4 +453,5 @@ async fn expanding_a_claim_raises_the_capacity_of_its_volume() {
             .any(|(_, reason, _)| reason == "VolumeResizeSuccessful"),
         "{events:?}"
     );
+    env.assert_rbac();
 }

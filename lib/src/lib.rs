@@ -61,6 +61,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod params;
+pub mod process;
 pub mod provisioner;
 pub mod ratelimit;
 pub mod text;

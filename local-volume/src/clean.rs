@@ -282,15 +282,16 @@ pub async fn clean_block(
     let (program, args) = command
         .split_first()
         .ok_or_else(|| fail("is empty".into(), String::new()))?;
-    let child = tokio::process::Command::new(program)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .env("LOCAL_PV_BLKDEVICE", device)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    let child = external_storage::process::spawn(&mut cmd)
+        .await
         .map_err(|e| fail(format!("could not start: {e}"), String::new()))?;
     let pid = child.id();
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {

@@ -104,7 +104,7 @@ struct Env {
     // Dropped in this order: the binary, the server, then mounts, then the
     // temporary directory they live in.
     bin: Binary,
-    _ts: TestServer,
+    ts: TestServer,
     client: Client,
     guard: Guard,
     tmp: tempfile::TempDir,
@@ -145,7 +145,7 @@ impl Env {
         }
         let bin = Binary::spawn(
             env!("CARGO_BIN_EXE_local-volume-provisioner"),
-            ts.kubeconfig_path(),
+            &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
             &[
                 "--node-name",
                 NODE,
@@ -166,12 +166,17 @@ impl Env {
         );
         Env {
             bin,
-            _ts: ts,
+            ts,
             client,
             guard: Guard::default(),
             tmp,
             metrics_port,
         }
+    }
+
+    /// Every API call the binary made is allowed by `deploy/local-volume`'s RBAC.
+    fn assert_rbac(&self) {
+        assert_rbac_allows(&self.ts, PROVISIONER_USER, &deploy_dir("local-volume"));
     }
 
     fn dir(&self, rel: &str) -> PathBuf {
@@ -372,6 +377,7 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
     // A volume that disappears while its PV is Available loses its PV.
     env.guard.umount(&vol2);
     wait_pv_gone(&env.client, &name2).await;
+    env.assert_rbac();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,6 +425,7 @@ async fn a_linked_loop_device_becomes_a_block_pv_and_the_cleaner_wipes_it() {
         log.contains("quick reset of") && log.contains("done"),
         "the cleaner's output is logged:\n{log}"
     );
+    env.assert_rbac();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +464,7 @@ async fn retain_volumes_are_never_cleaned() {
         "{}",
         env.bin.log()
     );
+    env.assert_rbac();
 }
 
 #[test]

@@ -25,7 +25,7 @@ const NFS_PORT: u16 = 32049;
 const MOUNT_PORT: u16 = 32048;
 
 struct Env {
-    _ts: TestServer,
+    ts: TestServer,
     kubeconfig: PathBuf,
     client: Client,
     tmp: tempfile::TempDir,
@@ -248,8 +248,8 @@ async fn nfs_ganesha_end_to_end() {
     let ts = TestServer::start().await.expect("start kube-testserver");
     let client = ts.client().await;
     let env = Env {
-        kubeconfig: ts.kubeconfig_path().to_path_buf(),
-        _ts: ts,
+        kubeconfig: ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
+        ts,
         client,
         tmp: tempfile::tempdir().unwrap(),
         metrics_port: free_port(),
@@ -539,4 +539,6 @@ async fn nfs_ganesha_end_to_end() {
         None,
         "our rpcbind is stopped too"
     );
+    // Every API call the binary made is allowed by deploy/nfs's RBAC.
+    assert_rbac_allows(&env.ts, PROVISIONER_USER, &deploy_dir("nfs"));
 }

@@ -19,6 +19,9 @@ use kube::Client;
 use serde_json::{json, Value};
 
 pub use kube_testserver::TestServer;
+pub use rbac::assert_rbac_allows;
+
+pub mod rbac;
 
 /// How long a `wait_*` helper polls before it fails the test.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -322,4 +325,15 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_string()))
+}
+
+/// The user provisioner binaries run as in the end-to-end tests
+/// (`TestServer::kubeconfig_as(PROVISIONER_USER)`), for [`assert_rbac_allows`].
+pub const PROVISIONER_USER: &str = "provisioner";
+
+/// `deploy/<name>` of this repository: a provisioner's manifests.
+pub fn deploy_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(name)
 }

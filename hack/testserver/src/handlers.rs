@@ -97,25 +97,45 @@ fn is_true(q: &HashMap<String, String>, k: &str) -> bool {
 /// Classifies a request as (Kubernetes verb, resource) for stats and faults.
 pub fn classify(method: &Method, uri: &axum::http::Uri) -> (String, String) {
     match parse_path(uri.path()) {
-        Some(Ok(rp)) => {
-            let named = rp.name.is_some();
-            let verb = match *method {
-                Method::GET if named => "get",
-                Method::GET if is_true(&query_map(uri), "watch") => "watch",
-                Method::GET => "list",
-                Method::POST => "create",
-                Method::PUT => "update",
-                Method::PATCH => "patch",
-                Method::DELETE if named => "delete",
-                Method::DELETE => "deletecollection",
-                _ => "unknown",
-            };
-            (verb.to_string(), RESOURCES[rp.res].plural.to_string())
-        }
+        Some(Ok(rp)) => (
+            verb_of(method, uri, &rp).to_string(),
+            RESOURCES[rp.res].plural.to_string(),
+        ),
         _ => (
             method.as_str().to_ascii_lowercase(),
             "discovery".to_string(),
         ),
+    }
+}
+
+/// The RBAC view of a resource request: (verb, API group,
+/// `resource[/subresource]`); `None` for discovery and other paths.
+pub fn rbac_view(method: &Method, uri: &axum::http::Uri) -> Option<(String, String, String)> {
+    let rp = parse_path(uri.path())?.ok()?;
+    let info = &RESOURCES[rp.res];
+    let resource = match &rp.sub {
+        Some(sub) => format!("{}/{sub}", info.plural),
+        None => info.plural.to_string(),
+    };
+    Some((
+        verb_of(method, uri, &rp).to_string(),
+        info.group.to_string(),
+        resource,
+    ))
+}
+
+fn verb_of(method: &Method, uri: &axum::http::Uri, rp: &ResPath) -> &'static str {
+    let named = rp.name.is_some();
+    match *method {
+        Method::GET if named => "get",
+        Method::GET if is_true(&query_map(uri), "watch") => "watch",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
     }
 }
 
@@ -130,6 +150,14 @@ pub async fn stats_and_faults(
     }
     let (verb, resource) = classify(req.method(), req.uri());
     st.stats.record(&verb, &resource);
+    if let Some((verb, group, resource)) = rbac_view(req.method(), req.uri()) {
+        st.access.record(crate::access::Access {
+            user: crate::access::user_of(req.headers()),
+            verb,
+            group,
+            resource,
+        });
+    }
     let lat = st.faults.latency();
     if !lat.is_zero() {
         tokio::time::sleep(lat).await;

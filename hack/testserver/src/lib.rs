@@ -6,6 +6,7 @@
 //! kube-rs clients and `kubectl` can be exercised without a cluster.
 //! See README.md for the fidelity notes.
 
+pub mod access;
 pub mod admission;
 pub mod controllers;
 pub mod convert;

@@ -53,6 +53,8 @@ pub struct AppState {
     pub faults: Faults,
     /// Request counters.
     pub stats: StatsRecorder,
+    /// Distinct calls per user (for RBAC checks).
+    pub access: crate::access::AccessLog,
     /// Configuration.
     pub config: Config,
     addr: SocketAddr,
@@ -152,8 +154,12 @@ fn seed(store: &Store) {
 
 /// Writes a kubeconfig pointing at `url` with no credentials.
 pub fn write_kubeconfig(path: &Path, url: &str) -> std::io::Result<()> {
+    write_kubeconfig_for(path, url, "{}")
+}
+
+fn write_kubeconfig_for(path: &Path, url: &str, user: &str) -> std::io::Result<()> {
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: testserver\n  cluster:\n    server: {url}\nusers:\n- name: testserver\n  user: {{}}\ncontexts:\n- name: testserver\n  context:\n    cluster: testserver\n    user: testserver\n    namespace: default\ncurrent-context: testserver\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testserver\n  cluster:\n    server: {url}\nusers:\n- name: testserver\n  user: {user}\ncontexts:\n- name: testserver\n  context:\n    cluster: testserver\n    user: testserver\n    namespace: default\ncurrent-context: testserver\npreferences: {{}}\n"
     );
     std::fs::write(path, text)
 }
@@ -183,6 +189,7 @@ impl TestServer {
             store,
             faults: Faults::default(),
             stats: StatsRecorder::default(),
+            access: Default::default(),
             config,
             addr,
         });
@@ -245,6 +252,30 @@ impl TestServer {
     /// Path of the kubeconfig file written at start.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// A kubeconfig whose requests carry the bearer token `user`, so
+    /// [`accesses_by`](Self::accesses_by) can tell its calls apart. Nothing
+    /// is authorized or denied by it. `user`: letters, digits, `-`, `_`.
+    pub fn kubeconfig_as(&self, user: &str) -> std::io::Result<PathBuf> {
+        if user.is_empty()
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("user {user:?}: use letters, digits, '-' and '_'"),
+            ));
+        }
+        let path = self.dir.join(format!("kubeconfig-{user}"));
+        write_kubeconfig_for(&path, &self.url(), &format!("{{token: {user}}}"))?;
+        Ok(path)
+    }
+
+    /// The distinct API calls made with [`kubeconfig_as`](Self::kubeconfig_as)`(user)`.
+    pub fn accesses_by(&self, user: &str) -> Vec<crate::access::Access> {
+        self.state.access.by_user(user)
     }
 
     /// Stops serving: the listener is closed and open connections are cut. Data is kept.

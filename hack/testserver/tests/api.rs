@@ -711,3 +711,55 @@ async fn uid_and_resource_version_preconditions_on_writes() {
     );
     assert_eq!(s.code, 409);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_logged_per_user_as_rbac_sees_them() {
+    let srv = TestServer::start().await.unwrap();
+    assert!(srv.kubeconfig_as("").is_err());
+    assert!(srv.kubeconfig_as("a b").is_err());
+    let path = srv.kubeconfig_as("alice").unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let alice = kube::Client::try_from(cfg).unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(alice, "default");
+    claims.list(&ListParams::default()).await.unwrap();
+    let c: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "c"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &c).await.unwrap();
+    claims
+        .patch_status(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .unwrap();
+    // Another client's calls are not alice's.
+    let anonymous: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
+    anonymous
+        .create(&PostParams::default(), &cm("x"))
+        .await
+        .unwrap();
+
+    let seen: Vec<(String, String, String)> = srv
+        .accesses_by("alice")
+        .into_iter()
+        .map(|a| (a.verb, a.group, a.resource))
+        .collect();
+    let want = [
+        ("create", "", "persistentvolumeclaims"),
+        ("list", "", "persistentvolumeclaims"),
+        ("patch", "", "persistentvolumeclaims/status"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(v, g, r)| (v.to_string(), g.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(seen, want);
+    assert!(srv.accesses_by("bob").is_empty());
+}
