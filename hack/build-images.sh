@@ -92,7 +92,7 @@ EOF
   "${bah[@]}" commit --quiet "$ctr" "$base" >/dev/null
   "${bah[@]}" rm "$ctr" >/dev/null
 fi
-printf '%s\t%s (vfs, uncompressed)\n' "$base" "$("${bah[@]}" images --format '{{.Size}}' "$base" | head -1)"
+printf '%s\t%s (vfs, uncompressed)\n' "$base" "$("${bah[@]}" images --format '{{.Size}}' "$base" | sed -n 1p)"
 
 # 2. The binaries of every requested provisioner, in one cargo run.
 crates=()
@@ -160,7 +160,7 @@ for p in "${provisioners[@]}"; do
   step "$crate: smoke test inside the image"
   smoke "$image" "$p/Dockerfile" || failed+=("$p")
 
-  size=$("${bah[@]}" images --format '{{.Size}}' "$image" | head -1)
+  size=$("${bah[@]}" images --format '{{.Size}}' "$image" | sed -n 1p)
   line=$(printf '%s\t%s\timage %s (uncompressed)\tOCI archive %s (compressed layers)' \
     "$(date -u +%F)" "$image" "$size" "$(du -h "$archive" | cut -f1)")
   if [ "$profile" = release ]; then

@@ -29,7 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 "$root/hack/install-kubectl.sh"
-kubectl version --client 2>/dev/null | head -1
+# sed, not head: head exits after one line and kubectl, still writing, dies of
+# SIGPIPE, which pipefail turns into a failed run.
+kubectl version --client 2>/dev/null | sed -n 1p
 
 step "hack/verify.sh: fmt, clippy -D warnings, licenses, manifests"
 hack/verify.sh
