@@ -115,6 +115,14 @@ smoke() {
   mount --bind /dev "$mnt/dev"
   mount -t proc proc "$mnt/proc"
   local status=0
+  # The Kubernetes client (rustls) refuses to start without system CA roots
+  # when its kubeconfig brings no CA: every image needs the bundle.
+  if [ -s "$mnt/etc/ssl/certs/ca-certificates.crt" ]; then
+    echo "  smoke ok: /etc/ssl/certs/ca-certificates.crt is there"
+  else
+    echo "  SMOKE FAILED: no /etc/ssl/certs/ca-certificates.crt (install ca-certificates in the image)" >&2
+    status=1
+  fi
   while IFS= read -r line; do
     n=$((n + 1))
     eval "set -- ${line#\# smoke: }"

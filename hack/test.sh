@@ -42,6 +42,9 @@ cargo test --workspace --all-targets --locked --no-fail-fast
 step "images: every Dockerfile builds (buildah, debug binaries) and passes its smoke tests"
 hack/build-images.sh --debug
 
+step "images run: hostpath, flex and nfs from their image's root filesystem against kube-testserver"
+hack/test-images.sh --debug
+
 step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests, manifest checks and image build"
 hack/test-new-provisioner.sh
 

@@ -331,9 +331,18 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// (`TestServer::kubeconfig_as(PROVISIONER_USER)`), for [`assert_rbac_allows`].
 pub const PROVISIONER_USER: &str = "provisioner";
 
-/// `deploy/<name>` of this repository: a provisioner's manifests.
+/// `deploy/<name>` of this repository: a provisioner's manifests. Found
+/// from the running test's crate (cargo's `CARGO_MANIFEST_DIR` at run time,
+/// else the working directory) upwards, not from a path compiled into this
+/// crate: a build reused from another checkout would point there.
 pub fn deploy_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../deploy")
-        .join(name)
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .expect("CARGO_MANIFEST_DIR or a working directory");
+    start
+        .ancestors()
+        .map(|dir| dir.join("deploy").join(name))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no deploy/{name} above {}", start.display()))
 }
