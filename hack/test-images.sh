@@ -48,9 +48,9 @@ target/debug/kube-testserver --listen "127.0.0.1:$port" --kubeconfig-out "$KUBEC
 pids+=($!)
 for _ in $(seq 100); do [ -s "$KUBECONFIG" ] && kubectl get ns >/dev/null 2>&1 && break; sleep 0.1; done
 
+metadata=$(cargo metadata --format-version 1 --no-deps --locked)
 version_of() {
-  cargo metadata --format-version 1 --no-deps --locked |
-    python3 -c "import json,sys; print(next(p['version'] for p in json.load(sys.stdin)['packages'] if p['name']==sys.argv[1]))" "$1"
+  python3 -c "import json,sys; print(next(p['version'] for p in json.loads(sys.argv[1])['packages'] if p['name']==sys.argv[2]))" "$metadata" "$1"
 }
 
 # rootfs_of PROVISIONER: a container of its image, mounted, with /dev,

@@ -105,14 +105,7 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
     let ann = pv.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(ann["pv.kubernetes.io/provisioned-by"], PROVISIONER);
     let spec = pv.spec.as_ref().unwrap();
-    let term = &spec
-        .node_affinity
-        .as_ref()
-        .unwrap()
-        .required
-        .as_ref()
-        .unwrap()
-        .node_selector_terms[0];
+    let term = first_affinity_term(&pv);
     assert_eq!(
         term.match_expressions.as_ref().unwrap()[0]
             .values
@@ -308,17 +301,7 @@ async fn a_hundred_claims_on_two_nodes_land_on_their_nodes_and_go_with_their_dat
             dir.display()
         );
         assert!(dir.is_dir());
-        let term = &pv
-            .spec
-            .as_ref()
-            .unwrap()
-            .node_affinity
-            .as_ref()
-            .unwrap()
-            .required
-            .as_ref()
-            .unwrap()
-            .node_selector_terms[0];
+        let term = first_affinity_term(&pv);
         assert_eq!(
             term.match_expressions.as_ref().unwrap()[0]
                 .values

@@ -249,14 +249,7 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
         Some("Delete")
     );
     assert_eq!(spec.storage_class_name.as_deref(), Some("local-fast"));
-    let term = &spec
-        .node_affinity
-        .as_ref()
-        .unwrap()
-        .required
-        .as_ref()
-        .unwrap()
-        .node_selector_terms[0];
+    let term = first_affinity_term(&pv1);
     let req = &term.match_expressions.as_ref().unwrap()[0];
     assert_eq!(req.key, "kubernetes.io/hostname");
     assert_eq!(req.values.as_deref(), Some(&[NODE.to_string()][..]));

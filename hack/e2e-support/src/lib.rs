@@ -346,3 +346,14 @@ pub fn deploy_dir(name: &str) -> PathBuf {
         .find(|dir| dir.is_dir())
         .unwrap_or_else(|| panic!("no deploy/{name} above {}", start.display()))
 }
+
+/// The first required node-selector term of `pv`'s node affinity; panics
+/// when the PV has none.
+pub fn first_affinity_term(pv: &PersistentVolume) -> &k8s_openapi::api::core::v1::NodeSelectorTerm {
+    &pv.spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .expect("PV has a required node affinity")
+        .node_selector_terms[0]
+}

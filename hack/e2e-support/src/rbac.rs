@@ -79,15 +79,14 @@ pub fn assert_rbac_allows(ts: &TestServer, user: &str, manifests: &Path) {
         !accesses.is_empty(),
         "no API calls by user {user}: was the binary started with TestServer::kubeconfig_as({user:?})?"
     );
-    let manifest = manifests;
     let text = read_manifests(manifests)
         .unwrap_or_else(|e| panic!("reading {}: {e}", manifests.display()));
     let missing =
-        denied(&accesses, &text).unwrap_or_else(|e| panic!("parsing {}: {e}", manifest.display()));
+        denied(&accesses, &text).unwrap_or_else(|e| panic!("parsing {}: {e}", manifests.display()));
     assert!(
         missing.is_empty(),
         "{} does not allow these calls the binary made (it would get 403 on a real cluster):\n  {}",
-        manifest.display(),
+        manifests.display(),
         missing.join("\n  ")
     );
 }

@@ -94,34 +94,39 @@ fn is_true(q: &HashMap<String, String>, k: &str) -> bool {
     matches!(q.get(k).map(String::as_str), Some("true" | "1"))
 }
 
-/// Classifies a request as (Kubernetes verb, resource) for stats and faults.
-pub fn classify(method: &Method, uri: &axum::http::Uri) -> (String, String) {
-    match parse_path(uri.path()) {
-        Some(Ok(rp)) => (
-            verb_of(method, uri, &rp).to_string(),
-            RESOURCES[rp.res].plural.to_string(),
-        ),
-        _ => (
-            method.as_str().to_ascii_lowercase(),
-            "discovery".to_string(),
-        ),
-    }
+/// How stats, faults and the access log see one request.
+pub struct RequestClass {
+    /// Kubernetes verb (`get`, `list`, `watch`, ...), or the lowercase
+    /// HTTP method for non-resource paths.
+    pub verb: String,
+    /// Plural resource, or `discovery` for non-resource paths.
+    pub resource: String,
+    /// For resource paths, the RBAC view: (API group,
+    /// `resource[/subresource]`).
+    pub rbac: Option<(String, String)>,
 }
 
-/// The RBAC view of a resource request: (verb, API group,
-/// `resource[/subresource]`); `None` for discovery and other paths.
-pub fn rbac_view(method: &Method, uri: &axum::http::Uri) -> Option<(String, String, String)> {
-    let rp = parse_path(uri.path())?.ok()?;
-    let info = &RESOURCES[rp.res];
-    let resource = match &rp.sub {
-        Some(sub) => format!("{}/{sub}", info.plural),
-        None => info.plural.to_string(),
-    };
-    Some((
-        verb_of(method, uri, &rp).to_string(),
-        info.group.to_string(),
-        resource,
-    ))
+/// Classifies a request, parsing its path once.
+pub fn classify(method: &Method, uri: &axum::http::Uri) -> RequestClass {
+    match parse_path(uri.path()) {
+        Some(Ok(rp)) => {
+            let info = &RESOURCES[rp.res];
+            let rbac_resource = match &rp.sub {
+                Some(sub) => format!("{}/{sub}", info.plural),
+                None => info.plural.to_string(),
+            };
+            RequestClass {
+                verb: verb_of(method, uri, &rp).to_string(),
+                resource: info.plural.to_string(),
+                rbac: Some((info.group.to_string(), rbac_resource)),
+            }
+        }
+        _ => RequestClass {
+            verb: method.as_str().to_ascii_lowercase(),
+            resource: "discovery".to_string(),
+            rbac: None,
+        },
+    }
 }
 
 fn verb_of(method: &Method, uri: &axum::http::Uri, rp: &ResPath) -> &'static str {
@@ -148,14 +153,18 @@ pub async fn stats_and_faults(
     if req.uri().path().starts_with("/testserver/") {
         return next.run(req).await;
     }
-    let (verb, resource) = classify(req.method(), req.uri());
+    let RequestClass {
+        verb,
+        resource,
+        rbac,
+    } = classify(req.method(), req.uri());
     st.stats.record(&verb, &resource);
-    if let Some((verb, group, resource)) = rbac_view(req.method(), req.uri()) {
+    if let Some((group, rbac_resource)) = rbac {
         st.access.record(crate::access::Access {
             user: crate::access::user_of(req.headers()),
-            verb,
+            verb: verb.clone(),
             group,
-            resource,
+            resource: rbac_resource,
         });
     }
     let lat = st.faults.latency();
