@@ -10,6 +10,27 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# One full build, not an edit loop: incremental compilation only adds
+# gigabytes of cache here (set CARGO_INCREMENTAL=1 to keep it).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
+# Free disk where the build, the image store and buildah's temporary files
+# go. A full disk shows up far from its cause (buildah: "read/write on closed
+# pipe"), so the run says up front when it may not fit. A run from scratch
+# needs about $need_gb GB (measured: see hack/README.md).
+need_gb=6
+disk_report() {
+  mkdir -p target /var/lib/containers /var/tmp
+  df -h target /var/lib/containers /var/tmp | awk 'NR == 1 || !seen[$1]++'
+}
+
+step "disk"
+disk_report
+free_gb=$(df -P -BG target | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "WARNING: only ${free_gb} GB free under target/; a run from scratch needs about ${need_gb} GB" >&2
+fi
+
 step "tools"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rustup)"; exit 1; }
 # Debian packages the end-to-end tests use: NFS-Ganesha and its helpers plus
@@ -63,6 +84,10 @@ cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisi
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "disk after the run"
+disk_report
+du -sh target /var/lib/containers/storage 2>/dev/null || true
 
 echo
 echo "hack/test.sh: all checks passed"

@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod openapi;
 pub mod patch;
 pub mod registry;
+mod scratch;
 pub mod selectors;
 pub mod server;
 pub mod stats;

@@ -193,8 +193,7 @@ impl TestServer {
             config,
             addr,
         });
-        let dir = std::env::temp_dir().join(format!("kube-testserver-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
+        let dir = crate::scratch::create_in(&std::env::temp_dir())?;
         let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("kubeconfig"));
         write_kubeconfig(&kubeconfig, &format!("http://{addr}"))?;
         let mut controllers = Vec::new();
