@@ -66,6 +66,10 @@ struct Cli {
     /// (default: 1000 with --quick, else 1000,10000; 0 skips the table).
     #[arg(long, value_delimiter = ',')]
     cached: Vec<usize>,
+    /// Change events the test server keeps for watch resumption (a watch
+    /// that falls further behind gets 410 Gone and re-lists).
+    #[arg(long, default_value_t = Config::default().watch_history)]
+    watch_history: usize,
 }
 
 /// One row of the memory and start-up table.
@@ -98,6 +102,11 @@ struct Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The in-process controller's (and the test server's) logs, on request:
+    // the table stays readable by default.
+    if std::env::var_os("RUST_LOG").is_some() {
+        external_storage::args::init_tracing(external_storage::args::LogFormat::Text);
+    }
     let begun = Instant::now();
     let machine = Machine::detect();
     let sizes = if !cli.sizes.is_empty() {
@@ -179,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         ]);
         for n in cached {
             eprintln!("memory/start-up with {n} claims + {n} PVs ...");
-            let r = run_cached(exe, tmp.path(), n)
+            let r = run_cached(exe, tmp.path(), n, &cli)
                 .await
                 .with_context(|| format!("cached {n}"))?;
             let mib = |k: Option<u64>| {
@@ -271,16 +280,17 @@ fn workload(
 }
 
 /// A test server with only the binder (claims arrive with their node selected).
-async fn server() -> anyhow::Result<TestServer> {
+async fn server(cli: &Cli) -> anyhow::Result<TestServer> {
     TestServer::start_with(Config {
         scheduler: false,
+        watch_history: cli.watch_history,
         ..Config::default()
     })
     .await
 }
 
 async fn run_mem(setup: &Setup, cli: &Cli) -> anyhow::Result<Row> {
-    let ts = server().await?;
+    let ts = server(cli).await?;
     let admin = ts.client().await;
     objects::ensure_class(&admin, &objects::class("mem", MEM, "Delete", false)).await?;
     let client =
@@ -326,7 +336,7 @@ async fn run_hostpath(
     setup: &Setup,
     cli: &Cli,
 ) -> anyhow::Result<Row> {
-    let ts = server().await?;
+    let ts = server(cli).await?;
     let admin = ts.client().await;
     objects::ensure_class(
         &admin,
@@ -388,8 +398,9 @@ async fn run_cached(
     exe: &std::path::Path,
     tmp: &std::path::Path,
     n: usize,
+    cli: &Cli,
 ) -> anyhow::Result<CacheRow> {
-    let ts = server().await?;
+    let ts = server(cli).await?;
     let admin = ts.client().await;
     objects::ensure_class(
         &admin,

@@ -2,7 +2,7 @@
 //! binder): phases, pre-bound volumes, matching claims to Available volumes,
 //! Released volumes, Lost claims and the storage-provisioner annotations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -34,12 +34,24 @@ pub async fn run(store: Arc<Store>) {
     super::run_loop(store, res, pass).await
 }
 
+/// `v` at the JSON pointer `p`, which must have no `~` escapes (none of the
+/// binder's do). `Value::pointer` unescapes every segment, allocating; a
+/// pass reads a few fields of every claim and volume, and at 10,000 of each
+/// that unescaping was a fifth of the process's CPU time.
+fn at<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
+    p.split('/').skip(1).try_fold(v, |v, key| match v {
+        Value::Object(m) => m.get(key),
+        Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+    at(v, p).and_then(Value::as_str).unwrap_or("")
 }
 
 fn ann<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.pointer("/metadata/annotations")
+    at(v, "/metadata/annotations")
         .and_then(|a| a.get(k))
         .and_then(Value::as_str)
 }
@@ -55,7 +67,7 @@ fn set_ann(v: &mut Value, k: &str, val: &str) {
 }
 
 fn deleting(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp").is_some()
+    at(v, "/metadata/deletionTimestamp").is_some()
 }
 
 fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
@@ -66,13 +78,12 @@ fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
 
 /// Whether `node` satisfies the PV's `spec.nodeAffinity.required`.
 pub fn node_affinity_ok(pv: &Value, node: &Value) -> bool {
-    let Some(terms) = pv
-        .pointer("/spec/nodeAffinity/required/nodeSelectorTerms")
-        .and_then(Value::as_array)
+    let Some(terms) =
+        at(pv, "/spec/nodeAffinity/required/nodeSelectorTerms").and_then(Value::as_array)
     else {
         return true;
     };
-    let labels = node.pointer("/metadata/labels");
+    let labels = at(node, "/metadata/labels");
     let name = meta_str(node, "name").unwrap_or("");
     terms.iter().any(|t| {
         let exprs = t
@@ -179,10 +190,10 @@ fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
             n["status"] = json!({});
         }
         n["status"]["phase"] = json!("Bound");
-        if let Some(c) = pv.pointer("/spec/capacity") {
+        if let Some(c) = at(pv, "/spec/capacity") {
             n["status"]["capacity"] = c.clone();
         }
-        if let Some(m) = pv.pointer("/spec/accessModes") {
+        if let Some(m) = at(pv, "/spec/accessModes") {
             n["status"]["accessModes"] = m.clone();
         }
         Ok(n)
@@ -191,7 +202,7 @@ fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
 
 fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if s(pv, "/status/phase") != "Available"
-        || pv.pointer("/spec/claimRef").is_some_and(|c| !c.is_null())
+        || at(pv, "/spec/claimRef").is_some_and(|c| !c.is_null())
         || deleting(pv)
     {
         return false;
@@ -205,7 +216,7 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
         return false;
     }
     let modes = |v: &Value| -> Vec<String> {
-        v.pointer("/spec/accessModes")
+        at(v, "/spec/accessModes")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
@@ -225,7 +236,7 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if vm(pv) != vm(claim) {
         return false;
     }
-    if let Some(sel) = claim.pointer("/spec/selector").filter(|v| !v.is_null()) {
+    if let Some(sel) = at(claim, "/spec/selector").filter(|v| !v.is_null()) {
         if !LabelSelector::from_json(sel).matches(pv) {
             return false;
         }
@@ -268,7 +279,7 @@ pub fn pass(store: &Store) {
             continue;
         }
         let phase = s(&pv, "/status/phase");
-        match pv.pointer("/spec/claimRef").filter(|c| !c.is_null()) {
+        match at(&pv, "/spec/claimRef").filter(|c| !c.is_null()) {
             Some(cr) => {
                 let key = (s(cr, "/namespace").to_string(), s(cr, "/name").to_string());
                 let cr_uid = s(cr, "/uid");
@@ -316,16 +327,31 @@ pub fn pass(store: &Store) {
     }
 
     // Claims: match unbound claims, mark lost ones, request provisioning.
+    // Indexed once per pass: looking volumes up per claim made a pass
+    // O(claims × volumes), which dominated CPU time at 10,000 of each.
     let pvs = list(store, "", "persistentvolumes");
-    let mut taken: Vec<String> = Vec::new();
+    let pv_by_name: HashMap<&str, &Arc<Value>> = pvs
+        .iter()
+        .filter_map(|p| Some((meta_str(p, "name")?, p)))
+        .collect();
+    // The only volumes `pv_fits` can accept.
+    let available: Vec<&Arc<Value>> = pvs
+        .iter()
+        .filter(|pv| {
+            s(pv, "/status/phase") == "Available"
+                && at(pv, "/spec/claimRef").is_none_or(Value::is_null)
+                && !deleting(pv)
+        })
+        .collect();
+    let mut taken: HashSet<&str> = HashSet::new();
     for claim in claims.values() {
         if deleting(claim) {
             continue;
         }
         let vol = s(claim, "/spec/volumeName");
         if !vol.is_empty() {
-            if let Some(pv) = pvs.iter().find(|p| meta_str(p, "name") == Some(vol)) {
-                let cr = pv.pointer("/spec/claimRef").filter(|c| !c.is_null());
+            if let Some(pv) = pv_by_name.get(vol) {
+                let cr = at(pv, "/spec/claimRef").filter(|c| !c.is_null());
                 if cr.is_none() && s(pv, "/status/phase") == "Available" {
                     bind(store, pv, claim, true);
                 }
@@ -350,13 +376,9 @@ pub fn pass(store: &Store) {
             continue;
         }
         let node = selected.and_then(|n| nodes.get(n)).map(|n| n.as_ref());
-        let best = pvs
+        let best = available
             .iter()
-            .filter(|pv| {
-                !taken
-                    .iter()
-                    .any(|t| Some(t.as_str()) == meta_str(pv, "name"))
-            })
+            .filter(|pv| !taken.contains(meta_str(pv, "name").unwrap_or("")))
             .filter(|pv| pv_fits(pv, claim, node))
             .min_by(|a, b| {
                 let qa = quantity::parse(s(a, "/spec/capacity/storage")).unwrap_or(0.0);
@@ -364,7 +386,7 @@ pub fn pass(store: &Store) {
                 qa.total_cmp(&qb)
             });
         if let Some(pv) = best {
-            taken.push(meta_str(pv, "name").unwrap_or("").to_string());
+            taken.insert(meta_str(pv, "name").unwrap_or(""));
             bind(store, pv, claim, true);
             continue;
         }
