@@ -12,13 +12,14 @@
 //! per object (its cache then holds only that object's events) and drops the
 //! recorders of objects that were quiet for longer than that cache's life.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
+
+use crate::expiring::ExpiringMap;
 
 /// The event reasons, as in sig-storage-lib-external-provisioner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,39 +127,6 @@ pub fn series_action(step: &str, note: &str) -> String {
 /// Event object either way.
 const RECORDER_IDLE: Duration = Duration::from_secs(6 * 60);
 
-/// Recorders by object, swept of idle ones whenever the map has doubled
-/// since the last sweep (amortized O(1) per publish).
-struct Recorders<T> {
-    by_object: HashMap<String, (T, Instant)>,
-    sweep_at: usize,
-}
-
-impl<T: Clone> Recorders<T> {
-    const MIN_SWEEP: usize = 1024;
-
-    fn new() -> Self {
-        Self {
-            by_object: HashMap::new(),
-            sweep_at: Self::MIN_SWEEP,
-        }
-    }
-
-    /// The recorder for `key`, made by `make` if there is none; marks it used at `now`.
-    fn get(&mut self, key: &str, now: Instant, make: impl FnOnce() -> T) -> T {
-        if self.by_object.len() >= self.sweep_at {
-            self.by_object
-                .retain(|_, (_, used)| now.saturating_duration_since(*used) < RECORDER_IDLE);
-            self.sweep_at = (self.by_object.len() * 2).max(Self::MIN_SWEEP);
-        }
-        let entry = self
-            .by_object
-            .entry(key.to_string())
-            .or_insert_with(|| (make(), now));
-        entry.1 = now;
-        entry.0.clone()
-    }
-}
-
 /// The key of an object's recorder: its UID, else kind, namespace and name.
 fn object_key(object: &ObjectReference) -> String {
     match &object.uid {
@@ -177,7 +145,7 @@ fn object_key(object: &ObjectReference) -> String {
 pub struct Events {
     client: Client,
     reporter: Reporter,
-    recorders: Arc<Mutex<Recorders<Recorder>>>,
+    recorders: Arc<Mutex<ExpiringMap<Recorder>>>,
 }
 
 impl Events {
@@ -191,16 +159,18 @@ impl Events {
         Self {
             client,
             reporter,
-            recorders: Arc::new(Mutex::new(Recorders::new())),
+            recorders: Arc::new(Mutex::new(ExpiringMap::new(RECORDER_IDLE))),
         }
     }
 
     /// The recorder of `object` (one per object: see the module docs).
     fn recorder(&self, object: &ObjectReference) -> Recorder {
         let mut recorders = self.recorders.lock().unwrap_or_else(|e| e.into_inner());
-        recorders.get(&object_key(object), Instant::now(), || {
-            Recorder::new(self.client.clone(), self.reporter.clone())
-        })
+        recorders
+            .get_or_insert_with(&object_key(object), Instant::now(), || {
+                Recorder::new(self.client.clone(), self.reporter.clone())
+            })
+            .clone()
     }
 
     /// Publish `reason` with `note` about `object`; failures are logged only.
@@ -245,32 +215,6 @@ mod tests {
         assert!(a.starts_with("Provision/") && a.len() == "Provision/".len() + 8);
         // FNV-1a of the empty string is its offset basis.
         assert_eq!(series_action("X", ""), "X/811c9dc5");
-    }
-
-    #[test]
-    fn one_recorder_per_object_until_it_is_idle() {
-        let mut r: Recorders<u32> = Recorders::new();
-        let t0 = Instant::now();
-        let mut made = 0;
-        let mut make = || {
-            made += 1;
-            made
-        };
-        assert_eq!(r.get("a", t0, &mut make), 1);
-        assert_eq!(r.get("b", t0, &mut make), 2);
-        assert_eq!(r.get("a", t0 + Duration::from_secs(1), &mut make), 1);
-        // Fill up to the sweep point: "a" stays (used recently), the rest
-        // of the old ones go; the sweep point follows the survivors.
-        let later = t0 + RECORDER_IDLE + Duration::from_secs(1);
-        r.get("a", later - Duration::from_secs(2), || unreachable!());
-        for i in 0..Recorders::<u32>::MIN_SWEEP - 2 {
-            r.get(&format!("old{i}"), t0, || 0);
-        }
-        assert_eq!(r.by_object.len(), Recorders::<u32>::MIN_SWEEP);
-        assert_eq!(r.get("fresh", later, || 99), 99);
-        assert_eq!(r.by_object.len(), 2, "only a and fresh remain");
-        assert_eq!(r.get("a", later, || unreachable!()), 1);
-        assert_eq!(r.sweep_at, Recorders::<u32>::MIN_SWEEP);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub mod args;
 pub mod backoff;
 pub mod controller;
 pub mod events;
+mod expiring;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod http;

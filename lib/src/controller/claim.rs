@@ -295,12 +295,19 @@ async fn reconcile_inner<P: Provisioner>(
     key: &str,
 ) -> Action {
     let mut rv = claim.resource_version().unwrap_or_default();
+    if ctx.claim_versions.is_superseded(key, &rv) {
+        // Our own later write is on its way through the watch.
+        tracing::debug!(resource_version = %rv, "cached claim is older than our last write; skipped");
+        return Action::await_change();
+    }
     if ctx.claim_backoff.given_up(key, &rv) {
         return Action::await_change();
     }
     let pv_name = (ctx.opts.pv_name)(&claim);
     let class = claim_class(&claim).and_then(|c| ctx.classes.get(&ObjectRef::new(c)));
-    let pv = ctx.pvs.get(&ObjectRef::new(&pv_name));
+    let pv = ctx
+        .saved_pvs
+        .or_saved(&pv_name, ctx.pvs.get(&ObjectRef::new(&pv_name)));
     let decision = decide(
         &ctx.scope,
         &claim,
@@ -358,18 +365,20 @@ async fn reconcile_inner<P: Provisioner>(
                     ),
                 )
                 .await;
-            release(&api, &claim).await
+            release(ctx, &api, &claim).await
         }
-        ClaimDecision::ReleaseIntent => release(&api, &claim).await,
+        ClaimDecision::ReleaseIntent => release(ctx, &api, &claim).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
             expand(ctx, &api, &claim, &pv, bytes).await
         }
         ClaimDecision::RecordIntent => {
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
-                Ok(patched) => {
+                Ok((patched, applied_to)) => {
                     // Our own patch must not count as "the claim changed".
-                    rv = patched.resource_version().unwrap_or_default();
+                    let seen =
+                        std::mem::replace(&mut rv, patched.resource_version().unwrap_or_default());
+                    ctx.claim_versions.wrote(key, &[&seen, &applied_to], &rv);
                     let class = class.expect("decide checked the class");
                     provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
                 }
@@ -461,12 +470,24 @@ async fn expand<P: Provisioner>(
     Step::Done
 }
 
-async fn release(api: &Api<PersistentVolumeClaim>, claim: &PersistentVolumeClaim) -> Step {
+/// Removes the intent finalizer (if the claim has it).
+async fn release<P>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+) -> Step {
     if !has_intent(claim) {
         return Step::Done;
     }
     match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
-        Ok(()) => Step::Done,
+        Ok(patched) => {
+            if let Some((applied_to, after)) = patched {
+                let seen = claim.resource_version().unwrap_or_default();
+                ctx.claim_versions
+                    .wrote(&key_of(claim), &[&seen, &applied_to], &after);
+            }
+            Step::Done
+        }
         Err(e) => Step::Retry(format!("releasing provisioning intent: {e}")),
     }
 }
@@ -511,7 +532,7 @@ async fn provision<P: Provisioner>(
         }
         Err(ProvisionError::Ignored(msg)) => {
             tracing::debug!(%msg, "provisioner ignored the claim");
-            return release(api, &claim).await;
+            return release(ctx, api, &claim).await;
         }
         Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
             ctx.events
@@ -563,7 +584,8 @@ async fn provision<P: Provisioner>(
 
     let pv = build_pv(pv_name, &claim, class, provisioned, ctx.opts.add_finalizer);
     match save_pv(ctx, &pv, &claim).await {
-        Ok(()) => {
+        Ok(saved) => {
+            ctx.saved_pvs.saved(saved);
             ctx.metrics.provision_total.get_or_create(&label).inc();
             ctx.metrics
                 .provision_duration
@@ -577,7 +599,7 @@ async fn provision<P: Provisioner>(
                 )
                 .await;
             tracing::info!(pv = pv_name, "provisioned");
-            release(api, &claim).await
+            release(ctx, api, &claim).await
         }
         Err(save_err) => {
             ctx.metrics
@@ -619,13 +641,14 @@ async fn provision<P: Provisioner>(
     }
 }
 
-/// Create `pv`, retrying with backoff. A 409 whose existing PV belongs to the
-/// same claim (UID) is success; one that belongs to another claim is not.
+/// Create `pv`, retrying with backoff; returns the PV as stored. A 409 whose
+/// existing PV belongs to the same claim (UID) is success; one that belongs
+/// to another claim is not.
 async fn save_pv<P>(
     ctx: &Ctx<P>,
     pv: &PersistentVolume,
     claim: &PersistentVolumeClaim,
-) -> Result<(), String> {
+) -> Result<PersistentVolume, String> {
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let name = pv.name_any();
     let mut delay = ctx.opts.pv_save_retry_interval;
@@ -633,9 +656,9 @@ async fn save_pv<P>(
     let mut last = String::new();
     for attempt in 1..=attempts {
         match api.create(&PostParams::default(), pv).await {
-            Ok(_) => return Ok(()),
+            Ok(created) => return Ok(created),
             Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
-                Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(()),
+                Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(existing),
                 Ok(Some(_)) => {
                     return Err(format!(
                         "PersistentVolume {name} already exists and is bound to another claim; delete it or override the PV name"
@@ -666,7 +689,7 @@ async fn cleanup_deleted<P: Provisioner>(
     // The cache may lag: a PV saved a moment ago must not lose its volume.
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match pvs.get_opt(pv_name).await {
-        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(api, claim).await,
+        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(ctx, api, claim).await,
         Ok(_) => {}
         Err(e) => return Step::Retry(format!("reading PersistentVolume {pv_name}: {e}")),
     }
@@ -698,9 +721,9 @@ async fn cleanup_deleted<P: Provisioner>(
         Ok(p) => {
             let pv = build_pv(pv_name, claim, &class, p, false);
             match ctx.provisioner.delete(&pv).await {
-                Ok(()) => release(api, claim).await,
+                Ok(()) => release(ctx, api, claim).await,
                 Err(crate::provisioner::DeleteError::InProgress(_)) => Step::Poll,
-                Err(crate::provisioner::DeleteError::Ignored(_)) => release(api, claim).await,
+                Err(crate::provisioner::DeleteError::Ignored(_)) => release(ctx, api, claim).await,
                 Err(e) => {
                     let msg = format!(
                         "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
@@ -719,7 +742,7 @@ async fn cleanup_deleted<P: Provisioner>(
         }
         Err(ProvisionError::InProgress(_)) => Step::Poll,
         // Every other error promises no backend volume exists.
-        Err(_) => release(api, claim).await,
+        Err(_) => release(ctx, api, claim).await,
     }
 }
 

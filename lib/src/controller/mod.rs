@@ -56,8 +56,16 @@
 //! - Cleanup of a claim that was deleted before `provision` was ever called
 //!   makes the volume and deletes it again: correct, but not free.
 //! - Removing the finalizer by hand opts the claim out of these guarantees.
+//!
+//! # Reading its own writes
+//!
+//! The caches trail the API server; `own_writes` remembers the claim
+//! versions this controller's writes replaced and the PVs it created, so a
+//! reconcile neither acts on a claim older than its own patches nor
+//! provisions again because the PV it just saved is not cached yet.
 
 pub mod claim;
+mod own_writes;
 pub mod pv;
 pub mod volume;
 
@@ -256,6 +264,10 @@ pub(crate) struct Ctx<P> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) claim_backoff: Backoffs,
     pub(crate) volume_backoff: Backoffs,
+    /// Claim versions our own writes replaced (their reconciles are skipped).
+    pub(crate) claim_versions: own_writes::ClaimVersions,
+    /// PVs we created that the PV cache may not have yet.
+    pub(crate) saved_pvs: own_writes::SavedVolumes,
 }
 
 /// The result of one reconcile, before it becomes a requeue [`Action`].
@@ -402,6 +414,8 @@ impl<P: Provisioner> ProvisionController<P> {
                 threshold: self.opts.failed_delete_threshold,
                 infeasible: self.opts.infeasible_retry_interval,
             }),
+            claim_versions: Default::default(),
+            saved_pvs: Default::default(),
         });
 
         let g1 = graceful.clone();
@@ -488,9 +502,14 @@ fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
 }
 
 /// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
-/// object. No-op if present. If the object changed since it was read (the
-/// guard fails), it is re-read and the patch retried.
-pub(crate) async fn add_finalizer<K>(api: &Api<K>, obj: &K, f: &str) -> Result<K, kube::Error>
+/// object and the resourceVersion the patch was applied to (`obj`'s, or a
+/// re-read one's). No-op if present. If the object changed since it was
+/// read (the guard fails), it is re-read and the patch retried.
+pub(crate) async fn add_finalizer<K>(
+    api: &Api<K>,
+    obj: &K,
+    f: &str,
+) -> Result<(K, String), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
@@ -498,23 +517,16 @@ where
     let mut current = obj.clone();
     let mut last = None;
     for _ in 0..5 {
+        let applied_to = current.meta().resource_version.clone().unwrap_or_default();
         if current.finalizers().iter().any(|x| x == f) {
-            return Ok(current);
+            return Ok((current, applied_to));
         }
-        let patch = add_finalizer_patch(
-            current.meta().finalizers.as_deref(),
-            current
-                .meta()
-                .resource_version
-                .as_deref()
-                .unwrap_or_default(),
-            f,
-        );
+        let patch = add_finalizer_patch(current.meta().finalizers.as_deref(), &applied_to, f);
         match api
             .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
         {
-            Ok(o) => return Ok(o),
+            Ok(o) => return Ok((o, applied_to)),
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
                 tracing::debug!(error = %e, "object changed since read; re-reading");
                 last = Some(e);
@@ -528,8 +540,13 @@ where
 
 /// Remove finalizer `f` from `obj`: first with the index seen in `obj` (no
 /// read), then, if the object changed meanwhile, re-reading it. Gone object
-/// or absent finalizer = success.
-pub(crate) async fn remove_finalizer<K>(api: &Api<K>, obj: &K, f: &str) -> Result<(), kube::Error>
+/// or absent finalizer = success. When it patched, returns the
+/// resourceVersion the patch was applied to and the one it made.
+pub(crate) async fn remove_finalizer<K>(
+    api: &Api<K>,
+    obj: &K,
+    f: &str,
+) -> Result<Option<(String, String)>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
@@ -541,11 +558,11 @@ where
             Some(o) => o,
             None => match api.get_opt(&name).await? {
                 Some(o) => o,
-                None => return Ok(()),
+                None => return Ok(None),
             },
         };
         let Some(i) = obj.finalizers().iter().position(|x| x == f) else {
-            return Ok(());
+            return Ok(None);
         };
         match api
             .patch(
@@ -555,8 +572,12 @@ where
             )
             .await
         {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 404) => return Ok(()),
+            Ok(patched) => {
+                let before = obj.meta().resource_version.clone().unwrap_or_default();
+                let after = patched.meta().resource_version.clone().unwrap_or_default();
+                return Ok(Some((before, after)));
+            }
+            Err(e) if is_status(&e, 404) => return Ok(None),
             // the `test` op failed: the list changed; re-read and retry
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
                 tracing::debug!(error = %e, "finalizer list changed; re-reading");

@@ -181,7 +181,7 @@ async fn reconcile_inner<P: Provisioner>(
         }
         VolumeDecision::RemoveFinalizer => {
             match remove_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
-                Ok(()) => Step::Done,
+                Ok(_) => Step::Done,
                 Err(e) => Step::Retry(format!("removing finalizer: {e}")),
             }
         }
