@@ -1,7 +1,7 @@
 //! A map whose entries are dropped once unused for a while, for per-object
 //! bookkeeping that must not grow with every object ever seen: event
 //! recorders ([`crate::events`]) and the claim versions the controller
-//! superseded itself (`controller::superseded`).
+//! superseded itself and the PVs it saved (`controller::own_writes`).
 //!
 //! Expired entries are swept whenever the map has doubled since the last
 //! sweep, so each insert costs amortized O(1) and nothing runs in the

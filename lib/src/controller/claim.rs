@@ -6,7 +6,7 @@
 //! [`crate::controller`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -305,9 +305,13 @@ async fn reconcile_inner<P: Provisioner>(
     }
     let pv_name = (ctx.opts.pv_name)(&claim);
     let class = claim_class(&claim).and_then(|c| ctx.classes.get(&ObjectRef::new(c)));
-    let pv = ctx
-        .saved_pvs
-        .or_saved(&pv_name, ctx.pvs.get(&ObjectRef::new(&pv_name)));
+    let cached = ctx.pvs.get(&ObjectRef::new(&pv_name));
+    let stand_in = cached.is_none();
+    let pv = ctx.saved_pvs.or_saved(&pv_name, cached);
+    // A decision made on our own saved PV (not yet cached) is looked at again
+    // once that record has expired: the claim loop does not watch PVs, so a
+    // PV deleted before the cache showed it would otherwise go unnoticed.
+    let stand_in = stand_in && pv.is_some();
     let decision = decide(
         &ctx.scope,
         &claim,
@@ -391,7 +395,13 @@ async fn reconcile_inner<P: Provisioner>(
         }
         ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &api, &claim, &pv_name).await,
     };
+    let recheck = stand_in && matches!(step, Step::Done);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
+    let action = if recheck {
+        Action::requeue(super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1))
+    } else {
+        action
+    };
     if let Some(n) = gave_up {
         ctx.events
             .publish_for(
@@ -440,7 +450,7 @@ async fn expand<P: Provisioner>(
     }
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let capacity = json!({"storage": request.0});
-    if let Err(e) = pvs
+    match pvs
         .patch(
             &pv_name,
             &PatchParams::default(),
@@ -448,7 +458,9 @@ async fn expand<P: Provisioner>(
         )
         .await
     {
-        return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}"));
+        // Until the PV cache has it, decisions use the raised capacity.
+        Ok(patched) => ctx.saved_pvs.saved(patched),
+        Err(e) => return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}")),
     }
     if let Err(e) = api
         .patch_status(
@@ -559,7 +571,12 @@ async fn provision<P: Provisioner>(
                 )
                 .await
             {
-                Ok(_) => Step::Done,
+                Ok(patched) => {
+                    let seen = claim.resource_version().unwrap_or_default();
+                    let after = patched.resource_version().unwrap_or_default();
+                    ctx.claim_versions.wrote(&key_of(&*claim), &[&seen], &after);
+                    Step::Done
+                }
                 Err(e) if is_status(&e, 404) => Step::Done,
                 Err(e) => Step::Retry(format!("removing the selected node: {e}")),
             };

@@ -502,8 +502,8 @@ fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
 }
 
 /// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
-/// object and the resourceVersion the patch was applied to (`obj`'s, or a
-/// re-read one's). No-op if present. If the object changed since it was
+/// object and the resourceVersion of the object the guard was built from
+/// (`obj`, or a re-read copy). No-op if present. If the object changed since it was
 /// read (the guard fails), it is re-read and the patch retried.
 pub(crate) async fn add_finalizer<K>(
     api: &Api<K>,
@@ -541,7 +541,8 @@ where
 /// Remove finalizer `f` from `obj`: first with the index seen in `obj` (no
 /// read), then, if the object changed meanwhile, re-reading it. Gone object
 /// or absent finalizer = success. When it patched, returns the
-/// resourceVersion the patch was applied to and the one it made.
+/// resourceVersion of the object the guard was built from and the one the
+/// patch made.
 pub(crate) async fn remove_finalizer<K>(
     api: &Api<K>,
     obj: &K,

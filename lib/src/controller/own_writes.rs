@@ -18,8 +18,9 @@
 //!
 //! Versions are compared for equality only (resourceVersions are opaque).
 //! A skipped version always has a successor, so nothing is lost; anything
-//! not recorded is reconciled exactly as before. Records expire, so a PV
-//! deleted before the cache ever showed it is forgotten after a minute.
+//! not recorded is reconciled exactly as before. Records expire: a claim
+//! decided on a stand-in PV is reconciled again after that minute, so a PV
+//! deleted before the cache ever showed it is noticed then.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,8 +56,10 @@ impl Default for ClaimVersions {
 
 impl ClaimVersions {
     /// Our write made version `after` of `key`; every version in `older`
-    /// (the one the reconcile started from, the one the patch applied to)
-    /// was seen before it, so all are superseded.
+    /// (the one the reconcile started from, the one the patch's guard was
+    /// built from) was seen before it, so all are superseded. A patch
+    /// guarded by a finalizer list may land on a newer version than its
+    /// guard's; that version is not recorded and is reconciled as usual.
     pub(crate) fn wrote(&self, key: &str, older: &[&str], after: &str) {
         if after.is_empty() {
             return;
@@ -92,7 +95,7 @@ impl ClaimVersions {
 }
 
 /// How long a saved PV stands in for the PV cache.
-const SAVED_PV_KEEP: Duration = Duration::from_secs(60);
+pub(crate) const SAVED_PV_KEEP: Duration = Duration::from_secs(60);
 
 /// PVs this controller created, by name, until the PV cache has them.
 #[derive(Debug)]
