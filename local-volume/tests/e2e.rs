@@ -262,9 +262,10 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
     // One /metrics for the library's and the discovery's metrics; ready once
     // the controller runs and a discovery pass finished.
     let port = env.metrics_port;
-    wait_for("/readyz 200", || async move {
-        matches!(http_get(port, "/readyz"), Some((200, _))).then_some(())
-    })
+    wait_for(
+        "/readyz 200",
+        || async move { is_ready(port).then_some(()) },
+    )
     .await;
     let (status, text) = http_get(port, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200);

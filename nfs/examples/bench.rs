@@ -55,16 +55,6 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
 
-fn readyz(port: u16) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
-}
-
 /// Kills, also on panic, the rpcbind the provisioner started: rpcbind drops
 /// root, which clears the parent-death signal the other children keep.
 struct Reaper(PathBuf);
@@ -156,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         tmp.path(),
     );
     wait_for("provisioner ready", || async {
-        readyz(metrics).then_some(())
+        is_ready(metrics).then_some(())
     })
     .await;
     println!("server start to ready: {:?}", start.elapsed());

@@ -80,7 +80,11 @@ impl Env {
     async fn wait_ready(&self) -> Duration {
         let start = Instant::now();
         let port = self.metrics_port;
-        wait_for("/readyz 200", || async move { readyz(port).then_some(()) }).await;
+        wait_for(
+            "/readyz 200",
+            || async move { is_ready(port).then_some(()) },
+        )
+        .await;
         start.elapsed()
     }
 
@@ -95,10 +99,6 @@ impl Env {
         .await;
         wait_bound(&self.client, name).await
     }
-}
-
-fn readyz(port: u16) -> bool {
-    matches!(http_get(port, "/readyz"), Some((200, _)))
 }
 
 fn url(path: &str, file: &str, version: u8) -> String {
@@ -445,7 +445,7 @@ async fn nfs_ganesha_end_to_end() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!readyz(env.metrics_port));
+    assert!(!is_ready(env.metrics_port));
     provisioner = env.spawn("run2");
     let took = env.wait_ready().await;
     println!("restart with 6 exports: ready after {took:?}");
@@ -466,7 +466,7 @@ async fn nfs_ganesha_end_to_end() {
         let pidfile = pidfile.clone();
         async move {
             let new = alive_pid(&pidfile, "ganesha.nfsd")?;
-            (new != old && readyz(port)).then_some(())
+            (new != old && is_ready(port)).then_some(())
         }
     })
     .await;

@@ -44,13 +44,6 @@ pub fn locate_or_build() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// A running provisioner process; SIGKILLed on drop.
 pub struct Process {
     child: Child,
@@ -68,7 +61,7 @@ impl Process {
         args: &[&str],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = e2e_support::free_port();
         let name = exe.file_name().unwrap_or_default().to_string_lossy();
         let log = log_dir.join(format!("{name}-{port}.log"));
         let file = std::fs::File::create(&log)?;

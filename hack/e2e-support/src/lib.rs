@@ -327,6 +327,11 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_string()))
 }
 
+/// Whether the binary listening on `port` answers `GET /readyz` with 200.
+pub fn is_ready(port: u16) -> bool {
+    matches!(http_get(port, "/readyz"), Some((200, _)))
+}
+
 /// The user provisioner binaries run as in the end-to-end tests
 /// (`TestServer::kubeconfig_as(PROVISIONER_USER)`), for [`assert_rbac_allows`].
 pub const PROVISIONER_USER: &str = "provisioner";
