@@ -32,6 +32,22 @@ impl<V> ExpiringMap<V> {
         }
     }
 
+    /// Drops the expired entries once the map has doubled since the last sweep.
+    fn sweep_if_grown(&mut self, now: Instant) {
+        if self.entries.len() >= self.sweep_at {
+            let ttl = self.ttl;
+            self.entries
+                .retain(|_, (_, used)| now.saturating_duration_since(*used) < ttl);
+            self.sweep_at = (self.entries.len() * 2).max(Self::MIN_SWEEP);
+        }
+    }
+
+    /// Sets the entry for `key` to `value`, used at `now`.
+    pub(crate) fn insert(&mut self, key: &str, now: Instant, value: V) {
+        self.sweep_if_grown(now);
+        self.entries.insert(key.to_string(), (value, now));
+    }
+
     /// The entry for `key`, made by `make` if there is none (or it expired);
     /// marks it used at `now`.
     pub(crate) fn get_or_insert_with(
@@ -40,12 +56,7 @@ impl<V> ExpiringMap<V> {
         now: Instant,
         make: impl FnOnce() -> V,
     ) -> &mut V {
-        if self.entries.len() >= self.sweep_at {
-            let ttl = self.ttl;
-            self.entries
-                .retain(|_, (_, used)| now.saturating_duration_since(*used) < ttl);
-            self.sweep_at = (self.entries.len() * 2).max(Self::MIN_SWEEP);
-        }
+        self.sweep_if_grown(now);
         if self
             .entries
             .get(key)
@@ -96,6 +107,16 @@ mod tests {
         // used at t0 + TTL/2, so still alive at t0 + TTL
         assert_eq!(m.get("a", t0 + TTL), Some(&11));
         assert_eq!(m.get("b", t0), None);
+    }
+
+    #[test]
+    fn insert_replaces_the_entry_and_renews_it() {
+        let mut m = ExpiringMap::new(TTL);
+        let t0 = Instant::now();
+        m.insert("a", t0, 1);
+        m.insert("a", t0 + TTL / 2, 2);
+        assert_eq!(m.get("a", t0 + TTL), Some(&2));
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

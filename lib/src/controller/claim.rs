@@ -306,12 +306,12 @@ async fn reconcile_inner<P: Provisioner>(
     let pv_name = (ctx.opts.pv_name)(&claim);
     let class = claim_class(&claim).and_then(|c| ctx.classes.get(&ObjectRef::new(c)));
     let cached = ctx.pvs.get(&ObjectRef::new(&pv_name));
-    let stand_in = cached.is_none();
+    let in_cache = cached.is_some();
     let pv = ctx.saved_pvs.or_saved(&pv_name, cached);
     // A decision made on our own saved PV (not yet cached) is looked at again
     // once that record has expired: the claim loop does not watch PVs, so a
     // PV deleted before the cache showed it would otherwise go unnoticed.
-    let stand_in = stand_in && pv.is_some();
+    let stand_in = pv.is_some() && !in_cache;
     let decision = decide(
         &ctx.scope,
         &claim,
@@ -380,9 +380,8 @@ async fn reconcile_inner<P: Provisioner>(
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
                 Ok((patched, applied_to)) => {
                     // Our own patch must not count as "the claim changed".
-                    let seen =
-                        std::mem::replace(&mut rv, patched.resource_version().unwrap_or_default());
-                    ctx.claim_versions.wrote(key, &[&seen, &applied_to], &rv);
+                    rv = patched.resource_version().unwrap_or_default();
+                    ctx.claim_versions.wrote_over(&claim, &applied_to, &rv);
                     let class = class.expect("decide checked the class");
                     provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
                 }
@@ -494,9 +493,7 @@ async fn release<P>(
     match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
         Ok(patched) => {
             if let Some((applied_to, after)) = patched {
-                let seen = claim.resource_version().unwrap_or_default();
-                ctx.claim_versions
-                    .wrote(&key_of(claim), &[&seen, &applied_to], &after);
+                ctx.claim_versions.wrote_over(claim, &applied_to, &after);
             }
             Step::Done
         }
@@ -572,9 +569,10 @@ async fn provision<P: Provisioner>(
                 .await
             {
                 Ok(patched) => {
+                    // guarded by the claim's own resourceVersion
                     let seen = claim.resource_version().unwrap_or_default();
                     let after = patched.resource_version().unwrap_or_default();
-                    ctx.claim_versions.wrote(&key_of(&*claim), &[&seen], &after);
+                    ctx.claim_versions.wrote_over(&claim, &seen, &after);
                     Step::Done
                 }
                 Err(e) if is_status(&e, 404) => Step::Done,

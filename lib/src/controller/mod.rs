@@ -503,8 +503,8 @@ fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
 
 /// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
 /// object and the resourceVersion of the object the guard was built from
-/// (`obj`, or a re-read copy). No-op if present. If the object changed since it was
-/// read (the guard fails), it is re-read and the patch retried.
+/// (`obj`, or a re-read copy). No-op if present. If the object changed
+/// since it was read (the guard fails), it is re-read and the patch retried.
 pub(crate) async fn add_finalizer<K>(
     api: &Api<K>,
     obj: &K,

@@ -25,7 +25,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use crate::expiring::ExpiringMap;
 
@@ -79,6 +79,18 @@ impl ClaimVersions {
         v.latest = after.to_string();
     }
 
+    /// Our write, guarded by version `guard_rv`, made version `after` of
+    /// the claim a reconcile started from: both that claim's version and
+    /// `guard_rv` are superseded.
+    pub(crate) fn wrote_over(&self, claim: &PersistentVolumeClaim, guard_rv: &str, after: &str) {
+        let seen = claim
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default();
+        self.wrote(&super::key_of(claim), &[seen, guard_rv], after);
+    }
+
     /// Whether version `rv` of `key` was superseded by our own write (skip
     /// its reconcile). Any other version ends the record: the cache has
     /// caught up, or moved past it.
@@ -116,9 +128,7 @@ impl SavedVolumes {
     pub(crate) fn saved(&self, pv: PersistentVolume) {
         let name = pv.metadata.name.clone().unwrap_or_default();
         let mut map = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
-        let pv = Arc::new(pv);
-        let slot = map.get_or_insert_with(&name, Instant::now(), || Arc::clone(&pv));
-        *slot = pv;
+        map.insert(&name, Instant::now(), Arc::new(pv));
     }
 
     /// The PV named `name`: the cache's `cached` if it has one (our record
