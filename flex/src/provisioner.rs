@@ -197,6 +197,7 @@ mod tests {
             claim: claim(Some("2Gi")),
             pv_name: "pvc-u1".into(),
             selected_node: Some("n1".into()),
+            node_hostname: None,
         };
         let i = claim_info(&opts).unwrap();
         assert_eq!(

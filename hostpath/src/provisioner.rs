@@ -29,7 +29,7 @@ pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
 /// Annotation on PVs whose size is enforced: the directory's quota project id.
 pub const QUOTA_ANNOTATION: &str = "hostpath.external-storage.io/quota-project";
 /// The node label the PV's node affinity uses.
-pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+pub use external_storage::annotations::HOSTNAME_LABEL;
 
 /// Makes and deletes claim directories on this node.
 pub struct HostPath {
@@ -78,8 +78,9 @@ pub fn requested_bytes(claim: &PersistentVolumeClaim) -> Result<Option<u64>, Str
     Ok(external_storage::params::storage_request(claim)?.map(|(_, bytes)| bytes))
 }
 
-/// The PV spec fragment for a directory at `path` on `node`.
-pub fn volume_spec(volume_type: VolumeType, path: &Path, node: &str) -> PersistentVolumeSpec {
+/// The PV spec fragment for a directory at `path` on the node whose
+/// `kubernetes.io/hostname` label is `hostname`.
+pub fn volume_spec(volume_type: VolumeType, path: &Path, hostname: &str) -> PersistentVolumeSpec {
     let path = path.display().to_string();
     let mut spec = PersistentVolumeSpec {
         node_affinity: Some(VolumeNodeAffinity {
@@ -88,7 +89,7 @@ pub fn volume_spec(volume_type: VolumeType, path: &Path, node: &str) -> Persiste
                     match_expressions: Some(vec![NodeSelectorRequirement {
                         key: HOSTNAME_LABEL.into(),
                         operator: "In".into(),
-                        values: Some(vec![node.to_string()]),
+                        values: Some(vec![hostname.to_string()]),
                     }]),
                     ..Default::default()
                 }],
@@ -189,7 +190,10 @@ impl Provisioner for HostPath {
         .await
         .map_err(|e| ProvisionError::Failed(format!("provisioning task failed: {e}")))??;
 
-        let mut out = Provisioned::new(volume_spec(params.volume_type, &path, &self.node));
+        // Node affinity names the hostname label's value, which differs
+        // from the node name on clusters with FQDN node names.
+        let hostname = opts.node_hostname.as_deref().unwrap_or(&self.node);
+        let mut out = Provisioned::new(volume_spec(params.volume_type, &path, hostname));
         out.annotations = BTreeMap::from([
             (PATH_ANNOTATION.to_string(), rel),
             (NODE_ANNOTATION.to_string(), self.node.clone()),

@@ -61,6 +61,7 @@ pub mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod node;
 pub mod params;
 pub mod process;
 pub mod provisioner;

@@ -28,6 +28,10 @@ pub struct ProvisionOptions {
     /// `volume.kubernetes.io/selected-node` of the claim, if any: the node a
     /// `WaitForFirstConsumer` claim's pod was scheduled to.
     pub selected_node: Option<String>,
+    /// The `kubernetes.io/hostname` label of that node, when the controller
+    /// knows it (node-local mode: its own node). Write PV node affinity
+    /// with this, not the name: the scheduler and the kubelet match labels.
+    pub node_hostname: Option<String>,
 }
 
 /// What a successful [`Provisioner::provision`] returns: the parts of the PV

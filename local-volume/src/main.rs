@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             format!("reading Node {node_name} (its labels go into the PVs' node affinity)")
         })?;
     let node = NodeInfo::from_node(&node);
+    settings.options.node_hostname = Some(node.hostname.clone());
     // Static: the library only deletes (cleans) released PVs, so it watches
     // no claims, and only this node's PVs (those this instance labelled):
     // each DaemonSet pod caches its node's share, not the whole cluster's.

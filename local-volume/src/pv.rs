@@ -163,7 +163,10 @@ pub fn build(
     labels.extend(config.labels_for_pv.clone());
     labels.insert(NODE_LABEL.into(), node.label_value());
 
-    let mut node_term = NodeSelectorTerm {
+    // The hostname label's value, never the node name: the scheduler and
+    // the kubelet match PV node affinity against labels only, so a
+    // `matchFields metadata.name` term would never match there.
+    let node_term = NodeSelectorTerm {
         match_expressions: Some(vec![NodeSelectorRequirement {
             key: HOSTNAME_LABEL.into(),
             operator: "In".into(),
@@ -171,15 +174,6 @@ pub fn build(
         }]),
         match_fields: None,
     };
-    if node.hostname != node.name {
-        // The hostname label alone does not name the node: pin the name too
-        // (the library's node-local mode recognises it).
-        node_term.match_fields = Some(vec![NodeSelectorRequirement {
-            key: "metadata.name".into(),
-            operator: "In".into(),
-            values: Some(vec![node.name.clone()]),
-        }]);
-    }
     let mut terms = vec![node_term];
     terms.extend(class.selector.iter().cloned());
 
@@ -426,9 +420,11 @@ mod tests {
             .as_ref()
             .unwrap()
             .node_selector_terms[0];
+        // Labels only: the hostname label's value, no node-name field term.
+        assert!(term.match_fields.is_none());
         assert_eq!(
-            term.match_fields.as_ref().unwrap()[0].values.as_deref(),
-            Some(&["n1".to_string()][..])
+            term.match_expressions.as_ref().unwrap()[0].values.as_deref(),
+            Some(&["host-1".to_string()][..])
         );
         // A block device behind a Filesystem class is formatted with fsType.
         let found = Found {

@@ -18,9 +18,11 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 
+pub use cluster::{Backend, Cluster, Installed};
 pub use kube_testserver::TestServer;
 pub use rbac::assert_rbac_allows;
 
+pub mod cluster;
 pub mod rbac;
 
 /// How long a `wait_*` helper polls before it fails the test.
@@ -152,10 +154,44 @@ pub async fn create_pod_for(client: &Client, claim: &str, node: &str) -> Pod {
     .await
 }
 
+/// A pod `<claim>-pod` using `claim`, for the scheduler to place on the
+/// node labelled `kubernetes.io/hostname=<hostname>` (a node selector, not
+/// `nodeName`: a pod with `nodeName` bypasses the real scheduler, which then
+/// never selects a node for its WaitForFirstConsumer claims).
+pub async fn create_pod_on(client: &Client, claim: &str, hostname: &str) -> Pod {
+    create(
+        &pods(client),
+        json!({
+            "metadata": {"name": format!("{claim}-pod")},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": hostname},
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        }),
+    )
+    .await
+}
+
+/// Waits until pod `<claim>-pod` is bound to a node (by the scheduler) and
+/// returns the node's name.
+pub async fn wait_scheduled(client: &Client, claim: &str) -> String {
+    let api = pods(client);
+    let name = format!("{claim}-pod");
+    wait_for(&format!("pod {name} scheduled"), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.get_opt(&name).await.ok()??.spec?.node_name }
+    })
+    .await
+}
+
 /// Deletes a claim (and its `<claim>-pod`, if any).
 pub async fn delete_claim(client: &Client, name: &str) {
+    // Grace period 0: with no kubelet to confirm, a scheduled pod deleted
+    // gracefully stays Terminating, and pvc-protection keeps its claim.
     let _ = pods(client)
-        .delete(&format!("{name}-pod"), &DeleteParams::default())
+        .delete(&format!("{name}-pod"), &DeleteParams::default().grace_period(0))
         .await;
     claims(client)
         .delete(name, &DeleteParams::default())

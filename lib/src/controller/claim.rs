@@ -55,9 +55,10 @@ pub fn selected_node(claim: &PersistentVolumeClaim) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-/// The single node an `Immediate` class's `allowedTopologies` names with
-/// `kubernetes.io/hostname` (one term, one expression, one value), if any.
-pub fn class_topology_node(class: &StorageClass) -> Option<&str> {
+/// The single `kubernetes.io/hostname` label value an `Immediate` class's
+/// `allowedTopologies` names (one term, one expression, one value), if any.
+/// A label value, not a node name: they differ on clusters with FQDN names.
+pub fn class_topology_hostname(class: &StorageClass) -> Option<&str> {
     if is_wffc(class) {
         return None;
     }
@@ -73,14 +74,33 @@ pub fn class_topology_node(class: &StorageClass) -> Option<&str> {
     }
 }
 
-/// The node a claim's volume belongs on: the scheduler's selected node, else
-/// the one node named by an `Immediate` class's `allowedTopologies`.
+/// The node (name) a claim's volume belongs on: the scheduler's selected
+/// node; else, in node-local mode, our node when an `Immediate` class's
+/// `allowedTopologies` names our hostname label. A cluster-wide controller
+/// cannot turn a label value into a node name without the Nodes, so there a
+/// topology-only claim has no target node (as in the Go library, the
+/// provisioner sees the class's `allowedTopologies` itself).
 pub fn target_node<'a>(
+    scope: &'a Scope,
     claim: &'a PersistentVolumeClaim,
     class: Option<&'a StorageClass>,
 ) -> Option<&'a str> {
-    selected_node(claim).or_else(|| class.and_then(class_topology_node))
+    selected_node(claim).or_else(|| {
+        let wanted = class.and_then(class_topology_hostname)?;
+        let ours = scope.hostname()?;
+        // Any other value is another node's: say so with a name that can
+        // never equal ours, so the claim is left to that node's instance.
+        Some(if wanted == ours {
+            scope.node_name.as_deref()?
+        } else {
+            OTHER_NODE
+        })
+    })
 }
+
+/// The target of a claim whose class's topology names another node's
+/// hostname label (see [`target_node`]); not a valid node name.
+const OTHER_NODE: &str = "<the node of another hostname label>";
 
 /// The bytes to grow `pv` to, when its bound `claim` requests more than the
 /// PV's capacity and `class` has `allowVolumeExpansion: true`.
@@ -189,7 +209,7 @@ pub fn decide(
     if !claim_provisioner(claim).is_some_and(|p| scope.is_ours(p)) {
         return D::Skip(Skip::NotOurs);
     }
-    let target = target_node(claim, class);
+    let target = target_node(scope, claim, class);
     if let (Some(node), Some(target)) = (&scope.node_name, target) {
         if target != node {
             return D::Skip(Skip::OtherNode);
@@ -501,12 +521,18 @@ async fn release<P>(
     }
 }
 
-fn options(claim: &PersistentVolumeClaim, class: &StorageClass, pv_name: &str) -> ProvisionOptions {
+fn options(
+    scope: &Scope,
+    claim: &PersistentVolumeClaim,
+    class: &StorageClass,
+    pv_name: &str,
+) -> ProvisionOptions {
     ProvisionOptions {
         storage_class: class.clone(),
         claim: claim.clone(),
         pv_name: pv_name.to_string(),
-        selected_node: target_node(claim, Some(class)).map(str::to_string),
+        selected_node: target_node(scope, claim, Some(class)).map(str::to_string),
+        node_hostname: scope.node_hostname.clone(),
     }
 }
 
@@ -531,7 +557,7 @@ async fn provision<P: Provisioner>(
     let started = Instant::now();
     let result = ctx
         .provisioner
-        .provision(options(&claim, class, pv_name))
+        .provision(options(&ctx.scope, &claim, class, pv_name))
         .await;
     let provisioned = match result {
         Ok(p) => p,
@@ -730,7 +756,7 @@ async fn cleanup_deleted<P: Provisioner>(
     );
     match ctx
         .provisioner
-        .provision(options(claim, &class, pv_name))
+        .provision(options(&ctx.scope, claim, &class, pv_name))
         .await
     {
         Ok(p) => {
@@ -772,6 +798,7 @@ mod tests {
         Scope {
             names: vec![P.into(), "old.example.com/p".into()],
             node_name: None,
+            node_hostname: None,
         }
     }
 
@@ -953,8 +980,10 @@ mod tests {
         let pinned = class("fast", P)
             .topology(a::HOSTNAME_LABEL, &["n1"])
             .build();
-        assert_eq!(class_topology_node(&pinned), Some("n1"));
-        assert_eq!(target_node(&c, Some(&pinned)), Some("n1"));
+        assert_eq!(class_topology_hostname(&pinned), Some("n1"));
+        assert_eq!(target_node(&node_scope("n1"), &c, Some(&pinned)), Some("n1"));
+        // Cluster-wide, a label value is not turned into a node name.
+        assert_eq!(target_node(&scope(), &c, Some(&pinned)), None);
         assert_eq!(
             d(&node_scope("n1"), &c, Some(&pinned), None),
             ClaimDecision::RecordIntent
@@ -969,7 +998,7 @@ mod tests {
             .class("fast")
             .selected_node("n2")
             .build();
-        assert_eq!(target_node(&sel, Some(&pinned)), Some("n2"));
+        assert_eq!(target_node(&scope(), &sel, Some(&pinned)), Some("n2"));
         // Not a single hostname, or a WaitForFirstConsumer class: no node.
         for unclear in [
             class("fast", P)
@@ -983,8 +1012,34 @@ mod tests {
                 .wffc()
                 .build(),
         ] {
-            assert_eq!(class_topology_node(&unclear), None);
+            assert_eq!(class_topology_hostname(&unclear), None);
         }
+    }
+
+    #[test]
+    fn class_topology_is_matched_against_the_hostname_label_not_the_node_name() {
+        // FQDN node names: the label is the short host name.
+        let fqdn = Scope {
+            node_name: Some("n1.example.com".into()),
+            node_hostname: Some("n1".into()),
+            ..scope()
+        };
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        let by_label = class("fast", P)
+            .topology(a::HOSTNAME_LABEL, &["n1"])
+            .build();
+        assert_eq!(target_node(&fqdn, &c, Some(&by_label)), Some("n1.example.com"));
+        assert_eq!(
+            d(&fqdn, &c, Some(&by_label), None),
+            ClaimDecision::RecordIntent
+        );
+        let by_name = class("fast", P)
+            .topology(a::HOSTNAME_LABEL, &["n1.example.com"])
+            .build();
+        assert_eq!(
+            d(&fqdn, &c, Some(&by_name), None),
+            ClaimDecision::Skip(Skip::OtherNode)
+        );
     }
 
     #[test]

@@ -102,12 +102,23 @@ pub struct Scope {
     pub names: Vec<String>,
     /// `Some(node)` in node-local mode.
     pub node_name: Option<String>,
+    /// In node-local mode, the node's `kubernetes.io/hostname` label: what
+    /// PV node affinity and a class's `allowedTopologies` name (the
+    /// scheduler and kubelet match labels, never the node name). `None`:
+    /// the same as the name.
+    pub node_hostname: Option<String>,
 }
 
 impl Scope {
     /// Whether `name` is one of ours.
     pub fn is_ours(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
+    }
+
+    /// In node-local mode, the `kubernetes.io/hostname` label value of our
+    /// node (the name when the label is unknown).
+    pub fn hostname(&self) -> Option<&str> {
+        self.node_hostname.as_deref().or(self.node_name.as_deref())
     }
 }
 
@@ -122,6 +133,10 @@ pub struct ControllerOptions {
     /// Node-local mode: only claims whose selected node is this node, only
     /// PVs whose node affinity names it. `None` = cluster-wide.
     pub node_name: Option<String>,
+    /// Node-local mode: the node's `kubernetes.io/hostname` label. `None`
+    /// makes [`ProvisionController::run`] read it from the Node object
+    /// (falling back to the name when the Node has no such label).
+    pub node_hostname: Option<String>,
     /// Leader election; `None` runs the workers right away (node-local mode,
     /// or a single replica).
     pub leader_election: Option<LeaderElection>,
@@ -170,6 +185,7 @@ impl fmt::Debug for ControllerOptions {
                 &self.additional_provisioner_names,
             )
             .field("node_name", &self.node_name)
+            .field("node_hostname", &self.node_hostname)
             .field("leader_election", &self.leader_election)
             .field("workers", &self.workers)
             .field("add_finalizer", &self.add_finalizer)
@@ -199,6 +215,7 @@ impl ControllerOptions {
             provisioner_name: provisioner_name.into(),
             additional_provisioner_names: Vec::new(),
             node_name: None,
+            node_hostname: None,
             leader_election: None,
             workers: 4,
             add_finalizer: false,
@@ -223,6 +240,7 @@ impl ControllerOptions {
         Scope {
             names,
             node_name: self.node_name.clone(),
+            node_hostname: self.node_hostname.clone(),
         }
     }
 }
@@ -250,6 +268,15 @@ pub enum ControllerError {
     /// Options are inconsistent (e.g. zero workers); fix the flags.
     #[error("invalid controller options: {0}")]
     InvalidOptions(String),
+    /// Node-local mode could not read its Node (for the hostname label).
+    #[error("cannot read Node {node} for its kubernetes.io/hostname label (the ClusterRole must allow get on nodes): {source}")]
+    NodeLookup {
+        /// The node named by `--node-name`.
+        node: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// State shared by all reconciles of one running controller.
@@ -331,7 +358,7 @@ impl<P: Provisioner> ProvisionController<P> {
     /// run only while this replica holds the lease; losing it stops them and
     /// campaigns again. On shutdown, running reconciles finish and the lease
     /// is released.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ControllerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ControllerError> {
         if self.opts.workers == 0 {
             return Err(ControllerError::InvalidOptions(
                 "workers must be at least 1 (--worker-threads)".into(),
@@ -341,6 +368,16 @@ impl<P: Provisioner> ProvisionController<P> {
             return Err(ControllerError::InvalidOptions(
                 "the provisioner name is empty (--provisioner-name)".into(),
             ));
+        }
+        if let (Some(node), None) = (&self.opts.node_name, &self.opts.node_hostname) {
+            let hostname = crate::node::hostname_label(&self.client, node)
+                .await
+                .map_err(|source| ControllerError::NodeLookup {
+                    node: node.clone(),
+                    source,
+                })?;
+            tracing::info!(%node, %hostname, "node-local mode");
+            Arc::make_mut(&mut self.opts).node_hostname = Some(hostname);
         }
         self.ready.store(true, Ordering::Release);
         match self.opts.leader_election.clone() {

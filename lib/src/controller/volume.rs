@@ -30,10 +30,12 @@ pub fn is_ours(scope: &Scope, pv: &PersistentVolume) -> bool {
         .any(|v| scope.is_ours(v))
 }
 
-/// Whether the PV's node affinity names `node`: a required term with an `In`
-/// expression listing it (any key, usually `kubernetes.io/hostname`), or a
-/// `metadata.name` field selector.
-pub fn affinity_names_node(pv: &PersistentVolume, node: &str) -> bool {
+/// Whether the PV's node affinity names our node: a required term with an
+/// `In` expression on `kubernetes.io/hostname` listing our `hostname` label
+/// value (what we write, and what the scheduler matches), or listing our
+/// node `name` (under any key, or a `metadata.name` field selector: what
+/// earlier versions wrote; still ours to delete).
+pub fn affinity_names_node(pv: &PersistentVolume, name: &str, hostname: &str) -> bool {
     let Some(terms) = pv
         .spec
         .as_ref()
@@ -44,12 +46,15 @@ pub fn affinity_names_node(pv: &PersistentVolume, node: &str) -> bool {
         return false;
     };
     terms.iter().any(|t| {
-        let listed = |reqs: &Option<Vec<k8s_openapi::api::core::v1::NodeSelectorRequirement>>| {
+        let listed = |reqs: &Option<Vec<k8s_openapi::api::core::v1::NodeSelectorRequirement>>,
+                      ok: &dyn Fn(&str, &str) -> bool| {
             reqs.iter()
                 .flatten()
-                .any(|r| r.operator == "In" && r.values.iter().flatten().any(|v| v == node))
+                .any(|r| r.operator == "In" && r.values.iter().flatten().any(|v| ok(&r.key, v)))
         };
-        listed(&t.match_expressions) || listed(&t.match_fields)
+        listed(&t.match_expressions, &|key, v| {
+            v == name || (key == a::HOSTNAME_LABEL && v == hostname)
+        }) || listed(&t.match_fields, &|_, v| v == name)
     })
 }
 
@@ -109,8 +114,8 @@ pub fn decide(
     if !is_ours(scope, pv) {
         return D::Skip(Skip::NotOurs);
     }
-    if let Some(node) = &scope.node_name {
-        if !affinity_names_node(pv, node) {
+    if let (Some(node), Some(hostname)) = (&scope.node_name, scope.hostname()) {
+        if !affinity_names_node(pv, node, hostname) {
             return D::Skip(Skip::OtherNode);
         }
     }
@@ -291,6 +296,7 @@ mod tests {
         Scope {
             names: vec![P.into(), "old/p".into()],
             node_name: None,
+            node_hostname: None,
         }
     }
 
@@ -401,4 +407,36 @@ mod tests {
             VolumeDecision::Skip(Skip::OtherNode)
         );
     }
+    #[test]
+    fn node_local_matches_the_hostname_label_and_legacy_name_terms() {
+        let fqdn = Scope {
+            node_name: Some("n1.example.com".into()),
+            node_hostname: Some("n1".into()),
+            ..scope()
+        };
+        let by_label = pv("v")
+            .provisioned_by(P)
+            .phase("Released")
+            .node_affinity(a::HOSTNAME_LABEL, "n1")
+            .build();
+        assert_eq!(decide(&fqdn, &by_label, false, |_| true), VolumeDecision::Delete);
+        // Written by earlier versions: the node name as the hostname value.
+        let legacy = pv("v")
+            .provisioned_by(P)
+            .phase("Released")
+            .node_affinity(a::HOSTNAME_LABEL, "n1.example.com")
+            .build();
+        assert_eq!(decide(&fqdn, &legacy, false, |_| true), VolumeDecision::Delete);
+        // Another key with our short hostname is not ours.
+        let other_key = pv("v")
+            .provisioned_by(P)
+            .phase("Released")
+            .node_affinity("example.com/rack", "n1")
+            .build();
+        assert_eq!(
+            decide(&fqdn, &other_key, false, |_| true),
+            VolumeDecision::Skip(Skip::OtherNode)
+        );
+    }
+
 }

@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# The real Kubernetes control plane for tests, on loopback: etcd,
+# kube-apiserver, kube-controller-manager and kube-scheduler, built from
+# their Go modules (hack/cluster/kube, hack/cluster/etcd) and cached by
+# version. No kubelet: Nodes are API objects, pods are scheduled but never
+# run. See hack/README.md ("The real control plane").
+#
+# Usage:
+#   hack/cluster.sh build                    build the binaries once (cached), print their directory
+#   hack/cluster.sh up DIR                   start everything, write DIR/kubeconfig (cluster admin)
+#   hack/cluster.sh down DIR                 stop what `up DIR` started, by pid
+#   hack/cluster.sh token DIR NS SA          print a kubeconfig authenticating as ServiceAccount NS/SA
+#   hack/cluster.sh node DIR NAME [HOSTNAME] make a Ready, schedulable Node (hostname label defaults to NAME)
+#   hack/cluster.sh version                  print the pinned Kubernetes and etcd versions
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The pinned versions are the ones the Go modules require.
+module_version() { grep -oE "$1 v[0-9][0-9.]*" "$2" | head -1 | cut -d' ' -f2; }
+KUBE_VERSION=$(module_version 'k8s\.io/kubernetes' "$root/hack/cluster/kube/go.mod")
+ETCD_VERSION=$(module_version 'go\.etcd\.io/etcd/server/v3' "$root/hack/cluster/etcd/go.mod")
+[ -n "$KUBE_VERSION" ] && [ -n "$ETCD_VERSION" ] || { echo "cluster.sh: no version pinned in hack/cluster/*/go.mod" >&2; exit 1; }
+cache=${EXTERNAL_STORAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/external-storage}
+kube_bin=$cache/kube-$KUBE_VERSION
+etcd_bin=$cache/etcd-$ETCD_VERSION
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+log() { echo "cluster.sh: $*" >&2; }
+
+# go build with one progress line per 250 packages compiled (go build -v
+# names each package as it builds it).
+go_build() {
+  local module=$1 out=$2 ldflags=$3
+  shift 3
+  local start=$SECONDS tmp="$out.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$module" && go build -v -trimpath -ldflags "$ldflags" -o "$tmp/" "$@") 2>&1 |
+    awk -v what="$(basename "$out")" -v start="$start" '
+      /^(#|go: |[^ ]*\.go:)/ { print; next }
+      { n++; if (n % 250 == 0) { printf "cluster.sh: %s: %d packages compiled\n", what, n; fflush() } }
+      END { printf "cluster.sh: %s: %d packages compiled in all\n", what, n }' >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { rm -rf "$tmp"; die "building $(basename "$out") failed (output above)"; }
+  rm -rf "$out" && mv "$tmp" "$out"
+  log "$(basename "$out") built in $((SECONDS - start)) s"
+}
+
+build() {
+  command -v go >/dev/null || die "go not found: the control plane is built from its Go modules (Go 1.24+)"
+  if [ ! -x "$kube_bin/kube-apiserver" ] || [ ! -x "$kube_bin/kube-controller-manager" ] ||
+    [ ! -x "$kube_bin/kube-scheduler" ]; then
+    log "building Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler) from the Go module proxy into $kube_bin; a cold build takes many minutes on 2 cores"
+    local minor=${KUBE_VERSION#v1.}
+    minor=${minor%%.*}
+    local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version x=""
+    for pkg in $v $cv; do
+      x+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    go_build "$root/hack/cluster/kube" "$kube_bin" "-s -w$x" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler
+  fi
+  if [ ! -x "$etcd_bin/etcd" ]; then
+    log "building etcd $ETCD_VERSION from the Go module proxy into $etcd_bin"
+    go_build "$root/hack/cluster/etcd" "$etcd_bin" "-s -w" go.etcd.io/etcd/server/v3
+    mv "$etcd_bin/server" "$etcd_bin/etcd"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_healthy NAME URL PIDFILE [CURL ARGS...]: polls URL until it answers
+# "ok", failing early (with the log's tail) if the process died.
+wait_healthy() {
+  local name=$1 url=$2 pidfile=$3
+  shift 3
+  local deadline=$((SECONDS + 120))
+  until [ "$(curl -fsS --max-time 2 "$@" "$url" 2>/dev/null)" = ok ]; do
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      tail -n 30 "$dir/$name.log" >&2
+      die "$name exited while starting (log: $dir/$name.log)"
+    fi
+    [ $SECONDS -lt $deadline ] || { tail -n 30 "$dir/$name.log" >&2; die "$name not healthy after 120 s"; }
+    sleep 0.2
+  done
+}
+
+# start NAME CMD...: runs CMD in the background with its log in DIR/NAME.log
+# and its pid in DIR/NAME.pid.
+start() {
+  local name=$1
+  shift
+  "$@" >"$dir/$name.log" 2>&1 &
+  echo $! >"$dir/$name.pid"
+}
+
+# A kubeconfig for the API server at 127.0.0.1:$port with the user's
+# credentials given as kubectl config arguments.
+write_kubeconfig() {
+  local file=$1 port=$2
+  shift 2
+  rm -f "$file"
+  kubectl config --kubeconfig "$file" set-cluster local --server "https://127.0.0.1:$port" \
+    --certificate-authority "$dir/pki/ca.crt" --embed-certs >/dev/null
+  kubectl config --kubeconfig "$file" set-credentials user "$@" >/dev/null
+  kubectl config --kubeconfig "$file" set-context local --cluster local --user user >/dev/null
+  kubectl config --kubeconfig "$file" use-context local >/dev/null
+}
+
+pki() {
+  local p=$dir/pki
+  mkdir -p "$p"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=external-storage-test-ca \
+    -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
+  cert() { # name subject [extensions]
+    openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$p/$1.key" -out "$p/$1.csr" 2>/dev/null
+    openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+      -days 3650 -out "$p/$1.crt" -extfile <(printf '%s\n' "${3:-basicConstraints=CA:FALSE}") 2>/dev/null
+  }
+  cert apiserver /CN=kube-apiserver "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"
+  cert admin "/O=system:masters/CN=cluster-admin"
+  openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+}
+
+up() {
+  [ -n "${dir:-}" ] || die "usage: hack/cluster.sh up DIR"
+  command -v kubectl >/dev/null || die "kubectl not found (hack/install-kubectl.sh installs it)"
+  command -v openssl >/dev/null || die "openssl not found"
+  if [ -f "$dir/apiserver.pid" ] && kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
+    die "a cluster is already running in $dir (hack/cluster.sh down $dir)"
+  fi
+  build
+  local t0=$SECONDS
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  rm -rf "$dir/etcd-data" "$dir/pki" "$dir"/*.log "$dir"/*.pid
+  pki
+
+  local etcd_port etcd_peer api_port kcm_port sched_port
+  etcd_port=$(free_port) etcd_peer=$(free_port) api_port=$(free_port)
+  kcm_port=$(free_port) sched_port=$(free_port)
+  echo "$api_port" >"$dir/apiserver.port"
+
+  # Tests only: no fsync (a test cluster's data is thrown away).
+  start etcd "$etcd_bin/etcd" --name test --data-dir "$dir/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "test=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
+    --unsafe-no-fsync --log-level warn
+  wait_healthy etcd "http://127.0.0.1:$etcd_port/health" "$dir/etcd.pid" -o /dev/null -w ok
+
+  # Every request is audited at Metadata level: the e2e fixture reads the
+  # real authorizer's verdicts (403s) for the provisioner's ServiceAccount.
+  cat >"$dir/audit-policy.yaml" <<'YAML'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+YAML
+  # The default admission plugins stay on (they include
+  # StorageObjectInUseProtection, DefaultStorageClass, ServiceAccount,
+  # TaintNodesByCondition); none is disabled.
+  start apiserver "$kube_bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+    --client-ca-file "$dir/pki/ca.crt" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --enable-admission-plugins StorageObjectInUseProtection,DefaultStorageClass \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
+    --audit-log-format json --audit-log-mode blocking \
+    --profiling=false
+  write_kubeconfig "$dir/kubeconfig" "$api_port" \
+    --client-certificate "$dir/pki/admin.crt" --client-key "$dir/pki/admin.key" --embed-certs
+  wait_healthy apiserver "https://127.0.0.1:$api_port/readyz" "$dir/apiserver.pid" \
+    --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key"
+
+  # The controllers a storage provisioner meets, and no node-lifecycle
+  # controller: Nodes made by `node` stay Ready without a kubelet.
+  local controllers=persistentvolume-binder-controller,persistentvolume-expander-controller
+  controllers+=,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller
+  controllers+=,garbage-collector-controller,namespace-controller
+  controllers+=,serviceaccount-controller,serviceaccount-token-controller
+  controllers+=,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller
+  start controller-manager "$kube_bin/kube-controller-manager" \
+    --kubeconfig "$dir/kubeconfig" --controllers "$controllers" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
+    --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
+    --kube-api-qps "${KCM_KUBE_API_QPS:-20}" --kube-api-burst "${KCM_KUBE_API_BURST:-30}" \
+    --profiling=false
+  start scheduler "$kube_bin/kube-scheduler" \
+    --kubeconfig "$dir/kubeconfig" --bind-address 127.0.0.1 --secure-port "$sched_port" \
+    --leader-elect=false --profiling=false
+  wait_healthy controller-manager "https://127.0.0.1:$kcm_port/healthz" "$dir/controller-manager.pid" -k
+  wait_healthy scheduler "https://127.0.0.1:$sched_port/healthz" "$dir/scheduler.pid" -k
+
+  # Pods need their namespace's `default` ServiceAccount (ServiceAccount
+  # admission); the serviceaccount controller makes it shortly after start.
+  local deadline=$((SECONDS + 60))
+  until KUBECONFIG=$dir/kubeconfig kubectl get serviceaccount default -n default >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "ServiceAccount default/default not created within 60 s"
+    sleep 0.2
+  done
+  log "Kubernetes $KUBE_VERSION up in $((SECONDS - t0)) s: KUBECONFIG=$dir/kubeconfig (logs and pids in $dir)"
+}
+
+down() {
+  [ -n "${dir:-}" ] || die "usage: hack/cluster.sh down DIR"
+  local name pid stopped=()
+  for name in scheduler controller-manager apiserver etcd; do
+    [ -f "$dir/$name.pid" ] || continue
+    pid=$(cat "$dir/$name.pid")
+    kill "$pid" 2>/dev/null && stopped+=("$pid")
+    rm -f "$dir/$name.pid"
+  done
+  local deadline=$((SECONDS + 20))
+  for pid in "${stopped[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ $SECONDS -ge $deadline ]; then kill -9 "$pid" 2>/dev/null || true; break; fi
+      sleep 0.1
+    done
+  done
+  log "stopped ${#stopped[@]} processes of $dir"
+}
+
+token() {
+  local ns=${1:-} sa=${2:-}
+  [ -n "${dir:-}" ] && [ -n "$ns" ] && [ -n "$sa" ] || die "usage: hack/cluster.sh token DIR NAMESPACE SERVICEACCOUNT"
+  local tok file
+  tok=$(KUBECONFIG=$dir/kubeconfig kubectl create token "$sa" -n "$ns" --duration 24h) ||
+    die "TokenRequest for ServiceAccount $ns/$sa failed (does it exist?)"
+  file=$(mktemp "$dir/token-XXXXXX")
+  write_kubeconfig "$file" "$(cat "$dir/apiserver.port")" --token "$tok"
+  cat "$file"
+  rm -f "$file"
+}
+
+node() {
+  local name=${1:-} hostname=${2:-${1:-}}
+  [ -n "${dir:-}" ] && [ -n "$name" ] || die "usage: hack/cluster.sh node DIR NAME [HOSTNAME-LABEL]"
+  export KUBECONFIG=$dir/kubeconfig
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: $name
+  labels: {kubernetes.io/hostname: "$hostname", kubernetes.io/os: linux}
+YAML
+  # TaintNodesByCondition admission taints a new Node not-ready; the node
+  # lifecycle controller (not run here) would lift it once the kubelet
+  # reports Ready. This command plays the kubelet's part, once: the Node
+  # stays Ready because nothing here ever marks it otherwise.
+  kubectl patch node "$name" --type merge -p '{"spec":{"taints":null}}' >/dev/null
+  local now
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  kubectl patch node "$name" --subresource status --type merge -p "$(cat <<JSON
+{"status": {
+  "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+  "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+  "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+    "message": "node made by hack/cluster.sh", "lastHeartbeatTime": "$now", "lastTransitionTime": "$now"}]
+}}
+JSON
+)" >/dev/null
+  log "node $name (kubernetes.io/hostname=$hostname) Ready"
+}
+
+cmd=${1:-}
+dir=${2:-}
+case "$cmd" in
+  build) build && echo "$kube_bin $etcd_bin" ;;
+  up) up ;;
+  down) down ;;
+  token) token "${@:3}" ;;
+  node) node "${@:3}" ;;
+  version) echo "kubernetes $KUBE_VERSION etcd $ETCD_VERSION" ;;
+  *) sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
+esac

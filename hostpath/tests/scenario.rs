@@ -1,0 +1,111 @@
+//! The hostpath scenario on either control plane (`E2E_CLUSTER=real` or
+//! `testserver`, see `e2e_support::cluster`): `kubectl apply -f
+//! deploy/hostpath`, one instance per node authenticated as the deploy/
+//! ServiceAccount, pods placed by the scheduler, claims bound by the PV
+//! controller, directories made on disk, then deleted with their data, or
+//! kept with it under Retain. One node's `kubernetes.io/hostname` label
+//! differs from its name, as on clusters with FQDN node names.
+
+use std::path::{Path, PathBuf};
+
+use e2e_support::*;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use serde_json::json;
+
+/// A node whose name is its hostname label.
+const PLAIN: &str = "node-a";
+/// A node named by its FQDN, labelled with its short host name.
+const FQDN: (&str, &str) = ("node-b.cluster.example.com", "node-b");
+
+fn spawn_instance(kubeconfig: &Path, tmp: &Path, node: &str) -> Binary {
+    let logs = tmp.join(format!("logs-{node}"));
+    std::fs::create_dir_all(&logs).unwrap();
+    Binary::spawn(
+        env!("CARGO_BIN_EXE_hostpath-provisioner"),
+        kubeconfig,
+        &[
+            "--node-name",
+            node,
+            "--retry-interval-start",
+            "200ms",
+            "--retry-interval-max",
+            "2s",
+            "--root",
+            root_of(tmp, node).to_str().unwrap(),
+        ],
+        &logs,
+    )
+}
+
+fn root_of(tmp: &Path, node: &str) -> PathBuf {
+    tmp.join("roots").join(node)
+}
+
+fn host_path(pv: &PersistentVolume) -> PathBuf {
+    PathBuf::from(&pv.spec.as_ref().unwrap().host_path.as_ref().unwrap().path)
+}
+
+fn affinity_values(pv: &PersistentVolume) -> Vec<String> {
+    let term = first_affinity_term(pv);
+    assert!(
+        term.match_fields.is_none(),
+        "the scheduler matches labels only"
+    );
+    let expr = &term.match_expressions.as_ref().unwrap()[0];
+    assert_eq!(expr.key, "kubernetes.io/hostname");
+    expr.values.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_hostpath_provision_delete_and_retain() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    cluster.node(PLAIN, PLAIN).await;
+    cluster.node(FQDN.0, FQDN.1).await;
+    let _a = spawn_instance(&installed.kubeconfig, tmp.path(), PLAIN);
+    let _b = spawn_instance(&installed.kubeconfig, tmp.path(), FQDN.0);
+
+    // The shipped class (WaitForFirstConsumer, Delete): the scheduler picks
+    // the FQDN node for the pod, its instance makes the directory.
+    create_claim(&client, "data", "hostpath", "1Gi", json!({})).await;
+    create_pod_on(&client, "data", FQDN.1).await;
+    let pv = wait_bound(&client, "data").await;
+    assert_eq!(wait_scheduled(&client, "data").await, FQDN.0);
+    assert_eq!(affinity_values(&pv), [FQDN.1]);
+    let dir = host_path(&pv);
+    assert!(
+        dir.starts_with(root_of(tmp.path(), FQDN.0)),
+        "{}",
+        dir.display()
+    );
+    assert!(dir.is_dir(), "{} must exist", dir.display());
+    std::fs::write(dir.join("file"), b"data").unwrap();
+    let pv_name = pv.metadata.name.clone().unwrap();
+    delete_claim(&client, "data").await;
+    wait_pv_gone(&client, &pv_name).await;
+    assert!(!dir.exists(), "the data goes with the PV: {}", dir.display());
+
+    // Retain: the PV is Released and stays, and so does the data.
+    create_class(&client, "keep", "external-storage.io/hostpath", "Retain", true, json!({})).await;
+    create_claim(&client, "kept", "keep", "1Gi", json!({})).await;
+    create_pod_on(&client, "kept", PLAIN).await;
+    let pv = wait_bound(&client, "kept").await;
+    assert_eq!(wait_scheduled(&client, "kept").await, PLAIN);
+    assert_eq!(affinity_values(&pv), [PLAIN]);
+    let dir = host_path(&pv);
+    std::fs::write(dir.join("file"), b"kept").unwrap();
+    let pv_name = pv.metadata.name.clone().unwrap();
+    delete_claim(&client, "kept").await;
+    wait_pv_phase(&client, &pv_name, "Released").await;
+    // A claim provisioned afterwards proves the instance is past the
+    // Released PV and left it alone.
+    create_claim(&client, "after", "keep", "1Gi", json!({})).await;
+    create_pod_on(&client, "after", PLAIN).await;
+    wait_bound(&client, "after").await;
+    assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"kept");
+    assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
+
+    cluster.assert_rbac(&installed);
+}
