@@ -9,8 +9,12 @@ use crate::store::{meta_str, Store};
 /// Annotation marking the default StorageClass.
 pub const DEFAULT_CLASS_ANN: &str = "storageclass.kubernetes.io/is-default-class";
 
-/// Mutates an object about to be created (DefaultStorageClass admission).
+/// Mutates an object about to be created (DefaultStorageClass admission,
+/// and a ClusterIP for Services as the real apiserver's allocator gives).
 pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
+    if res == id("", "services") {
+        allocate_cluster_ip(store, obj);
+    }
     if res == id("", "persistentvolumeclaims")
         && obj
             .pointer("/spec/storageClassName")
@@ -42,6 +46,38 @@ pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
             obj["spec"]["storageClassName"] = json!(meta_str(c, "name").unwrap_or_default());
         }
     }
+}
+
+/// Gives a Service of type ClusterIP (the default) without one a free
+/// address of 10.96.0.0/16, like the real apiserver (whose range is a
+/// flag); headless (`None`) and explicit addresses are kept.
+fn allocate_cluster_ip(store: &Store, obj: &mut Value) {
+    let spec_type = obj.pointer("/spec/type").and_then(Value::as_str);
+    if !matches!(spec_type, None | Some("ClusterIP"))
+        || obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| !ip.is_empty())
+    {
+        return;
+    }
+    let used: std::collections::HashSet<String> = store
+        .list(id("", "services"), None, &|_| true, None, None)
+        .items
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP")?.as_str().map(String::from))
+        .collect();
+    let Some(ip) = (10..u16::MAX)
+        .map(|n| format!("10.96.{}.{}", n >> 8, n & 0xff))
+        .find(|ip| !used.contains(ip))
+    else {
+        return;
+    };
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    obj["spec"]["clusterIP"] = json!(ip);
+    obj["spec"]["clusterIPs"] = json!([ip]);
 }
 
 /// Removes all namespaced objects of a deleted namespace (simplified namespace controller).

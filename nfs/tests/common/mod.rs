@@ -1,0 +1,127 @@
+//! What the nfs scenario tests share: the libnfs userspace client (the
+//! kernel here has no NFS client) on the test ports, the root and tool
+//! preflight, and a reaper for the server processes the provisioner starts.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+
+/// The NFS port the tests give Ganesha (not 2049: a host may run its own).
+pub const NFS_PORT: u16 = 32049;
+/// The MOUNT protocol port the tests give Ganesha.
+pub const MOUNT_PORT: u16 = 32048;
+
+/// An `nfs://` URL of `file` in export `path` on 127.0.0.1 for libnfs.
+pub fn url(path: &str, file: &str, version: u8) -> String {
+    let file = if file.is_empty() {
+        String::new()
+    } else {
+        format!("/{file}")
+    };
+    let ports = if version == 3 {
+        format!("nfsport={NFS_PORT}&mountport={MOUNT_PORT}")
+    } else {
+        format!("nfsport={NFS_PORT}")
+    };
+    format!("nfs://127.0.0.1{path}{file}?version={version}&{ports}")
+}
+
+fn run(tool: &str, args: &[&str]) -> Output {
+    Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (install libnfs-utils)"))
+}
+
+/// Writes `data` to `file` in export `path` over NFSv3 (`nfs-cp`).
+pub fn nfs_write(path: &str, file: &str, data: &[u8], tmp: &Path) {
+    let local = tmp.join(format!("upload-{file}"));
+    std::fs::write(&local, data).unwrap();
+    let out = run("nfs-cp", &[local.to_str().unwrap(), &url(path, file, 3)]);
+    assert!(
+        out.status.success(),
+        "nfs-cp to {path}/{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads `file` of export `path` over NFSv3 (`nfs-cat`); the client's
+/// output as the error.
+pub fn nfs_read(path: &str, file: &str) -> Result<Vec<u8>, String> {
+    let out = run("nfs-cat", &[&url(path, file, 3)]);
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The export path of an nfs PV.
+pub fn nfs_path(pv: &PersistentVolume) -> String {
+    pv.spec.as_ref().unwrap().nfs.as_ref().unwrap().path.clone()
+}
+
+/// Panics unless this runs as root with Ganesha and libnfs installed.
+pub fn preflight() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false);
+    assert!(
+        root,
+        "the NFS end-to-end tests need root (Ganesha, rpcbind on port 111): run them as root, e.g. through hack/test.sh"
+    );
+    for tool in [
+        "ganesha.nfsd",
+        "dbus-daemon",
+        "rpcbind",
+        "nfs-cp",
+        "nfs-cat",
+        "nfs-ls",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false)
+            || Path::new("/usr/sbin").join(tool).is_file();
+        assert!(
+            found,
+            "{tool} not found: install nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils (hack/test.sh does)"
+        );
+    }
+}
+
+/// On drop (also when the test fails), kills what the provisioner started
+/// and could outlive it: rpcbind drops root, which clears the parent-death
+/// signal. The provisioner's pid files in its run directory name them.
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (file, comm) in [("ganesha.pid", "ganesha.nfsd"), ("rpcbind.pid", "rpcbind")] {
+            if let Some(pid) = alive_pid(&self.0.join(file), comm) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// The pid in `pidfile` if that process is alive and named `comm`.
+pub fn alive_pid(pidfile: &Path, comm: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let found = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (found.trim() == comm && stat.split(' ').nth(2) != Some("Z")).then_some(pid)
+}
