@@ -11,6 +11,8 @@
 #   hack/cluster.sh down DIR                 stop what `up DIR` started, by pid
 #   hack/cluster.sh token DIR NS SA          print a kubeconfig authenticating as ServiceAccount NS/SA
 #   hack/cluster.sh node DIR NAME [HOSTNAME] make a Ready, schedulable Node (hostname label defaults to NAME)
+#   hack/cluster.sh restart DIR              restart kube-apiserver (same flags and data)
+#   hack/cluster.sh compact DIR              compact etcd's history to now (older watches get 410)
 #   hack/cluster.sh version                  print the pinned Kubernetes and etcd versions
 set -euo pipefail
 
@@ -88,12 +90,24 @@ wait_healthy() {
 }
 
 # start NAME CMD...: runs CMD in the background with its log in DIR/NAME.log
-# and its pid in DIR/NAME.pid.
+# (appended: a restart keeps the earlier log), its pid in DIR/NAME.pid and
+# its command line in DIR/NAME.cmd (for `restart`).
 start() {
   local name=$1
   shift
-  "$@" >"$dir/$name.log" 2>&1 &
+  printf '%q ' "$@" >"$dir/$name.cmd"
+  "$@" >>"$dir/$name.log" 2>&1 &
   echo $! >"$dir/$name.pid"
+}
+
+# stop_pid PID [GRACE]: SIGTERM, then SIGKILL after GRACE seconds (20).
+stop_pid() {
+  local pid=$1 deadline=$((SECONDS + ${2:-20}))
+  kill "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then kill -9 "$pid" 2>/dev/null || true; return 0; fi
+    sleep 0.1
+  done
 }
 
 # A kubeconfig for the API server at 127.0.0.1:$port with the user's
@@ -143,6 +157,7 @@ up() {
   etcd_port=$(free_port) etcd_peer=$(free_port) api_port=$(free_port)
   kcm_port=$(free_port) sched_port=$(free_port)
   echo "$api_port" >"$dir/apiserver.port"
+  echo "$etcd_port" >"$dir/etcd.port"
 
   # Tests only: no fsync (a test cluster's data is thrown away).
   start etcd "$etcd_bin/etcd" --name test --data-dir "$dir/etcd-data" \
@@ -217,17 +232,27 @@ down() {
   for name in scheduler controller-manager apiserver etcd; do
     [ -f "$dir/$name.pid" ] || continue
     pid=$(cat "$dir/$name.pid")
-    kill "$pid" 2>/dev/null && stopped+=("$pid")
+    kill -0 "$pid" 2>/dev/null && stopped+=("$pid")
+    kill "$pid" 2>/dev/null || true
     rm -f "$dir/$name.pid"
   done
-  local deadline=$((SECONDS + 20))
-  for pid in "${stopped[@]}"; do
-    while kill -0 "$pid" 2>/dev/null; do
-      if [ $SECONDS -ge $deadline ]; then kill -9 "$pid" 2>/dev/null || true; break; fi
-      sleep 0.1
-    done
-  done
+  for pid in "${stopped[@]}"; do stop_pid "$pid"; done
   log "stopped ${#stopped[@]} processes of $dir"
+}
+
+# Restarts kube-apiserver (same flags, same etcd data): clients see their
+# connections cut and watches end, and the restarted watch cache starts its
+# window at the current revision.
+restart() {
+  [ -n "${dir:-}" ] && [ -f "$dir/apiserver.cmd" ] || die "usage: hack/cluster.sh restart DIR (of a running cluster)"
+  # A short grace: a graceful apiserver shutdown waits for its watches.
+  stop_pid "$(cat "$dir/apiserver.pid")" 2
+  local cmd
+  cmd=$(cat "$dir/apiserver.cmd")
+  eval "start apiserver $cmd"
+  wait_healthy apiserver "https://127.0.0.1:$(cat "$dir/apiserver.port")/readyz" "$dir/apiserver.pid" \
+    --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key"
+  log "kube-apiserver restarted"
 }
 
 token() {
@@ -272,6 +297,19 @@ JSON
   log "node $name (kubernetes.io/hostname=$hostname) Ready"
 }
 
+# Compacts etcd to its current revision through its JSON gateway, as the
+# apiserver's periodic compaction does (every 5 minutes): a watch from an
+# older resourceVersion is then answered 410 Gone.
+compact() {
+  [ -n "${dir:-}" ] || die "usage: hack/cluster.sh compact DIR"
+  local url rev
+  url=http://127.0.0.1:$(cat "$dir/etcd.port")
+  rev=$(curl -fsS -X POST "$url/v3/kv/range" -d '{"key": "AA=="}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+  curl -fsS -X POST "$url/v3/kv/compaction" -d "{\"revision\": \"$rev\", \"physical\": true}" >/dev/null
+  log "etcd compacted to revision $rev"
+}
+
 cmd=${1:-}
 dir=${2:-}
 case "$cmd" in
@@ -280,6 +318,8 @@ case "$cmd" in
   down) down ;;
   token) token "${@:3}" ;;
   node) node "${@:3}" ;;
+  compact) compact ;;
+  restart) restart ;;
   version) echo "kubernetes $KUBE_VERSION etcd $ETCD_VERSION" ;;
   *) sed -n '/^# Usage:/,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# The main job, on one machine with no cluster: kube-testserver as the API
-# server, two fake nodes each with its own hostpath provisioner instance (the
-# DaemonSet's pods, run locally, with roots under a temp dir), and kubectl
-# doing what an operator does: `kubectl apply -f deploy/hostpath`, then the
-# example claim and pod, until the claim is Bound; prints the PV and its
-# directory on disk, then deletes the claim and checks both are gone.
+# The main job, on one machine: a real Kubernetes control plane
+# (hack/cluster.sh: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, built from their Go modules on first use), two Nodes
+# (one named by its FQDN, labelled with its short host name), each with its
+# hostpath provisioner instance (the DaemonSet's pods, run locally as the
+# deploy/ ServiceAccount, roots under a temp dir), and kubectl doing what an
+# operator does: `kubectl apply -f deploy/hostpath`, then the example claim
+# and pod, until the scheduler has placed the pod and the PV controller has
+# bound the claim; prints the PV and its directory on disk, then deletes the
+# claim and checks both are gone. No kubelet: the pod is scheduled, never run.
 #
-# Usage: hack/local-up.sh [hostpath] [--keep]
-#   --keep: stay up after the round trip (KUBECONFIG printed); Ctrl-C cleans up.
+# Usage: hack/local-up.sh [hostpath] [--keep] [--testserver]
+#   --keep:       stay up after the round trip (KUBECONFIG printed); Ctrl-C cleans up.
+#   --testserver: kube-testserver instead of the real control plane (seconds, no Go).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 keep=
+backend=real
 for arg in "$@"; do
   case "$arg" in
     hostpath) ;;
     --keep) keep=--keep ;;
-    *) echo "usage: hack/local-up.sh [hostpath] [--keep] (only hostpath has a local demo)" >&2; exit 2 ;;
+    --testserver) backend=testserver ;;
+    *) echo "usage: hack/local-up.sh [hostpath] [--keep] [--testserver] (only hostpath has a local demo)" >&2; exit 2 ;;
   esac
 done
 
@@ -26,49 +33,79 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ "$backend" = real ]; then "$root/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "==> building kube-testserver and hostpath-provisioner"
-cargo build -q -p kube-testserver -p hostpath-provisioner
+echo "==> building hostpath-provisioner${backend/real/}"
+if [ "$backend" = testserver ]; then
+  cargo build -q -p kube-testserver -p hostpath-provisioner
+else
+  cargo build -q -p hostpath-provisioner
+fi
 bin=$root/target/debug
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export KUBECONFIG=$work/kubeconfig
-"$bin/kube-testserver" --listen "127.0.0.1:$port" --kubeconfig-out "$KUBECONFIG" >"$work/apiserver.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$KUBECONFIG" ] && kubectl get ns >/dev/null 2>&1 && break; sleep 0.1; done
-echo "==> API server on http://127.0.0.1:$port (KUBECONFIG=$KUBECONFIG)"
+nodes=("node-a node-a" "node-b.cluster.example.com node-b")
+
+if [ "$backend" = testserver ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$bin/kube-testserver" --listen "127.0.0.1:$port" --kubeconfig-out "$KUBECONFIG" >"$work/apiserver.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s "$KUBECONFIG" ] && kubectl get ns >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "==> kube-testserver on http://127.0.0.1:$port (KUBECONFIG=$KUBECONFIG)"
+else
+  echo "==> the real control plane (hack/cluster.sh up; the first run builds it from the Go module proxy)"
+  hack/cluster.sh up "$work/cluster"
+  cp "$work/cluster/kubeconfig" "$KUBECONFIG"
+fi
 
 echo "==> kubectl apply -f deploy/hostpath"
 kubectl apply -f deploy/hostpath
 
+if [ "$backend" = testserver ]; then
+  provisioner_kubeconfig=$KUBECONFIG
+else
+  # The binaries authenticate as the DaemonSet's ServiceAccount: the real
+  # RBAC authorizer judges every call they make.
+  provisioner_kubeconfig=$work/provisioner.kubeconfig
+  hack/cluster.sh token "$work/cluster" hostpath-provisioner hostpath-provisioner >"$provisioner_kubeconfig"
+fi
+
 echo "==> two Ready nodes, each with its provisioner instance (the DaemonSet's pods, run locally)"
-for node in node-a node-b; do
-  kubectl apply -f - <<YAML
+for entry in "${nodes[@]}"; do
+  read -r node hostname <<<"$entry"
+  if [ "$backend" = testserver ]; then
+    kubectl apply -f - <<YAML
 apiVersion: v1
 kind: Node
 metadata:
   name: $node
-  labels: {kubernetes.io/hostname: $node}
+  labels: {kubernetes.io/hostname: $hostname}
 status:
   conditions: [{type: Ready, status: "True"}]
 YAML
-  NODE_NAME=$node "$bin/hostpath-provisioner" --kubeconfig "$KUBECONFIG" \
+  else
+    hack/cluster.sh node "$work/cluster" "$node" "$hostname"
+  fi
+  NODE_NAME=$node "$bin/hostpath-provisioner" --kubeconfig "$provisioner_kubeconfig" \
     --root "$work/$node" --metrics-address 127.0.0.1:0 >"$work/provisioner-$node.log" 2>&1 &
   pids+=($!)
 done
 
 echo "==> kubectl apply -f deploy/hostpath/examples"
 kubectl apply -f deploy/hostpath/examples
-kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/hostpath-example --timeout=60s
+if ! kubectl wait --for=jsonpath='{.status.phase}'=Bound pvc/hostpath-example --timeout=60s; then
+  tail -20 "$work"/provisioner-*.log >&2
+  exit 1
+fi
 kubectl get pvc hostpath-example
 pv=$(kubectl get pvc hostpath-example -o jsonpath='{.spec.volumeName}')
 dir=$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')
 node=$(kubectl get pvc hostpath-example -o jsonpath='{.metadata.annotations.volume\.kubernetes\.io/selected-node}')
 kubectl get pv "$pv"
-echo "==> PV $pv is the directory $dir on $node:"
+kubectl wait --for=jsonpath='{.spec.nodeName}'="$node" pod/hostpath-example --timeout=60s >/dev/null
+echo "==> the scheduler placed pod hostpath-example on $node; PV $pv is the directory $dir there:"
 ls -ld "$dir"
 case "$dir" in
   "$work/$node/"*) ;;
@@ -76,9 +113,10 @@ case "$dir" in
 esac
 
 echo "==> deleting the claim: the directory and the PV go"
-kubectl delete pod hostpath-example --wait=false
+# No kubelet confirms the pod's end: delete it at once.
+kubectl delete pod hostpath-example --grace-period=0 --force 2>/dev/null
 kubectl delete pvc hostpath-example
-for _ in $(seq 100); do kubectl get pv "$pv" >/dev/null 2>&1 || break; sleep 0.1; done
+for _ in $(seq 300); do kubectl get pv "$pv" >/dev/null 2>&1 || break; sleep 0.1; done
 if kubectl get pv "$pv" >/dev/null 2>&1 || [ -e "$dir" ]; then
   echo "demo: PV $pv or $dir still exists" >&2
   tail -20 "$work"/provisioner-*.log >&2

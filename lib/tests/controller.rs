@@ -754,6 +754,11 @@ async fn static_mode_watches_no_claims_and_only_the_selected_pvs() {
         .unwrap()
         .is_none());
     assert!(event_reasons(&client, "c1").await.is_empty());
-    assert!(claim.finalizers().is_empty(), "no intent finalizer");
+    // Only the apiserver's pvc-protection, not our intent finalizer.
+    assert_eq!(
+        claim.finalizers(),
+        ["kubernetes.io/pvc-protection"],
+        "no intent finalizer"
+    );
     ctrl.stop().await;
 }

@@ -278,6 +278,22 @@ impl Cluster {
         }
     }
 
+    /// Makes every resourceVersion seen so far too old to watch from (410
+    /// Expired): the test server forgets its history; the real cluster
+    /// restarts kube-apiserver (`hack/cluster.sh restart`), whose new watch
+    /// cache starts at the current revision. Open watches are cut (real).
+    pub async fn expire_history(&self) {
+        match &self.inner {
+            Inner::TestServer(ts) => ts.store().compact(),
+            Inner::Real { dir } => {
+                let dir = dir.display().to_string();
+                tokio::task::spawn_blocking(move || cluster_sh(&["restart", &dir]))
+                    .await
+                    .expect("cluster.sh restart");
+            }
+        }
+    }
+
     /// Panics unless the provisioner's calls were all allowed by the RBAC
     /// of its manifests: on the real cluster, no request of its
     /// ServiceAccount was answered 403 (the audit log); on the test server,

@@ -577,6 +577,13 @@ impl Store {
         Ok(new)
     }
 
+    /// Forgets the change history, as etcd's compaction (and a restarted
+    /// apiserver's fresh watch cache) does: a watch from any earlier
+    /// resourceVersion is then answered 410 Expired.
+    pub fn compact(&self) {
+        self.lock().history.clear();
+    }
+
     /// Starts a watch: subscribes and returns either a snapshot (from = None)
     /// or the history after `from`, atomically with the subscription.
     pub fn watch_begin(
