@@ -10,7 +10,11 @@ use e2e_support::cluster::{cluster_sh, kubectl};
 use e2e_support::Backend;
 
 fn alive(pid_file: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     (stat.split(' ').nth(2) != Some("Z")).then_some(pid)
 }
@@ -49,7 +53,10 @@ fn cluster_sh_up_node_token_restart_down() {
     let version = kubectl(&admin, &["get", "--raw", "/version"]);
     let pinned = cluster_sh(&["version"]);
     let kube = pinned.split_whitespace().nth(1).unwrap();
-    assert!(version.contains(&format!("\"gitVersion\": \"{kube}\"")), "{version}");
+    assert!(
+        version.contains(&format!("\"gitVersion\": \"{kube}\"")),
+        "{version}"
+    );
 
     // A Ready, untainted node with its hostname label.
     cluster_sh(&["node", d, "n1.example.com", "n1"]);
@@ -61,10 +68,21 @@ fn cluster_sh_up_node_token_restart_down() {
     assert_eq!(node.trim(), "n1 True");
 
     // A ServiceAccount kubeconfig: authenticated as the account, judged by RBAC.
-    kubectl(&admin, &["create", "serviceaccount", "probe", "-n", "default"]);
+    kubectl(
+        &admin,
+        &["create", "serviceaccount", "probe", "-n", "default"],
+    );
     let sa = dir.join("sa.kubeconfig");
     std::fs::write(&sa, cluster_sh(&["token", d, "default", "probe"])).unwrap();
-    let who = kubectl(&sa, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    let who = kubectl(
+        &sa,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
     assert_eq!(who, "system:serviceaccount:default:probe");
     let denied = kubectl_fails(&sa, &["get", "persistentvolumes"]);
     assert!(denied.contains("forbidden"), "{denied}");
@@ -83,5 +101,12 @@ fn cluster_sh_up_node_token_restart_down() {
             "pid {pid} still running after down"
         );
     }
-    assert!(kubectl_fails(&admin, &["get", "--raw", "/readyz", "--request-timeout", "2s"]).len() > 0);
+    assert!(
+        kubectl_fails(
+            &admin,
+            &["get", "--raw", "/readyz", "--request-timeout", "2s"]
+        )
+        .len()
+            > 0
+    );
 }

@@ -25,7 +25,11 @@ async fn static_pv(client: &Client, name: &str, size: &str, extra: Value) -> Per
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    create(&pvs(client), json!({"metadata": {"name": name}, "spec": spec})).await
+    create(
+        &pvs(client),
+        json!({"metadata": {"name": name}, "spec": spec}),
+    )
+    .await
 }
 
 async fn claim_phase(client: &Client, name: &str) -> Option<String> {
@@ -43,21 +47,32 @@ async fn conformance_binding_release_and_protection_finalizers() {
     let pv = static_pv(&client, "pv-a", "1Gi", json!({})).await;
     // The apiserver's admission adds pv-protection on create.
     assert!(
-        pv.finalizers().iter().any(|f| f == "kubernetes.io/pv-protection"),
+        pv.finalizers()
+            .iter()
+            .any(|f| f == "kubernetes.io/pv-protection"),
         "{:?}",
         pv.finalizers()
     );
     let claim = create_claim(&client, "c", "manual", "1Gi", json!({})).await;
     assert!(
-        claim.finalizers().iter().any(|f| f == "kubernetes.io/pvc-protection"),
+        claim
+            .finalizers()
+            .iter()
+            .any(|f| f == "kubernetes.io/pvc-protection"),
         "{:?}",
         claim.finalizers()
     );
     let bound = wait_bound(&client, "c").await;
     assert_eq!(bound.metadata.name.as_deref(), Some("pv-a"));
     let claim = claims(&client).get("c").await.unwrap();
-    assert_eq!(annotation(&claim, "pv.kubernetes.io/bind-completed"), Some("yes"));
-    assert_eq!(annotation(&claim, "pv.kubernetes.io/bound-by-controller"), Some("yes"));
+    assert_eq!(
+        annotation(&claim, "pv.kubernetes.io/bind-completed"),
+        Some("yes")
+    );
+    assert_eq!(
+        annotation(&claim, "pv.kubernetes.io/bound-by-controller"),
+        Some("yes")
+    );
     assert_eq!(
         claim.status.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
         "1Gi"
@@ -65,7 +80,10 @@ async fn conformance_binding_release_and_protection_finalizers() {
     let pv = pvs(&client).get("pv-a").await.unwrap();
     let claim_ref = pv.spec.as_ref().unwrap().claim_ref.as_ref().unwrap();
     assert_eq!(claim_ref.uid, claim.metadata.uid);
-    assert_eq!(annotation(&pv, "pv.kubernetes.io/bound-by-controller"), Some("yes"));
+    assert_eq!(
+        annotation(&pv, "pv.kubernetes.io/bound-by-controller"),
+        Some("yes")
+    );
 
     // Release: the claim goes (its protection finalizer lifted, no pod uses
     // it), the Retain PV becomes Released and keeps its claimRef.
@@ -74,13 +92,21 @@ async fn conformance_binding_release_and_protection_finalizers() {
     let pv = pvs(&client).get("pv-a").await.unwrap();
     assert!(pv.spec.as_ref().unwrap().claim_ref.is_some());
     wait_for("claim c gone", || async {
-        claims(&client).get_opt("c").await.ok()?.is_none().then_some(())
+        claims(&client)
+            .get_opt("c")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
 
     // A Released PV being deleted keeps pv-protection until it is unbound
     // from any live claim: here none, so it goes.
-    pvs(&client).delete("pv-a", &DeleteParams::default()).await.unwrap();
+    pvs(&client)
+        .delete("pv-a", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_pv_gone(&client, "pv-a").await;
 }
 
@@ -89,11 +115,16 @@ async fn conformance_pre_bound_pvs_that_do_not_fit_are_never_bound() {
     let cluster = Cluster::start().await;
     let client = cluster.client();
     let small = create_claim(&client, "big", "manual", "2Gi", json!({})).await;
-    let block = create_claim(&client, "blk", "manual", "1Gi", json!({"volumeMode": "Block"})).await;
+    let block = create_claim(
+        &client,
+        "blk",
+        "manual",
+        "1Gi",
+        json!({"volumeMode": "Block"}),
+    )
+    .await;
     let fits = create_claim(&client, "fits", "manual", "1Gi", json!({})).await;
-    let prebound = |c: &PersistentVolumeClaim| {
-        json!({"claimRef": {"namespace": "default", "name": c.name_any(), "uid": c.metadata.uid}})
-    };
+    let prebound = |c: &PersistentVolumeClaim| json!({"claimRef": {"namespace": "default", "name": c.name_any(), "uid": c.metadata.uid}});
     static_pv(&client, "too-small", "1Gi", prebound(&small)).await;
     static_pv(&client, "wrong-mode", "1Gi", prebound(&block)).await;
     static_pv(&client, "right", "1Gi", prebound(&fits)).await;
@@ -114,9 +145,15 @@ async fn conformance_pre_bound_pvs_that_do_not_fit_are_never_bound() {
             }
         })
         .await;
-        assert_eq!(claim_phase(&client, claim).await.as_deref(), Some("Pending"));
+        assert_eq!(
+            claim_phase(&client, claim).await.as_deref(),
+            Some("Pending")
+        );
         let c = claims(&client).get(claim).await.unwrap();
-        assert!(c.spec.unwrap().volume_name.is_none(), "{claim} must not bind {pv}");
+        assert!(
+            c.spec.unwrap().volume_name.is_none(),
+            "{claim} must not bind {pv}"
+        );
     }
 }
 
@@ -149,7 +186,10 @@ async fn conformance_pv_validation_rejects_what_the_apiserver_rejects() {
     };
     let mut long = base(&"a".repeat(254));
     invalid(try_create(long.take()).await, "a name over 253 characters");
-    invalid(try_create(base("Upper_Case")).await, "a name that is not a DNS subdomain");
+    invalid(
+        try_create(base("Upper_Case")).await,
+        "a name that is not a DNS subdomain",
+    );
     let mut no_cap = base("no-capacity");
     no_cap["spec"].as_object_mut().unwrap().remove("capacity");
     invalid(try_create(no_cap).await, "no capacity");
@@ -162,7 +202,10 @@ async fn conformance_pv_validation_rejects_what_the_apiserver_rejects() {
     invalid(try_create(label).await, "a label value over 63 characters");
     let mut affinity = base("empty-affinity");
     affinity["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": []}});
-    invalid(try_create(affinity).await, "a required node affinity with no terms");
+    invalid(
+        try_create(affinity).await,
+        "a required node affinity with no terms",
+    );
     let mut two = base("two-sources");
     two["spec"]["local"] = json!({"path": "/mnt/x"});
     invalid(try_create(two).await, "two volume sources");
@@ -181,9 +224,13 @@ async fn conformance_patch_types_and_finalizers_on_deleting_objects() {
     create_claim(&client, "p", "manual", "1Gi", json!({})).await;
     let api = claims(&client);
     let pp = PatchParams::default();
-    api.patch("p", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "1"}}})))
-        .await
-        .expect("merge patch");
+    api.patch(
+        "p",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "1"}}})),
+    )
+    .await
+    .expect("merge patch");
     api.patch(
         "p",
         &pp,
@@ -195,7 +242,11 @@ async fn conformance_patch_types_and_finalizers_on_deleting_objects() {
     // Strategic merge lists of finalizers merge (no patch strategy: they
     // are replaced on both backends).
     assert_eq!(c.labels()["a"], "1");
-    assert!(c.finalizers().iter().any(|f| f == "example.com/mine"), "{:?}", c.finalizers());
+    assert!(
+        c.finalizers().iter().any(|f| f == "example.com/mine"),
+        "{:?}",
+        c.finalizers()
+    );
     let rv = c.resource_version().unwrap();
     // A guarded JSON patch: test the resourceVersion, then act.
     let stale: json_patch::Patch = serde_json::from_value(json!([
@@ -212,7 +263,9 @@ async fn conformance_patch_types_and_finalizers_on_deleting_objects() {
         {"op": "add", "path": "/metadata/labels/b", "value": "2"}
     ]))
     .unwrap();
-    api.patch("p", &pp, &Patch::Json::<()>(fresh)).await.expect("guarded JSON patch");
+    api.patch("p", &pp, &Patch::Json::<()>(fresh))
+        .await
+        .expect("guarded JSON patch");
 
     // Deleting: the object stays with a deletionTimestamp while finalizers
     // remain, and no new finalizer may be added.
@@ -223,7 +276,9 @@ async fn conformance_patch_types_and_finalizers_on_deleting_objects() {
         .patch(
             "p",
             &pp,
-            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/mine", "example.com/new"]}})),
+            &Patch::Merge(
+                json!({"metadata": {"finalizers": ["example.com/mine", "example.com/new"]}}),
+            ),
         )
         .await;
     match add {

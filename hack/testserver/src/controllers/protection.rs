@@ -40,7 +40,9 @@ pub async fn run(store: Arc<Store>) {
 
 /// `(namespace, claim)` of every claim a pod that is not finished uses.
 fn claims_in_use(store: &Store) -> HashSet<(String, String)> {
-    let pods = store.list(id("", "pods"), None, &|_| true, None, None).items;
+    let pods = store
+        .list(id("", "pods"), None, &|_| true, None, None)
+        .items;
     let mut used = HashSet::new();
     for pod in pods {
         let phase = pod.pointer("/status/phase").and_then(Value::as_str);
@@ -54,7 +56,10 @@ fn claims_in_use(store: &Store) -> HashSet<(String, String)> {
             .into_iter()
             .flatten()
         {
-            if let Some(c) = v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str) {
+            if let Some(c) = v
+                .pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+            {
                 used.insert((ns.clone(), c.to_string()));
             }
         }
