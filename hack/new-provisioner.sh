@@ -2,7 +2,8 @@
 # Scaffolds a new provisioner that builds, passes its tests and its manifest
 # checks with no manual edits: the crate NAME/ (NAME-provisioner: main.rs,
 # an in-memory-backed Provisioner, a typed StorageClass parameter, unit
-# tests, tests/e2e.rs against kube-testserver, README.md, Dockerfile), the
+# tests, tests/scenario.rs on both control planes, tests/e2e.rs against
+# kube-testserver, README.md, Dockerfile), the
 # manifests deploy/NAME/ (+ examples/), and its registration in the root
 # Cargo.toml (workspace members), .github/workflows/release.yml (tag
 # pattern) and .github/workflows/e2e-kind.yml (matrix). The templates are

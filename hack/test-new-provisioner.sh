@@ -115,6 +115,9 @@ cargo clippy --offline -p "$crate" --all-targets -- -D warnings
 step "cargo test -p $crate"
 cargo test --offline -p "$crate"
 
+step "its scenario on the real control plane (hack/cluster.sh)"
+E2E_CLUSTER=real cargo test --offline -p "$crate" --test scenario
+
 step "Cargo.lock gained only the package $crate"
 # Cargo.lock is blank-line separated [[package]] records; drop the new one.
 without_new() {

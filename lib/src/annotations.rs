@@ -43,6 +43,15 @@ pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finali
 /// [`crate::controller`] for the protocol.
 pub const PROVISIONING_FINALIZER: &str = "external-storage.io/provisioning";
 
+/// Claim finalizer the apiserver's StorageObjectInUseProtection admission
+/// puts on every claim; kube-controller-manager lifts it once no pod uses
+/// the claim. Not ours: never added or removed by this library.
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+
+/// PV finalizer of the same admission plugin; lifted once the PV is no
+/// longer bound to a live claim. Not ours either.
+pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
 /// Well-known node label used by node-local provisioners in node affinity.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 

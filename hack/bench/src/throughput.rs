@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use external_storage::annotations::PVC_PROTECTION_FINALIZER;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::Client;
@@ -66,11 +67,12 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// Bound, with no finalizer but the apiserver's own pvc-protection.
 fn settled(v: &Value) -> bool {
     s(v, "/status/phase") == "Bound"
         && v.pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty())
+            .is_none_or(|f| f.iter().all(|f| f == PVC_PROTECTION_FINALIZER))
 }
 
 /// Runs `w` against `ts` (whose provisioner must already be running) and

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use external_storage::annotations::PVC_PROTECTION_FINALIZER as PVC_PROTECTION;
 use kube_testserver::registry::id;
 use kube_testserver::Store;
 use serde_json::Value;
@@ -70,7 +71,7 @@ impl World {
                 && c.pointer("/metadata/deletionTimestamp").is_none()
                 && c.pointer("/metadata/finalizers")
                     .and_then(Value::as_array)
-                    .is_none_or(|f| f.is_empty())
+                    .is_none_or(|f| f.iter().all(|f| f == PVC_PROTECTION))
         });
         // A `Bound` PV whose claim is gone is about to be `Released` (the
         // binder has not seen the deletion yet): not settled.
