@@ -26,7 +26,9 @@ targets=$(
     pkg=$(sed -n 's/^name = "\(.*\)"/\1/p' "$crate/Cargo.toml" | head -1)
     echo "$pkg scenario"
   done
-  for t in conformance cluster_sh; do echo "e2e-support $t"; done
+  for t in conformance cluster_sh; do
+    if [ -f "hack/e2e-support/tests/$t.rs" ]; then echo "e2e-support $t"; fi
+  done
   for f in lib/tests/real*.rs; do
     if [ -f "$f" ]; then echo "external-storage $(basename "$f" .rs)"; fi
   done
