@@ -137,21 +137,11 @@ pub async fn create_claim(
     .await
 }
 
-/// A pod `<claim>-pod` on `node` using `claim`; with the test server's
-/// scheduler this selects `node` on a WaitForFirstConsumer claim.
+/// A pod `<claim>-pod` using `claim`, for the scheduler to place on `node`
+/// (by its `kubernetes.io/hostname` label, which [`create_node`] sets to
+/// the name): [`create_pod_on`] with the node's name.
 pub async fn create_pod_for(client: &Client, claim: &str, node: &str) -> Pod {
-    create(
-        &pods(client),
-        json!({
-            "metadata": {"name": format!("{claim}-pod")},
-            "spec": {
-                "nodeName": node,
-                "containers": [{"name": "app", "image": "busybox"}],
-                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
-            },
-        }),
-    )
-    .await
+    create_pod_on(client, claim, node).await
 }
 
 /// A pod `<claim>-pod` using `claim`, for the scheduler to place on the

@@ -76,7 +76,11 @@ fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
         .items
 }
 
-/// Whether `node` satisfies the PV's `spec.nodeAffinity.required`.
+/// Whether `node` satisfies the PV's `spec.nodeAffinity.required`, as the
+/// real scheduler and kubelet decide it (`CheckNodeAffinity` in
+/// k8s.io/component-helpers): against the node's labels only. The check
+/// builds a Node that has nothing but the labels, so a `matchFields
+/// metadata.name` term sees an empty name and an `In` never matches.
 pub fn node_affinity_ok(pv: &Value, node: &Value) -> bool {
     let Some(terms) =
         at(pv, "/spec/nodeAffinity/required/nodeSelectorTerms").and_then(Value::as_array)
@@ -84,7 +88,7 @@ pub fn node_affinity_ok(pv: &Value, node: &Value) -> bool {
         return true;
     };
     let labels = at(node, "/metadata/labels");
-    let name = meta_str(node, "name").unwrap_or("");
+    let name = "";
     terms.iter().any(|t| {
         let exprs = t
             .get("matchExpressions")

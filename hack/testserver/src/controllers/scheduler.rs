@@ -1,6 +1,7 @@
 //! A tiny volume-aware scheduler: selects a node for pods, annotates their
 //! WaitForFirstConsumer claims with the selected node, and binds the pod
-//! (sets spec.nodeName) once all its claims are bound.
+//! (sets spec.nodeName) once all its claims are bound. Pods created with a
+//! `nodeName` are left alone, as the real scheduler leaves them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,10 +56,12 @@ pub fn pass(store: &Store) {
         }
         let ns = meta_str(&pod, "namespace").unwrap_or("").to_string();
         let pod_name = meta_str(&pod, "name").unwrap_or("").to_string();
-        let assigned = s(&pod, "/spec/nodeName").to_string();
-        let target = if !assigned.is_empty() {
-            assigned.clone()
-        } else {
+        // A pod that names its node bypasses the scheduler, as on a real
+        // cluster: nobody selects a node for its WaitForFirstConsumer claims.
+        if !s(&pod, "/spec/nodeName").is_empty() {
+            continue;
+        }
+        let target = {
             let sel = pod
                 .pointer("/spec/nodeSelector")
                 .cloned()
@@ -113,7 +116,7 @@ pub fn pass(store: &Store) {
                 });
             }
         }
-        if assigned.is_empty() && all_bound {
+        if all_bound {
             let _ = store.mutate(id("", "pods"), &ns, &pod_name, |cur| {
                 let mut n = cur.clone();
                 n["spec"]["nodeName"] = json!(target);
