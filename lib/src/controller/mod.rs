@@ -28,6 +28,10 @@
 //!   then `delete` is called on the backend volume (event
 //!   `ProvisioningFailed`, or `ProvisioningCleanupFailed` if that fails too);
 //!   the finalizer stays, so the claim is tried again later.
+//! - The PV must not be saved, and a retry would repeat that: the API
+//!   server refused it as invalid (422; the event quotes its field errors).
+//!   `delete` is called once, the intent is released, and the claim is not
+//!   tried again until it changes.
 //! - The claim is deleted before its PV is saved: the finalizer keeps it
 //!   alive (`deletionTimestamp` set). The controller first re-reads the PV
 //!   from the API (not the cache): if it was saved, the intent is simply
@@ -308,6 +312,16 @@ pub(crate) enum Step {
     Retry(String),
     /// Infeasible: retry slowly.
     Slow(String),
+    /// Failed in a way a retry repeats (the API server refused the object
+    /// as invalid, the volume does not fit the claim): no retry until the
+    /// object changes. `at` is the resourceVersion to give up at when the
+    /// reconcile itself wrote a newer version than the one it started from.
+    Final {
+        /// For the logs.
+        msg: String,
+        /// The version our own last write made, if any.
+        at: Option<String>,
+    },
 }
 
 /// The provisioning controller. Build it with [`ProvisionController::new`]
@@ -646,6 +660,11 @@ pub(crate) fn finish(
         Step::Slow(msg) => {
             tracing::info!(%msg, "infeasible, retrying slowly");
             (Action::requeue(backoffs.infeasible(key)), None)
+        }
+        Step::Final { msg, at } => {
+            tracing::warn!(%msg, "failed; not retried until the object changes");
+            backoffs.give_up(key, at.as_deref().unwrap_or(rv));
+            (Action::await_change(), None)
         }
         Step::Retry(msg) => match backoffs.failure(key, rv) {
             Retry::After(d) => {
