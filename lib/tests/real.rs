@@ -10,13 +10,17 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
 use e2e_support::Cluster;
 use external_storage::annotations as a;
 use external_storage::Provisioned;
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolumeSpec};
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolume, PersistentVolumeSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, PostParams};
 use kube::Client;
+use serde_json::json;
 
 /// One real control plane at a time (see the module docs).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -44,6 +48,27 @@ fn hostpath(path: &str) -> Provisioned {
         }),
         ..Default::default()
     })
+}
+
+/// A claim of `size` in `class` with `extra` merged into its metadata.
+async fn claim_with(
+    client: &Client,
+    name: &str,
+    class: &str,
+    size: &str,
+    metadata: serde_json::Value,
+) -> external_storage::PersistentVolumeClaim {
+    let mut c = serde_json::to_value(claim_json(name, class, None)).unwrap();
+    c["spec"]["resources"]["requests"]["storage"] = json!(size);
+    if let Some(extra) = metadata.as_object() {
+        for (k, v) in extra {
+            c["metadata"][k] = v.clone();
+        }
+    }
+    claims(client)
+        .create(&PostParams::default(), &serde_json::from_value(c).unwrap())
+        .await
+        .unwrap()
 }
 
 /// Waits for an event `reason` about `name` whose note contains `needle`;
@@ -103,6 +128,64 @@ async fn real_pv_validation_422_is_final_and_cleans_up() {
     assert!(!mem.has(&name), "the backend volume is deleted");
     let deleted = mem.deleted.lock().unwrap().clone();
     assert_eq!(deleted, std::slice::from_ref(&name), "deleted once");
+    assert!(pvs(&client).get_opt(&name).await.unwrap().is_none());
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 5: the control plane never binds a pre-bound PV smaller
+/// than its claim's request, so the controller refuses such an answer
+/// itself: the backend volume is deleted and a Warning says what did not
+/// fit; no PV is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_answer_must_fit_the_claim() {
+    let (_cluster, client, _turn) = start().await;
+
+    // The control plane: a PV pre-bound to a claim but too small stays
+    // unbound; a fitting one created after it is bound.
+    for (claim, size) in [("small", "1Gi"), ("fits", "2Gi")] {
+        let c = claim_with(&client, claim, "", "2Gi", json!({})).await;
+        let pv: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": format!("pv-{claim}")},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": format!("/srv/{claim}")},
+                "claimRef": {"namespace": "default", "name": claim, "uid": c.metadata.uid},
+            },
+        }))
+        .unwrap();
+        pvs(&client)
+            .create(&PostParams::default(), &pv)
+            .await
+            .unwrap();
+    }
+    wait_bound(&client, "fits", 30).await;
+    let small = claims(&client).get("small").await.unwrap();
+    assert_eq!(
+        small.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending"),
+        "a pre-bound PV below the request is never bound"
+    );
+
+    // The controller: a provisioner answering 1Gi for a 2Gi request.
+    let mem = Mem::new();
+    let mut answer = hostpath("/mem/short");
+    answer.spec.capacity = Some(BTreeMap::from([("storage".into(), Quantity("1Gi".into()))]));
+    mem.knobs().answers.insert("short".into(), answer);
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    let c = claim_with(&client, "short", "fast", "2Gi", json!({})).await;
+    let note = wait_note(&client, "short", "ProvisioningFailed", "does not fit").await;
+    assert!(
+        note.contains("capacity 1Gi is less than the requested 2Gi"),
+        "{note}"
+    );
+    let name = pv_name(&c);
+    assert!(!mem.has(&name), "the backend volume is deleted");
+    assert_eq!(
+        mem.deleted.lock().unwrap().as_slice(),
+        std::slice::from_ref(&name)
+    );
     assert!(pvs(&client).get_opt(&name).await.unwrap().is_none());
     ctrl.stop().await;
 }

@@ -688,6 +688,17 @@ async fn provision<P: Provisioner>(
     };
 
     let pv = build_pv(pv_name, &claim, class, provisioned, ctx.opts.add_finalizer);
+    if let Some(misfit) = super::pv::misfit(&pv, &claim) {
+        ctx.metrics
+            .provision_failed_total
+            .get_or_create(&label)
+            .inc();
+        let why = format!(
+            "the volume {} made for claim {key} does not fit it ({misfit}), so the PV controller would never bind it",
+            ctx.opts.provisioner_name
+        );
+        return refuse(ctx, api, &claim, &pv, why).await;
+    }
     match save_pv(ctx, &pv, &claim).await {
         Err(SaveError::Invalid(status)) => {
             ctx.metrics

@@ -29,9 +29,10 @@
 //!   `ProvisioningFailed`, or `ProvisioningCleanupFailed` if that fails too);
 //!   the finalizer stays, so the claim is tried again later.
 //! - The PV must not be saved, and a retry would repeat that: the API
-//!   server refused it as invalid (422; the event quotes its field errors).
-//!   `delete` is called once, the intent is released, and the claim is not
-//!   tried again until it changes.
+//!   server refused it as invalid (422; the event quotes its field errors),
+//!   or the volume does not fit the claim ([`pv::misfit`]: the PV
+//!   controller would never bind it). `delete` is called once, the intent
+//!   is released, and the claim is not tried again until it changes.
 //! - The claim is deleted before its PV is saved: the finalizer keeps it
 //!   alive (`deletionTimestamp` set). The controller first re-reads the PV
 //!   from the API (not the cache): if it was saved, the intent is simply

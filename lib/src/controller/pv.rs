@@ -37,6 +37,45 @@ pub fn claim_ref(claim: &PersistentVolumeClaim) -> ObjectReference {
     }
 }
 
+/// Why `pv` cannot be bound to `claim`, if it cannot. The PV controller
+/// binds a PV pre-bound to a claim only if its capacity is at least the
+/// request, its volume mode is the claim's and its access modes include
+/// all of the claim's (`FindMatchingVolume` in component-helpers and the
+/// access-mode index it searches); anything else stays unbound forever and
+/// holds its backend volume.
+pub fn misfit(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> Option<String> {
+    let spec = pv.spec.clone().unwrap_or_default();
+    let claim_spec = claim.spec.clone().unwrap_or_default();
+    let mut wrong = Vec::new();
+    if let Ok(Some((request, want))) = crate::params::storage_request(claim) {
+        let have = spec.capacity.as_ref().and_then(|c| c.get("storage"));
+        match have.map(crate::params::quantity_bytes) {
+            Some(Ok(bytes)) if bytes >= want => {}
+            Some(Ok(_)) => wrong.push(format!(
+                "capacity {} is less than the requested {request}",
+                have.map(|q| q.0.as_str()).unwrap_or_default()
+            )),
+            Some(Err(e)) => wrong.push(format!("capacity is not a quantity: {e}")),
+            None => wrong.push("no storage capacity".to_string()),
+        }
+    }
+    let want_mode = claim_spec.volume_mode.as_deref().unwrap_or("Filesystem");
+    let have_mode = spec.volume_mode.as_deref().unwrap_or("Filesystem");
+    if want_mode != have_mode {
+        wrong.push(format!(
+            "volume mode {have_mode} is not the claim's {want_mode}"
+        ));
+    }
+    let have_modes = spec.access_modes.unwrap_or_default();
+    let want_modes = claim_spec.access_modes.unwrap_or_default();
+    if !want_modes.iter().all(|m| have_modes.contains(m)) {
+        wrong.push(format!(
+            "access modes {have_modes:?} do not include all of the claim's {want_modes:?}"
+        ));
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
+}
+
 /// Build the PV for `claim`: the provisioner's fragment plus the controller's
 /// fields (see [`Provisioned`] for who owns what). `with_finalizer` adds
 /// [`annotations::PV_FINALIZER`].
@@ -66,12 +105,14 @@ pub fn build_pv(
             .clone()
             .unwrap_or_else(|| "Delete".into()),
     );
-    spec.volume_mode = Some(
-        claim_spec
-            .volume_mode
-            .clone()
-            .unwrap_or_else(|| "Filesystem".into()),
-    );
+    if spec.volume_mode.is_none() {
+        spec.volume_mode = Some(
+            claim_spec
+                .volume_mode
+                .clone()
+                .unwrap_or_else(|| "Filesystem".into()),
+        );
+    }
     if spec.access_modes.as_ref().is_none_or(|m| m.is_empty()) {
         spec.access_modes = claim_spec.access_modes.clone();
     }
@@ -157,6 +198,26 @@ mod tests {
             "example.com/p"
         );
         assert!(pv.metadata.finalizers.is_none());
+    }
+
+    #[test]
+    fn a_volume_that_does_not_fit_its_claim_is_named() {
+        let c = claim("ns", "c").request("2Gi").build();
+        let sc = class("fast", "p").build();
+        assert_eq!(misfit(&build_pv("n", &c, &sc, hostpath(), false), &c), None);
+        let mut small = hostpath();
+        small.spec.capacity = Some([("storage".to_string(), Quantity("1Gi".into()))].into());
+        small.spec.access_modes = Some(vec!["ReadOnlyMany".into()]);
+        small.spec.volume_mode = Some("Block".into());
+        let why = misfit(&build_pv("n", &c, &sc, small, false), &c).unwrap();
+        assert_eq!(
+            why,
+            "capacity 1Gi is less than the requested 2Gi; volume mode Block is not the claim's Filesystem; access modes [\"ReadOnlyMany\"] do not include all of the claim's [\"ReadWriteOnce\"]"
+        );
+        // Bigger than asked is fine (the binder takes it).
+        let mut big = hostpath();
+        big.spec.capacity = Some([("storage".to_string(), Quantity("3Gi".into()))].into());
+        assert_eq!(misfit(&build_pv("n", &c, &sc, big, false), &c), None);
     }
 
     #[test]

@@ -200,6 +200,37 @@ fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
     });
 }
 
+/// Whether a volume pre-bound to `claim` can be bound to it: the checks
+/// `FindMatchingVolume` (component-helpers) makes before it accepts a
+/// pre-bound volume (capacity, volume mode, not being deleted), plus the
+/// access-mode index its volumes come from (the volume's modes include all
+/// of the claim's). Class, phase and selector are not checked for
+/// pre-bound volumes, as in the real binder.
+pub fn prebound_fits(pv: &Value, claim: &Value) -> bool {
+    let want = quantity::parse(s(claim, "/spec/resources/requests/storage")).unwrap_or(0.0);
+    let have = quantity::parse(s(pv, "/spec/capacity/storage")).unwrap_or(0.0);
+    have >= want && !deleting(pv) && modes_fit(pv, claim)
+}
+
+fn modes_fit(pv: &Value, claim: &Value) -> bool {
+    let modes = |v: &Value| -> Vec<String> {
+        at(v, "/spec/accessModes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pv_modes = modes(pv);
+    let vm = |v: &Value| match s(v, "/spec/volumeMode") {
+        "" => "Filesystem".to_string(),
+        m => m.to_string(),
+    };
+    modes(claim).iter().all(|m| pv_modes.contains(m)) && vm(pv) == vm(claim)
+}
+
 fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if s(pv, "/status/phase") != "Available"
         || at(pv, "/spec/claimRef").is_some_and(|c| !c.is_null())
@@ -215,25 +246,7 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if have < want {
         return false;
     }
-    let modes = |v: &Value| -> Vec<String> {
-        at(v, "/spec/accessModes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let pv_modes = modes(pv);
-    if !modes(claim).iter().all(|m| pv_modes.contains(m)) {
-        return false;
-    }
-    let vm = |v: &Value| match s(v, "/spec/volumeMode") {
-        "" => "Filesystem".to_string(),
-        m => m.to_string(),
-    };
-    if vm(pv) != vm(claim) {
+    if !modes_fit(pv, claim) {
         return false;
     }
     if let Some(sel) = at(claim, "/spec/selector").filter(|v| !v.is_null()) {
@@ -294,7 +307,10 @@ pub fn pass(store: &Store) {
                             && phase == "Bound"
                             && !cr_uid.is_empty()
                             && vol == pv_name;
-                        if (vol.is_empty() || vol == pv_name) && !settled {
+                        // Like FindMatchingVolume, a volume pre-bound to an
+                        // unbound claim must still fit it, or it is never bound.
+                        let fits = vol == pv_name || prebound_fits(&pv, c);
+                        if (vol.is_empty() || vol == pv_name) && !settled && fits {
                             bind(store, &pv, c, false);
                         }
                     }
