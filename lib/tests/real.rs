@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use e2e_support::Cluster;
@@ -18,8 +19,8 @@ use external_storage::annotations as a;
 use external_storage::Provisioned;
 use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolume, PersistentVolumeSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{Api, PostParams};
-use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 /// One real control plane at a time (see the module docs).
@@ -38,6 +39,30 @@ async fn start() -> (
     let cluster = Cluster::start().await;
     let client = cluster.client();
     (cluster, client, turn)
+}
+
+/// `(method, path)` of every request a client made.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An admin client for `cluster` that records its requests.
+async fn recording_client(cluster: &Cluster) -> (Client, Requests) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(cluster.admin_kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let seen: Requests = Arc::default();
+    let log = seen.clone();
+    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        log.lock()
+            .unwrap()
+            .push((req.method().to_string(), req.uri().path().to_string()));
+        req
+    });
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&layer)
+        .build();
+    (client, seen)
 }
 
 fn hostpath(path: &str) -> Provisioned {
@@ -187,5 +212,86 @@ async fn real_answer_must_fit_the_claim() {
         std::slice::from_ref(&name)
     );
     assert!(pvs(&client).get_opt(&name).await.unwrap().is_none());
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 8: the API server refuses a new finalizer on a claim
+/// that is being deleted (422 "no new finalizers can be added if the
+/// object is being deleted"). The controller takes that as "the claim is
+/// going": one PATCH, no retry, nothing provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_finalizer_on_a_deleting_claim_is_not_retried() {
+    let (cluster, admin, _turn) = start().await;
+    let (client, requests) = recording_client(&cluster).await;
+    let mem = Mem::new();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    mem.knobs().hold_qualifier = Some((entered_tx, release_rx));
+    let mut opts = fast_options();
+    // One reconcile at a time: the barrier claim is reconciled after the
+    // held one has finished.
+    opts.workers = 1;
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&admin, "fast", false, "Delete").await;
+    // A finalizer of the test's keeps the deleted claim around.
+    let hold = "example.com/test-hold";
+    claim_with(
+        &admin,
+        "going",
+        "fast",
+        "1Gi",
+        json!({"finalizers": [hold]}),
+    )
+    .await;
+    wait_for("the controller decided on the claim", 30, || async {
+        entered.try_recv().ok()
+    })
+    .await;
+    // The claim is deleted after the controller read it, before its patch.
+    claims(&admin)
+        .delete("going", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleting = claims(&admin).get("going").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    release.send(()).unwrap();
+
+    create_claim(&admin, "barrier", "fast", None).await;
+    wait_bound(&admin, "barrier", 30).await;
+    let patches = requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p)| m == "PATCH" && p.ends_with("/persistentvolumeclaims/going"))
+        .count();
+    assert_eq!(patches, 1, "one refused PATCH, not retried");
+    assert_eq!(
+        mem.provision_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the barrier claim was provisioned"
+    );
+    let going = claims(&admin).get("going").await.unwrap();
+    assert!(!has_finalizer(&going, a::PROVISIONING_FINALIZER));
+    // Let it go.
+    claims(&admin)
+        .patch(
+            "going",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": going.finalizers()},
+                    {"op": "replace", "path": "/metadata/finalizers", "value": going
+                        .finalizers()
+                        .iter()
+                        .filter(|f| *f != hold)
+                        .collect::<Vec<_>>()},
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_claim_gone(&admin, "going", 30).await;
     ctrl.stop().await;
 }

@@ -5,8 +5,9 @@
 //! Covered: label keys and values on every kind; the PersistentVolume spec
 //! (access modes, capacity, exactly one volume source, `hostPath`/`local`
 //! paths without `..`, node affinity required for `local` and well formed
-//! when present). Everything else is accepted (README "Knowingly
-//! simplified").
+//! when present); and, on updates, the rule that no new finalizer may be
+//! added to an object that is being deleted. Everything else is accepted
+//! (README "Knowingly simplified").
 
 use serde_json::Value;
 
@@ -319,9 +320,35 @@ pub fn on_create(res: ResId, obj: &Value) -> Vec<FieldError> {
 }
 
 /// What the update validation refuses in `new` replacing `old`: the create
-/// rules.
-pub fn on_update(res: ResId, _old: &Value, new: &Value) -> Vec<FieldError> {
-    on_create(res, new)
+/// rules, and no new finalizers on an object being deleted.
+pub fn on_update(res: ResId, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut out = on_create(res, new);
+    if old.pointer("/metadata/deletionTimestamp").is_some() {
+        let list = |v: &Value| -> Vec<String> {
+            v.pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        };
+        let before = list(old);
+        let added: Vec<String> = list(new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        if !added.is_empty() {
+            let quoted: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+            out.push(FieldError::forbidden(
+                "metadata.finalizers",
+                &format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    quoted.join(", ")
+                ),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -376,5 +403,22 @@ mod tests {
         assert!(r
             .message
             .starts_with("ConfigMap \"c\" is invalid: metadata.labels: Invalid value"));
+    }
+
+    #[test]
+    fn no_new_finalizer_on_an_object_being_deleted() {
+        let pvc = id("", "persistentvolumeclaims");
+        let old =
+            json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["a"]}});
+        let removed = json!({"metadata": {"finalizers": []}});
+        assert!(on_update(pvc, &old, &removed).is_empty());
+        let added = json!({"metadata": {"finalizers": ["a", "b"]}});
+        let errs = on_update(pvc, &old, &added);
+        assert_eq!(
+            errs[0].message,
+            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"b\"}"
+        );
+        let live = json!({"metadata": {"finalizers": ["a"]}});
+        assert!(on_update(pvc, &live, &added).is_empty());
     }
 }

@@ -398,7 +398,13 @@ async fn reconcile_inner<P: Provisioner>(
         }
         ClaimDecision::RecordIntent => {
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
-                Ok((patched, applied_to)) => {
+                // Deleted after the cache showed it: nothing was started, and
+                // the deletion arrives on the watch (decided as Deleting).
+                Ok(super::Added::Deleting) => {
+                    tracing::info!("claim is being deleted; not provisioning it");
+                    Step::Done
+                }
+                Ok(super::Added::Added(patched, applied_to)) => {
                     // Our own patch must not count as "the claim changed".
                     rv = patched.resource_version().unwrap_or_default();
                     ctx.claim_versions.wrote_over(&claim, &applied_to, &rv);

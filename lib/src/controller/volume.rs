@@ -180,7 +180,6 @@ async fn reconcile_inner<P: Provisioner>(
         VolumeDecision::AddFinalizer => {
             match super::add_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
                 Ok(_) => Step::Done,
-                Err(e) if is_status(&e, 404) => Step::Done,
                 Err(e) => Step::Retry(format!("adding finalizer: {e}")),
             }
         }

@@ -46,6 +46,9 @@ pub struct Knobs {
     /// Per claim name: what `provision` answers instead of its usual
     /// hostPath volume (after making the backend volume as usual).
     pub answers: HashMap<String, Provisioned>,
+    /// One-shot: the next `should_provision` sends on the first channel and
+    /// blocks until the second one receives (a test acts in between).
+    pub hold_qualifier: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
 /// The in-memory provisioner: a map of backend volumes, shared across
@@ -191,6 +194,15 @@ impl Provisioner for Mem {
 
     fn supports_block(&self) -> bool {
         self.knobs().block
+    }
+
+    fn should_provision(&self, _: &PersistentVolumeClaim, _: &StorageClass) -> bool {
+        let hold = self.knobs().hold_qualifier.take();
+        if let Some((entered, release)) = hold {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        true
     }
 }
 
