@@ -754,6 +754,9 @@ async fn static_mode_watches_no_claims_and_only_the_selected_pvs() {
         .unwrap()
         .is_none());
     assert!(event_reasons(&client, "c1").await.is_empty());
-    assert!(claim.finalizers().is_empty(), "no intent finalizer");
+    assert!(
+        !has_finalizer(&claim, a::PROVISIONING_FINALIZER),
+        "no intent finalizer"
+    );
     ctrl.stop().await;
 }

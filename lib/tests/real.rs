@@ -295,3 +295,74 @@ async fn real_finalizer_on_a_deleting_claim_is_not_retried() {
     wait_claim_gone(&admin, "going", 30).await;
     ctrl.stop().await;
 }
+
+/// Issue 14, item 6: a Released PV we deleted lingers with a
+/// deletionTimestamp while `kubernetes.io/pv-protection` (here also a
+/// finalizer of the test's) holds it. It is not deleted a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_pv_protection_does_not_delete_twice() {
+    let (_cluster, client, _turn) = start().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1", 30).await;
+    let pv = pvs(&client).get(&name).await.unwrap();
+    if pv.metadata.finalizers.is_some() {
+        // What the real StorageObjectInUseProtection admission adds.
+        assert!(has_finalizer(&pv, "kubernetes.io/pv-protection"));
+    }
+    let hold = "example.com/test-hold";
+    pvs(&client)
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": pv
+                .finalizers()
+                .iter()
+                .cloned()
+                .chain([hold.to_string()])
+                .collect::<Vec<_>>()}})),
+        )
+        .await
+        .unwrap();
+    delete_claim(&client, "c1").await;
+    wait_for(
+        "the PV deleted by the controller (and held)",
+        30,
+        || async {
+            let pv = pvs(&client).get(&name).await.ok()?;
+            (pv.metadata.deletion_timestamp.is_some() && !mem.has(&name)).then_some(())
+        },
+    )
+    .await;
+    // Another volume deleted afterwards: the held PV's update (deletion
+    // timestamp) came before on the same watch.
+    create_claim(&client, "c2", "fast", None).await;
+    let other = wait_bound(&client, "c2", 30).await;
+    delete_claim(&client, "c2").await;
+    wait_pv_gone(&client, &other, 30).await;
+    let deleted = mem.deleted.lock().unwrap().clone();
+    assert_eq!(
+        deleted.iter().filter(|d| **d == name).count(),
+        1,
+        "the held PV's volume is deleted once: {deleted:?}"
+    );
+    let pv = pvs(&client).get(&name).await.unwrap();
+    let rest: Vec<String> = pv
+        .finalizers()
+        .iter()
+        .filter(|f| *f != hold)
+        .cloned()
+        .collect();
+    pvs(&client)
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
+        )
+        .await
+        .unwrap();
+    wait_pv_gone(&client, &name, 30).await;
+    ctrl.stop().await;
+}

@@ -449,6 +449,9 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
     }
     let mut obj = from_view(rp.res, obj);
     admission::on_create(&st.store, rp.res, &mut obj);
+    if st.config.binder {
+        admission::protect(storage_res(rp.res), &mut obj);
+    }
     admission::apply_defaults(storage_res(rp.res), &mut obj);
     crate::fields::track_update(
         None,
@@ -642,6 +645,9 @@ fn patch(
             )?;
             let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
+            if st.config.binder {
+                admission::protect(storage_res(rp.res), &mut obj);
+            }
             admission::apply_defaults(storage_res(rp.res), &mut obj);
             let created = st.store.create_opts(storage_res(rp.res), obj, rp.dry_run)?;
             Ok(obj_response(
