@@ -17,7 +17,9 @@ use common::*;
 use e2e_support::Cluster;
 use external_storage::annotations as a;
 use external_storage::Provisioned;
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolume, PersistentVolumeSpec};
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, NFSVolumeSource, PersistentVolume, PersistentVolumeSpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -364,5 +366,65 @@ async fn real_pv_protection_does_not_delete_twice() {
         .await
         .unwrap();
     wait_pv_gone(&client, &name, 30).await;
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 2: the kubelet refuses to mount a hostPath or flexVolume
+/// PV with mount options; the class's `mountOptions` go only into volumes
+/// that take them (nfs here), and a hostPath claim gets a Warning naming
+/// the class. (The real API server accepts `spec.mountOptions` on any PV:
+/// only the deprecated mount-options annotation is validated; the refusal
+/// is the kubelet's, which the test control plane does not run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_mount_options_only_where_the_volume_takes_them() {
+    let (_cluster, client, _turn) = start().await;
+    let mem = Mem::new();
+    mem.knobs().answers.insert(
+        "shared".into(),
+        Provisioned::new(PersistentVolumeSpec {
+            nfs: Some(NFSVolumeSource {
+                server: "192.0.2.1".into(),
+                path: "/export/shared".into(),
+                read_only: None,
+            }),
+            ..Default::default()
+        }),
+    );
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    let classes: Api<external_storage::StorageClass> = Api::all(client.clone());
+    classes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "tuned"},
+                "provisioner": PROVISIONER,
+                "mountOptions": ["noatime"],
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    create_claim(&client, "local", "tuned", None).await;
+    create_claim(&client, "shared", "tuned", None).await;
+    let local = pvs(&client)
+        .get(&wait_bound(&client, "local", 30).await)
+        .await
+        .unwrap();
+    let shared = pvs(&client)
+        .get(&wait_bound(&client, "shared", 30).await)
+        .await
+        .unwrap();
+    assert_eq!(local.spec.unwrap().mount_options, None, "hostPath: none");
+    assert_eq!(
+        shared.spec.unwrap().mount_options,
+        Some(vec!["noatime".to_string()]),
+        "nfs takes them"
+    );
+    let note = wait_note(&client, "local", "MountOptionsIgnored", "\"tuned\"").await;
+    assert!(note.contains("remove mountOptions"), "{note}");
+    assert!(event_reasons(&client, "shared")
+        .await
+        .iter()
+        .all(|r| r != "MountOptionsIgnored"));
     ctrl.stop().await;
 }

@@ -694,6 +694,18 @@ async fn provision<P: Provisioner>(
     };
 
     let pv = build_pv(pv_name, &claim, class, provisioned, ctx.opts.add_finalizer);
+    if super::pv::drops_class_mount_options(&pv, class) {
+        ctx.events
+            .publish(
+                &claim_ref,
+                Reason::MountOptionsIgnored,
+                format!(
+                    "StorageClass \"{class_name}\" has mountOptions, but the volumes of {} cannot be mounted with options (the kubelet refuses them for this volume type); PV {pv_name} is made without them: remove mountOptions from the class",
+                    ctx.opts.provisioner_name
+                ),
+            )
+            .await;
+    }
     if let Some(misfit) = super::pv::misfit(&pv, &claim) {
         ctx.metrics
             .provision_failed_total

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ObjectMeta;
 use kube::ResourceExt;
@@ -35,6 +37,43 @@ pub fn claim_ref(claim: &PersistentVolumeClaim) -> ObjectReference {
         resource_version: claim.resource_version(),
         ..ObjectReference::default()
     }
+}
+
+/// Whether the kubelet mounts this kind of volume source with mount
+/// options. The kubelet refuses to mount a PV with `mountOptions` whose
+/// plugin does not support them ("mount options are not supported for this
+/// volume type"): `hostPath`, `flexVolume` and `portworxVolume` among the
+/// sources a PV can have (`SupportsMountOption` of each plugin in
+/// `pkg/volume`). An allow list, so that a source this list does not know
+/// never gets options it may refuse.
+pub fn takes_mount_options(spec: &PersistentVolumeSpec) -> bool {
+    spec.nfs.is_some()
+        || spec.local.is_some()
+        || spec.csi.is_some()
+        || spec.iscsi.is_some()
+        || spec.fc.is_some()
+        || spec.rbd.is_some()
+        || spec.cephfs.is_some()
+        || spec.glusterfs.is_some()
+        || spec.azure_file.is_some()
+        || spec.azure_disk.is_some()
+        || spec.gce_persistent_disk.is_some()
+        || spec.aws_elastic_block_store.is_some()
+        || spec.cinder.is_some()
+        || spec.vsphere_volume.is_some()
+        || spec.quobyte.is_some()
+        || spec.photon_persistent_disk.is_some()
+}
+
+/// Whether `class` asks for mount options that the volume in `pv` cannot
+/// take (see [`takes_mount_options`]): they were left out of the PV, and
+/// the claim gets a Warning event naming the class.
+pub fn drops_class_mount_options(pv: &PersistentVolume, class: &StorageClass) -> bool {
+    class.mount_options.as_ref().is_some_and(|o| !o.is_empty())
+        && pv
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.mount_options.is_none() && !takes_mount_options(s))
 }
 
 /// Why `pv` cannot be bound to `claim`, if it cannot. The PV controller
@@ -116,7 +155,7 @@ pub fn build_pv(
     if spec.access_modes.as_ref().is_none_or(|m| m.is_empty()) {
         spec.access_modes = claim_spec.access_modes.clone();
     }
-    if spec.mount_options.is_none() {
+    if spec.mount_options.is_none() && takes_mount_options(&spec) {
         spec.mount_options = class.mount_options.clone();
     }
     if spec
@@ -153,7 +192,7 @@ pub fn build_pv(
 mod tests {
     use super::*;
     use crate::fixtures::*;
-    use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolumeSpec};
+    use k8s_openapi::api::core::v1::{HostPathVolumeSource, NFSVolumeSource};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn hostpath() -> Provisioned {
@@ -200,6 +239,38 @@ mod tests {
         assert!(pv.metadata.finalizers.is_none());
     }
 
+    fn nfs() -> Provisioned {
+        Provisioned::new(PersistentVolumeSpec {
+            nfs: Some(NFSVolumeSource {
+                server: "10.0.0.1".into(),
+                path: "/export/x".into(),
+                read_only: None,
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn class_mount_options_go_only_where_the_kubelet_takes_them() {
+        let c = claim("ns", "c").build();
+        let sc = class("fast", "p").mount_options(&["vers=4.1"]).build();
+        let pv = build_pv("n", &c, &sc, nfs(), false);
+        assert_eq!(
+            pv.spec.as_ref().unwrap().mount_options,
+            Some(vec!["vers=4.1".into()])
+        );
+        assert!(!drops_class_mount_options(&pv, &sc));
+        let pv = build_pv("n", &c, &sc, hostpath(), false);
+        assert_eq!(pv.spec.as_ref().unwrap().mount_options, None);
+        assert!(drops_class_mount_options(&pv, &sc));
+        // No options asked for: nothing dropped.
+        let plain = class("fast", "p").build();
+        assert!(!drops_class_mount_options(
+            &build_pv("n", &c, &plain, hostpath(), false),
+            &plain
+        ));
+    }
+
     #[test]
     fn a_volume_that_does_not_fit_its_claim_is_named() {
         let c = claim("ns", "c").request("2Gi").build();
@@ -227,7 +298,7 @@ mod tests {
             .reclaim_policy("Retain")
             .mount_options(&["ro", "noatime"])
             .build();
-        let pv = build_pv("n", &c, &sc, hostpath(), true);
+        let pv = build_pv("n", &c, &sc, nfs(), true);
         let spec = pv.spec.as_ref().unwrap();
         assert_eq!(
             spec.persistent_volume_reclaim_policy.as_deref(),
