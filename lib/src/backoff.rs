@@ -140,6 +140,17 @@ impl Backoffs {
         })
     }
 
+    /// Give up on `key` at `resource_version` right away (a failure a retry
+    /// would only repeat): [`given_up`](Self::given_up) holds until the
+    /// object changes.
+    pub fn give_up(&self, key: &str, resource_version: &str) {
+        self.with(|m| {
+            let e = m.entry(key.to_string()).or_default();
+            e.failures = e.failures.saturating_add(1);
+            e.gave_up_at = Some(resource_version.to_string());
+        })
+    }
+
     /// Forget `key` (success, or the object is gone).
     pub fn reset(&self, key: &str) {
         self.with(|m| {
@@ -218,6 +229,15 @@ mod tests {
         assert!(!b.given_up("a", "6"));
         // the change reset the count
         assert_eq!(b.failure("a", "6"), Retry::After(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn a_final_failure_gives_up_at_once_even_without_a_threshold() {
+        let b = Backoffs::new(policy(0));
+        b.give_up("a", "7");
+        assert!(b.given_up("a", "7"));
+        assert!(!b.given_up("a", "8"));
+        assert_eq!(b.failure("a", "8"), Retry::After(Duration::from_secs(15)));
     }
 
     #[test]

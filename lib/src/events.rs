@@ -38,6 +38,9 @@ pub enum Reason {
     VolumeResizeSuccessful,
     /// Warning: expanding a bound volume failed.
     VolumeResizeFailed,
+    /// Warning: the class's `mountOptions` were left out of a PV whose
+    /// volume type the kubelet mounts without options.
+    MountOptionsIgnored,
 }
 
 impl Reason {
@@ -51,6 +54,7 @@ impl Reason {
             Reason::VolumeFailedDelete => "VolumeFailedDelete",
             Reason::VolumeResizeSuccessful => "VolumeResizeSuccessful",
             Reason::VolumeResizeFailed => "VolumeResizeFailed",
+            Reason::MountOptionsIgnored => "MountOptionsIgnored",
         }
     }
 

@@ -38,15 +38,25 @@ pub struct ProvisionOptions {
 /// only the provisioner knows.
 ///
 /// The controller fills in everything else: name, `claimRef`, storage class,
-/// reclaim policy, volume mode, `provisioned-by`; and, when left empty here,
-/// access modes (from the claim), capacity (the claim's request) and mount
-/// options (from the class).
+/// reclaim policy, `provisioned-by`; and, when left empty here, volume mode
+/// and access modes (the claim's), capacity (the claim's request) and mount
+/// options (the class's, only for volume sources the kubelet mounts with
+/// options: not `hostPath` or `flexVolume`; see
+/// [`takes_mount_options`](crate::controller::pv::takes_mount_options)).
+///
+/// The result must fit the claim, or the PV controller never binds it:
+/// capacity at least the request, the claim's volume mode, access modes
+/// including all of the claim's. A result that does not fit (and a PV the
+/// API server refuses as invalid) is not saved: the controller deletes the
+/// backend volume, says why in a Warning event, and does not try again
+/// until the claim changes.
 #[derive(Clone, Debug, Default)]
 pub struct Provisioned {
     /// A PV spec fragment with the volume source (`hostPath`, `local`, `nfs`,
     /// `flexVolume`, `csi`, ...) and optionally `capacity`, `accessModes`,
-    /// `mountOptions` and `nodeAffinity`. `claimRef`, `storageClassName`,
-    /// `persistentVolumeReclaimPolicy` and `volumeMode` are overwritten.
+    /// `volumeMode`, `mountOptions` and `nodeAffinity`. `claimRef`,
+    /// `storageClassName` and `persistentVolumeReclaimPolicy` are
+    /// overwritten.
     pub spec: PersistentVolumeSpec,
     /// Extra annotations for the PV (e.g. an identity the provisioner checks
     /// again at delete time).

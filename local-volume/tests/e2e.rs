@@ -343,6 +343,13 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
         .delete(&name1, &Default::default())
         .await
         .unwrap();
+    // pv-protection holds a Bound PV (as on a real cluster) until its claim
+    // lets go; being deleted already, it is not cleaned as a Released PV
+    // (the library does not delete a deleting PV again): discovery cleans
+    // the volume before it offers it again.
+    let held = pvs(&env.client).get(&name1).await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    delete_claim(&env.client, "again").await;
     let api = pvs(&env.client);
     let old = uid(&back);
     let recreated = wait_for("PV re-created after a manual delete", || {

@@ -1,5 +1,6 @@
 //! Admission-like behaviour applied on create and namespace deletion:
-//! default StorageClass assignment for claims and namespace content cleanup.
+//! default StorageClass assignment for claims, the protection finalizers of
+//! claims and volumes, and namespace content cleanup.
 
 use serde_json::{json, Value};
 
@@ -78,6 +79,39 @@ fn allocate_cluster_ip(store: &Store, obj: &mut Value) {
     }
     obj["spec"]["clusterIP"] = json!(ip);
     obj["spec"]["clusterIPs"] = json!([ip]);
+}
+
+/// Finalizer the StorageObjectInUseProtection admission plugin puts on
+/// every claim; the pvc-protection controller removes it from a deleted
+/// claim once no pod uses it.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+/// Finalizer the same plugin puts on every PV; the pv-protection controller
+/// removes it from a deleted PV that is not Bound.
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+/// StorageObjectInUseProtection admission: adds [`PVC_PROTECTION`] or
+/// [`PV_PROTECTION`] to a claim or volume being created. Only with the
+/// binder on, which also runs the controllers that remove them
+/// ([`crate::controllers::binder`]).
+pub fn protect(res: ResId, obj: &mut Value) {
+    let finalizer = if res == id("", "persistentvolumeclaims") {
+        PVC_PROTECTION
+    } else if res == id("", "persistentvolumes") {
+        PV_PROTECTION
+    } else {
+        return;
+    };
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    let meta = &mut obj["metadata"];
+    if !meta.get("finalizers").is_some_and(Value::is_array) {
+        meta["finalizers"] = json!([]);
+    }
+    let list = meta["finalizers"].as_array_mut().expect("made an array");
+    if !list.iter().any(|f| f == finalizer) {
+        list.push(json!(finalizer));
+    }
 }
 
 /// Removes all namespaced objects of a deleted namespace (simplified namespace controller).

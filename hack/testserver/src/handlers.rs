@@ -449,9 +449,8 @@ fn create(st: &AppState, rp: &ResPath, bytes: &Bytes, manager: &str) -> Result<R
     }
     let mut obj = from_view(rp.res, obj);
     admission::on_create(&st.store, rp.res, &mut obj);
-    if st.config.binder && storage_res(rp.res) == crate::registry::id("", "persistentvolumeclaims")
-    {
-        crate::controllers::protection::protect_on_create(&mut obj);
+    if st.config.binder {
+        admission::protect(storage_res(rp.res), &mut obj);
     }
     admission::apply_defaults(storage_res(rp.res), &mut obj);
     crate::fields::track_update(
@@ -646,10 +645,8 @@ fn patch(
             )?;
             let mut obj = from_view(rp.res, obj);
             admission::on_create(&st.store, rp.res, &mut obj);
-            if st.config.binder
-                && storage_res(rp.res) == crate::registry::id("", "persistentvolumeclaims")
-            {
-                crate::controllers::protection::protect_on_create(&mut obj);
+            if st.config.binder {
+                admission::protect(storage_res(rp.res), &mut obj);
             }
             admission::apply_defaults(storage_res(rp.res), &mut obj);
             let created = st.store.create_opts(storage_res(rp.res), obj, rp.dry_run)?;

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod faults;
 pub mod fields;
 pub mod handlers;
+pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod registry;

@@ -201,9 +201,6 @@ impl TestServer {
             controllers.push(tokio::spawn(crate::controllers::binder::run(
                 state.store.clone(),
             )));
-            controllers.push(tokio::spawn(crate::controllers::protection::run(
-                state.store.clone(),
-            )));
         }
         if state.config.scheduler {
             controllers.push(tokio::spawn(crate::controllers::scheduler::run(

@@ -344,6 +344,7 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(now_ts()));
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
+        crate::objects::to_result(res, &name, crate::objects::on_create(res, &obj))?;
         if info.reset_status_on_create {
             let o = obj.as_object_mut().expect("object");
             match info.kind {
@@ -418,6 +419,7 @@ impl Store {
                 "the body of the request was not a JSON object",
             ));
         }
+        crate::objects::to_result(res, name, crate::objects::on_update(res, &cur, &new))?;
         new["apiVersion"] = json!(info.api_version());
         new["kind"] = json!(info.kind);
         let cur_meta = cur["metadata"].as_object().cloned().unwrap_or_default();

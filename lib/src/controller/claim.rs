@@ -398,7 +398,13 @@ async fn reconcile_inner<P: Provisioner>(
         }
         ClaimDecision::RecordIntent => {
             match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
-                Ok((patched, applied_to)) => {
+                // Deleted after the cache showed it: nothing was started, and
+                // the deletion arrives on the watch (decided as Deleting).
+                Ok(super::Added::Deleting) => {
+                    tracing::info!("claim is being deleted; not provisioning it");
+                    Step::Done
+                }
+                Ok(super::Added::Added(patched, applied_to)) => {
                     // Our own patch must not count as "the claim changed".
                     rv = patched.resource_version().unwrap_or_default();
                     ctx.claim_versions.wrote_over(&claim, &applied_to, &rv);
@@ -507,17 +513,81 @@ async fn release<P>(
     api: &Api<PersistentVolumeClaim>,
     claim: &PersistentVolumeClaim,
 ) -> Step {
+    match release_version(ctx, api, claim).await {
+        Ok(_) => Step::Done,
+        Err(step) => step,
+    }
+}
+
+/// [`release`], returning the resourceVersion its patch made (`None`: no
+/// patch was needed).
+async fn release_version<P>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+) -> Result<Option<String>, Step> {
     if !has_intent(claim) {
-        return Step::Done;
+        return Ok(None);
     }
     match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
-        Ok(patched) => {
-            if let Some((applied_to, after)) = patched {
-                ctx.claim_versions.wrote_over(claim, &applied_to, &after);
-            }
-            Step::Done
+        Ok(patched) => Ok(patched.map(|(applied_to, after)| {
+            ctx.claim_versions.wrote_over(claim, &applied_to, &after);
+            after
+        })),
+        Err(e) => Err(Step::Retry(format!("releasing provisioning intent: {e}"))),
+    }
+}
+
+/// A volume was made but its PV must not be saved, and trying again would
+/// only repeat that (`why`: the API server refused the PV as invalid, or
+/// the volume does not fit the claim): delete the backend volume once,
+/// say why in a Warning event, release the intent and give up on the claim
+/// until it changes.
+async fn refuse<P: Provisioner>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+    pv: &PersistentVolume,
+    why: String,
+) -> Step {
+    let pv_name = pv.name_any();
+    let claim_ref = claim.object_ref(&());
+    match ctx.provisioner.delete(pv).await {
+        Ok(()) | Err(crate::provisioner::DeleteError::Ignored(_)) => {}
+        Err(crate::provisioner::DeleteError::InProgress(msg)) => {
+            tracing::info!(%msg, "deleting the refused volume is in progress");
+            return Step::Poll;
         }
-        Err(e) => Step::Retry(format!("releasing provisioning intent: {e}")),
+        Err(e) => {
+            let msg = format!(
+                "{why}; deleting its backend volume {pv_name} failed too ({e}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
+                a::PROVISIONING_FINALIZER
+            );
+            ctx.events
+                .publish_for(
+                    &claim_ref,
+                    Reason::ProvisioningCleanupFailed,
+                    EventAction::SavePersistentVolume,
+                    msg.clone(),
+                )
+                .await;
+            return Step::Retry(msg);
+        }
+    }
+    let msg = format!(
+        "{why}; deleted the backend volume {pv_name}; not retried until the claim changes: fix the provisioner or the StorageClass, then edit the claim or restart the provisioner"
+    );
+    ctx.events
+        .publish_for(
+            &claim_ref,
+            Reason::ProvisioningFailed,
+            EventAction::SavePersistentVolume,
+            msg.clone(),
+        )
+        .await;
+    match release_version(ctx, api, claim).await {
+        Ok(at) => Step::Final { msg, at },
+        Err(step) => step,
     }
 }
 
@@ -624,7 +694,39 @@ async fn provision<P: Provisioner>(
     };
 
     let pv = build_pv(pv_name, &claim, class, provisioned, ctx.opts.add_finalizer);
+    if super::pv::drops_class_mount_options(&pv, class) {
+        ctx.events
+            .publish(
+                &claim_ref,
+                Reason::MountOptionsIgnored,
+                format!(
+                    "StorageClass \"{class_name}\" has mountOptions, but the volumes of {} cannot be mounted with options (the kubelet refuses them for this volume type); PV {pv_name} is made without them: remove mountOptions from the class",
+                    ctx.opts.provisioner_name
+                ),
+            )
+            .await;
+    }
+    if let Some(misfit) = super::pv::misfit(&pv, &claim) {
+        ctx.metrics
+            .provision_failed_total
+            .get_or_create(&label)
+            .inc();
+        let why = format!(
+            "the volume {} made for claim {key} does not fit it ({misfit}), so the PV controller would never bind it",
+            ctx.opts.provisioner_name
+        );
+        return refuse(ctx, api, &claim, &pv, why).await;
+    }
     match save_pv(ctx, &pv, &claim).await {
+        Err(SaveError::Invalid(status)) => {
+            ctx.metrics
+                .provision_failed_total
+                .get_or_create(&label)
+                .inc();
+            let why =
+                format!("the API server refused PersistentVolume {pv_name} as invalid: {status}");
+            refuse(ctx, api, &claim, &pv, why).await
+        }
         Ok(saved) => {
             ctx.saved_pvs.saved(saved);
             ctx.metrics.provision_total.get_or_create(&label).inc();
@@ -642,7 +744,7 @@ async fn provision<P: Provisioner>(
             tracing::info!(pv = pv_name, "provisioned");
             release(ctx, api, &claim).await
         }
-        Err(save_err) => {
+        Err(SaveError::Failed(save_err)) => {
             ctx.metrics
                 .provision_failed_total
                 .get_or_create(&label)
@@ -682,14 +784,24 @@ async fn provision<P: Provisioner>(
     }
 }
 
+/// Why [`save_pv`] did not save the PV.
+#[derive(Debug)]
+enum SaveError {
+    /// 422: the API server's validation refused the PV (the message names
+    /// the fields). The same PV is refused every time: not retried.
+    Invalid(String),
+    /// Anything else, after the retries.
+    Failed(String),
+}
+
 /// Create `pv`, retrying with backoff; returns the PV as stored. A 409 whose
 /// existing PV belongs to the same claim (UID) is success; one that belongs
-/// to another claim is not.
+/// to another claim is not. A 422 is returned at once.
 async fn save_pv<P>(
     ctx: &Ctx<P>,
     pv: &PersistentVolume,
     claim: &PersistentVolumeClaim,
-) -> Result<PersistentVolume, String> {
+) -> Result<PersistentVolume, SaveError> {
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let name = pv.name_any();
     let mut delay = ctx.opts.pv_save_retry_interval;
@@ -701,13 +813,16 @@ async fn save_pv<P>(
             Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
                 Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(existing),
                 Ok(Some(_)) => {
-                    return Err(format!(
+                    return Err(SaveError::Failed(format!(
                         "PersistentVolume {name} already exists and is bound to another claim; delete it or override the PV name"
-                    ))
+                    )))
                 }
                 Ok(None) => last = format!("create {name}: conflict, then not found"),
                 Err(e) => last = format!("reading existing {name}: {e}"),
             },
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                return Err(SaveError::Invalid(status.message))
+            }
             Err(e) => last = format!("create {name}: {e}"),
         }
         tracing::warn!(attempt, error = %last, "saving PV failed");
@@ -716,7 +831,7 @@ async fn save_pv<P>(
             delay = (delay * 2).min(ctx.opts.retry_interval_max);
         }
     }
-    Err(last)
+    Err(SaveError::Failed(last))
 }
 
 async fn cleanup_deleted<P: Provisioner>(

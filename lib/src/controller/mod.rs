@@ -28,6 +28,14 @@
 //!   then `delete` is called on the backend volume (event
 //!   `ProvisioningFailed`, or `ProvisioningCleanupFailed` if that fails too);
 //!   the finalizer stays, so the claim is tried again later.
+//! - The PV must not be saved, and a retry would repeat that: the API
+//!   server refused it as invalid (422; the event quotes its field errors),
+//!   or the volume does not fit the claim ([`pv::misfit`]: the PV
+//!   controller would never bind it). `delete` is called once, the intent
+//!   is released, and the claim is not tried again until it changes.
+//! - The claim is deleted between the read and the intent patch: the API
+//!   server refuses a new finalizer on an object being deleted (422); that
+//!   is "the claim is going", not an error: nothing was started.
 //! - The claim is deleted before its PV is saved: the finalizer keeps it
 //!   alive (`deletionTimestamp` set). The controller first re-reads the PV
 //!   from the API (not the cache): if it was saved, the intent is simply
@@ -308,6 +316,16 @@ pub(crate) enum Step {
     Retry(String),
     /// Infeasible: retry slowly.
     Slow(String),
+    /// Failed in a way a retry repeats (the API server refused the object
+    /// as invalid, the volume does not fit the claim): no retry until the
+    /// object changes. `at` is the resourceVersion to give up at when the
+    /// reconcile itself wrote a newer version than the one it started from.
+    Final {
+        /// For the logs.
+        msg: String,
+        /// The version our own last write made, if any.
+        at: Option<String>,
+    },
 }
 
 /// The provisioning controller. Build it with [`ProvisionController::new`]
@@ -538,15 +556,28 @@ fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
     serde_json::from_value(serde_json::Value::Array(ops)).expect("JSON patch ops are valid")
 }
 
-/// Add finalizer `f` to `obj` with a guarded JSON patch; returns the patched
-/// object and the resourceVersion of the object the guard was built from
-/// (`obj`, or a re-read copy). No-op if present. If the object changed
-/// since it was read (the guard fails), it is re-read and the patch retried.
+/// What [`add_finalizer`] did.
+#[derive(Debug)]
+pub(crate) enum Added<K> {
+    /// The finalizer is on the object: the patched object and the
+    /// resourceVersion of the object the guard was built from.
+    Added(K, String),
+    /// The object is being deleted (or is gone): the API server refuses new
+    /// finalizers on it (422 `no new finalizers can be added if the object
+    /// is being deleted`), so nothing was added.
+    Deleting,
+}
+
+/// Add finalizer `f` to `obj` with a guarded JSON patch. No-op if present.
+/// If the object changed since it was read (the guard fails), it is re-read
+/// and the patch retried; if it is being deleted, the answer is
+/// [`Added::Deleting`], not an error: the real API server answers 422 to a
+/// new finalizer on such an object, and retrying cannot change that.
 pub(crate) async fn add_finalizer<K>(
     api: &Api<K>,
     obj: &K,
     f: &str,
-) -> Result<(K, String), kube::Error>
+) -> Result<Added<K>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug,
 {
@@ -556,18 +587,27 @@ where
     for _ in 0..5 {
         let applied_to = current.meta().resource_version.clone().unwrap_or_default();
         if current.finalizers().iter().any(|x| x == f) {
-            return Ok((current, applied_to));
+            return Ok(Added::Added(current, applied_to));
+        }
+        if current.meta().deletion_timestamp.is_some() {
+            return Ok(Added::Deleting);
         }
         let patch = add_finalizer_patch(current.meta().finalizers.as_deref(), &applied_to, f);
         match api
             .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
         {
-            Ok(o) => return Ok((o, applied_to)),
+            Ok(o) => return Ok(Added::Added(o, applied_to)),
+            Err(e) if is_status(&e, 404) => return Ok(Added::Deleting),
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
+                // A failed guard, or (422) a deletion that began after the
+                // read: the re-read tells which.
                 tracing::debug!(error = %e, "object changed since read; re-reading");
                 last = Some(e);
-                current = api.get(&name).await?;
+                match api.get_opt(&name).await? {
+                    Some(o) => current = o,
+                    None => return Ok(Added::Deleting),
+                }
             }
             Err(e) => return Err(e),
         }
@@ -646,6 +686,11 @@ pub(crate) fn finish(
         Step::Slow(msg) => {
             tracing::info!(%msg, "infeasible, retrying slowly");
             (Action::requeue(backoffs.infeasible(key)), None)
+        }
+        Step::Final { msg, at } => {
+            tracing::warn!(%msg, "failed; not retried until the object changes");
+            backoffs.give_up(key, at.as_deref().unwrap_or(rv));
+            (Action::await_change(), None)
         }
         Step::Retry(msg) => match backoffs.failure(key, rv) {
             Retry::After(d) => {

@@ -86,6 +86,10 @@ pub enum Skip {
     NotReleased,
     /// The provisioner's `should_delete` declined.
     Guard,
+    /// Being deleted (a `deletionTimestamp`) without our finalizer: we
+    /// deleted it already, and `kubernetes.io/pv-protection` (or another
+    /// finalizer) holds it a little longer; not deleted a second time.
+    Deleting,
 }
 
 /// What to do with a PV.
@@ -125,6 +129,11 @@ pub fn decide(
         } else {
             D::Skip(Skip::NotDeletePolicy)
         };
+    }
+    if pv.metadata.deletion_timestamp.is_some() && !has_finalizer(pv) {
+        // Like the Go library: a PV being deleted is not deleted again;
+        // with our finalizer on it, the deletion is ours to finish.
+        return D::Skip(Skip::Deleting);
     }
     if phase(pv) == Some("Released") {
         return if guard(pv) {
@@ -180,7 +189,6 @@ async fn reconcile_inner<P: Provisioner>(
         VolumeDecision::AddFinalizer => {
             match super::add_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
                 Ok(_) => Step::Done,
-                Err(e) if is_status(&e, 404) => Step::Done,
                 Err(e) => Step::Retry(format!("adding finalizer: {e}")),
             }
         }
@@ -264,12 +272,15 @@ async fn delete<P: Provisioner>(
         }
     }
     tracing::info!("backend volume deleted");
-    match api.delete(&name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(e) if is_status(&e, 404) => {}
-        Err(e) => {
-            ctx.metrics.delete_failed_total.get_or_create(&label).inc();
-            return Step::Retry(format!("deleting PersistentVolume {name}: {e}"));
+    // Already being deleted (our finalizer held it): only the finalizer is left.
+    if pv.metadata.deletion_timestamp.is_none() {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => {
+                ctx.metrics.delete_failed_total.get_or_create(&label).inc();
+                return Step::Retry(format!("deleting PersistentVolume {name}: {e}"));
+            }
         }
     }
     if has_finalizer(pv) {
@@ -337,7 +348,24 @@ mod tests {
             .build();
         assert_eq!(d(&v), VolumeDecision::Skip(Skip::NotDeletePolicy));
         let v = pv("v").provisioned_by(P).phase("Bound").deleting().build();
-        assert_eq!(d(&v), VolumeDecision::Skip(Skip::NotReleased));
+        assert_eq!(d(&v), VolumeDecision::Skip(Skip::Deleting));
+    }
+
+    #[test]
+    fn a_released_pv_being_deleted_is_not_deleted_again() {
+        // pv-protection holds the PV we deleted: it comes back Released
+        // with a deletionTimestamp.
+        let held = pv("v")
+            .provisioned_by(P)
+            .phase("Released")
+            .deleting()
+            .finalizer("kubernetes.io/pv-protection")
+            .build();
+        assert_eq!(d(&held), VolumeDecision::Skip(Skip::Deleting));
+        assert_eq!(
+            decide(&scope(), &held, true, |_| true),
+            VolumeDecision::Skip(Skip::Deleting)
+        );
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub struct Knobs {
     pub delete_fail: Option<String>,
     pub gate: Option<Gate>,
     pub block: bool,
+    /// Per claim name: what `provision` answers instead of its usual
+    /// hostPath volume (after making the backend volume as usual).
+    pub answers: HashMap<String, Provisioned>,
+    /// One-shot: the next `should_provision` sends on the first channel and
+    /// blocks until the second one receives (a test acts in between).
+    pub hold_qualifier: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
 }
 
 /// The in-memory provisioner: a map of backend volumes, shared across
@@ -148,6 +154,10 @@ impl Provisioner for Mem {
                 return Err(ProvisionError::InProgress("still creating".into()));
             }
         }
+        let claim_name = o.claim.metadata.name.clone().unwrap_or_default();
+        if let Some(answer) = self.knobs().answers.get(&claim_name) {
+            return Ok(answer.clone());
+        }
         let mut spec = PersistentVolumeSpec {
             host_path: Some(HostPathVolumeSource {
                 path: format!("/mem/{}", o.pv_name),
@@ -184,6 +194,15 @@ impl Provisioner for Mem {
 
     fn supports_block(&self) -> bool {
         self.knobs().block
+    }
+
+    fn should_provision(&self, _: &PersistentVolumeClaim, _: &StorageClass) -> bool {
+        let hold = self.knobs().hold_qualifier.take();
+        if let Some((entered, release)) = hold {
+            let _ = entered.send(());
+            let _ = release.recv();
+        }
+        true
     }
 }
 

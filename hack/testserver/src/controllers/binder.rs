@@ -1,6 +1,8 @@
 //! A simplified PersistentVolume controller (kube-controller-manager's
 //! binder): phases, pre-bound volumes, matching claims to Available volumes,
-//! Released volumes, Lost claims and the storage-provisioner annotations.
+//! Released volumes, Lost claims and the storage-provisioner annotations;
+//! and the pv-protection and pvc-protection controllers, which release the
+//! protection finalizers of deleted volumes and claims no longer in use.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,8 +32,13 @@ pub async fn run(store: Arc<Store>) {
         id("", "persistentvolumeclaims"),
         id("storage.k8s.io", "storageclasses"),
         id("", "nodes"),
+        id("", "pods"),
     ];
-    super::run_loop(store, res, pass).await
+    super::run_loop(store, res, |st| {
+        pass(st);
+        protection(st);
+    })
+    .await
 }
 
 /// `v` at the JSON pointer `p`, which must have no `~` escapes (none of the
@@ -204,6 +211,37 @@ fn bind(store: &Store, pv: &Value, claim: &Value, by_controller_pv: bool) {
     });
 }
 
+/// Whether a volume pre-bound to `claim` can be bound to it: the checks
+/// `FindMatchingVolume` (component-helpers) makes before it accepts a
+/// pre-bound volume (capacity, volume mode, not being deleted), plus the
+/// access-mode index its volumes come from (the volume's modes include all
+/// of the claim's). Class, phase and selector are not checked for
+/// pre-bound volumes, as in the real binder.
+pub fn prebound_fits(pv: &Value, claim: &Value) -> bool {
+    let want = quantity::parse(s(claim, "/spec/resources/requests/storage")).unwrap_or(0.0);
+    let have = quantity::parse(s(pv, "/spec/capacity/storage")).unwrap_or(0.0);
+    have >= want && !deleting(pv) && modes_fit(pv, claim)
+}
+
+fn modes_fit(pv: &Value, claim: &Value) -> bool {
+    let modes = |v: &Value| -> Vec<String> {
+        at(v, "/spec/accessModes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pv_modes = modes(pv);
+    let vm = |v: &Value| match s(v, "/spec/volumeMode") {
+        "" => "Filesystem".to_string(),
+        m => m.to_string(),
+    };
+    modes(claim).iter().all(|m| pv_modes.contains(m)) && vm(pv) == vm(claim)
+}
+
 fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if s(pv, "/status/phase") != "Available"
         || at(pv, "/spec/claimRef").is_some_and(|c| !c.is_null())
@@ -219,25 +257,7 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     if have < want {
         return false;
     }
-    let modes = |v: &Value| -> Vec<String> {
-        at(v, "/spec/accessModes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let pv_modes = modes(pv);
-    if !modes(claim).iter().all(|m| pv_modes.contains(m)) {
-        return false;
-    }
-    let vm = |v: &Value| match s(v, "/spec/volumeMode") {
-        "" => "Filesystem".to_string(),
-        m => m.to_string(),
-    };
-    if vm(pv) != vm(claim) {
+    if !modes_fit(pv, claim) {
         return false;
     }
     if let Some(sel) = at(claim, "/spec/selector").filter(|v| !v.is_null()) {
@@ -279,10 +299,24 @@ pub fn pass(store: &Store) {
 
     // Volumes: phases and pre-bound volumes.
     for pv in list(store, "", "persistentvolumes") {
+        let phase = s(&pv, "/status/phase");
         if deleting(&pv) {
+            // Held by a finalizer (pv-protection): like the real PV
+            // controller, a deleted PV whose claim is gone is still
+            // Released (which lets pv-protection release it).
+            let cr_uid = s(&pv, "/spec/claimRef/uid");
+            let (ns, name) = (
+                s(&pv, "/spec/claimRef/namespace"),
+                s(&pv, "/spec/claimRef/name"),
+            );
+            let live = store
+                .get(pvc_r, ns, name)
+                .is_some_and(|c| meta_str(&c, "uid") == Some(cr_uid));
+            if !cr_uid.is_empty() && !live && phase == "Bound" {
+                set_pv_phase(store, &pv, "Released");
+            }
             continue;
         }
-        let phase = s(&pv, "/status/phase");
         match at(&pv, "/spec/claimRef").filter(|c| !c.is_null()) {
             Some(cr) => {
                 let key = (s(cr, "/namespace").to_string(), s(cr, "/name").to_string());
@@ -298,7 +332,10 @@ pub fn pass(store: &Store) {
                             && phase == "Bound"
                             && !cr_uid.is_empty()
                             && vol == pv_name;
-                        if (vol.is_empty() || vol == pv_name) && !settled {
+                        // Like FindMatchingVolume, a volume pre-bound to an
+                        // unbound claim must still fit it, or it is never bound.
+                        let fits = vol == pv_name || prebound_fits(&pv, c);
+                        if (vol.is_empty() || vol == pv_name) && !settled && fits {
                             bind(store, &pv, c, false);
                         }
                     }
@@ -412,6 +449,71 @@ pub fn pass(store: &Store) {
                     Ok(n)
                 });
             }
+        }
+    }
+}
+
+/// Removes `finalizer` from object `name` of `res` (if present).
+fn drop_finalizer(
+    store: &Store,
+    res: crate::registry::ResId,
+    ns: &str,
+    name: &str,
+    finalizer: &str,
+) {
+    let _ = store.mutate(res, ns, name, |cur| {
+        let mut n = cur.clone();
+        if let Some(list) = n
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        {
+            list.retain(|f| f != finalizer);
+        }
+        Ok(n)
+    });
+}
+
+/// The pvc-protection and pv-protection controllers: a deleted claim loses
+/// [`PVC_PROTECTION`] once no pod that has not finished uses it; a deleted
+/// PV loses [`PV_PROTECTION`] once it is not `Bound`.
+pub fn protection(store: &Store) {
+    use crate::admission::{PVC_PROTECTION, PV_PROTECTION};
+    let has = |v: &Value, f: &str| {
+        at(v, "/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|x| x == f))
+    };
+    let pods = list(store, "", "pods");
+    for claim in list(store, "", "persistentvolumeclaims") {
+        if !deleting(&claim) || !has(&claim, PVC_PROTECTION) {
+            continue;
+        }
+        let ns = meta_str(&claim, "namespace").unwrap_or("");
+        let name = meta_str(&claim, "name").unwrap_or("");
+        let in_use = pods.iter().any(|p| {
+            meta_str(p, "namespace") == Some(ns)
+                && !matches!(s(p, "/status/phase"), "Succeeded" | "Failed")
+                && at(p, "/spec/volumes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|vs| {
+                        vs.iter()
+                            .any(|v| s(v, "/persistentVolumeClaim/claimName") == name)
+                    })
+        });
+        if !in_use {
+            drop_finalizer(
+                store,
+                id("", "persistentvolumeclaims"),
+                ns,
+                name,
+                PVC_PROTECTION,
+            );
+        }
+    }
+    for pv in list(store, "", "persistentvolumes") {
+        if deleting(&pv) && has(&pv, PV_PROTECTION) && s(&pv, "/status/phase") != "Bound" {
+            let name = meta_str(&pv, "name").unwrap_or("");
+            drop_finalizer(store, id("", "persistentvolumes"), "", name, PV_PROTECTION);
         }
     }
 }

@@ -3,7 +3,6 @@
 //! their writes produce watch events but are not counted in stats.
 
 pub mod binder;
-pub mod protection;
 pub mod quantity;
 pub mod scheduler;
 
