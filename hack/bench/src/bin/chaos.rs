@@ -296,13 +296,19 @@ async fn run(
             println!("  {client}: {n}, {w}");
         }
         println!(
-            "observer watch re-lists: {}; backend deletes the auditor could not judge (API unreachable 30 s): {}; provisioner requests denied by RBAC: {}",
+            "observer (watches): {} PVs created for {} claims seen, {} re-lists; backend deletes the auditor could not judge (API unreachable 30 s): {}; provisioner requests denied by RBAC: {} (and {} while a restarted apiserver was starting)",
+            seen.pvs_created.values().map(Vec::len).sum::<usize>(),
+            seen.claim_names.len(),
             seen.relists,
             snap.unaudited,
-            requests.denied.len()
+            requests.denied.len(),
+            requests.denied_starting.len()
         );
         for d in requests.denied.iter().take(20) {
             println!("  denied: {d}");
+        }
+        for d in requests.denied_starting.iter().take(20) {
+            println!("  denied while the apiserver was starting: {d}");
         }
     }
     println!(

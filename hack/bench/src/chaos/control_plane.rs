@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube_testserver::{Config, Faults, TestServer};
 use serde_json::Value;
@@ -49,6 +50,9 @@ pub struct Real {
     /// Kept (not removed) when the run fails, for its logs.
     work: Option<tempfile::TempDir>,
     admin: Client,
+    /// When each `hack/cluster.sh restart` ran (from before it stopped the
+    /// apiserver until the new one answered /readyz).
+    restarts: Vec<(Timestamp, Timestamp)>,
 }
 
 /// API requests of a run.
@@ -63,6 +67,11 @@ pub struct Requests {
     pub by_client: BTreeMap<String, (u64, u64)>,
     /// Real cluster: requests of `user` the RBAC authorizer answered 403.
     pub denied: Vec<String>,
+    /// Real cluster: the 403s to `user` answered while a restarted
+    /// kube-apiserver was starting (before /readyz): its RBAC authorizer
+    /// serves before its informers have the cluster's bindings, so they
+    /// say nothing about the manifests.
+    pub denied_starting: Vec<String>,
 }
 
 /// Runs `hack/cluster.sh ARGS`; its stdout, or an error with its output.
@@ -187,6 +196,7 @@ impl ControlPlane {
                     dir,
                     work: Some(work),
                     admin,
+                    restarts: Vec::new(),
                 }))
             }
         }
@@ -336,8 +346,9 @@ impl ControlPlane {
                 Ok(format!("test server restarted after {down:.1?} down"))
             }
             ControlPlane::Real(r) => {
-                let t = Instant::now();
+                let (t, from) = (Instant::now(), Timestamp::now());
                 cluster_sh_async(vec!["restart".into(), r.dir.display().to_string()]).await?;
+                r.restarts.push((from, Timestamp::now()));
                 Ok(format!(
                     "kube-apiserver restarted (hack/cluster.sh restart took {:.1?})",
                     t.elapsed()
@@ -361,7 +372,7 @@ impl ControlPlane {
                     ..Requests::default()
                 }
             }
-            ControlPlane::Real(r) => audit_requests(&r.dir.join("audit.log"), user),
+            ControlPlane::Real(r) => audit_requests(&r.dir.join("audit.log"), user, &r.restarts),
         }
     }
 
@@ -387,8 +398,13 @@ impl Drop for Real {
 
 /// Counts the requests in the audit log at `path` (one per audit ID; a
 /// watch logs a ResponseStarted and a ResponseComplete stage), by client,
-/// and lists the ones answered 403 to `user`.
-pub fn audit_requests(path: &Path, user: Option<&str>) -> Requests {
+/// and lists the ones answered 403 to `user`, apart from those answered
+/// during one of the `restarts` windows.
+pub fn audit_requests(
+    path: &Path,
+    user: Option<&str>,
+    restarts: &[(Timestamp, Timestamp)],
+) -> Requests {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut seen = BTreeSet::new();
     let mut r = Requests::default();
@@ -423,13 +439,20 @@ pub fn audit_requests(path: &Path, user: Option<&str>) -> Requests {
         if Some(name) == user
             && e.pointer("/responseStatus/code").and_then(Value::as_u64) == Some(403)
         {
-            r.denied.push(format!(
-                "{} {} {}/{}",
+            let what = format!(
+                "{} {} {}/{} at {}",
                 g("/verb"),
                 g("/objectRef/resource"),
                 g("/objectRef/namespace"),
-                g("/objectRef/name")
-            ));
+                g("/objectRef/name"),
+                g("/stageTimestamp")
+            );
+            let at = g("/stageTimestamp").parse::<Timestamp>().ok();
+            if at.is_some_and(|at| restarts.iter().any(|(a, b)| (*a..=*b).contains(&at))) {
+                r.denied_starting.push(what);
+            } else {
+                r.denied.push(what);
+            }
         }
     }
     r
@@ -444,9 +467,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
         let line = |id: &str, stage: &str, user: &str, agent: &str, verb: &str, code: u64| {
+            let at = if id == "4" {
+                "2026-01-01T00:00:05Z"
+            } else {
+                "2026-01-01T00:01:00Z"
+            };
             serde_json::json!({"auditID": id, "stage": stage, "user": {"username": user}, "userAgent": agent,
                 "verb": verb, "objectRef": {"resource": "persistentvolumes", "name": "pv"},
-                "responseStatus": {"code": code}})
+                "responseStatus": {"code": code}, "stageTimestamp": at})
             .to_string()
         };
         let sa = "system:serviceaccount:x:y";
@@ -462,16 +490,25 @@ mod tests {
                 "patch",
                 200,
             ),
+            line("4", "ResponseComplete", sa, "hostpath", "get", 403),
         ]
         .join("\n");
         std::fs::write(&log, text).unwrap();
-        let r = audit_requests(&log, Some(sa));
-        assert_eq!((r.total, r.writes), (3, 2));
-        assert_eq!(r.by_client[sa], (2, 1));
+        let restart = (
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            "2026-01-01T00:00:10Z".parse().unwrap(),
+        );
+        let r = audit_requests(&log, Some(sa), &[restart]);
+        assert_eq!((r.total, r.writes), (4, 2));
+        assert_eq!(r.by_client[sa], (3, 1));
         assert_eq!(
             r.by_client["cluster-admin (kube-controller-manager)"],
             (1, 1)
         );
-        assert_eq!(r.denied, vec!["create persistentvolumes /pv".to_string()]);
+        assert_eq!(
+            r.denied,
+            vec!["create persistentvolumes /pv at 2026-01-01T00:01:00Z".to_string()]
+        );
+        assert_eq!(r.denied_starting.len(), 1, "{r:?}");
     }
 }
