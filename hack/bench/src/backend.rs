@@ -5,9 +5,9 @@
 //! (it stands for the one storage system they all talk to). `provision` is
 //! idempotent per PV name and `delete` of a missing volume succeeds, as the
 //! library's contract asks. With an [`Auditor`] attached, every `delete` is
-//! checked against the API server's state at the moment it happens, so data
-//! deleted for a `Retain` or still-bound volume is caught when it happens,
-//! not inferred afterwards.
+//! checked against the API server's state at the moment it happens (the test
+//! server's store, or a real cluster's API), so data deleted for a `Retain`
+//! or still-bound volume is caught when it happens, not inferred afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,47 +18,128 @@ use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
     Provisioner,
 };
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolumeSpec};
+use k8s_openapi::api::core::v1::{
+    HostPathVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec,
+};
+use kube::{Api, Client};
 use kube_testserver::registry::id;
 use kube_testserver::Store;
+use serde_json::Value;
 
-/// Judges a backend `delete` against the live API state (read straight from
-/// the test server's store: no HTTP, no injected faults).
-pub struct Auditor {
-    store: Arc<Store>,
+/// Judges a backend `delete` against the live API state.
+pub enum Auditor {
+    /// Reads the test server's store directly: no HTTP, no injected faults,
+    /// and no await between the check and the delete.
+    Store(Arc<Store>),
+    /// Reads a real cluster through the API (GET of the PV, then of its
+    /// claim), retrying for up to 30 s while the apiserver is away.
+    Api(Client),
+}
+
+/// Why deleting the backend volume of PV `name` (JSON `pv`, whose claim, by
+/// its `claimRef` namespace/name, is `claim`) destroys data that must be
+/// kept, if it does: the PV is `Retain`, or its claim still exists with the
+/// same UID and is not being deleted.
+fn forbidden(name: &str, pv: &Value, claim: Option<&Value>) -> Option<String> {
+    let s = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let policy = pv
+        .pointer("/spec/persistentVolumeReclaimPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Delete");
+    if policy == "Retain" {
+        return Some(format!("PV {name} has reclaim policy Retain"));
+    }
+    let (ns, claim_name, uid) = (
+        s(pv, "/spec/claimRef/namespace"),
+        s(pv, "/spec/claimRef/name"),
+        s(pv, "/spec/claimRef/uid"),
+    );
+    let live = claim?;
+    let same = s(live, "/metadata/uid") == uid;
+    let terminating = live.pointer("/metadata/deletionTimestamp").is_some();
+    (same && !terminating)
+        .then(|| format!("PV {name} is still bound to live claim {ns}/{claim_name}"))
+}
+
+/// What an audit found: nothing wrong, a forbidden delete, or no verdict
+/// (the API could not be read).
+enum Verdict {
+    Allowed,
+    Forbidden(String),
+    Unknown,
 }
 
 impl Auditor {
     /// An auditor reading `store`.
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Auditor::Store(store)
     }
 
-    /// Why deleting the backend volume of PV `name` now destroys data that
-    /// must be kept, if it does: the PV still exists and is `Retain`, or its
-    /// claim still exists (same UID) and is not being deleted.
-    fn forbidden_delete(&self, name: &str) -> Option<String> {
-        let pv = self.store.get(id("", "persistentvolumes"), "", name)?;
-        let policy = pv
-            .pointer("/spec/persistentVolumeReclaimPolicy")
-            .and_then(|v| v.as_str())
-            .unwrap_or("Delete");
-        if policy == "Retain" {
-            return Some(format!("PV {name} has reclaim policy Retain"));
+    /// The verdict on deleting the backend volume of PV `name` now.
+    async fn judge(&self, name: &str) -> Verdict {
+        let (pv, claim) = match self {
+            Auditor::Store(store) => {
+                let Some(pv) = store.get(id("", "persistentvolumes"), "", name) else {
+                    return Verdict::Allowed;
+                };
+                let s = |p: &str| pv.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                let claim = store.get(
+                    id("", "persistentvolumeclaims"),
+                    s("/spec/claimRef/namespace"),
+                    s("/spec/claimRef/name"),
+                );
+                ((*pv).clone(), claim.map(|c| (*c).clone()))
+            }
+            Auditor::Api(client) => match read_api(client, name).await {
+                Some(Some(found)) => found,
+                Some(None) => return Verdict::Allowed,
+                None => return Verdict::Unknown,
+            },
+        };
+        match forbidden(name, &pv, claim.as_ref()) {
+            Some(why) => Verdict::Forbidden(why),
+            None => Verdict::Allowed,
         }
-        let s = |p: &str| pv.pointer(p).and_then(|v| v.as_str()).unwrap_or_default();
-        let (ns, claim, uid) = (
-            s("/spec/claimRef/namespace"),
-            s("/spec/claimRef/name"),
-            s("/spec/claimRef/uid"),
-        );
-        let live = self
-            .store
-            .get(id("", "persistentvolumeclaims"), ns, claim)?;
-        let same = live.pointer("/metadata/uid").and_then(|v| v.as_str()) == Some(uid);
-        let terminating = live.pointer("/metadata/deletionTimestamp").is_some();
-        (same && !terminating)
-            .then(|| format!("PV {name} is still bound to live claim {ns}/{claim}"))
+    }
+}
+
+/// PV `name` and its claim through the API: `Some(None)` if the PV is gone,
+/// `None` if the API did not answer within 30 s.
+async fn read_api(client: &Client, name: &str) -> Option<Option<(Value, Option<Value>)>> {
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    loop {
+        let attempt = async {
+            let Some(pv) = pvs.get_opt(name).await? else {
+                return Ok::<_, kube::Error>(None);
+            };
+            let claim = match &pv.spec.as_ref().and_then(|s| s.claim_ref.clone()) {
+                Some(r) => {
+                    let claims: Api<PersistentVolumeClaim> =
+                        Api::namespaced(client.clone(), r.namespace.as_deref().unwrap_or_default());
+                    claims
+                        .get_opt(r.name.as_deref().unwrap_or_default())
+                        .await?
+                }
+                None => None,
+            };
+            Ok(Some((
+                serde_json::to_value(&pv).expect("PV serializes"),
+                claim.map(|c| serde_json::to_value(&c).expect("claim serializes")),
+            )))
+        };
+        match attempt.await {
+            Ok(found) => return Some(found),
+            Err(_) if tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(_) => return None,
+        }
     }
 }
 
@@ -70,6 +151,7 @@ struct State {
     created: BTreeMap<String, u32>,
     deletes: u64,
     violations: Vec<String>,
+    unaudited: u64,
 }
 
 /// The in-memory backend; clone the `Arc` to share it between replicas.
@@ -127,6 +209,8 @@ pub struct Snapshot {
     pub deletes: u64,
     /// Forbidden deletes seen by the auditor.
     pub violations: Vec<String>,
+    /// Deletes the auditor could not judge (the API did not answer).
+    pub unaudited: u64,
 }
 
 impl MemBackend {
@@ -135,11 +219,11 @@ impl MemBackend {
         Arc::new(Self::default())
     }
 
-    /// A backend that audits every delete against `store`, and whose
+    /// A backend that audits every delete with `auditor`, and whose
     /// `provision` takes `delay` after making the volume (chaos).
-    pub fn audited(store: Arc<Store>, delay: Duration) -> Arc<Self> {
+    pub fn audited(auditor: Auditor, delay: Duration) -> Arc<Self> {
         Arc::new(Self {
-            auditor: Some(Auditor::new(store)),
+            auditor: Some(auditor),
             delay,
             ..Self::default()
         })
@@ -182,6 +266,7 @@ impl MemBackend {
                 .collect(),
             deletes: st.deletes,
             violations: st.violations.clone(),
+            unaudited: st.unaudited,
         }
     }
 }
@@ -211,17 +296,45 @@ impl Provisioner for MemBackend {
 
     async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
         let name = pv.metadata.name.clone().unwrap_or_default();
-        let verdict = self
-            .auditor
-            .as_ref()
-            .and_then(|a| a.forbidden_delete(&name));
+        let verdict = match &self.auditor {
+            Some(a) => a.judge(&name).await,
+            None => Verdict::Allowed,
+        };
         let mut st = self.lock();
-        if let Some(why) = verdict {
-            st.violations.push(why);
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Forbidden(why) => st.violations.push(why),
+            Verdict::Unknown => st.unaudited += 1,
         }
         if st.volumes.remove(&name) {
             st.deletes += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn forbidden_deletes_are_retain_and_live_claims() {
+        let pv = |policy: &str| {
+            json!({"spec": {"persistentVolumeReclaimPolicy": policy,
+                "claimRef": {"namespace": "default", "name": "c", "uid": "u1"}}})
+        };
+        let claim = |uid: &str, deleting: bool| {
+            let mut c = json!({"metadata": {"uid": uid}});
+            if deleting {
+                c["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
+            c
+        };
+        assert!(forbidden("p", &pv("Retain"), None).is_some());
+        assert!(forbidden("p", &pv("Delete"), Some(&claim("u1", false))).is_some());
+        assert!(forbidden("p", &pv("Delete"), Some(&claim("u1", true))).is_none());
+        assert!(forbidden("p", &pv("Delete"), Some(&claim("u2", false))).is_none());
+        assert!(forbidden("p", &pv("Delete"), None).is_none());
     }
 }

@@ -10,7 +10,10 @@
 //!   claims come and go under injected API errors, latency, dropped watches, a
 //!   server restart and leader kills, then checks the invariants a user relies
 //!   on (nothing leaked, nothing provisioned twice, no data deleted that
-//!   should have been kept, no claim left Pending without a reason).
+//!   should have been kept, no claim left Pending without a reason); with
+//!   `--cluster real` the same plan, without the API faults, runs on the
+//!   real control plane of `hack/cluster.sh` (kills and a kube-apiserver
+//!   restart), checked through its API.
 //!
 //! Every number printed is measured in the run that prints it; every random
 //! choice comes from one seeded generator whose seed is printed.

@@ -2,11 +2,15 @@
 //! hostpath binary on two nodes) against kube-testserver while claims come
 //! and go under 10 % API errors, latency spikes, dropped watches, a server
 //! restart and kills; then, once settled, the invariants. Exit 0 only if
-//! every invariant holds. See hack/README.md.
+//! every invariant holds. With `--cluster real` the same plan runs on the
+//! real control plane of `hack/cluster.sh` with the kills and a
+//! kube-apiserver restart (the API faults are the test server's only). See
+//! hack/README.md.
 //!
 //! ```text
 //! cargo run -p external-storage-bench --release --bin chaos -- --quick
 //! cargo run -p external-storage-bench --release --bin chaos -- --quick --provisioner hostpath
+//! cargo run -p external-storage-bench --release --bin chaos -- --quick --cluster real
 //! cargo run -p external-storage-bench --release --bin chaos -- --seed 42   # replay
 //! ```
 
@@ -16,10 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use external_storage_bench::backend::MemBackend;
+use external_storage_bench::chaos::control_plane::{self, ControlPlane};
 use external_storage_bench::chaos::fleet::Fleet;
-use external_storage_bench::chaos::instances::Instances;
-use external_storage_bench::chaos::invariants::{self, World};
-use external_storage_bench::chaos::observer::Observer;
+use external_storage_bench::chaos::instances::{self, Instances};
+use external_storage_bench::chaos::invariants;
 use external_storage_bench::chaos::plan::{self, Action, ClaimPlan, PlanConfig};
 use external_storage_bench::chaos::replicas::Replicas;
 use external_storage_bench::hostpath;
@@ -27,7 +31,7 @@ use external_storage_bench::machine::Machine;
 use external_storage_bench::objects;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::Api;
-use kube_testserver::{Config, FaultKind, TestServer};
+use kube_testserver::FaultKind;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
@@ -59,6 +63,10 @@ struct Cli {
     /// The provisioner under test.
     #[arg(long, value_enum, default_value_t = Under::Mem)]
     provisioner: Under,
+    /// The control plane: kube-testserver (with API faults) or the real one
+    /// of `hack/cluster.sh` (kills and a kube-apiserver restart only).
+    #[arg(long, value_enum, default_value_t = control_plane::Kind::Testserver)]
+    cluster: control_plane::Kind,
 }
 
 /// Which provisioner a run tests.
@@ -88,48 +96,86 @@ async fn main() -> anyhow::Result<()> {
         restarts: 1,
     };
     println!("{}", Machine::detect().line());
+    let real = cli.cluster == control_plane::Kind::Real;
     println!(
-        "seed {seed} (replay: --seed {seed}{} --provisioner {})",
+        "seed {seed} (replay: --seed {seed}{} --provisioner {}{})",
         if quick { " --quick" } else { "" },
-        format!("{:?}", cli.provisioner).to_lowercase()
+        format!("{:?}", cli.provisioner).to_lowercase(),
+        if real { " --cluster real" } else { "" }
     );
-    println!(
-        "plan: {cfg:?}; API error rate {:.0} %",
-        cli.error_rate * 100.0
-    );
-    let steps = plan::plan(seed, &cfg);
+    let mut steps = plan::plan(seed, &cfg);
+    if real {
+        // The same plan (same seed, same claims and moments), without the
+        // faults only the test server can inject.
+        let before = steps.len();
+        steps.retain(|s| !matches!(s.action, Action::Latency(_) | Action::DropWatches));
+        println!(
+            "plan: {cfg:?}; real control plane: API errors ({:.0} %), latency spikes and watch drops are test-server only and skipped ({} steps); kills and the apiserver restart stay",
+            cli.error_rate * 100.0,
+            before - steps.len()
+        );
+    } else {
+        println!(
+            "plan: {cfg:?}; API error rate {:.0} %",
+            cli.error_rate * 100.0
+        );
+    }
 
-    let mut ts = TestServer::start_with(Config {
-        scheduler: false,
-        ..Config::default()
-    })
-    .await?;
-    let admin = ts.client().await;
+    let mut cp = ControlPlane::start(cli.cluster).await?;
+    let result = run(&cli, &cfg, steps, &mut cp, seed, begun).await;
+    if result.is_err() {
+        cp.keep_logs();
+    }
+    result
+}
+
+/// The run on a started control plane.
+async fn run(
+    cli: &Cli,
+    cfg: &PlanConfig,
+    steps: Vec<plan::Step>,
+    cp: &mut ControlPlane,
+    seed: u64,
+    begun: Instant,
+) -> anyhow::Result<()> {
+    let admin = cp.admin();
     let tmp = tempfile::tempdir()?;
-    let fleet = match cli.provisioner {
+    let (fleet, user) = match cli.provisioner {
         Under::Mem => {
-            let backend = MemBackend::audited(ts.store(), Duration::from_millis(cli.provision_ms));
-            let mut replicas = Replicas::new(ts.kubeconfig_path().to_path_buf(), backend.clone());
+            let (kubeconfig, user) = cp.provisioner_kubeconfig(None).await?;
+            let backend =
+                MemBackend::audited(cp.auditor(), Duration::from_millis(cli.provision_ms));
+            let mut replicas = Replicas::new(kubeconfig, backend.clone());
             for _ in 0..2 {
                 replicas.spawn().await?;
             }
-            Fleet::Mem {
+            let fleet = Fleet::Mem {
                 replicas: Arc::new(Mutex::new(replicas)),
                 backend,
-            }
+            };
+            (fleet, user)
         }
         Under::Hostpath => {
+            let nodes: Vec<_> = instances::NODES
+                .into_iter()
+                .zip(instances::HOSTNAMES)
+                .collect();
+            cp.nodes(&nodes).await?;
+            let (kubeconfig, user) = cp.provisioner_kubeconfig(Some("hostpath")).await?;
             let exe = hostpath::locate_or_build()?;
-            let instances = Instances::start(&exe, ts.kubeconfig_path(), tmp.path())?;
-            Fleet::Hostpath(Arc::new(Mutex::new(instances)))
+            let instances = Instances::start(&exe, &kubeconfig, tmp.path())?;
+            (Fleet::Hostpath(Arc::new(Mutex::new(instances))), user)
         }
     };
+    if let Some(u) = &user {
+        println!("the provisioner authenticates as {u}");
+    }
     let provisioner = fleet.provisioner();
     let wffc = fleet.node_for(0).is_some();
     for (name, policy) in [("chaos-delete", "Delete"), ("chaos-retain", "Retain")] {
         objects::ensure_class(&admin, &objects::class(name, provisioner, policy, wffc)).await?;
     }
-    let observer = Observer::start(ts.store());
+    let observer = cp.observer();
     fleet.wait_serving(Duration::from_secs(20)).await?;
 
     // Sample leadership overlap (two replicas running workers at once).
@@ -146,8 +192,10 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    let faults = ts.faults();
-    faults.set_error_rate(None, None, FaultKind::InternalError, cli.error_rate);
+    let faults = cp.faults();
+    if let Some(f) = &faults {
+        f.set_error_rate(None, None, FaultKind::InternalError, cli.error_rate);
+    }
     let api: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), "default");
     let mut claims = JoinSet::new();
     let mut respawns = JoinSet::new();
@@ -163,22 +211,21 @@ async fn main() -> anyhow::Result<()> {
                 claims.spawn(claim_life(api.clone(), c, provisioner, node));
             }
             Action::Latency(d) => {
-                spikes += usize::from(!d.is_zero());
-                faults.set_latency(d);
+                if let Some(f) = &faults {
+                    spikes += usize::from(!d.is_zero());
+                    f.set_latency(d);
+                }
             }
             Action::DropWatches => {
-                drops += 1;
-                faults.drop_watches();
+                if let Some(f) = &faults {
+                    drops += 1;
+                    f.drop_watches();
+                }
             }
             Action::RestartServer { down } => {
                 restarts += 1;
-                ts.stop().await;
-                tokio::time::sleep(down).await;
-                ts.restart().await.context("restarting the test server")?;
-                println!(
-                    "t={:>5.1}s test server restarted after {down:.1?} down",
-                    start.elapsed().as_secs_f64()
-                );
+                let what = cp.restart(down).await?;
+                println!("t={:>5.1}s {what}", start.elapsed().as_secs_f64());
             }
             Action::KillLeader { respawn_after } => {
                 if let Some(what) = fleet.kill(kills).await {
@@ -202,7 +249,9 @@ async fn main() -> anyhow::Result<()> {
     while let Some(r) = respawns.join_next().await {
         r.context("respawn task panicked")??;
     }
-    faults.clear();
+    if let Some(f) = &faults {
+        f.clear();
+    }
     let fault_phase = start.elapsed();
     println!(
         "fault phase {fault_phase:.1?}: {} claims, {kills} kills, {restarts} server restart(s), {drops} watch drops, {spikes} latency spikes",
@@ -212,9 +261,11 @@ async fn main() -> anyhow::Result<()> {
     // Settle: faults off, two replicas, wait for the controller to finish.
     let settle_start = Instant::now();
     let settle_deadline = settle_start + Duration::from_secs(cli.settle_timeout);
-    let store = ts.store();
     let settled = loop {
-        if World::read(&store, provisioner).settled(&fleet.snapshot().await) {
+        // A failed list on the real cluster is just not settled yet.
+        let world = cp.world(provisioner, false).await;
+        let snap = fleet.snapshot().await;
+        if world.is_ok_and(|w| w.settled(&snap)) {
             break true;
         }
         if Instant::now() > settle_deadline {
@@ -224,21 +275,42 @@ async fn main() -> anyhow::Result<()> {
     };
     let settle_time = settle_start.elapsed();
     sampler.abort();
-    let world = World::read(&store, provisioner);
+    let world = cp.world(provisioner, true).await?;
     let snap = fleet.snapshot().await;
     let seen = observer.seen();
     let report = invariants::check(&world, &snap, &seen);
     let killed = fleet.killed().await;
     fleet.stop().await;
 
-    let stats = ts.stats();
+    let requests = cp.requests(user.as_deref());
     println!(
         "settled: {settled} after {settle_time:.1?}; backend volumes {} (deletes {}); API requests {} ({} writes)",
         snap.volumes.len(),
         snap.deletes,
-        stats.total(),
-        stats.writes()
+        requests.total,
+        requests.writes
     );
+    if cp.is_real() {
+        println!("API requests by client (the apiserver's audit log; requests, writes):");
+        for (client, (n, w)) in &requests.by_client {
+            println!("  {client}: {n}, {w}");
+        }
+        println!(
+            "observer (watches): {} PVs created for {} claims seen, {} re-lists; backend deletes the auditor could not judge (API unreachable 30 s): {}; provisioner requests denied by RBAC: {} (and {} while a restarted apiserver was starting)",
+            seen.pvs_created.values().map(Vec::len).sum::<usize>(),
+            seen.claim_names.len(),
+            seen.relists,
+            snap.unaudited,
+            requests.denied.len(),
+            requests.denied_starting.len()
+        );
+        for d in requests.denied.iter().take(20) {
+            println!("  denied: {d}");
+        }
+        for d in requests.denied_starting.iter().take(20) {
+            println!("  denied while the apiserver was starting: {d}");
+        }
+    }
     println!(
         "replicas killed: {:?}; provisions cut mid-flight by a kill: {}; samples with two leaders at once: {}; observer lagged: {}; backend volumes re-created after cleanup: {}",
         killed,
@@ -253,6 +325,13 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!(
             "{} invariant violation(s); replay with the command printed at the top (--seed {seed})",
             report.violations()
+        );
+    }
+    if !requests.denied.is_empty() || snap.unaudited > 0 {
+        anyhow::bail!(
+            "{} request(s) of the provisioner denied by the real RBAC authorizer, {} backend delete(s) unaudited (seed {seed})",
+            requests.denied.len(),
+            snap.unaudited
         );
     }
     println!("all invariants hold (seed {seed})");

@@ -16,6 +16,10 @@ pub const PROVISIONER: &str = "external-storage.io/hostpath";
 /// The node names, one instance each.
 pub const NODES: [&str; 2] = ["chaos-node-a", "chaos-node-b"];
 
+/// Their `kubernetes.io/hostname` labels on the real cluster (the second
+/// differs from its node name, as on clusters with FQDN node names).
+pub const HOSTNAMES: [&str; 2] = ["chaos-node-a", "chaos-node-b.chaos.internal"];
+
 /// The running instances (one slot per node; `None` while killed).
 pub struct Instances {
     exe: PathBuf,

@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use external_storage::annotations::PVC_PROTECTION_FINALIZER as PVC_PROTECTION;
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use kube::api::{Api, ListParams};
+use kube::Client;
 use kube_testserver::registry::id;
 use kube_testserver::Store;
 use serde_json::Value;
@@ -22,37 +24,101 @@ use serde_json::Value;
 use super::observer::Seen;
 use crate::backend::Snapshot;
 
+/// Claim finalizers the control plane adds and removes itself (the real
+/// kube-apiserver's `StorageObjectInUseProtection` admission and the
+/// pvc-protection controller): a claim carrying one is still settled as far
+/// as the provisioner is concerned. (PVs get `kubernetes.io/pv-protection`
+/// likewise; the checks never look at PV finalizers.)
+pub const CONTROL_PLANE_FINALIZERS: [&str; 1] = ["kubernetes.io/pvc-protection"];
+
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn all(store: &Store, plural: &str) -> Vec<std::sync::Arc<Value>> {
+fn all(store: &Store, plural: &str) -> Vec<Value> {
     store
         .list(id("", plural), None, &|_| true, None, None)
         .items
+        .into_iter()
+        .map(|v| (*v).clone())
+        .collect()
 }
 
-/// The cluster state the checks read, straight from the store.
+/// Every object of kind `K` in the cluster, as JSON, through the API.
+async fn list_json<K>(client: &Client) -> Result<Vec<Value>, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|o| serde_json::to_value(o).expect("a listed object serializes"))
+        .collect())
+}
+
+/// The cluster state the checks read: claims, the provisioner's PVs and
+/// events, as plain JSON, however they were obtained (the test server's
+/// store, or lists through the API of a real cluster).
 pub struct World {
-    claims: Vec<std::sync::Arc<Value>>,
-    pvs: Vec<std::sync::Arc<Value>>,
-    events: Vec<std::sync::Arc<Value>>,
+    claims: Vec<Value>,
+    pvs: Vec<Value>,
+    events: Vec<Value>,
 }
 
 impl World {
-    /// Reads claims, PVs and events of the provisioner `provisioner`.
-    pub fn read(store: &Store, provisioner: &str) -> Self {
-        let pvs = all(store, "persistentvolumes")
+    /// The world of these lists; only PVs provisioned by `provisioner`
+    /// (`pv.kubernetes.io/provisioned-by`) are kept.
+    pub fn from_lists(
+        claims: Vec<Value>,
+        pvs: Vec<Value>,
+        events: Vec<Value>,
+        provisioner: &str,
+    ) -> Self {
+        let pvs = pvs
             .into_iter()
             .filter(|pv| {
                 s(pv, "/metadata/annotations/pv.kubernetes.io~1provisioned-by") == provisioner
             })
             .collect();
         Self {
-            claims: all(store, "persistentvolumeclaims"),
+            claims,
             pvs,
-            events: all(store, "events"),
+            events,
         }
+    }
+
+    /// Reads claims, PVs and events of the provisioner `provisioner`
+    /// straight from the test server's store (no HTTP, no faults).
+    pub fn read(store: &Store, provisioner: &str) -> Self {
+        Self::from_lists(
+            all(store, "persistentvolumeclaims"),
+            all(store, "persistentvolumes"),
+            all(store, "events"),
+            provisioner,
+        )
+    }
+
+    /// Lists claims and PVs (and, with `events`, every event: the final
+    /// check needs them, [`World::settled`] does not) through the API.
+    pub async fn list(
+        client: &Client,
+        provisioner: &str,
+        events: bool,
+    ) -> Result<Self, kube::Error> {
+        let claims = list_json::<PersistentVolumeClaim>(client).await?;
+        let pvs = list_json::<PersistentVolume>(client).await?;
+        let events = if events {
+            list_json::<Event>(client).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Self::from_lists(claims, pvs, events, provisioner))
     }
 
     fn pv_names(&self) -> BTreeSet<String> {
@@ -63,7 +129,8 @@ impl World {
     }
 
     /// Whether the controller has nothing left to do: every claim `Bound`
-    /// with no finalizer and none terminating, every PV `Bound` or a
+    /// with no finalizer but the control plane's own
+    /// ([`CONTROL_PLANE_FINALIZERS`]) and none terminating, every PV `Bound` or a
     /// `Released` `Retain` one, and the backend holding exactly the PVs.
     pub fn settled(&self, backend: &Snapshot) -> bool {
         let claims_done = self.claims.iter().all(|c| {
@@ -71,7 +138,11 @@ impl World {
                 && c.pointer("/metadata/deletionTimestamp").is_none()
                 && c.pointer("/metadata/finalizers")
                     .and_then(Value::as_array)
-                    .is_none_or(|f| f.iter().all(|f| f == PVC_PROTECTION))
+                    .is_none_or(|f| {
+                        f.iter().all(|f| {
+                            CONTROL_PLANE_FINALIZERS.contains(&f.as_str().unwrap_or_default())
+                        })
+                    })
         });
         // A `Bound` PV whose claim is gone is about to be `Released` (the
         // binder has not seen the deletion yet): not settled.
@@ -264,19 +335,15 @@ pub fn check(world: &World, backend: &Snapshot, seen: &Seen) -> Report {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::Arc;
+
+    const P: &str = "chaos.example/mem";
 
     fn world(claims: Vec<Value>, pvs: Vec<Value>, events: Vec<Value>) -> World {
-        let arc = |v: Vec<Value>| v.into_iter().map(Arc::new).collect();
-        World {
-            claims: arc(claims),
-            pvs: arc(pvs),
-            events: arc(events),
-        }
+        World::from_lists(claims, pvs, events, P)
     }
 
     fn pv(name: &str, uid: &str, phase: &str, policy: &str) -> Value {
-        json!({"metadata": {"name": name}, "spec": {"claimRef": {"uid": uid}, "persistentVolumeReclaimPolicy": policy}, "status": {"phase": phase}})
+        json!({"metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": P}}, "spec": {"claimRef": {"uid": uid}, "persistentVolumeReclaimPolicy": policy}, "status": {"phase": phase}})
     }
 
     fn snapshot(vols: &[&str]) -> Snapshot {
@@ -299,6 +366,33 @@ mod tests {
         let b = snapshot(&["pvc-u1", "pvc-u2"]);
         assert!(w.settled(&b));
         assert_eq!(check(&w, &b, &Seen::default()).violations(), 0);
+    }
+
+    #[test]
+    fn only_the_control_planes_finalizers_are_settled() {
+        let claim = |fin: &[&str]| json!({"metadata": {"name": "a", "uid": "u1", "finalizers": fin}, "status": {"phase": "Bound"}});
+        let pvs = || vec![pv("pvc-u1", "u1", "Bound", "Delete")];
+        let b = snapshot(&["pvc-u1"]);
+        let real = world(
+            vec![claim(&["kubernetes.io/pvc-protection"])],
+            pvs(),
+            vec![],
+        );
+        assert!(real.settled(&b), "pvc-protection is the control plane's");
+        let ours = world(
+            vec![claim(&["external-storage.io/provisioning"])],
+            pvs(),
+            vec![],
+        );
+        assert!(!ours.settled(&b), "the provisioning finalizer is ours");
+    }
+
+    #[test]
+    fn pvs_of_other_provisioners_are_not_counted() {
+        let mut other = pv("pvc-u9", "u9", "Released", "Delete");
+        other["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] = json!("x");
+        let w = world(vec![], vec![other], vec![]);
+        assert!(w.settled(&snapshot(&[])));
     }
 
     #[test]

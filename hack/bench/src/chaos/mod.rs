@@ -3,8 +3,10 @@
 //! be killed ([`replicas`]), instances of the real hostpath binary that are
 //! SIGKILLed ([`instances`]), both behind one face ([`fleet`]), a recorder of what the API server saw happen
 //! ([`observer`]), and the invariants checked once the cluster has settled
-//! ([`invariants`]).
+//! ([`invariants`]), on either control plane ([`control_plane`]: the test
+//! server with its faults, or the real one of `hack/cluster.sh`).
 
+pub mod control_plane;
 pub mod fleet;
 pub mod instances;
 pub mod invariants;
