@@ -97,6 +97,10 @@ step "chaos --quick: leader-elected in-memory replicas, then two hostpath node i
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisioner hostpath
 
+step "chaos --quick --cluster real: the same plan on the real control plane (provisioner kills and a kube-apiserver restart; API faults are test-server only)"
+cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster real
+cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster real --provisioner hostpath
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

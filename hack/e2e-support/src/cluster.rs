@@ -237,6 +237,12 @@ impl Cluster {
                 ]);
                 let file = dir.join(format!("kubeconfig-{service_account}"));
                 std::fs::write(&file, text).expect("write ServiceAccount kubeconfig");
+                wait_rbac_in_force(
+                    &self.admin_kubeconfig,
+                    &deploy,
+                    &namespace,
+                    &service_account,
+                );
                 file
             }
         };
@@ -333,6 +339,97 @@ impl Drop for Cluster {
     }
 }
 
+/// Waits (up to 30 s) until the RBAC authorizer applies the bindings just
+/// created: it reads them from an informer, so for a moment after `kubectl
+/// apply` the ServiceAccount may still be refused, and a provisioner started
+/// then would see 403s the manifests do not deserve. Asks `kubectl auth
+/// can-i --as` for the first rule of every Role and ClusterRole in `deploy`.
+fn wait_rbac_in_force(admin: &Path, deploy: &Path, namespace: &str, service_account: &str) {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rule {
+        #[serde(default)]
+        api_groups: Vec<String>,
+        #[serde(default)]
+        resources: Vec<String>,
+        #[serde(default)]
+        verbs: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        namespace: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Doc {
+        kind: Option<String>,
+        metadata: Option<Meta>,
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+    let user = format!("system:serviceaccount:{namespace}:{service_account}");
+    for text in manifest_texts(deploy) {
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let Ok(doc) = Doc::deserialize(doc) else {
+                continue;
+            };
+            if !matches!(doc.kind.as_deref(), Some("Role" | "ClusterRole")) {
+                continue;
+            }
+            let Some(rule) = doc.rules.first() else {
+                continue;
+            };
+            let (Some(verb), Some(resource)) = (rule.verbs.first(), rule.resources.first()) else {
+                continue;
+            };
+            let group = rule.api_groups.first().map(String::as_str).unwrap_or("");
+            let what = if group.is_empty() {
+                resource.clone()
+            } else {
+                format!("{resource}.{group}")
+            };
+            let mut args = vec!["auth", "can-i", verb.as_str(), what.as_str(), "--as", &user];
+            let ns = doc.metadata.and_then(|m| m.namespace);
+            if let Some(ns) = ns.as_deref() {
+                args.extend(["-n", ns]);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let out = Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(admin)
+                    .args(&args)
+                    .output()
+                    .expect("run kubectl auth can-i");
+                if String::from_utf8_lossy(&out.stdout).trim() == "yes" {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "RBAC of {} not in force after 30 s: kubectl {}",
+                    deploy.display(),
+                    args.join(" ")
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The texts of the `*.yaml` files directly in `deploy`, sorted by name.
+fn manifest_texts(deploy: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy)
+        .unwrap_or_else(|e| panic!("read {}: {e}", deploy.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("read manifest"))
+        .collect()
+}
+
 /// The (namespace, name) of the one ServiceAccount in `deploy`'s manifests.
 fn service_account_of(deploy: &Path) -> (String, String) {
     #[derive(Deserialize)]
@@ -345,15 +442,7 @@ fn service_account_of(deploy: &Path) -> (String, String) {
         kind: Option<String>,
         metadata: Option<Meta>,
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy)
-        .unwrap_or_else(|e| panic!("read {}: {e}", deploy.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read manifest");
+    for text in manifest_texts(deploy) {
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let Ok(doc) = Doc::deserialize(doc) else {
                 continue;

@@ -29,7 +29,8 @@ use crate::backend::Snapshot;
 /// pvc-protection controller): a claim carrying one is still settled as far
 /// as the provisioner is concerned. (PVs get `kubernetes.io/pv-protection`
 /// likewise; the checks never look at PV finalizers.)
-pub const CONTROL_PLANE_FINALIZERS: [&str; 1] = ["kubernetes.io/pvc-protection"];
+pub const CONTROL_PLANE_FINALIZERS: [&str; 1] =
+    [external_storage::annotations::PVC_PROTECTION_FINALIZER];
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or_default()
