@@ -121,3 +121,45 @@ async fn scenario_hostpath_provision_delete_and_retain() {
 
     cluster.assert_rbac(&installed);
 }
+
+/// Issue: an Immediate class's `allowedTopologies` names a node by its
+/// `kubernetes.io/hostname` label, which the library used to take for the
+/// node's name: on a node named by its FQDN no instance ever answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    cluster.node(PLAIN, PLAIN).await;
+    cluster.node(FQDN.0, FQDN.1).await;
+    let _a = spawn_instance(&installed.kubeconfig, tmp.path(), PLAIN);
+    let _b = spawn_instance(&installed.kubeconfig, tmp.path(), FQDN.0);
+    let _: k8s_openapi::api::storage::v1::StorageClass = create(
+        &kube::Api::all(client.clone()),
+        json!({
+            "metadata": {"name": "pinned"},
+            "provisioner": "external-storage.io/hostpath",
+            "volumeBindingMode": "Immediate",
+            "allowedTopologies": [{"matchLabelExpressions": [
+                {"key": "kubernetes.io/hostname", "values": [FQDN.1]}
+            ]}],
+        }),
+    )
+    .await;
+    // No pod: the class's topology alone names the node.
+    create_claim(&client, "pinned", "pinned", "1Gi", json!({})).await;
+    let pv = wait_bound(&client, "pinned").await;
+    assert_eq!(affinity_values(&pv), [FQDN.1]);
+    let dir = host_path(&pv);
+    assert!(
+        dir.starts_with(root_of(tmp.path(), FQDN.0)),
+        "{}",
+        dir.display()
+    );
+    assert!(dir.is_dir());
+    // A pod using it is placed on that node by the scheduler.
+    create_pod_on(&client, "pinned", FQDN.1).await;
+    assert_eq!(wait_scheduled(&client, "pinned").await, FQDN.0);
+    cluster.assert_rbac(&installed);
+}
