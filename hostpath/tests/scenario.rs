@@ -85,10 +85,22 @@ async fn scenario_hostpath_provision_delete_and_retain() {
     let pv_name = pv.metadata.name.clone().unwrap();
     delete_claim(&client, "data").await;
     wait_pv_gone(&client, &pv_name).await;
-    assert!(!dir.exists(), "the data goes with the PV: {}", dir.display());
+    assert!(
+        !dir.exists(),
+        "the data goes with the PV: {}",
+        dir.display()
+    );
 
     // Retain: the PV is Released and stays, and so does the data.
-    create_class(&client, "keep", "external-storage.io/hostpath", "Retain", true, json!({})).await;
+    create_class(
+        &client,
+        "keep",
+        "external-storage.io/hostpath",
+        "Retain",
+        true,
+        json!({}),
+    )
+    .await;
     create_claim(&client, "kept", "keep", "1Gi", json!({})).await;
     create_pod_on(&client, "kept", PLAIN).await;
     let pv = wait_bound(&client, "kept").await;

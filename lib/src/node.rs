@@ -19,11 +19,17 @@ pub async fn hostname_label(client: &Client, name: &str) -> Result<String, kube:
     let api: Api<Node> = Api::all(client.clone());
     match api.get_opt(name).await? {
         Some(node) => Ok(hostname_of(&node).map(str::to_string).unwrap_or_else(|| {
-            tracing::warn!(node = name, "Node has no {HOSTNAME_LABEL} label; using its name");
+            tracing::warn!(
+                node = name,
+                "Node has no {HOSTNAME_LABEL} label; using its name"
+            );
             name.to_string()
         })),
         None => {
-            tracing::warn!(node = name, "Node not found; using its name as {HOSTNAME_LABEL}");
+            tracing::warn!(
+                node = name,
+                "Node not found; using its name as {HOSTNAME_LABEL}"
+            );
             Ok(name.to_string())
         }
     }

@@ -423,7 +423,9 @@ mod tests {
         // Labels only: the hostname label's value, no node-name field term.
         assert!(term.match_fields.is_none());
         assert_eq!(
-            term.match_expressions.as_ref().unwrap()[0].values.as_deref(),
+            term.match_expressions.as_ref().unwrap()[0]
+                .values
+                .as_deref(),
             Some(&["host-1".to_string()][..])
         );
         // A block device behind a Filesystem class is formatted with fsType.

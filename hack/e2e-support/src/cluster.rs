@@ -157,7 +157,8 @@ impl Cluster {
                     .expect("cluster.sh up");
                 let admin_kubeconfig = dir.join("kubeconfig");
                 let config = kube::Config::from_custom_kubeconfig(
-                    kube::config::Kubeconfig::read_from(&admin_kubeconfig).expect("read kubeconfig"),
+                    kube::config::Kubeconfig::read_from(&admin_kubeconfig)
+                        .expect("read kubeconfig"),
                     &Default::default(),
                 )
                 .await
@@ -342,7 +343,10 @@ fn service_account_of(deploy: &Path) -> (String, String) {
                 continue;
             };
             if let (Some("ServiceAccount"), Some(meta)) = (doc.kind.as_deref(), doc.metadata) {
-                return (meta.namespace.unwrap_or_else(|| "default".into()), meta.name);
+                return (
+                    meta.namespace.unwrap_or_else(|| "default".into()),
+                    meta.name,
+                );
             }
         }
     }

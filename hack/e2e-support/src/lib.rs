@@ -191,7 +191,10 @@ pub async fn delete_claim(client: &Client, name: &str) {
     // Grace period 0: with no kubelet to confirm, a scheduled pod deleted
     // gracefully stays Terminating, and pvc-protection keeps its claim.
     let _ = pods(client)
-        .delete(&format!("{name}-pod"), &DeleteParams::default().grace_period(0))
+        .delete(
+            &format!("{name}-pod"),
+            &DeleteParams::default().grace_period(0),
+        )
         .await;
     claims(client)
         .delete(name, &DeleteParams::default())

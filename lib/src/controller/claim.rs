@@ -981,7 +981,10 @@ mod tests {
             .topology(a::HOSTNAME_LABEL, &["n1"])
             .build();
         assert_eq!(class_topology_hostname(&pinned), Some("n1"));
-        assert_eq!(target_node(&node_scope("n1"), &c, Some(&pinned)), Some("n1"));
+        assert_eq!(
+            target_node(&node_scope("n1"), &c, Some(&pinned)),
+            Some("n1")
+        );
         // Cluster-wide, a label value is not turned into a node name.
         assert_eq!(target_node(&scope(), &c, Some(&pinned)), None);
         assert_eq!(
@@ -1028,7 +1031,10 @@ mod tests {
         let by_label = class("fast", P)
             .topology(a::HOSTNAME_LABEL, &["n1"])
             .build();
-        assert_eq!(target_node(&fqdn, &c, Some(&by_label)), Some("n1.example.com"));
+        assert_eq!(
+            target_node(&fqdn, &c, Some(&by_label)),
+            Some("n1.example.com")
+        );
         assert_eq!(
             d(&fqdn, &c, Some(&by_label), None),
             ClaimDecision::RecordIntent

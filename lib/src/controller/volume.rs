@@ -419,14 +419,20 @@ mod tests {
             .phase("Released")
             .node_affinity(a::HOSTNAME_LABEL, "n1")
             .build();
-        assert_eq!(decide(&fqdn, &by_label, false, |_| true), VolumeDecision::Delete);
+        assert_eq!(
+            decide(&fqdn, &by_label, false, |_| true),
+            VolumeDecision::Delete
+        );
         // Written by earlier versions: the node name as the hostname value.
         let legacy = pv("v")
             .provisioned_by(P)
             .phase("Released")
             .node_affinity(a::HOSTNAME_LABEL, "n1.example.com")
             .build();
-        assert_eq!(decide(&fqdn, &legacy, false, |_| true), VolumeDecision::Delete);
+        assert_eq!(
+            decide(&fqdn, &legacy, false, |_| true),
+            VolumeDecision::Delete
+        );
         // Another key with our short hostname is not ours.
         let other_key = pv("v")
             .provisioned_by(P)
@@ -438,5 +444,4 @@ mod tests {
             VolumeDecision::Skip(Skip::OtherNode)
         );
     }
-
 }
