@@ -37,7 +37,7 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rus
 # the libnfs userspace client (nfs), loop devices and wipe tools
 # (local-volume), and the image tools (buildah, skopeo, debootstrap).
 # Installed only when missing.
-packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs coreutils
+packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs xfsprogs coreutils
   buildah skopeo debootstrap)
 missing=()
 for p in "${packages[@]}"; do
