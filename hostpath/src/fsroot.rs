@@ -20,6 +20,7 @@
 //! deleting the outer volume would delete the inner one's data.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use cap_fs_ext::DirExt;
@@ -262,11 +263,12 @@ impl Root {
             });
         }
         match self.open_parent(rel, false) {
-            Ok((parent, leaf)) => match parent.remove_dir_all(leaf) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove", rel)(e)),
-            },
+            // Iterative, bounded descriptors and memory: a tenant's tree may
+            // be deeper than the fd limit (docs/security.md, hole 6).
+            Ok((parent, leaf)) => {
+                external_storage::tree::remove_dir_all_at(parent.as_fd(), leaf)
+                    .map_err(|e| io_err("remove", rel)(io::Error::other(e)))?;
+            }
             // The parent chain is gone: so is the directory.
             Err(RootError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),

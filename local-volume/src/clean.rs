@@ -1,11 +1,13 @@
 //! Cleaning a released volume, the only code that destroys data.
 //!
 //! Filesystem volumes: everything *inside* the mount point is removed
-//! through directory handles (cap-std), never by path. Each directory is
-//! opened with `O_NOFOLLOW`, so a symlink planted by a workload is unlinked,
-//! never followed; a directory on another device (`st_dev` differs) or
-//! listed as a mount point is never entered, and its presence fails the
-//! cleaning, so the PV is kept and an event says which mount to remove.
+//! through directory handles, never by path, iteratively with bounded
+//! descriptors and memory (`external_storage::tree`: a tenant's tree may be
+//! deeper than the fd limit). Each directory is opened with `O_NOFOLLOW`, so
+//! a symlink planted by a workload is unlinked, never followed; a directory
+//! on another device or at the root of any mount is never entered, and its
+//! presence fails the cleaning, so the PV is kept and an event says which
+//! mount to remove.
 //!
 //! Block volumes: the class's `blockCleanerCommand` runs with
 //! `LOCAL_PV_BLKDEVICE=<device path>`, in its own process group, under a
@@ -18,16 +20,17 @@
 //! shipped cleaners' `wipefs` and `blkdiscard` take their own exclusive open
 //! (they no longer pass `--force`, which turned it off).
 
-use std::collections::HashSet;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, MetadataExt};
+use cap_std::fs::Dir;
+use external_storage::tree::TreeError;
 
 use crate::scan::{dev_parts, MountTable};
 use external_storage::text::tail;
@@ -147,125 +150,24 @@ pub fn clean_filesystem(
             reason: "no longer a mount point: nothing is cleaned on the disk below it".into(),
         });
     }
-    let dev = volume.dir_metadata().map_err(io_err("stat"))?.dev();
-    let nested: HashSet<PathBuf> = mounts
-        .mounts_under(&path)
-        .into_iter()
-        .filter_map(|p| p.strip_prefix(&path).ok().map(Path::to_path_buf))
-        .collect();
-    let mut removed = Removed::default();
-    let mut failures = Vec::new();
-    empty_dir(
-        &volume,
-        Path::new(""),
-        dev,
-        &nested,
-        &mut removed,
-        &mut failures,
-    );
-    match failures.first() {
-        None => Ok(removed),
-        Some(first) => Err(CleanError::Incomplete {
+    // Iterative, bounded descriptors and memory (a tenant's tree may be
+    // deeper than the fd limit); mounts inside are never entered.
+    match external_storage::tree::remove_contents(volume.as_fd()) {
+        Ok(r) => Ok(Removed {
+            files: r.files,
+            dirs: r.dirs,
+        }),
+        Err(TreeError::Incomplete { count, first, .. }) => Err(CleanError::Incomplete {
             path: shown,
-            count: failures.len(),
-            first: first.clone(),
+            count,
+            first,
+        }),
+        Err(e @ TreeError::Walk(_)) => Err(CleanError::Io {
+            op: "clean",
+            path: shown,
+            source: io::Error::other(e),
         }),
     }
-}
-
-/// Empties `dir` (relative path `rel` inside the volume); returns whether it
-/// is now empty.
-fn empty_dir(
-    dir: &Dir,
-    rel: &Path,
-    dev: u64,
-    nested: &HashSet<PathBuf>,
-    removed: &mut Removed,
-    failures: &mut Vec<String>,
-) -> bool {
-    let entries = match dir.entries() {
-        Ok(e) => e,
-        Err(e) => {
-            failures.push(format!("{}: cannot list: {e}", rel.display()));
-            return false;
-        }
-    };
-    let mut empty = true;
-    for entry in entries {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{}: cannot read entry: {e}", rel.display()));
-                empty = false;
-                continue;
-            }
-        };
-        let name = entry.file_name();
-        let child = rel.join(&name);
-        let is_dir = match entry.file_type() {
-            Ok(ft) => ft.is_dir(),
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        };
-        if !is_dir {
-            match dir.remove_file(&name) {
-                Ok(()) => removed.files += 1,
-                Err(e) => {
-                    failures.push(format!("{}: {e}", child.display()));
-                    empty = false;
-                }
-            }
-            continue;
-        }
-        if nested.contains(&child) {
-            failures.push(format!(
-                "{}: another filesystem is mounted here; unmount it (it is not cleaned)",
-                child.display()
-            ));
-            empty = false;
-            continue;
-        }
-        let sub = match dir.open_dir_nofollow(&name) {
-            Ok(d) => d,
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        };
-        match sub.dir_metadata() {
-            Ok(m) if m.dev() == dev => {}
-            Ok(_) => {
-                failures.push(format!(
-                    "{}: on another device (a mount); unmount it (it is not cleaned)",
-                    child.display()
-                ));
-                empty = false;
-                continue;
-            }
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        }
-        if empty_dir(&sub, &child, dev, nested, removed, failures) {
-            drop(sub);
-            match dir.remove_dir(&name) {
-                Ok(()) => removed.dirs += 1,
-                Err(e) => {
-                    failures.push(format!("{}: {e}", child.display()));
-                    empty = false;
-                }
-            }
-        } else {
-            empty = false;
-        }
-    }
-    empty
 }
 
 /// Runs `command` on the block device at `device` (the discovery entry,
@@ -374,6 +276,7 @@ pub fn check_exclusive(device: &Path) -> Result<(), CleanError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
     use std::process::Command;
 
     /// A tmpfs mounted at `path`, unmounted on drop.
@@ -436,7 +339,7 @@ mod tests {
         let e = clean_filesystem(&disks, "vol", &mounts).unwrap_err();
         assert!(
             e.to_string()
-                .contains("inner: another filesystem is mounted"),
+                .contains("inner (at depth 1): a filesystem is mounted here"),
             "{e}"
         );
         assert_eq!(std::fs::read(vol.join("inner/f")).unwrap(), b"other fs");

@@ -324,10 +324,11 @@ impl ExportRoot {
             Ok(m) if !m.is_dir() => return Err(RootError::NotADirectory(pv.to_string())),
             Ok(_) => {}
         }
-        match self.dir.remove_dir_all(pv) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", pv)(e)),
-            _ => Ok(()),
-        }
+        // Iterative, bounded descriptors and memory: a tenant's tree may be
+        // deeper than the fd limit (docs/security.md, hole 6).
+        external_storage::tree::remove_dir_all_at(self.dir.as_fd(), pv)
+            .map(|_| ())
+            .map_err(|e| io_err("remove", pv)(io::Error::other(e)))
     }
 }
 
