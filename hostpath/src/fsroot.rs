@@ -31,6 +31,10 @@ use crate::pattern::check_relative;
 
 /// The root's bookkeeping directory (never a volume).
 pub const STATE_DIR: &str = ".hostpath-provisioner";
+/// Mode of the root and of the intermediate directories a `pathPattern`
+/// makes: anyone may traverse (the kubelet, a pod's non-root user reaching
+/// its own volume), nobody but root may list which volumes exist.
+pub const ROOT_MODE: u32 = 0o711;
 const RECORDS: &str = ".hostpath-provisioner/volumes";
 
 /// What can go wrong on the root.
@@ -123,14 +127,21 @@ pub fn nests(a: &str, b: &str) -> bool {
 }
 
 impl Root {
-    /// Opens (creating if needed) the root directory and its state directory.
+    /// Opens (creating if needed) the root directory and its state
+    /// directory, and sets their modes: the root [`ROOT_MODE`] (others may
+    /// traverse to their volume but not list the volumes), the state
+    /// directory `0700`.
     pub fn open(path: &Path) -> Result<Self, RootError> {
         let shown = path.display().to_string();
         std::fs::create_dir_all(path).map_err(io_err("create root", &shown))?;
         let dir = Dir::open_ambient_dir(path, ambient_authority())
             .map_err(io_err("open root", &shown))?;
+        dir.set_permissions(".", Permissions::from_mode(ROOT_MODE))
+            .map_err(io_err("chmod root", &shown))?;
         dir.create_dir_all(RECORDS)
             .map_err(io_err("create state dir", RECORDS))?;
+        dir.set_permissions(STATE_DIR, Permissions::from_mode(0o700))
+            .map_err(io_err("chmod state dir", STATE_DIR))?;
         Ok(Root {
             path: path.to_path_buf(),
             dir,
@@ -288,7 +299,9 @@ impl Root {
         for segment in segments {
             if create {
                 match dir.create_dir(segment) {
-                    Ok(()) => {}
+                    Ok(()) => dir
+                        .set_permissions(segment, Permissions::from_mode(ROOT_MODE))
+                        .map_err(io_err("chmod", rel))?,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io_err("create", rel)(e)),
                 }
@@ -349,6 +362,17 @@ mod tests {
         std::fs::write(p.join("data"), b"x").unwrap();
         root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
         assert!(p.join("data").exists(), "a retry must not touch the data");
+    }
+
+    #[test]
+    fn the_root_and_intermediate_directories_cannot_be_listed_by_others() {
+        let (_t, root) = root();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(root.path()), 0o711);
+        assert_eq!(mode(&root.path().join(STATE_DIR)), 0o700);
+        root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
+        assert_eq!(mode(&root.path().join("ns")), 0o711);
+        assert_eq!(mode(&root.path().join("ns/claim")), 0o770);
     }
 
     #[test]
