@@ -82,6 +82,9 @@ step "chaos --quick: leader-elected in-memory replicas, then two hostpath node i
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisioner hostpath
 
+step "fuzz: every cargo-fuzz target for a short fixed time (hack/fuzz.sh; skipped without nightly + cargo-fuzz)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" "$root/hack/fuzz.sh"
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
