@@ -176,7 +176,7 @@ mntport=$(free_port)
 mport=$(free_port)
 chroot "$rootfs" /usr/local/bin/nfs-provisioner --kubeconfig /etc/kube/config --export-root /export \
   --service-name nfs-image --service-namespace default --bind-address 127.0.0.1 \
-  --nfs-port "$nfsport" --mount-port "$mntport" --grace-period 0 \
+  --allowed-clients 127.0.0.1 --nfs-port "$nfsport" --mount-port "$mntport" --grace-period 0 \
   --metrics-address "127.0.0.1:$mport" >"$work/nfs.log" 2>&1 &
 pids+=($!)
 wait_ready "$mport" "$work/nfs.log"

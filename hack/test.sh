@@ -39,7 +39,7 @@ go version
 # the libnfs userspace client (nfs), loop devices and wipe tools
 # (local-volume), and the image tools (buildah, skopeo, debootstrap).
 # Installed only when missing.
-packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs coreutils
+packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs xfsprogs coreutils
   buildah skopeo debootstrap)
 missing=()
 for p in "${packages[@]}"; do
@@ -100,6 +100,9 @@ cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisi
 step "chaos --quick --cluster real: the same plan on the real control plane (provisioner kills and a kube-apiserver restart; API faults are test-server only)"
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster real
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster real --provisioner hostpath
+
+step "fuzz: every cargo-fuzz target for a short fixed time (hack/fuzz.sh; skipped without nightly + cargo-fuzz)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" "$root/hack/fuzz.sh"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -10,8 +10,15 @@
 //! driver exits, whatever it left running in its group is killed too, so a
 //! background child holding the pipes cannot stall the provisioner. Judging
 //! the result ([`classify`]) is a pure function of what was observed.
+//!
+//! The driver does not inherit the provisioner's environment (which holds
+//! its configuration, and in a pod the Service-discovery variables and
+//! whatever else the operator put there): it gets only the variables named
+//! in [`DEFAULT_ENV_ALLOW`] plus those the operator adds with
+//! `--driver-env` ([`allowed_env`]; docs/security.md, hole 7).
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -307,12 +314,33 @@ pub fn classify(o: &Observed, timeout: Duration, limits: &Limits) -> Result<Repl
     }
 }
 
+/// Environment variables a driver gets by default (when the provisioner has
+/// them): what a shell script needs to find programs and format text.
+pub const DEFAULT_ENV_ALLOW: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// The variables of `source` whose names are in `allow` (pure).
+pub fn allowed_env<K, V>(
+    source: impl IntoIterator<Item = (K, V)>,
+    allow: &[String],
+) -> Vec<(OsString, OsString)>
+where
+    K: Into<OsString>,
+    V: Into<OsString>,
+{
+    source
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .filter(|(k, _)| allow.iter().any(|a| OsStr::new(a) == k))
+        .collect()
+}
+
 /// A driver executable and how to call it.
 #[derive(Clone, Debug)]
 pub struct Driver {
     path: PathBuf,
     timeout: Duration,
     limits: Limits,
+    env: Vec<(OsString, OsString)>,
 }
 
 /// Kills a process group when dropped (also when the call's future is
@@ -353,13 +381,22 @@ async fn read_tail(mut r: impl AsyncRead + Unpin, keep: usize) -> Vec<u8> {
 }
 
 impl Driver {
-    /// A driver at `path` (see [`check_executable`]) with a per-call timeout.
+    /// A driver at `path` (see [`check_executable`]) with a per-call
+    /// timeout, getting [`DEFAULT_ENV_ALLOW`] of this process's environment.
     pub fn new(path: PathBuf, timeout: Duration, limits: Limits) -> Self {
+        let allow: Vec<String> = DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect();
         Driver {
             path,
             timeout,
             limits,
+            env: allowed_env(std::env::vars_os(), &allow),
         }
+    }
+
+    /// Replaces the driver's environment: exactly `env`, nothing inherited.
+    pub fn with_env(mut self, env: Vec<(OsString, OsString)>) -> Self {
+        self.env = env;
+        self
     }
 
     /// The executable.
@@ -422,7 +459,9 @@ impl Driver {
 
     async fn run(&self, op: &str, json: &str) -> std::io::Result<Observed> {
         let mut cmd = Command::new(&self.path);
-        cmd.arg(op)
+        cmd.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg(op)
             .arg(json)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -672,6 +711,89 @@ mod tests {
         let req = BTreeMap::from([("k".to_string(), "v".to_string())]);
         let r = drv.call("provision", "pv", &req).await.unwrap();
         assert_eq!(r.options["arg"], "k:v");
+    }
+
+    #[test]
+    fn only_allowed_variables_pass() {
+        let allow = vec!["PATH".to_string(), "EXTRA".to_string()];
+        let got = allowed_env(
+            [
+                ("PATH", "/bin"),
+                ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+                ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+                ("EXTRA", "x"),
+                ("PATHX", "no"),
+            ],
+            &allow,
+        );
+        assert_eq!(
+            got,
+            [
+                (OsString::from("PATH"), OsString::from("/bin")),
+                (OsString::from("EXTRA"), OsString::from("x"))
+            ]
+        );
+    }
+
+    /// Hole 7 of docs/security.md: the driver sees only the allowed
+    /// variables, not the provisioner's whole environment.
+    #[tokio::test]
+    async fn the_driver_gets_only_the_allowed_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dump = tmp.path().join("env");
+        let d = script(
+            tmp.path(),
+            "d",
+            &format!(
+                "/usr/bin/env > {}; printf '{{\"status\":\"Success\"}}'",
+                dump.display()
+            ),
+        );
+        let allow: Vec<String> = DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect();
+        let env = allowed_env(
+            [
+                ("PATH", "/usr/bin:/bin"),
+                ("LANG", "C.UTF-8"),
+                ("PROVISIONER_TOKEN", "s3cr3t"),
+                ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ],
+            &allow,
+        );
+        let drv = Driver::new(d, Duration::from_secs(10), Limits::default()).with_env(env);
+        drv.call("provision", "pv", &BTreeMap::new()).await.unwrap();
+        let seen = std::fs::read_to_string(&dump).unwrap();
+        assert!(
+            seen.contains("PATH=/usr/bin:/bin") && seen.contains("LANG=C.UTF-8"),
+            "{seen}"
+        );
+        assert!(
+            !seen.contains("s3cr3t") && !seen.contains("KUBERNETES"),
+            "{seen}"
+        );
+        // The default constructor inherits nothing outside the allow-list
+        // either: this test process's own variables (e.g. CARGO_*) stay out.
+        let d2 = script(
+            tmp.path(),
+            "d2",
+            &format!(
+                "/usr/bin/env > {}; printf '{{\"status\":\"Success\"}}'",
+                dump.display()
+            ),
+        );
+        Driver::new(d2, Duration::from_secs(10), Limits::default())
+            .call("provision", "pv", &BTreeMap::new())
+            .await
+            .unwrap();
+        let seen = std::fs::read_to_string(&dump).unwrap();
+        assert!(!seen.contains("CARGO"), "{seen}");
+        for line in seen.lines() {
+            let name = line.split('=').next().unwrap();
+            // sh itself may set PWD, SHLVL and _.
+            assert!(
+                DEFAULT_ENV_ALLOW.contains(&name) || ["PWD", "SHLVL", "_"].contains(&name),
+                "{line}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use flex_provisioner::driver::{check_executable, Driver, Limits};
+use flex_provisioner::driver::{allowed_env, check_executable, Driver, Limits, DEFAULT_ENV_ALLOW};
 use flex_provisioner::provisioner::Flex;
 
 /// Dynamic provisioner backed by a FlexVolume-style driver executable.
@@ -27,6 +27,11 @@ struct Cli {
     #[arg(long, env = "FLEX_DRIVER_TIMEOUT", default_value = "30s",
           value_parser = external_storage::args::parse_duration)]
     driver_timeout: Duration,
+    /// Extra environment variables (comma-separated names) the driver gets
+    /// besides PATH, HOME, LANG, LC_ALL, TZ and TMPDIR; nothing else of the
+    /// provisioner's environment reaches it.
+    #[arg(long, env = "FLEX_DRIVER_ENV", value_delimiter = ',')]
+    driver_env: Vec<String>,
     #[command(flatten)]
     common: external_storage::Args,
 }
@@ -44,7 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let common = cli
         .common
         .with_default_provisioner_name(flex_provisioner::PROVISIONER_NAME);
-    let driver = Driver::new(path, cli.driver_timeout, Limits::default());
+    let allow: Vec<String> = DEFAULT_ENV_ALLOW
+        .iter()
+        .map(|s| s.to_string())
+        .chain(cli.driver_env.iter().map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let driver = Driver::new(path, cli.driver_timeout, Limits::default())
+        .with_env(allowed_env(std::env::vars_os(), &allow));
     external_storage::run(common, Flex::new(driver, cli.driver_name)).await?;
     Ok(())
 }

@@ -10,8 +10,17 @@
 //! holds the relative path of the directory made for that PV. Workloads cannot
 //! reach that file, so a directory is deleted only when its record names it;
 //! a directory without a record is never deleted.
+//!
+//! Volumes never nest: a path that is an ancestor or a descendant of another
+//! recorded volume's path is refused at creation (checked against every
+//! record, under a lock, so two claims provisioned at once cannot both pass),
+//! and a volume that contains another recorded volume (left by an older
+//! version) is never removed. Otherwise the outer volume's user could swap
+//! the inner directory for a symlink before the inner pod mounts it, and
+//! deleting the outer volume would delete the inner one's data.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use cap_fs_ext::DirExt;
@@ -22,6 +31,10 @@ use crate::pattern::check_relative;
 
 /// The root's bookkeeping directory (never a volume).
 pub const STATE_DIR: &str = ".hostpath-provisioner";
+/// Mode of the root and of the intermediate directories a `pathPattern`
+/// makes: anyone may traverse (the kubelet, a pod's non-root user reaching
+/// its own volume), nobody but root may list which volumes exist.
+pub const ROOT_MODE: u32 = 0o711;
 const RECORDS: &str = ".hostpath-provisioner/volumes";
 
 /// What can go wrong on the root.
@@ -45,6 +58,16 @@ pub enum RootError {
         path: String,
         /// The PV that asked for it.
         pv: String,
+    },
+    /// The path is inside another volume's directory, or contains one.
+    #[error("directory `{path}` nests with volume {other} at `{other_path}`: volumes must not be inside each other; change pathPattern or the claim's values")]
+    Nested {
+        /// The relative path asked for.
+        path: String,
+        /// The PV whose directory it nests with.
+        other: String,
+        /// That PV's recorded path.
+        other_path: String,
     },
     /// I/O error with the operation that failed.
     #[error("{op} `{path}`: {source}")]
@@ -85,21 +108,72 @@ pub enum Deleted {
 pub struct Root {
     path: PathBuf,
     dir: Dir,
+    /// Serializes creations: the nesting check and the record write are one
+    /// step.
+    create: std::sync::Mutex<()>,
+}
+
+/// Whether `a` and `b` are the same path or one lies inside the other,
+/// compared segment by segment (`a/b` nests with `a`, `ab` does not).
+pub fn nests(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split('/'), b.split('/'));
+    loop {
+        match (x.next(), y.next()) {
+            (Some(p), Some(q)) if p == q => continue,
+            (Some(_), Some(_)) => return false,
+            _ => return true,
+        }
+    }
 }
 
 impl Root {
-    /// Opens (creating if needed) the root directory and its state directory.
+    /// Opens (creating if needed) the root directory and its state
+    /// directory, and sets their modes: the root [`ROOT_MODE`] (others may
+    /// traverse to their volume but not list the volumes), the state
+    /// directory `0700`.
     pub fn open(path: &Path) -> Result<Self, RootError> {
         let shown = path.display().to_string();
         std::fs::create_dir_all(path).map_err(io_err("create root", &shown))?;
         let dir = Dir::open_ambient_dir(path, ambient_authority())
             .map_err(io_err("open root", &shown))?;
+        dir.set_permissions(".", Permissions::from_mode(ROOT_MODE))
+            .map_err(io_err("chmod root", &shown))?;
         dir.create_dir_all(RECORDS)
             .map_err(io_err("create state dir", RECORDS))?;
+        dir.set_permissions(STATE_DIR, Permissions::from_mode(0o700))
+            .map_err(io_err("chmod state dir", STATE_DIR))?;
         Ok(Root {
             path: path.to_path_buf(),
             dir,
+            create: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Every ownership record: (PV, relative path).
+    pub fn records(&self) -> Result<Vec<(String, String)>, RootError> {
+        let mut out = Vec::new();
+        for entry in self
+            .dir
+            .read_dir(RECORDS)
+            .map_err(io_err("list ownership records", RECORDS))?
+        {
+            let entry = entry.map_err(io_err("list ownership records", RECORDS))?;
+            let pv = entry.file_name().to_string_lossy().to_string();
+            let rel = self
+                .dir
+                .read_to_string(format!("{RECORDS}/{pv}"))
+                .map_err(io_err("read ownership record", RECORDS))?;
+            out.push((pv, rel));
+        }
+        Ok(out)
+    }
+
+    /// The first recorded volume other than `pv` whose path nests with `rel`.
+    fn nested_with(&self, rel: &str, pv: &str) -> Result<Option<(String, String)>, RootError> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .find(|(other, path)| other != pv && nests(rel, path)))
     }
 
     /// The root's host path.
@@ -118,6 +192,21 @@ impl Root {
     pub fn create_volume(&self, rel: &str, pv: &str, mode: u32) -> Result<PathBuf, RootError> {
         validate(rel)?;
         let record = record_name(pv)?;
+        let _serial = self.create.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((other, other_path)) = self.nested_with(rel, pv)? {
+            return Err(if other_path == rel {
+                RootError::Taken {
+                    path: rel.to_string(),
+                    pv: pv.to_string(),
+                }
+            } else {
+                RootError::Nested {
+                    path: rel.to_string(),
+                    other,
+                    other_path,
+                }
+            });
+        }
         let (parent, leaf) = self.open_parent(rel, true)?;
         match self.dir.read_to_string(&record) {
             Ok(recorded) if recorded == rel => {}
@@ -172,12 +261,25 @@ impl Root {
             return Ok(Deleted::Mismatch { recorded });
         }
         validate(rel)?;
+        // Removing a tree that holds another volume would delete its data.
+        let inside = self
+            .records()?
+            .into_iter()
+            .find(|(other, path)| other != pv && path.len() > rel.len() && nests(rel, path));
+        if let Some((other, other_path)) = inside {
+            return Err(RootError::Nested {
+                path: rel.to_string(),
+                other,
+                other_path,
+            });
+        }
         match self.open_parent(rel, false) {
-            Ok((parent, leaf)) => match parent.remove_dir_all(leaf) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove", rel)(e)),
-            },
+            // Iterative, bounded descriptors and memory: a tenant's tree may
+            // be deeper than the fd limit (docs/security.md, hole 6).
+            Ok((parent, leaf)) => {
+                external_storage::tree::remove_dir_all_at(parent.as_fd(), leaf)
+                    .map_err(|e| io_err("remove", rel)(io::Error::other(e)))?;
+            }
             // The parent chain is gone: so is the directory.
             Err(RootError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -197,7 +299,9 @@ impl Root {
         for segment in segments {
             if create {
                 match dir.create_dir(segment) {
-                    Ok(()) => {}
+                    Ok(()) => dir
+                        .set_permissions(segment, Permissions::from_mode(ROOT_MODE))
+                        .map_err(io_err("chmod", rel))?,
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io_err("create", rel)(e)),
                 }
@@ -258,6 +362,17 @@ mod tests {
         std::fs::write(p.join("data"), b"x").unwrap();
         root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
         assert!(p.join("data").exists(), "a retry must not touch the data");
+    }
+
+    #[test]
+    fn the_root_and_intermediate_directories_cannot_be_listed_by_others() {
+        let (_t, root) = root();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(root.path()), 0o711);
+        assert_eq!(mode(&root.path().join(STATE_DIR)), 0o700);
+        root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
+        assert_eq!(mode(&root.path().join("ns")), 0o711);
+        assert_eq!(mode(&root.path().join("ns/claim")), 0o770);
     }
 
     #[test]
@@ -341,6 +456,91 @@ mod tests {
         symlink(&outside, root.path().join("ns")).unwrap();
         assert!(root.delete_volume("ns/claim", "pvc-1").is_err());
         assert!(outside.join("claim/precious").exists());
+    }
+
+    #[test]
+    fn nesting_is_segment_wise() {
+        assert!(nests("a", "a"));
+        assert!(nests("a", "a/b"));
+        assert!(nests("ns/a/b/c", "ns/a"));
+        assert!(!nests("a", "ab"));
+        assert!(!nests("ns/a", "ns/b"));
+        assert!(!nests("ns/ab/c", "ns/a"));
+    }
+
+    /// Hole 2 of docs/security.md: a claim whose path lands inside another
+    /// volume (or around it) would let the outer owner swap the inner
+    /// directory for a symlink to `/`, and deleting the outer volume would
+    /// delete the inner data.
+    #[test]
+    fn a_volume_inside_or_around_another_is_refused() {
+        let (_t, root) = root();
+        let outer = root.create_volume("ns/a", "pvc-outer", 0o777).unwrap();
+        std::fs::write(outer.join("mine"), b"outer").unwrap();
+        let e = root
+            .create_volume("ns/a/b", "pvc-inner", 0o777)
+            .unwrap_err();
+        assert!(
+            matches!(&e, RootError::Nested { other, .. } if other == "pvc-outer"),
+            "{e}"
+        );
+        assert!(
+            !outer.join("b").exists(),
+            "nothing made inside the outer volume"
+        );
+        assert!(matches!(
+            root.create_volume("ns/a/b/c/d", "pvc-deeper", 0o777),
+            Err(RootError::Nested { .. })
+        ));
+        // Around: a new volume that would contain an existing one.
+        root.create_volume("team/x/data", "pvc-x", 0o777).unwrap();
+        assert!(matches!(
+            root.create_volume("team/x", "pvc-around", 0o777),
+            Err(RootError::Nested { .. })
+        ));
+        assert!(matches!(
+            root.create_volume("team", "pvc-top", 0o777),
+            Err(RootError::Nested { .. })
+        ));
+        // No record was written for any refused claim.
+        let mut pvs: Vec<_> = root.records().unwrap().into_iter().map(|r| r.0).collect();
+        pvs.sort();
+        assert_eq!(pvs, ["pvc-outer", "pvc-x"]);
+        // Siblings and prefixes that are not path ancestors are fine.
+        root.create_volume("ns/ab", "pvc-sib", 0o777).unwrap();
+        root.create_volume("team/x2", "pvc-x2", 0o777).unwrap();
+        // The same PV retrying its own path is not nesting.
+        root.create_volume("ns/a", "pvc-outer", 0o777).unwrap();
+    }
+
+    #[test]
+    fn a_volume_holding_another_recorded_volume_is_never_removed() {
+        let (_t, root) = root();
+        // As an older version could have left them: nested records.
+        let outer = root.create_volume("ns/a", "pvc-outer", 0o777).unwrap();
+        let inner = outer.join("b");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::write(inner.join("precious"), b"inner").unwrap();
+        std::fs::write(
+            root.path().join(".hostpath-provisioner/volumes/pvc-inner"),
+            "ns/a/b",
+        )
+        .unwrap();
+        assert!(matches!(
+            root.delete_volume("ns/a", "pvc-outer"),
+            Err(RootError::Nested { .. })
+        ));
+        assert_eq!(std::fs::read(inner.join("precious")).unwrap(), b"inner");
+        // Once the inner volume is gone, the outer can go.
+        assert_eq!(
+            root.delete_volume("ns/a/b", "pvc-inner").unwrap(),
+            Deleted::Removed
+        );
+        assert_eq!(
+            root.delete_volume("ns/a", "pvc-outer").unwrap(),
+            Deleted::Removed
+        );
+        assert!(!outer.exists());
     }
 
     #[test]

@@ -10,7 +10,13 @@ use std::collections::BTreeMap;
 use crate::pattern::{PathPattern, DEFAULT_PATTERN};
 
 /// Every parameter a class may set.
-pub const KNOWN: &[&str] = &["pathPattern", "volumeType", "mode", "enforceCapacity"];
+pub const KNOWN: &[&str] = &[
+    "pathPattern",
+    "allowSlashInValues",
+    "volumeType",
+    "mode",
+    "enforceCapacity",
+];
 
 /// How the PV refers to the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +53,19 @@ impl ClassParams {
         let params = params.unwrap_or(&empty);
         external_storage::params::reject_unknown(params, KNOWN)?;
         let get = |k: &str| params.get(k).map(|v| v.trim());
+        let allow_slash = match get("allowSlashInValues") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(err(
+                    "allowSlashInValues",
+                    format!("`{other}` is not allowed; allowed: true, false"),
+                ))
+            }
+        };
         let path_pattern = PathPattern::parse(get("pathPattern").unwrap_or(DEFAULT_PATTERN))
-            .map_err(|e| err("pathPattern", e.to_string()))?;
+            .map_err(|e| err("pathPattern", e.to_string()))?
+            .allow_slash_in_values(allow_slash);
         let volume_type = match get("volumeType") {
             None | Some("hostPath") => VolumeType::HostPath,
             Some("local") => VolumeType::Local,
@@ -134,6 +151,7 @@ mod tests {
             ("mode", "999", "octal permission"),
             ("mode", "17777", "octal permission"),
             ("enforceCapacity", "yes", "allowed: true, false"),
+            ("allowSlashInValues", "1", "allowed: true, false"),
             ("pathPattern", "{{ .Secret }}", "unknown field"),
             ("node", "n1", "unknown parameter"),
             ("size", "1", "unknown parameter; allowed: pathPattern"),

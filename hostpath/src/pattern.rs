@@ -7,6 +7,13 @@
 //! checked to be a plain relative path that stays strictly under the root (no
 //! `..`, no absolute path, no empty or `.` segments). Symlinks on the way are
 //! refused later, when the directory is opened (see `fsroot`).
+//!
+//! A substituted value (a claim's labels and annotations are chosen by the
+//! claim's author) may not contain `/` unless the class opts in with
+//! `allowSlashInValues` ([`PathPattern::allow_slash_in_values`]): a slash
+//! lets one tenant's claim pick a path inside another tenant's volume.
+//! Nesting is refused in any case by `fsroot`; this check makes the usual
+//! attempt fail early, with a message naming the value.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +50,13 @@ pub enum PatternError {
         /// The key looked up.
         key: String,
     },
+    /// A substituted value contains `/` and the class does not allow it.
+    SlashInValue {
+        /// The field, as written in the pattern (e.g. `.PVC.Labels.dir`).
+        field: String,
+        /// Its value.
+        value: String,
+    },
     /// The rendered path is not a safe relative path.
     UnsafePath {
         /// The rendered path.
@@ -65,6 +79,11 @@ impl fmt::Display for PatternError {
             PatternError::MissingKey { map, key } => {
                 write!(f, "the claim has no {map} key `{key}`")
             }
+            PatternError::SlashInValue { field, value } => write!(
+                f,
+                "the value of {field} (`{value}`) contains `/`, which is not allowed \
+                 unless the class sets allowSlashInValues: \"true\""
+            ),
             PatternError::UnsafePath { path, why } => {
                 write!(f, "rendered path `{path}` is not allowed: {why}")
             }
@@ -89,6 +108,7 @@ enum Piece {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
     pieces: Vec<Piece>,
+    slash_in_values: bool,
 }
 
 impl PathPattern {
@@ -111,7 +131,17 @@ impl PathPattern {
         if !rest.is_empty() {
             pieces.push(Piece::Text(rest.to_string()));
         }
-        Ok(PathPattern { pieces })
+        Ok(PathPattern {
+            pieces,
+            slash_in_values: false,
+        })
+    }
+
+    /// Lets substituted values contain `/` (class parameter
+    /// `allowSlashInValues`); off by default.
+    pub fn allow_slash_in_values(mut self, allow: bool) -> Self {
+        self.slash_in_values = allow;
+        self
     }
 
     /// Renders the pattern for one claim and checks the result is a safe
@@ -119,14 +149,30 @@ impl PathPattern {
     pub fn render(&self, input: &PatternInput<'_>) -> Result<String, PatternError> {
         let mut out = String::new();
         for piece in &self.pieces {
-            match piece {
-                Piece::Text(t) => out.push_str(t),
-                Piece::PvName => out.push_str(input.pv_name),
-                Piece::Namespace => out.push_str(input.namespace),
-                Piece::Name => out.push_str(input.name),
-                Piece::Label(k) => out.push_str(lookup(input.labels, "labels", k)?),
-                Piece::Annotation(k) => out.push_str(lookup(input.annotations, "annotations", k)?),
+            let (field, value) = match piece {
+                Piece::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Piece::PvName => (".PVName".to_string(), input.pv_name),
+                Piece::Namespace => (".PVC.Namespace".to_string(), input.namespace),
+                Piece::Name => (".PVC.Name".to_string(), input.name),
+                Piece::Label(k) => (
+                    format!(".PVC.Labels.{k}"),
+                    lookup(input.labels, "labels", k)?,
+                ),
+                Piece::Annotation(k) => (
+                    format!(".PVC.Annotations.{k}"),
+                    lookup(input.annotations, "annotations", k)?,
+                ),
+            };
+            if value.contains('/') && !self.slash_in_values {
+                return Err(PatternError::SlashInValue {
+                    field,
+                    value: value.to_string(),
+                });
             }
+            out.push_str(value);
         }
         check_relative(&out)?;
         Ok(out)
@@ -271,9 +317,41 @@ mod tests {
     }
 
     #[test]
+    fn a_slash_in_a_value_is_refused_unless_the_class_allows_it() {
+        let (l, mut a) = maps();
+        a.insert("dir".into(), "team-a/data".into());
+        let p = PathPattern::parse("{{ .PVC.Namespace }}/{{ .PVC.Annotations.dir }}").unwrap();
+        let e = p.render(&input(&l, &a)).unwrap_err();
+        assert_eq!(
+            e,
+            PatternError::SlashInValue {
+                field: ".PVC.Annotations.dir".into(),
+                value: "team-a/data".into()
+            }
+        );
+        assert!(e.to_string().contains("allowSlashInValues"), "{e}");
+        // Literal slashes in the pattern are the class author's and fine.
+        let (l2, a2) = maps();
+        assert_eq!(
+            PathPattern::parse("x/{{ .PVC.Labels.app }}/y")
+                .unwrap()
+                .render(&input(&l2, &a2))
+                .unwrap(),
+            "x/db/y"
+        );
+        let p = p.allow_slash_in_values(true);
+        assert_eq!(p.render(&input(&l, &a)).unwrap(), "team-a/team-a/data");
+    }
+
+    #[test]
     fn escaping_paths_are_rejected_after_rendering() {
         let (l, a) = maps();
         let p = PathPattern::parse("x/{{ .PVC.Annotations.evil }}").unwrap();
+        assert!(matches!(
+            p.render(&input(&l, &a)),
+            Err(PatternError::SlashInValue { .. })
+        ));
+        let p = p.allow_slash_in_values(true);
         assert!(matches!(
             p.render(&input(&l, &a)),
             Err(PatternError::UnsafePath { .. })

@@ -4,15 +4,26 @@
 //! ext4, and only when the filesystem is mounted with project quota
 //! accounting (`prjquota` / `pquota`). We check that from the mount table
 //! before promising anything, and fail with a message that says what to
-//! change when it is not the case. Limits are set with `xfs_quota` (package
-//! `xfsprogs`; `-f` "foreign" mode for ext4), the tool the Go anchors use.
+//! change when it is not the case.
+//!
+//! Project ids and limits are set through the kernel interfaces, not a tool:
+//! the directory is opened without following symlinks, tagged with
+//! `FS_IOC_FSSETXATTR` (project id + `PROJINHERIT`), and its limit set with
+//! `quotactl_fd(Q_SETQUOTA, PRJQUOTA)` on that same descriptor. The Go
+//! anchors pasted the (claim-derived) path into an `xfs_quota -c` command
+//! string (as this code did before), where a space starts new options;
+//! here no claim-derived text is parsed by anything (docs/security.md,
+//! hole 3). `quotactl_fd` needs Linux
+//! 5.14 or later; an older kernel gets an error saying so.
 //!
 //! Project ids are allocated per PV, lowest free from [`FIRST_PROJECT_ID`],
 //! and kept in `<root>/.hostpath-provisioner/projects/<pv>` so a restart or a
 //! resize reuses the same id.
 
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The first project id we hand out (low ids are often used by hand).
 pub const FIRST_PROJECT_ID: u32 = 100_000;
@@ -53,13 +64,16 @@ pub enum QuotaError {
         /// The mount and superblock options seen.
         options: String,
     },
-    /// `xfs_quota` is missing or failed.
-    #[error("xfs_quota {action} failed: {why}")]
-    Tool {
-        /// What was being set.
-        action: String,
-        /// Its error output or exit status.
-        why: String,
+    /// The kernel refused to tag the directory or set its limit.
+    #[error("{action} {dir}: {source}")]
+    Kernel {
+        /// What was being done (`set project id`, `set limit`, ...).
+        action: &'static str,
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error (ENOSYS: kernel older than 5.14, no `quotactl_fd`).
+        #[source]
+        source: std::io::Error,
     },
     /// The project id state could not be read or written.
     #[error("project id state {path}: {source}")]
@@ -151,44 +165,146 @@ impl ProjectQuotas {
         check(mount_of(root)?)
     }
 
-    /// The `xfs_quota` arguments that tag `dir` with `project` and limit it to `bytes`.
-    pub fn commands(&self, dir: &Path, project: u32, bytes: u64) -> Vec<String> {
-        let mut args = vec!["-x".to_string()];
-        if self.mount.fs_type == "ext4" {
-            args.push("-f".into());
-        }
-        args.extend([
-            "-c".into(),
-            format!("project -s -p {} {project}", dir.display()),
-            "-c".into(),
-            format!("limit -p bhard={bytes} {project}"),
-            self.mount.mount_point.display().to_string(),
-        ]);
-        args
+    /// The filesystem that was checked.
+    pub fn mount(&self) -> &MountFacts {
+        &self.mount
     }
 
     /// Tags `dir` with `project` and sets its hard block limit to `bytes`.
+    /// `dir` is opened with `O_NOFOLLOW`: a symlink in its place is refused.
     pub fn set_limit(&self, dir: &Path, project: u32, bytes: u64) -> Result<(), QuotaError> {
-        let action = format!("limit {} to {bytes} bytes", dir.display());
-        let out = Command::new("xfs_quota")
-            .args(self.commands(dir, project, bytes))
-            .output()
-            .map_err(|e| QuotaError::Tool {
-                action: action.clone(),
-                why: format!("cannot run xfs_quota (install xfsprogs): {e}"),
-            })?;
-        if !out.status.success() {
-            return Err(QuotaError::Tool {
-                action,
-                why: format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
+        let f = open_dir_nofollow(dir)?;
+        set_project(f.as_fd(), dir, project)?;
+        let mut q = block_limit(bytes);
+        // SAFETY: quotactl_fd(2) reads `q`, a live, properly laid out
+        // `struct if_dqblk`, for Q_SETQUOTA; the fd is open for the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_quotactl_fd,
+                f.as_raw_fd(),
+                libc::QCMD(libc::Q_SETQUOTA, PRJQUOTA) as libc::c_uint,
+                project as libc::c_int,
+                &mut q as *mut libc::dqblk,
+            )
+        };
+        if rc != 0 {
+            return Err(QuotaError::Kernel {
+                action: "set the project quota limit (quotactl_fd) on",
+                dir: dir.to_path_buf(),
+                source: std::io::Error::last_os_error(),
             });
         }
         Ok(())
     }
+}
+
+/// `PRJQUOTA` of `<linux/quota.h>`.
+const PRJQUOTA: libc::c_int = 2;
+/// `FS_XFLAG_PROJINHERIT` of `<linux/fs.h>`: new files and directories
+/// inherit the directory's project id.
+pub const FS_XFLAG_PROJINHERIT: u32 = 0x0000_0200;
+/// `FS_IOC_FSGETXATTR` = `_IOR('X', 31, struct fsxattr)`.
+const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+/// `FS_IOC_FSSETXATTR` = `_IOW('X', 32, struct fsxattr)`.
+const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+
+/// `struct fsxattr` of `<linux/fs.h>` (28 bytes).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct FsXattr {
+    xflags: u32,
+    extsize: u32,
+    nextents: u32,
+    projid: u32,
+    cowextsize: u32,
+    pad: [u8; 8],
+}
+
+/// The `if_dqblk` that sets a hard block limit of `bytes` (rounded up to the
+/// kernel's 1 KiB quota blocks) and no soft limit.
+pub fn block_limit(bytes: u64) -> libc::dqblk {
+    libc::dqblk {
+        dqb_bhardlimit: bytes.div_ceil(1024),
+        dqb_bsoftlimit: 0,
+        dqb_curspace: 0,
+        dqb_ihardlimit: 0,
+        dqb_isoftlimit: 0,
+        dqb_curinodes: 0,
+        dqb_btime: 0,
+        dqb_itime: 0,
+        dqb_valid: libc::QIF_BLIMITS,
+    }
+}
+
+fn open_dir_nofollow(dir: &Path) -> Result<File, QuotaError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|source| QuotaError::Kernel {
+            action: "open (not following symlinks)",
+            dir: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn fsxattr(fd: BorrowedFd<'_>, dir: &Path) -> Result<FsXattr, QuotaError> {
+    let mut x = FsXattr::default();
+    // SAFETY: FS_IOC_FSGETXATTR writes one `struct fsxattr` (28 bytes, the
+    // size encoded in the request) into `x`, which lives through the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            FS_IOC_FSGETXATTR as _,
+            &mut x as *mut FsXattr,
+        )
+    };
+    if rc != 0 {
+        return Err(QuotaError::Kernel {
+            action: "read the project id (FS_IOC_FSGETXATTR) of",
+            dir: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(x)
+}
+
+/// Tags the directory open at `fd` with `project` and `PROJINHERIT`
+/// (`FS_IOC_FSSETXATTR`); `dir` only names it in errors.
+pub fn set_project(fd: BorrowedFd<'_>, dir: &Path, project: u32) -> Result<(), QuotaError> {
+    let mut x = fsxattr(fd, dir)?;
+    x.projid = project;
+    x.xflags |= FS_XFLAG_PROJINHERIT;
+    // SAFETY: FS_IOC_FSSETXATTR reads one `struct fsxattr` from `x`, which
+    // lives through the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR as _, &x as *const FsXattr) };
+    if rc != 0 {
+        return Err(QuotaError::Kernel {
+            action: "set the project id (FS_IOC_FSSETXATTR) of",
+            dir: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// The project id of `dir` and whether it has `PROJINHERIT` (symlinks are
+/// not followed).
+pub fn project_of(dir: &Path) -> Result<(u32, bool), QuotaError> {
+    let f = open_dir_nofollow(dir)?;
+    let x = fsxattr(f.as_fd(), dir)?;
+    Ok((x.projid, x.xflags & FS_XFLAG_PROJINHERIT != 0))
+}
+
+/// Tags `dir` (opened without following symlinks) with `project`; the
+/// first half of [`ProjectQuotas::set_limit`], usable where the kernel has
+/// no quota support (XFS keeps project ids regardless).
+pub fn tag_dir(dir: &Path, project: u32) -> Result<(), QuotaError> {
+    let f = open_dir_nofollow(dir)?;
+    set_project(f.as_fd(), dir, project)
 }
 
 /// Returns the project id of `pv`, allocating the lowest free one if new.
@@ -259,22 +375,40 @@ mod tests {
     }
 
     #[test]
-    fn xfs_quota_arguments() {
-        let q = check(facts("ext4", "prjquota")).unwrap();
+    fn limits_are_whole_kilobyte_blocks_rounded_up_with_no_soft_limit() {
+        let q = block_limit(1 << 30);
+        assert_eq!(q.dqb_bhardlimit, 1 << 20);
+        assert_eq!(q.dqb_bsoftlimit, 0);
+        assert_eq!(q.dqb_valid, libc::QIF_BLIMITS);
+        assert_eq!(block_limit(1).dqb_bhardlimit, 1);
+        assert_eq!(block_limit(1025).dqb_bhardlimit, 2);
         assert_eq!(
-            q.commands(Path::new("/data/v1"), 100_001, 1 << 30),
-            [
-                "-x",
-                "-f",
-                "-c",
-                "project -s -p /data/v1 100001",
-                "-c",
-                "limit -p bhard=1073741824 100001",
-                "/data"
-            ]
+            block_limit(u64::MAX).dqb_bhardlimit,
+            u64::MAX.div_ceil(1024)
         );
-        let q = check(facts("xfs", "pquota")).unwrap();
-        assert_eq!(q.commands(Path::new("/d"), 1, 2)[1], "-c");
+    }
+
+    #[test]
+    fn fsxattr_matches_the_kernel_layout() {
+        // The ioctl numbers encode a 28-byte argument.
+        assert_eq!(std::mem::size_of::<FsXattr>(), 28);
+        assert_eq!((FS_IOC_FSGETXATTR >> 16) & 0x3fff, 28);
+        assert_eq!((FS_IOC_FSSETXATTR >> 16) & 0x3fff, 28);
+        assert_eq!(FS_IOC_FSGETXATTR >> 30, 2, "_IOR");
+        assert_eq!(FS_IOC_FSSETXATTR >> 30, 1, "_IOW");
+        assert_eq!(
+            libc::QCMD(libc::Q_SETQUOTA, PRJQUOTA),
+            0x8000_0802_u32 as i32
+        );
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("link")).unwrap();
+        let e = tag_dir(&tmp.path().join("link"), 100_001).unwrap_err();
+        assert!(matches!(e, QuotaError::Kernel { .. }), "{e}");
+        assert!(e.to_string().contains("not following symlinks"), "{e}");
     }
 
     #[test]

@@ -438,3 +438,72 @@ async fn expanding_a_claim_raises_the_capacity_of_its_volume() {
     );
     env.assert_rbac();
 }
+
+/// Hole 2 of docs/security.md: a claim's annotation aims its directory
+/// inside another claim's volume (`ns/a/b` inside `ns/a`). Without
+/// `allowSlashInValues` the value is refused; with it, the nesting is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cannot_place_its_volume_inside_another_claims_volume() {
+    let env = Env::start().await;
+    let pattern = "{{ .PVC.Namespace }}/{{ .PVC.Annotations.dir }}";
+    env.class("strict", "Delete", json!({"pathPattern": pattern}))
+        .await;
+    env.class(
+        "slashes",
+        "Delete",
+        json!({"pathPattern": pattern, "allowSlashInValues": "true"}),
+    )
+    .await;
+    let claim = |name: &str, class: &str, dir: &str| {
+        json!({
+            "metadata": {"name": name, "annotations": {"dir": dir}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        })
+    };
+    let c = &env.client;
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        create(&claims(c), claim("outer", "slashes", "a")).await;
+    create_pod_for(c, "outer", NODE).await;
+    let outer = host_path(&wait_bound(c, "outer").await);
+    assert_eq!(outer, env.root().join("default/a"));
+
+    // The default class refuses the slash in the value itself.
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        create(&claims(c), claim("sneaky", "strict", "a/b")).await;
+    create_pod_for(c, "sneaky", NODE).await;
+    let note = wait_warning(c, "sneaky", "allowSlashInValues").await;
+    assert!(note.contains("contains `/`"), "{note}");
+
+    // A class that allows slashes still refuses a path inside the volume
+    // of another claim, and one around it.
+    for (name, dir) in [("inner", "a/b"), ("deeper", "a/b/c")] {
+        let _: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+            create(&claims(c), claim(name, "slashes", dir)).await;
+        create_pod_for(c, name, NODE).await;
+        let note = wait_warning(c, name, "nests with volume").await;
+        assert!(note.contains("`default/a`"), "{note}");
+    }
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        create(&claims(c), claim("inside", "slashes", "x/y")).await;
+    create_pod_for(c, "inside", NODE).await;
+    wait_bound(c, "inside").await;
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        create(&claims(c), claim("around", "slashes", "x")).await;
+    create_pod_for(c, "around", NODE).await;
+    let note = wait_warning(c, "around", "nests with volume").await;
+    assert!(note.contains("`default/x/y`"), "{note}");
+
+    // Nothing was made inside the outer volume, and only the two good
+    // claims got volumes.
+    let entries: Vec<_> = std::fs::read_dir(&outer).unwrap().flatten().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    assert_eq!(
+        pvs(c).list(&Default::default()).await.unwrap().items.len(),
+        2
+    );
+    env.assert_rbac();
+}

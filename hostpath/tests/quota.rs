@@ -69,7 +69,7 @@ fn project_quota_on_a_loop_mounted_ext4() {
     std::fs::create_dir(&dir).unwrap();
     quotas
         .set_limit(&dir, 100_001, 8 << 20)
-        .expect("xfs_quota sets the limit");
+        .expect("quotactl_fd sets the limit");
     let too_much = run(
         "dd",
         &[
@@ -84,4 +84,98 @@ fn project_quota_on_a_loop_mounted_ext4() {
         too_much.is_err(),
         "writing 16 MiB into an 8 MiB quota must fail"
     );
+}
+
+/// Hole 3 of docs/security.md: the volume's path is claim-derived and used
+/// to be pasted into an `xfs_quota -c` command string, where a space starts
+/// new options. Project ids now go through `FS_IOC_FSSETXATTR` on a
+/// descriptor, so a directory whose name is an `xfs_quota` command line is
+/// just a name. XFS keeps project ids even on a kernel without quota
+/// support (this CI's), so the tagging half is checked for real here; the
+/// limit half (`quotactl_fd`) needs a quota-enabled kernel and runs when
+/// the prjquota mount succeeds.
+#[test]
+fn a_hostile_directory_name_is_only_a_name_for_the_quota_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("xfs.img");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let img = image.to_str().unwrap();
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(320 << 20)
+        .unwrap();
+    run("mkfs.xfs", &["-q", "-f", img]).expect("mkfs.xfs works here (apt-get install xfsprogs)");
+    let with_quota = run(
+        "mount",
+        &["-o", "loop,prjquota", img, mnt.to_str().unwrap()],
+    );
+    if let Err(why) = &with_quota {
+        println!(
+            "XFS without quota accounting (this kernel cannot: {why}); checking project ids only"
+        );
+        run("mount", &["-o", "loop", img, mnt.to_str().unwrap()]).expect("plain xfs loop mount");
+    }
+    let _guard = Mount(&mnt);
+    let hostile = mnt.join("v1 -c 'limit -p bhard=1 0' -c 'project -C -p .. 0' x");
+    let victim = mnt.join("victim");
+    std::fs::create_dir(&hostile).unwrap();
+    std::fs::create_dir(&victim).unwrap();
+
+    hostpath_provisioner::quota::tag_dir(&hostile, 100_001).expect("FS_IOC_FSSETXATTR on XFS");
+    assert_eq!(
+        hostpath_provisioner::quota::project_of(&hostile).unwrap(),
+        (100_001, true)
+    );
+    // New files inherit the id; nothing else on the filesystem changed.
+    std::fs::create_dir(hostile.join("sub")).unwrap();
+    assert_eq!(
+        hostpath_provisioner::quota::project_of(&hostile.join("sub")).unwrap(),
+        (100_001, true)
+    );
+    assert_eq!(
+        hostpath_provisioner::quota::project_of(&victim).unwrap(),
+        (0, false)
+    );
+    assert_eq!(
+        hostpath_provisioner::quota::project_of(&mnt).unwrap(),
+        (0, false)
+    );
+
+    match ProjectQuotas::detect(&mnt) {
+        Err(e) => {
+            assert!(
+                with_quota.is_err(),
+                "prjquota mounted but not detected: {e}"
+            );
+            assert!(matches!(e, QuotaError::NotEnabled { .. }), "{e}");
+            println!("quota enforcement check skipped: {e}");
+        }
+        Ok(q) => {
+            q.set_limit(&hostile, 100_002, 8 << 20)
+                .expect("quotactl_fd sets the limit");
+            let too_much = run(
+                "dd",
+                &[
+                    "if=/dev/zero",
+                    &format!("of={}/f", hostile.display()),
+                    "bs=1M",
+                    "count=16",
+                    "conv=fsync",
+                ],
+            );
+            assert!(too_much.is_err(), "16 MiB into an 8 MiB quota must fail");
+            run(
+                "dd",
+                &[
+                    "if=/dev/zero",
+                    &format!("of={}/f", victim.display()),
+                    "bs=1M",
+                    "count=16",
+                    "conv=fsync",
+                ],
+            )
+            .expect("the sibling is not limited");
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub mod process;
 pub mod provisioner;
 pub mod ratelimit;
 pub mod text;
+pub mod tree;
 
 pub use args::{run, run_until, Args, RunError, Settings};
 pub use async_trait::async_trait;

@@ -1,27 +1,36 @@
 //! Cleaning a released volume, the only code that destroys data.
 //!
 //! Filesystem volumes: everything *inside* the mount point is removed
-//! through directory handles (cap-std), never by path. Each directory is
-//! opened with `O_NOFOLLOW`, so a symlink planted by a workload is unlinked,
-//! never followed; a directory on another device (`st_dev` differs) or
-//! listed as a mount point is never entered, and its presence fails the
-//! cleaning, so the PV is kept and an event says which mount to remove.
+//! through directory handles, never by path, iteratively with bounded
+//! descriptors and memory (`external_storage::tree`: a tenant's tree may be
+//! deeper than the fd limit). Each directory is opened with `O_NOFOLLOW`, so
+//! a symlink planted by a workload is unlinked, never followed; a directory
+//! on another device or at the root of any mount is never entered, and its
+//! presence fails the cleaning, so the PV is kept and an event says which
+//! mount to remove.
 //!
 //! Block volumes: the class's `blockCleanerCommand` runs with
 //! `LOCAL_PV_BLKDEVICE=<device path>`, in its own process group, under a
-//! timeout that kills the whole group; its output is logged. A device that is
-//! mounted anywhere is refused.
+//! timeout that kills the whole group; its output is logged. Before it runs,
+//! the device is opened with `O_EXCL` and refused on `EBUSY`: the kernel then
+//! vouches that nothing holds it (a mount in *any* mount namespace, a
+//! device-mapper/MD/LVM member, swap, another exclusive opener), which this
+//! container's own mount table cannot tell (docs/security.md, hole 5). The
+//! check's descriptor is closed before the cleaner starts, because the
+//! shipped cleaners' `wipefs` and `blkdiscard` take their own exclusive open
+//! (they no longer pass `--force`, which turned it off).
 
-use std::collections::HashSet;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, MetadataExt};
+use cap_std::fs::Dir;
+use external_storage::tree::TreeError;
 
 use crate::scan::{dev_parts, MountTable};
 use external_storage::text::tail;
@@ -54,6 +63,21 @@ pub enum CleanError {
         path: String,
         /// A mount point of it.
         at: String,
+    },
+    /// Something holds the block device (`O_EXCL` open got `EBUSY`).
+    #[error("block device {path} is in use (mounted in some mount namespace, or held by device-mapper, MD, swap or another exclusive opener): refusing to wipe it; release it first")]
+    Busy {
+        /// Device path.
+        path: String,
+    },
+    /// The block device could not be opened for the exclusivity check.
+    #[error("block device {path} cannot be opened exclusively: {source}; not wiped")]
+    Open {
+        /// Device path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
     /// The cleaner command did not succeed.
     #[error("block cleaner {command:?} for {path} {outcome}; output: {output}")]
@@ -126,125 +150,24 @@ pub fn clean_filesystem(
             reason: "no longer a mount point: nothing is cleaned on the disk below it".into(),
         });
     }
-    let dev = volume.dir_metadata().map_err(io_err("stat"))?.dev();
-    let nested: HashSet<PathBuf> = mounts
-        .mounts_under(&path)
-        .into_iter()
-        .filter_map(|p| p.strip_prefix(&path).ok().map(Path::to_path_buf))
-        .collect();
-    let mut removed = Removed::default();
-    let mut failures = Vec::new();
-    empty_dir(
-        &volume,
-        Path::new(""),
-        dev,
-        &nested,
-        &mut removed,
-        &mut failures,
-    );
-    match failures.first() {
-        None => Ok(removed),
-        Some(first) => Err(CleanError::Incomplete {
+    // Iterative, bounded descriptors and memory (a tenant's tree may be
+    // deeper than the fd limit); mounts inside are never entered.
+    match external_storage::tree::remove_contents(volume.as_fd()) {
+        Ok(r) => Ok(Removed {
+            files: r.files,
+            dirs: r.dirs,
+        }),
+        Err(TreeError::Incomplete { count, first, .. }) => Err(CleanError::Incomplete {
             path: shown,
-            count: failures.len(),
-            first: first.clone(),
+            count,
+            first,
+        }),
+        Err(e @ TreeError::Walk(_)) => Err(CleanError::Io {
+            op: "clean",
+            path: shown,
+            source: io::Error::other(e),
         }),
     }
-}
-
-/// Empties `dir` (relative path `rel` inside the volume); returns whether it
-/// is now empty.
-fn empty_dir(
-    dir: &Dir,
-    rel: &Path,
-    dev: u64,
-    nested: &HashSet<PathBuf>,
-    removed: &mut Removed,
-    failures: &mut Vec<String>,
-) -> bool {
-    let entries = match dir.entries() {
-        Ok(e) => e,
-        Err(e) => {
-            failures.push(format!("{}: cannot list: {e}", rel.display()));
-            return false;
-        }
-    };
-    let mut empty = true;
-    for entry in entries {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{}: cannot read entry: {e}", rel.display()));
-                empty = false;
-                continue;
-            }
-        };
-        let name = entry.file_name();
-        let child = rel.join(&name);
-        let is_dir = match entry.file_type() {
-            Ok(ft) => ft.is_dir(),
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        };
-        if !is_dir {
-            match dir.remove_file(&name) {
-                Ok(()) => removed.files += 1,
-                Err(e) => {
-                    failures.push(format!("{}: {e}", child.display()));
-                    empty = false;
-                }
-            }
-            continue;
-        }
-        if nested.contains(&child) {
-            failures.push(format!(
-                "{}: another filesystem is mounted here; unmount it (it is not cleaned)",
-                child.display()
-            ));
-            empty = false;
-            continue;
-        }
-        let sub = match dir.open_dir_nofollow(&name) {
-            Ok(d) => d,
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        };
-        match sub.dir_metadata() {
-            Ok(m) if m.dev() == dev => {}
-            Ok(_) => {
-                failures.push(format!(
-                    "{}: on another device (a mount); unmount it (it is not cleaned)",
-                    child.display()
-                ));
-                empty = false;
-                continue;
-            }
-            Err(e) => {
-                failures.push(format!("{}: {e}", child.display()));
-                empty = false;
-                continue;
-            }
-        }
-        if empty_dir(&sub, &child, dev, nested, removed, failures) {
-            drop(sub);
-            match dir.remove_dir(&name) {
-                Ok(()) => removed.dirs += 1,
-                Err(e) => {
-                    failures.push(format!("{}: {e}", child.display()));
-                    empty = false;
-                }
-            }
-        } else {
-            empty = false;
-        }
-    }
-    empty
 }
 
 /// Runs `command` on the block device at `device` (the discovery entry,
@@ -273,6 +196,7 @@ pub async fn clean_block(
             at: at.display().to_string(),
         });
     }
+    check_exclusive(device)?;
     let fail = |outcome: String, output: String| CleanError::Command {
         command: command.to_vec(),
         path: shown.clone(),
@@ -327,10 +251,32 @@ pub async fn clean_block(
     }
 }
 
+/// Opens the block device at `device` with `O_EXCL` (and closes it):
+/// `EBUSY` means something holds it, and it must not be wiped.
+pub fn check_exclusive(device: &Path) -> Result<(), CleanError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = device.display().to_string();
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_EXCL | nix::libc::O_CLOEXEC)
+        .open(device)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+            Err(CleanError::Busy { path: shown })
+        }
+        Err(source) => Err(CleanError::Open {
+            path: shown,
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
     use std::process::Command;
 
     /// A tmpfs mounted at `path`, unmounted on drop.
@@ -393,7 +339,7 @@ mod tests {
         let e = clean_filesystem(&disks, "vol", &mounts).unwrap_err();
         assert!(
             e.to_string()
-                .contains("inner: another filesystem is mounted"),
+                .contains("inner (at depth 1): a filesystem is mounted here"),
             "{e}"
         );
         assert_eq!(std::fs::read(vol.join("inner/f")).unwrap(), b"other fs");
@@ -529,5 +475,110 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("no longer a block device"), "{e}");
+    }
+
+    /// Hole 5 of docs/security.md: a device mounted where this process's
+    /// mount table does not show it (another mount namespace: the host's, or
+    /// another pod's) or held by another exclusive opener is refused by the
+    /// kernel's `O_EXCL`, and the shipped cleaner (no `--force`) refuses it
+    /// too when run by hand.
+    #[tokio::test]
+    async fn a_device_in_use_anywhere_is_never_wiped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = tmp.path().join("img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .output();
+        let dev = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            _ => {
+                eprintln!("SKIP: no loop device available (losetup failed; not root?)");
+                return;
+            }
+        };
+        struct Detach(String, PathBuf);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(&self.1).status();
+                let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+            }
+        }
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let _detach = Detach(dev.clone(), mnt.clone());
+        let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok(Command::new("mkfs.ext4").args(["-q", "-F", &dev])));
+        assert!(ok(Command::new("mount").arg(&dev).arg(&mnt)));
+        std::fs::write(mnt.join("tenant"), b"live").unwrap();
+
+        let marker = tmp.path().join("wiped");
+        let wipe = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("touch {}", marker.display()),
+        ];
+        // The mount table we pass knows nothing of the mount, as when the
+        // device is mounted in another mount namespace.
+        let invisible = MountTable::default();
+        let e = clean_block(&wipe, Path::new(&dev), &invisible, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CleanError::Busy { .. }), "{e}");
+        assert!(!marker.exists(), "the cleaner must not run");
+
+        // The shipped cleaner, run by hand on the mounted device, refuses.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/quick_reset.sh");
+        let out = Command::new(&script)
+            .env("LOCAL_PV_BLKDEVICE", &dev)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "quick_reset.sh must refuse a mounted device"
+        );
+        assert_eq!(std::fs::read(mnt.join("tenant")).unwrap(), b"live");
+
+        // Unmounted but held exclusively by another opener: refused too.
+        assert!(ok(Command::new("umount").arg(&mnt)));
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _held = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_EXCL)
+                .open(&dev)
+                .unwrap();
+            let e = clean_block(&wipe, Path::new(&dev), &invisible, Duration::from_secs(10))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, CleanError::Busy { .. }), "{e}");
+            assert!(!marker.exists());
+        }
+        // Released: the cleaner runs, and the script wipes the signature.
+        clean_block(&wipe, Path::new(&dev), &invisible, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(marker.exists());
+        let out = Command::new(&script)
+            .env("LOCAL_PV_BLKDEVICE", &dev)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let probe = Command::new("wipefs")
+            .args(["--no-act", &dev])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&probe.stdout).contains("ext4"),
+            "the signature is gone"
+        );
     }
 }

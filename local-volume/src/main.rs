@@ -96,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         state,
         local_metrics.clone(),
         cli.block_cleaner_timeout,
+        Some(client.clone()),
     ));
     let scope = settings.options.scope();
     let identity = settings.options.identity.clone();

@@ -13,6 +13,17 @@
 //! `delete` starts it and answers `InProgress` until it is done, and the
 //! discovery loop uses the same jobs, so one volume is never cleaned twice
 //! at once.
+//!
+//! Cleaning destroys data, so it is guarded twice (docs/security.md, hole
+//! 4). `delete` cleans a PV only when [`check_ours`] agrees: its name is the
+//! one discovery gives that entry on this node, and this instance's state
+//! knows the volume (it wrote `Dirty` before creating the PV, or it already
+//! cleaned this very PV). And no cleaning at all (from `delete` or from
+//! discovery) starts while any other PV that is Bound, or about to be,
+//! references the volume's path ([`in_use_by`], over a fresh list of every
+//! PV in the cluster, not only this node's labelled ones): a stale duplicate,
+//! an old provisioner's PV or a hand-made one never gets a disk wiped that a
+//! Bound PV is using.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +41,67 @@ use crate::metrics::{ClassMode, LocalMetrics};
 use crate::pv::{self, NodeInfo, NODE_LABEL};
 use crate::scan::{classify, EntryKind, MountTable};
 use crate::state::{StateDir, VolumeState};
+
+/// Why `pv` (for `entry` of `class` on `node`) is not this instance's to
+/// clean (pure): its name is not the one discovery gives that entry, or
+/// this instance's state does not know the volume as offered under it.
+pub fn check_ours(
+    pv: &PersistentVolume,
+    entry: &str,
+    class: &str,
+    node: &str,
+    state: &VolumeState,
+) -> Result<(), String> {
+    let name = pv.metadata.name.as_deref().unwrap_or_default();
+    let expected = pv::pv_name(entry, node, class);
+    if name != expected {
+        return Err(format!(
+            "{name} is not the PV this provisioner makes for entry {entry} of class {class} on \
+             node {node} (that is {expected}): a duplicate, an older provisioner's or a hand-made \
+             PV; the volume was not cleaned. Delete the PV by hand once you know whose data it is"
+        ));
+    }
+    let uid = pv.metadata.uid.as_deref().unwrap_or_default();
+    match state {
+        VolumeState::Dirty => Ok(()),
+        VolumeState::Cleaned { uid: done } if !uid.is_empty() && done == uid => Ok(()),
+        other => Err(format!(
+            "this instance has no record of offering {name} (its state for the volume is \
+             {other:?}): the volume was not cleaned; check which PV uses entry {entry}"
+        )),
+    }
+}
+
+/// The first PV other than `name` that is Bound (or has a claim and is not
+/// yet released) and whose `local` or `hostPath` path is `path` or lies
+/// inside it or around it (pure).
+pub fn in_use_by<'a>(
+    pvs: &'a [PersistentVolume],
+    name: &str,
+    path: &std::path::Path,
+) -> Option<&'a PersistentVolume> {
+    pvs.iter().find(|other| {
+        if other.metadata.name.as_deref() == Some(name) {
+            return false;
+        }
+        let Some(spec) = other.spec.as_ref() else {
+            return false;
+        };
+        let phase = pv::phase_of(other).unwrap_or_default();
+        let bound = phase == "Bound"
+            || (spec.claim_ref.is_some() && !matches!(phase, "Released" | "Failed"));
+        let their = spec
+            .local
+            .as_ref()
+            .map(|l| l.path.as_str())
+            .or(spec.host_path.as_ref().map(|h| h.path.as_str()));
+        bound
+            && their.is_some_and(|p| {
+                let p = std::path::Path::new(p);
+                p.starts_with(path) || path.starts_with(p)
+            })
+    })
+}
 
 /// How a finished cleaning ended.
 #[derive(Debug)]
@@ -68,6 +140,9 @@ pub struct Volumes {
     pub metrics: Arc<LocalMetrics>,
     /// Timeout of one block cleaner run.
     pub block_timeout: Duration,
+    /// Lists every PV before a cleaning starts (the in-use guard); `None`
+    /// only in tests without an API server.
+    client: Option<kube::Client>,
     jobs: Mutex<HashMap<String, Job>>,
 }
 
@@ -79,6 +154,7 @@ impl Volumes {
         state: StateDir,
         metrics: Arc<LocalMetrics>,
         block_timeout: Duration,
+        client: Option<kube::Client>,
     ) -> Self {
         Volumes {
             config,
@@ -86,7 +162,33 @@ impl Volumes {
             state,
             metrics,
             block_timeout,
+            client,
             jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses when another PV that is Bound references `path`.
+    async fn check_not_in_use(&self, pv_name: &str, path: &std::path::Path) -> Result<(), String> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let all = kube::Api::<PersistentVolume>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .map_err(|e| {
+                format!(
+                    "listing PVs to check that {} is not in use: {e}",
+                    path.display()
+                )
+            })?;
+        match in_use_by(&all.items, pv_name, path) {
+            Some(other) => Err(format!(
+                "{} is used by PV {} (Bound or being bound): not cleaned; resolve which PV owns \
+                 the volume, then delete the other one by hand",
+                path.display(),
+                other.metadata.name.as_deref().unwrap_or_default()
+            )),
+            None => Ok(()),
         }
     }
 
@@ -185,6 +287,9 @@ impl Volumes {
             EntryKind::BlockDevice(_) => "Block",
         };
         let labels = ClassMode::new(class_name, mode);
+        // PVs name the host's path (hostDir), not this container's mountDir.
+        self.check_not_in_use(pv_name, &class.host_dir.join(entry))
+            .await?;
         let started = Instant::now();
         tracing::info!(pv = pv_name, path = %path.display(), mode, "cleaning volume");
         let result = match kind {
@@ -293,6 +398,11 @@ impl Provisioner for LocalVolumes {
                 class.host_dir.display()
             )));
         };
+        let state = v
+            .state
+            .get(&name)
+            .map_err(|e| DeleteError::Failed(format!("reading the state of {name}: {e}")))?;
+        check_ours(pv, &entry, &class_name, &v.node.name, &state).map_err(DeleteError::Failed)?;
         let uid = pv.metadata.uid.clone().unwrap_or_default();
         match v
             .clean(&name, &uid, &class_name, &entry, Duration::from_secs(2))
@@ -312,5 +422,97 @@ impl Provisioner for LocalVolumes {
             }
             CleanPoll::Finished(Err(e)) => Err(DeleteError::Failed(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pv(value: serde_json::Value) -> PersistentVolume {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn released(name: &str, uid: &str) -> PersistentVolume {
+        pv(json!({
+            "metadata": {"name": name, "uid": uid},
+            "spec": {"local": {"path": "/mnt/fast/vol1"}, "storageClassName": "fast"},
+            "status": {"phase": "Released"},
+        }))
+    }
+
+    #[test]
+    fn only_the_pv_discovery_makes_for_the_entry_and_that_state_knows_is_cleaned() {
+        let name = pv::pv_name("vol1", "node-1", "fast");
+        let mine = released(&name, "u1");
+        assert!(check_ours(&mine, "vol1", "fast", "node-1", &VolumeState::Dirty).is_ok());
+        let done = VolumeState::Cleaned { uid: "u1".into() };
+        assert!(check_ours(&mine, "vol1", "fast", "node-1", &done).is_ok());
+        // A hand-made or duplicate PV with another name, even for the same path.
+        let e = check_ours(
+            &released("copy", "u2"),
+            "vol1",
+            "fast",
+            "node-1",
+            &VolumeState::Dirty,
+        )
+        .unwrap_err();
+        assert!(e.contains(&name), "{e}");
+        // The right name but for another node or class.
+        for (node, class) in [("node-2", "fast"), ("node-1", "slow")] {
+            assert!(check_ours(&mine, "vol1", class, node, &VolumeState::Dirty).is_err());
+        }
+        // This instance never offered it, or cleaned it for another PV.
+        for state in [
+            VolumeState::Unknown,
+            VolumeState::Cleaned { uid: "u0".into() },
+            VolumeState::Cleaned { uid: String::new() },
+        ] {
+            let e = check_ours(&mine, "vol1", "fast", "node-1", &state).unwrap_err();
+            assert!(e.contains("no record"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_volume_any_bound_pv_references_is_in_use() {
+        let path = std::path::Path::new("/mnt/fast/vol1");
+        let bound = |name: &str, source: serde_json::Value| {
+            pv(json!({"metadata": {"name": name}, "spec": source, "status": {"phase": "Bound"}}))
+        };
+        let all = vec![
+            released("me", "u1"),
+            bound("elsewhere", json!({"local": {"path": "/mnt/fast/vol10"}})),
+            pv(
+                json!({"metadata": {"name": "old"}, "spec": {"local": {"path": "/mnt/fast/vol1"},
+                "claimRef": {"name": "gone"}}, "status": {"phase": "Released"}}),
+            ),
+        ];
+        assert!(
+            in_use_by(&all, "me", path).is_none(),
+            "released copies and siblings do not count"
+        );
+        for other in [
+            bound("squatter", json!({"local": {"path": "/mnt/fast/vol1"}})),
+            bound(
+                "hostpath",
+                json!({"hostPath": {"path": "/mnt/fast/vol1/sub"}}),
+            ),
+            bound("around", json!({"hostPath": {"path": "/mnt/fast"}})),
+            pv(
+                json!({"metadata": {"name": "binding"}, "spec": {"local": {"path": "/mnt/fast/vol1"},
+                "claimRef": {"name": "c"}}, "status": {"phase": "Available"}}),
+            ),
+        ] {
+            let mut with = all.clone();
+            with.push(other.clone());
+            assert_eq!(
+                in_use_by(&with, "me", path).and_then(|p| p.metadata.name.clone()),
+                other.metadata.name,
+            );
+        }
+        // The PV being cleaned itself never counts.
+        let me_bound = bound("me", json!({"local": {"path": "/mnt/fast/vol1"}}));
+        assert!(in_use_by(&[me_bound], "me", path).is_none());
     }
 }

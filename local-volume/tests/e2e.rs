@@ -521,3 +521,105 @@ fn a_bad_config_fails_start_up_naming_the_key() {
         );
     }
 }
+
+/// A hand-made PV for `path` on this node, labelled and annotated like ours,
+/// with `claim_ref` (a gone claim makes it Released).
+fn foreign_pv(
+    name: &str,
+    path: &Path,
+    labelled: bool,
+    claim_ref: serde_json::Value,
+) -> serde_json::Value {
+    let labels = if labelled {
+        json!({ NODE_LABEL: NODE })
+    } else {
+        json!({})
+    };
+    json!({
+        "metadata": {"name": name, "labels": labels,
+            "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
+        "spec": {
+            "capacity": {"storage": "20Mi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-fast",
+            "local": {"path": path.display().to_string()},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE]}]}]}},
+            "claimRef": claim_ref,
+        },
+    })
+}
+
+/// Hole 4 of docs/security.md: a Released PV that names a volume another,
+/// Bound PV uses must not get that disk wiped: neither a duplicate PV this
+/// instance did not make (another name), nor this instance's own PV while a
+/// hand-made PV is Bound to the same disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pv_it_did_not_make_or_a_disk_in_use_is_never_wiped() {
+    let mut env = Env::start().await;
+    let (vol1, vol2) = (env.dir("fs/vol1"), env.dir("fs/vol2"));
+    if !env.guard.tmpfs(&vol1, "20m") || !env.guard.tmpfs(&vol2, "40m") {
+        return;
+    }
+    let c = env.client.clone();
+    let name1 = pv_name("vol1", NODE, "local-fast");
+    let name2 = pv_name("vol2", NODE, "local-fast");
+    env.wait_pv(&name1, None, "Available").await;
+    env.wait_pv(&name2, None, "Available").await;
+    let bound = env.bind("data", "local-fast", "10Mi", json!({})).await;
+    assert_eq!(bound.metadata.name.as_deref(), Some(name1.as_str()));
+    std::fs::write(vol1.join("tenant"), b"in use").unwrap();
+
+    // A stale duplicate of the Bound volume's PV, Released, labelled ours.
+    let gone = json!({"namespace": "default", "name": "gone", "uid": "0000"});
+    let _: PersistentVolume = create(&pvs(&c), foreign_pv("stale-copy", &vol1, true, gone)).await;
+    let note = wait_warning(&c, "stale-copy", "is not the PV this provisioner makes").await;
+    assert!(note.contains(&name1), "{note}");
+    assert_eq!(std::fs::read(vol1.join("tenant")).unwrap(), b"in use");
+    assert!(pvs(&c).get_opt("stale-copy").await.unwrap().is_some());
+    assert_eq!(
+        pvs(&c)
+            .get(&name1)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Bound")
+    );
+
+    // This instance's own PV is released while a hand-made PV (not
+    // labelled, invisible to discovery) is Bound to the same disk.
+    let mine = env.bind("data2", "local-fast", "30Mi", json!({})).await;
+    assert_eq!(mine.metadata.name.as_deref(), Some(name2.as_str()));
+    std::fs::write(vol2.join("tenant"), b"squatter's").unwrap();
+    let sq_ref = json!({"namespace": "default", "name": "sq"});
+    let _: PersistentVolume = create(&pvs(&c), foreign_pv("squatter", &vol2, false, sq_ref)).await;
+    create_claim(
+        &c,
+        "sq",
+        "local-fast",
+        "10Mi",
+        json!({"volumeName": "squatter"}),
+    )
+    .await;
+    create_pod_for(&c, "sq", NODE).await;
+    env.wait_pv("squatter", None, "Bound").await;
+    delete_claim(&c, "data2").await;
+    let note = wait_warning(&c, &name2, "is used by PV squatter").await;
+    println!("refused: {note}");
+    assert_eq!(std::fs::read(vol2.join("tenant")).unwrap(), b"squatter's");
+    assert_eq!(
+        pvs(&c)
+            .get(&name2)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Released"),
+        "not cleaned, so not deleted or offered again"
+    );
+    env.assert_rbac();
+}

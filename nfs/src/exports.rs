@@ -14,6 +14,11 @@
 //! symlink planted in place of one is refused, and removal never follows
 //! symlinks inside a volume. A directory is removed only when its record
 //! exists: data this provisioner did not make is never deleted.
+//!
+//! The root also carries the server's [`ClientList`]: every export file is
+//! rendered with it, and [`ExportRoot::open`] rewrites the files of existing
+//! records whenever the list changed, so narrowing `--allowed-clients`
+//! narrows every volume at the next start, not only new ones.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -23,7 +28,7 @@ use std::path::{Path, PathBuf};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use crate::ganesha::{self, ExportRecord};
+use crate::ganesha::{self, ClientList, ExportRecord};
 
 /// The root's bookkeeping directory (never a volume, never exported).
 pub const STATE_DIR: &str = ".nfs-provisioner";
@@ -117,11 +122,14 @@ pub fn check_name(pv: &str) -> Result<(), RootError> {
 pub struct ExportRoot {
     path: PathBuf,
     dir: Dir,
+    clients: ClientList,
 }
 
 impl ExportRoot {
-    /// Opens (creating if needed) the root and its state directories.
-    pub fn open(path: &Path) -> Result<Self, RootError> {
+    /// Opens (creating if needed) the root and its state directories, and
+    /// renders every readable record's export file again for `clients`
+    /// (only files whose text changes are written).
+    pub fn open(path: &Path, clients: ClientList) -> Result<Self, RootError> {
         let shown = path.display().to_string();
         ganesha::check_config_path(&shown).map_err(|e| RootError::BadRoot(shown.clone(), e))?;
         std::fs::create_dir_all(path).map_err(io_err("create", &shown))?;
@@ -131,7 +139,21 @@ impl ExportRoot {
         for d in [EXPORTS, RECOVERY] {
             dir.create_dir_all(d).map_err(io_err("create", d))?;
         }
-        Ok(ExportRoot { path, dir })
+        let root = ExportRoot { path, dir, clients };
+        let (records, _damaged) = root.records()?;
+        for r in records {
+            let rel = format!("{EXPORTS}/{}.conf", r.pv);
+            let want = ganesha::export_file(&r, &root.clients);
+            if root.dir.read_to_string(&rel).ok().as_deref() != Some(want.as_str()) {
+                root.write_atomic(&rel, &want)?;
+            }
+        }
+        Ok(root)
+    }
+
+    /// Who may mount the exports of this root.
+    pub fn clients(&self) -> &ClientList {
+        &self.clients
     }
 
     /// The root's (canonical) path.
@@ -236,7 +258,7 @@ impl ExportRoot {
         check_name(&r.pv)?;
         self.write_atomic(
             &format!("{EXPORTS}/{}.conf", r.pv),
-            &ganesha::export_file(r),
+            &ganesha::export_file(r, &self.clients),
         )
     }
 
@@ -302,10 +324,11 @@ impl ExportRoot {
             Ok(m) if !m.is_dir() => return Err(RootError::NotADirectory(pv.to_string())),
             Ok(_) => {}
         }
-        match self.dir.remove_dir_all(pv) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", pv)(e)),
-            _ => Ok(()),
-        }
+        // Iterative, bounded descriptors and memory: a tenant's tree may be
+        // deeper than the fd limit (docs/security.md, hole 6).
+        external_storage::tree::remove_dir_all_at(self.dir.as_fd(), pv)
+            .map(|_| ())
+            .map_err(|e| io_err("remove", pv)(io::Error::other(e)))
     }
 }
 
@@ -316,8 +339,12 @@ mod tests {
 
     fn root() -> (tempfile::TempDir, ExportRoot) {
         let tmp = tempfile::tempdir().unwrap();
-        let root = ExportRoot::open(&tmp.path().join("export")).unwrap();
+        let root = ExportRoot::open(&tmp.path().join("export"), clients("127.0.0.1")).unwrap();
         (tmp, root)
+    }
+
+    fn clients(s: &str) -> ClientList {
+        ClientList::parse(s).unwrap()
     }
 
     fn record(root: &ExportRoot, pv: &str, id: u16) -> ExportRecord {
@@ -353,7 +380,7 @@ mod tests {
         let id = root.identity().unwrap();
         assert_eq!(id.len(), 36);
         assert_eq!(root.identity().unwrap(), id);
-        let again = ExportRoot::open(&tmp.path().join("export")).unwrap();
+        let again = ExportRoot::open(&tmp.path().join("export"), clients("127.0.0.1")).unwrap();
         assert_eq!(again.identity().unwrap(), id);
     }
 
@@ -371,7 +398,7 @@ mod tests {
         // a record copied from another volume does not count for this one
         std::fs::write(
             root.record_path("pvc-d"),
-            ganesha::export_file(&record(&root, "pvc-a", 9)),
+            ganesha::export_file(&record(&root, "pvc-a", 9), root.clients()),
         )
         .unwrap();
         let (good, bad) = root.records().unwrap();
@@ -383,6 +410,26 @@ mod tests {
         root.remove_record("pvc-a").unwrap();
         root.remove_record("pvc-a").unwrap();
         assert_eq!(root.record("pvc-a").unwrap(), None);
+    }
+
+    #[test]
+    fn reopening_with_another_client_list_rewrites_every_export_file() {
+        let (tmp, root) = root();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        let file = root.record_path("pvc-a");
+        assert!(std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("Clients = 127.0.0.1;"));
+        drop(root);
+        let narrowed =
+            ExportRoot::open(&tmp.path().join("export"), clients("10.1.0.0/16")).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("Clients = 10.1.0.0/16;"), "{text}");
+        assert!(!text.contains("127.0.0.1"), "{text}");
+        assert_eq!(
+            narrowed.record("pvc-a").unwrap(),
+            Some(record(&narrowed, "pvc-a", 1))
+        );
     }
 
     #[test]

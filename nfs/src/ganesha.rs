@@ -14,9 +14,15 @@
 //!   built in; NFSv3 clients mount with `nolock`).
 //! - Recovery state lives on the export root, so NFSv4 clients reclaim their
 //!   state after a restart within the grace period.
+//! - Every export, and the NFSv4 pseudo root, is `Access_Type = None` for
+//!   everyone, with one `CLIENT` block granting access to the operator's
+//!   [`ClientList`] only (docs/security.md): with `sec=sys` any host that
+//!   can reach the server can claim any uid, so *who* may connect is the
+//!   access control. Clients are validated IP networks rendered in
+//!   canonical form, so no operator text reaches Ganesha's parser verbatim.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -56,8 +62,150 @@ pub fn check_config_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `EXPORT { ... }` block of one record.
-pub fn export_block(r: &ExportRecord) -> String {
+/// The default client list: the private address ranges (RFC 1918, and
+/// RFC 4193 unique local IPv6). Node and pod networks of every common
+/// Kubernetes distribution live there, so the default works out of the box,
+/// while a Service exposed to a public network (NodePort, LoadBalancer,
+/// hostNetwork) still refuses every public source. It is a backstop, not the
+/// recommended setting: operators set their nodes' CIDR (docs/security.md).
+pub const DEFAULT_CLIENTS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+/// One allowed client: an IP network (a single address is a full-length
+/// prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl ClientNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`; host bits beyond the prefix must be
+    /// zero (a typo like `10.1.2.3/8` is refused rather than silently
+    /// widened or narrowed).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR network (e.g. 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0-{max}"))?,
+        };
+        let masked = mask(addr, prefix);
+        if masked != addr {
+            return Err(format!(
+                "`{s}` has host bits set beyond /{prefix}; did you mean {masked}/{prefix}?"
+            ));
+        }
+        Ok(ClientNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+
+    /// The number of leading bits fixed by the network.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+impl std::fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// Who may mount: a non-empty list of IP networks, written into every
+/// export's `CLIENT` block and the pseudo root's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientList(Vec<ClientNet>);
+
+impl ClientList {
+    /// Parses a comma-separated list (`--allowed-clients`); blanks around
+    /// entries are ignored, an empty list is refused (it would lock every
+    /// client out, which is never what an operator means).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let nets = s
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(ClientNet::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if nets.is_empty() {
+            return Err(
+                "the client list is empty: name the networks of your nodes, e.g. 10.0.0.0/16"
+                    .into(),
+            );
+        }
+        Ok(ClientList(nets))
+    }
+
+    /// Whether `ip` may mount.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// Whether some entry admits every address (`0.0.0.0/0` or `::/0`).
+    pub fn admits_everyone(&self) -> bool {
+        self.0.iter().any(|n| n.prefix() == 0)
+    }
+
+    /// The entries, in the order given.
+    pub fn nets(&self) -> &[ClientNet] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClientList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for ClientList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ClientList::parse(s)
+    }
+}
+
+/// The `EXPORT { ... }` block of one record: no access for anyone, read-write
+/// for `clients`.
+pub fn export_block(r: &ExportRecord, clients: &ClientList) -> String {
     let squash = if r.root_squash {
         // uid/gid 0 become anonymous; supplementary groups (e.g. the
         // volume's GID) are kept, so squashed root in a pod with the GID can
@@ -71,7 +219,7 @@ pub fn export_block(r: &ExportRecord) -> String {
          \tExport_Id = {id};\n\
          \tPath = \"{path}\";\n\
          \tPseudo = \"{path}\";\n\
-         \tAccess_Type = RW;\n\
+         \tAccess_Type = None;\n\
          \tSquash = {squash};\n\
          \tAnonymous_Uid = 65534;\n\
          \tAnonymous_Gid = 65534;\n\
@@ -79,16 +227,44 @@ pub fn export_block(r: &ExportRecord) -> String {
          \tProtocols = 3, 4;\n\
          \tFilesystem_Id = {id}.{id};\n\
          \tFSAL {{ Name = VFS; }}\n\
+         \tCLIENT {{\n\
+         \t\tClients = {clients};\n\
+         \t\tAccess_Type = RW;\n\
+         \t\tSquash = {squash};\n\
+         \t}}\n\
          }}\n",
         id = r.export_id,
         path = r.path,
     )
 }
 
+/// The NFSv4 pseudo root (export 0): without it Ganesha makes one that any
+/// client may list, and its listing names every export. Only `clients` may
+/// read its directory structure (`MDONLY_RO`, Ganesha's default for it).
+pub fn pseudo_root_block(clients: &ClientList) -> String {
+    format!(
+        "EXPORT {{\n\
+         \tExport_Id = 0;\n\
+         \tPath = \"/\";\n\
+         \tPseudo = \"/\";\n\
+         \tProtocols = 4;\n\
+         \tTransports = TCP;\n\
+         \tSecType = sys;\n\
+         \tAccess_Type = None;\n\
+         \tSquash = Root_Squash;\n\
+         \tFSAL {{ Name = PSEUDO; }}\n\
+         \tCLIENT {{\n\
+         \t\tClients = {clients};\n\
+         \t\tAccess_Type = MDONLY_RO;\n\
+         \t}}\n\
+         }}\n"
+    )
+}
+
 /// The whole export file: the record as a JSON comment line, then the block.
-pub fn export_file(r: &ExportRecord) -> String {
+pub fn export_file(r: &ExportRecord, clients: &ClientList) -> String {
     let json = serde_json::to_string(r).expect("records serialize");
-    format!("{RECORD_HEADER}{json}\n{}", export_block(r))
+    format!("{RECORD_HEADER}{json}\n{}", export_block(r, clients))
 }
 
 /// Reads the record back from an export file.
@@ -119,8 +295,14 @@ pub struct CoreConfig {
 }
 
 /// Ganesha's main config: core settings, NFSv4 recovery on the export root,
-/// and every export inline (so the server never answers without them).
-pub fn main_config(core: &CoreConfig, recovery_root: &Path, exports: &[ExportRecord]) -> String {
+/// the restricted pseudo root, and every export inline (so the server never
+/// answers without them), all admitting only `clients`.
+pub fn main_config(
+    core: &CoreConfig,
+    recovery_root: &Path,
+    clients: &ClientList,
+    exports: &[ExportRecord],
+) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -151,8 +333,9 @@ pub fn main_config(core: &CoreConfig, recovery_root: &Path, exports: &[ExportRec
         let _ = writeln!(s, "\tLease_Lifetime = {};", core.grace_period.min(60));
     }
     s.push_str("}\n");
+    s.push_str(&pseudo_root_block(clients));
     for r in exports {
-        s.push_str(&export_block(r));
+        s.push_str(&export_block(r, clients));
     }
     s
 }
@@ -201,9 +384,13 @@ mod tests {
         }
     }
 
+    fn clients() -> ClientList {
+        ClientList::parse("10.0.0.0/16, 192.168.1.7").unwrap()
+    }
+
     #[test]
     fn export_block_has_stable_fsid_and_same_path_for_v3_and_v4() {
-        let b = export_block(&record());
+        let b = export_block(&record(), &clients());
         for line in [
             "Export_Id = 3;",
             "Path = \"/export/pvc-1\";",
@@ -218,12 +405,70 @@ mod tests {
         }
         let mut r = record();
         r.root_squash = true;
-        assert!(export_block(&r).contains("Squash = Root_Id_Squash;"));
+        assert!(export_block(&r, &clients()).contains("Squash = Root_Id_Squash;"));
+    }
+
+    #[test]
+    fn only_the_listed_clients_get_access_to_exports_and_the_pseudo_root() {
+        let b = export_block(&record(), &clients());
+        // Everyone else: no access (the export-level default).
+        let (outer, client) = b.split_once("CLIENT {").expect("a CLIENT block");
+        assert!(outer.contains("Access_Type = None;"), "{b}");
+        assert!(!outer.contains("Access_Type = RW"), "{b}");
+        assert!(
+            client.contains("Clients = 10.0.0.0/16, 192.168.1.7;")
+                && client.contains("Access_Type = RW;"),
+            "{b}"
+        );
+        let p = pseudo_root_block(&clients());
+        for line in [
+            "Export_Id = 0;",
+            "FSAL { Name = PSEUDO; }",
+            "Access_Type = None;",
+            "Clients = 10.0.0.0/16, 192.168.1.7;",
+            "Access_Type = MDONLY_RO;",
+        ] {
+            assert!(p.contains(line), "missing {line:?} in\n{p}");
+        }
+    }
+
+    #[test]
+    fn client_lists_are_validated_and_rendered_canonically() {
+        let l = ClientList::parse(" 10.0.0.0/8 ,fd00::/8,127.0.0.1/32,::1").unwrap();
+        assert_eq!(l.to_string(), "10.0.0.0/8, fd00::/8, 127.0.0.1, ::1");
+        assert!(l.allows("10.200.3.4".parse().unwrap()));
+        assert!(l.allows("fd12::1".parse().unwrap()));
+        assert!(l.allows("127.0.0.1".parse().unwrap()));
+        assert!(!l.allows("127.0.0.2".parse().unwrap()));
+        assert!(!l.allows("11.0.0.1".parse().unwrap()));
+        assert!(!l.allows("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!l.admits_everyone());
+        assert!(ClientList::parse("0.0.0.0/0").unwrap().admits_everyone());
+        let d = ClientList::parse(DEFAULT_CLIENTS).unwrap();
+        assert!(!d.admits_everyone());
+        assert!(!d.allows("8.8.8.8".parse().unwrap()));
+        assert!(d.allows("172.18.0.2".parse().unwrap()));
+        for bad in [
+            "",
+            " , ",
+            "*",
+            "10.0.0.0/33",
+            "10.1.2.3/8",
+            "host.example.com",
+            "10.0.0.0/8; Access_Type = RW",
+            "10.0.0.0/8\n}",
+            "@netgroup",
+            "::/129",
+        ] {
+            assert!(ClientList::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+        let e = ClientList::parse("10.1.2.3/8").unwrap_err();
+        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
     }
 
     #[test]
     fn export_file_round_trips_and_rejects_damage() {
-        let text = export_file(&record());
+        let text = export_file(&record(), &clients());
         assert!(text.starts_with(RECORD_HEADER));
         assert_eq!(parse_export_file(&text).unwrap(), record());
         assert!(parse_export_file("EXPORT { }").is_err());
@@ -252,6 +497,7 @@ mod tests {
         let c = main_config(
             &core,
             Path::new("/export/.nfs-provisioner/recovery"),
+            &clients(),
             &[record()],
         );
         for line in [
@@ -275,10 +521,13 @@ mod tests {
                 ..core
             },
             Path::new("/r"),
+            &clients(),
             &[],
         );
         assert!(graceless.contains("Graceless = true;"));
-        assert!(!graceless.contains("EXPORT"));
+        // Only the restricted pseudo root.
+        assert_eq!(graceless.matches("EXPORT {").count(), 1, "{graceless}");
+        assert!(graceless.contains("Export_Id = 0;"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use external_storage::args::{self, parse_duration, Settings};
 use external_storage::ProvisionController;
 use nfs_provisioner::address;
 use nfs_provisioner::exports::ExportRoot;
-use nfs_provisioner::ganesha::CoreConfig;
+use nfs_provisioner::ganesha::{self, ClientList, CoreConfig};
 use nfs_provisioner::provisioner::Nfs;
 use nfs_provisioner::server::{Server, ServerConfig};
 
@@ -46,6 +46,14 @@ struct Cli {
     /// Fallback server address (unstable across pod restarts).
     #[arg(long, env = "POD_IP")]
     pod_ip: Option<String>,
+    /// Who may mount: comma-separated IP addresses and CIDR networks,
+    /// written into every export (and the NFSv4 pseudo root); every other
+    /// source is refused. Set it to the networks your nodes mount from (the
+    /// kubelets mount, from the node's address). The default is the private
+    /// address ranges, which refuse every public source; see
+    /// docs/security.md for why and how to narrow it.
+    #[arg(long, env = "ALLOWED_CLIENTS", default_value = ganesha::DEFAULT_CLIENTS, value_parser = ClientList::parse)]
+    allowed_clients: ClientList,
     /// Address Ganesha listens on.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -93,12 +101,20 @@ async fn main() -> anyhow::Result<()> {
     args::init_tracing(common.log_format);
     let settings = Settings::try_from(common)?;
 
-    let root = Arc::new(ExportRoot::open(&cli.export_root).with_context(|| {
-        format!(
-            "cannot use {} as the export root",
-            cli.export_root.display()
-        )
-    })?);
+    if cli.allowed_clients.admits_everyone() {
+        tracing::warn!(
+            clients = %cli.allowed_clients,
+            "--allowed-clients admits every address: any host that reaches the server can mount every volume"
+        );
+    }
+    let root = Arc::new(
+        ExportRoot::open(&cli.export_root, cli.allowed_clients.clone()).with_context(|| {
+            format!(
+                "cannot use {} as the export root",
+                cli.export_root.display()
+            )
+        })?,
+    );
     let identity = root
         .identity()
         .context("reading this instance's identity")?;
@@ -111,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
         cli.pod_ip.as_deref(),
     )?;
     let server_address = address::resolve(&source, &client).await?;
-    tracing::info!(root = %root.path().display(), identity, server = server_address, "starting");
+    tracing::info!(root = %root.path().display(), identity, server = server_address, clients = %root.clients(), "starting");
 
     let shutdown = args::shutdown_on_signals();
     let server = Arc::new(Server::new(

@@ -14,6 +14,15 @@ pub const DEFAULT_GID_MIN: u32 = 2000;
 /// Default upper bound of allocated GIDs.
 pub const DEFAULT_GID_MAX: u32 = i32::MAX as u32;
 
+/// `rootSquash` when a class does not set it: on. A client's uid 0 then
+/// acts as the anonymous user (65534) on the export, so a root process in
+/// any pod that may mount cannot read or overwrite files only root may, nor
+/// chown. The cost: workloads that run as root and chown their data (some
+/// database images) must set `rootSquash: "false"` in their own class, or
+/// better run as a non-root user with `gid: allocate`. docs/security.md has
+/// the trade-off; with `sec=sys` it limits uid 0 only, not other uids.
+pub const DEFAULT_ROOT_SQUASH: bool = true;
+
 /// Which group owns a volume's directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GidPolicy {
@@ -47,9 +56,14 @@ fn err(param: &str, message: impl Into<String>) -> ParamError {
     ParamError::new(param, message)
 }
 
-fn boolean(params: &BTreeMap<String, String>, key: &str) -> Result<bool, ParamError> {
+fn boolean(
+    params: &BTreeMap<String, String>,
+    key: &str,
+    default: bool,
+) -> Result<bool, ParamError> {
     match params.get(key).map(|v| v.trim()) {
-        None | Some("false") => Ok(false),
+        None => Ok(default),
+        Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => Err(err(
             key,
@@ -113,8 +127,8 @@ impl ClassParams {
         }
         Ok(ClassParams {
             gid,
-            root_squash: boolean(params, "rootSquash")?,
-            enforce_capacity: boolean(params, "enforceCapacity")?,
+            root_squash: boolean(params, "rootSquash", DEFAULT_ROOT_SQUASH)?,
+            enforce_capacity: boolean(params, "enforceCapacity", false)?,
         })
     }
 }
@@ -135,7 +149,8 @@ mod tests {
     fn defaults() {
         let p = ClassParams::parse(None).unwrap();
         assert_eq!(p.gid, GidPolicy::None);
-        assert!(!p.root_squash);
+        assert!(p.root_squash, "root is squashed unless the class opts out");
+        assert!(!parse(&[("rootSquash", "false")]).unwrap().root_squash);
         assert!(!p.enforce_capacity);
     }
 

@@ -310,7 +310,11 @@ mod tests {
     #[test]
     fn new_records_take_the_lowest_free_id_and_gid() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = ExportRoot::open(tmp.path()).unwrap();
+        let root = ExportRoot::open(
+            tmp.path(),
+            crate::ganesha::ClientList::parse("127.0.0.1").unwrap(),
+        )
+        .unwrap();
         let existing = [rec("a", 1, Some(5000)), rec("b", 3, None)];
         let r = new_record(
             &root,

@@ -302,7 +302,12 @@ impl Server {
             tracing::error!(error = %e, "damaged export record skipped: fix or remove the file");
         }
         let conf = self.cfg.run_dir.join("ganesha.conf");
-        let text = ganesha::main_config(&self.cfg.core, &self.root.recovery_root(), &records);
+        let text = ganesha::main_config(
+            &self.cfg.core,
+            &self.root.recovery_root(),
+            self.root.clients(),
+            &records,
+        );
         std::fs::write(&conf, text).map_err(|source| ServerError::Io {
             path: conf.display().to_string(),
             source,

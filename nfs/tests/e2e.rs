@@ -37,7 +37,13 @@ impl Env {
         self.tmp.path().join("export")
     }
 
+    /// The provisioner, admitting only 127.0.0.1 (where the test's NFS
+    /// client connects from).
     fn spawn(&self, run: &str) -> Binary {
+        self.spawn_allowing(run, "127.0.0.1")
+    }
+
+    fn spawn_allowing(&self, run: &str, clients: &str) -> Binary {
         let log_dir = self.tmp.path().join(run);
         std::fs::create_dir_all(&log_dir).unwrap();
         let metrics = format!("127.0.0.1:{}", self.metrics_port);
@@ -58,6 +64,8 @@ impl Env {
                 "default",
                 "--bind-address",
                 "127.0.0.1",
+                "--allowed-clients",
+                clients,
                 "--nfs-port",
                 &nfs,
                 "--mount-port",
@@ -311,6 +319,15 @@ async fn nfs_ganesha_end_to_end() {
     );
     let v4 = nfs_ls(&one_path, 4).expect("NFSv4 listing of the export");
     assert!(v4.contains("hello.bin"), "{v4}");
+    // Root squash is the default: the client's root wrote as nobody.
+    assert_eq!(
+        std::fs::metadata(one_dir.join("hello.bin")).unwrap().uid(),
+        65534
+    );
+    assert!(
+        nfs_ls("/", 4).is_ok(),
+        "an allowed client may list the NFSv4 pseudo root"
+    );
 
     // --- a second claim is a separate export; the root and state are not exported
     let two = env.claim("two", "nfs").await;
@@ -472,6 +489,44 @@ async fn nfs_ganesha_end_to_end() {
     .await;
     assert_eq!(
         nfs_read(&one_path, "hello.bin").expect("exported after the crash"),
+        payload
+    );
+
+    // --- only listed clients may mount (docs/security.md, hole 1): the
+    // server restarted admitting 127.0.0.2 only refuses this client
+    // (127.0.0.1) everything: NFSv3 MOUNT, NFSv4 on the export, and the
+    // NFSv4 pseudo root that would list every export.
+    let status = provisioner
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    provisioner = env.spawn_allowing("run-narrow", "127.0.0.2");
+    env.wait_ready().await;
+    let record = env.export_root().join(format!(
+        ".nfs-provisioner/exports/{}.conf",
+        one.metadata.name.as_deref().unwrap()
+    ));
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.contains("Clients = 127.0.0.2;") && !text.contains("127.0.0.1"),
+        "existing export files are rendered for the new list:\n{text}"
+    );
+    let e = nfs_read(&one_path, "hello.bin").expect_err("v3 from an unlisted client");
+    assert!(e.contains("MNT3ERR_ACCES"), "{e}");
+    let e = nfs_ls(&two_path, 3).expect_err("v3 listing from an unlisted client");
+    assert!(e.contains("MNT3ERR_ACCES"), "{e}");
+    let e = nfs_ls(&one_path, 4).expect_err("v4 from an unlisted client");
+    assert!(e.contains("NFS4ERR_ACCESS"), "{e}");
+    let e = nfs_ls("/", 4).expect_err("the pseudo root from an unlisted client");
+    assert!(e.contains("NFS4ERR_ACCESS"), "{e}");
+    let status = provisioner
+        .terminate(Duration::from_secs(30))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    provisioner = env.spawn("run3");
+    env.wait_ready().await;
+    assert_eq!(
+        nfs_read(&one_path, "hello.bin").expect("listed again: access is back"),
         payload
     );
 

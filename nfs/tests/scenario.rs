@@ -40,6 +40,10 @@ async fn scenario_nfs_export_write_read_delete_and_retain() {
             &installed.namespace,
             "--bind-address",
             "127.0.0.1",
+            // The test client is on loopback; the shipped default admits
+            // only the private ranges.
+            "--allowed-clients",
+            "127.0.0.1",
             "--nfs-port",
             &nfs,
             "--mount-port",
