@@ -26,7 +26,9 @@ targets=$(
     pkg=$(sed -n 's/^name = "\(.*\)"/\1/p' "$crate/Cargo.toml" | head -1)
     echo "$pkg scenario"
   done
+  # cluster_sh tests hack/cluster.sh itself: real only.
   for t in conformance cluster_sh; do
+    if [ "$t" = cluster_sh ] && [ "$backend" != real ]; then continue; fi
     if [ -f "hack/e2e-support/tests/$t.rs" ]; then echo "e2e-support $t"; fi
   done
   for f in lib/tests/real*.rs; do

@@ -354,6 +354,8 @@ fn wait_rbac_in_force(admin: &Path, deploy: &Path, namespace: &str, service_acco
         resources: Vec<String>,
         #[serde(default)]
         verbs: Vec<String>,
+        #[serde(default)]
+        resource_names: Vec<String>,
     }
     #[derive(Deserialize)]
     struct Meta {
@@ -382,11 +384,15 @@ fn wait_rbac_in_force(admin: &Path, deploy: &Path, namespace: &str, service_acco
                 continue;
             };
             let group = rule.api_groups.first().map(String::as_str).unwrap_or("");
-            let what = if group.is_empty() {
+            let mut what = if group.is_empty() {
                 resource.clone()
             } else {
                 format!("{resource}.{group}")
             };
+            // A rule limited to named objects allows only those.
+            if let Some(name) = rule.resource_names.first() {
+                what = format!("{what}/{name}");
+            }
             let mut args = vec!["auth", "can-i", verb.as_str(), what.as_str(), "--as", &user];
             let ns = doc.metadata.and_then(|m| m.namespace);
             if let Some(ns) = ns.as_deref() {
