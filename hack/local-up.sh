@@ -38,10 +38,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> building hostpath-provisioner${backend/real/}"
 if [ "$backend" = testserver ]; then
+  echo "==> building kube-testserver and hostpath-provisioner"
   cargo build -q -p kube-testserver -p hostpath-provisioner
 else
+  echo "==> building hostpath-provisioner"
   cargo build -q -p hostpath-provisioner
 fi
 bin=$root/target/debug
