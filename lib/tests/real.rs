@@ -428,3 +428,58 @@ async fn real_mount_options_only_where_the_volume_takes_them() {
         .all(|r| r != "MountOptionsIgnored"));
     ctrl.stop().await;
 }
+
+/// Issue 14, item 3: the node the scheduler selected for a claim is
+/// deleted before the claim is provisioned. No node-local instance serves
+/// that node, so one that runs elsewhere removes
+/// `volume.kubernetes.io/selected-node` (with an event) and the scheduler
+/// picks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
+    let (cluster, client, _turn) = start().await;
+    cluster.node("node-a", "node-a").await;
+    let mem = Mem::new();
+    let mut opts = fast_options();
+    opts.node_name = Some("node-b".into());
+    opts.node_hostname = Some("node-b".into());
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "late", true, "Delete").await;
+    create_claim(&client, "data", "late", None).await;
+    // A pod without a node selector: the scheduler picks the only node.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "data-pod"},
+            "spec": {
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let selected = |want: &'static str| {
+        let client = client.clone();
+        async move {
+            let c = claims(&client).get("data").await.ok()?;
+            (c.annotations().get(a::SELECTED_NODE).map(String::as_str) == Some(want)).then_some(())
+        }
+    };
+    wait_for("node-a selected", 30, || selected("node-a")).await;
+    cluster.node("node-b", "node-b").await;
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .delete("node-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let note = wait_note(&client, "data", "ProvisioningFailed", "no longer exists").await;
+    assert!(note.contains("\"node-a\""), "{note}");
+    wait_for("node-b selected", 30, || selected("node-b")).await;
+    let pv = wait_bound(&client, "data", 30).await;
+    assert_eq!(mem.volumes.lock().unwrap()[&pv].as_deref(), Some("node-b"));
+    let _ = pods
+        .delete("data-pod", &DeleteParams::default().grace_period(0))
+        .await;
+    ctrl.stop().await;
+}

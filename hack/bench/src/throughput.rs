@@ -67,10 +67,19 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 }
 
 fn settled(v: &Value) -> bool {
-    s(v, "/status/phase") == "Bound"
-        && v.pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|f| f.is_empty())
+    s(v, "/status/phase") == "Bound" && !has_intent(v)
+}
+
+/// Whether claim `v` still carries the controller's provisioning-intent
+/// finalizer (others, such as `kubernetes.io/pvc-protection`, stay on a
+/// bound claim for its whole life).
+pub fn has_intent(v: &Value) -> bool {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| {
+            f.iter()
+                .any(|x| x == external_storage::annotations::PROVISIONING_FINALIZER)
+        })
 }
 
 /// Runs `w` against `ts` (whose provisioner must already be running) and

@@ -407,3 +407,16 @@ pub async fn set_annotation(client: &Client, claim: &str, key: &str, value: &str
 pub fn has_finalizer<K: kube::Resource>(obj: &K, f: &str) -> bool {
     obj.meta().finalizers.iter().flatten().any(|x| x == f)
 }
+
+/// A Node `name` (labelled `kubernetes.io/hostname=<name>`): the controller
+/// gives a claim whose selected node does not exist back to the scheduler.
+pub async fn create_node(client: &Client, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &node).await.unwrap();
+}

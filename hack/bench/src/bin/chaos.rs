@@ -119,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Under::Hostpath => {
+            for node in external_storage_bench::chaos::instances::NODES {
+                objects::ensure_node(&admin, node).await?;
+            }
             let exe = hostpath::locate_or_build()?;
             let instances = Instances::start(&exe, ts.kubeconfig_path(), tmp.path())?;
             Fleet::Hostpath(Arc::new(Mutex::new(instances)))

@@ -62,15 +62,13 @@ impl World {
     }
 
     /// Whether the controller has nothing left to do: every claim `Bound`
-    /// with no finalizer and none terminating, every PV `Bound` or a
+    /// without the intent finalizer and none terminating, every PV `Bound` or a
     /// `Released` `Retain` one, and the backend holding exactly the PVs.
     pub fn settled(&self, backend: &Snapshot) -> bool {
         let claims_done = self.claims.iter().all(|c| {
             s(c, "/status/phase") == "Bound"
                 && c.pointer("/metadata/deletionTimestamp").is_none()
-                && c.pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(|f| f.is_empty())
+                && !crate::throughput::has_intent(c)
         });
         // A `Bound` PV whose claim is gone is about to be `Released` (the
         // binder has not seen the deletion yet): not settled.
