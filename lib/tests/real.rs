@@ -483,3 +483,27 @@ async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
         .await;
     ctrl.stop().await;
 }
+
+/// Issue 14, item 10: events about a claim whose name has the maximum 253
+/// characters are accepted (kube's recorder would name them
+/// `<claim>.<16 hex digits>`, 270 characters, which `events.k8s.io/v1`
+/// refuses with 422).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_events_for_253_character_names_are_accepted() {
+    let (_cluster, client, _turn) = start().await;
+    let name = format!("{}.{}", vec!["x".repeat(63); 3].join("."), "y".repeat(61));
+    assert_eq!(name.len(), 253);
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, &name, "fast", None).await;
+    wait_bound(&client, &name, 30).await;
+    wait_note(
+        &client,
+        &name,
+        "ProvisioningSucceeded",
+        "Successfully provisioned",
+    )
+    .await;
+    ctrl.stop().await;
+}
