@@ -507,3 +507,63 @@ async fn real_events_for_253_character_names_are_accepted() {
     .await;
     ctrl.stop().await;
 }
+
+/// Issue 14, item 11: a claim naming its class only with the deprecated
+/// `volume.beta.kubernetes.io/storage-class` annotation is scheduled
+/// (WaitForFirstConsumer), annotated for our provisioner by the PV
+/// controller, provisioned and bound, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_beta_storage_class_annotation_end_to_end() {
+    let (cluster, client, _turn) = start().await;
+    cluster.node("node-a", "node-a").await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "late", true, "Delete").await;
+    let claim: external_storage::PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "beta", "annotations": {a::BETA_STORAGE_CLASS: "late"}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .unwrap();
+    claims(&client)
+        .create(&PostParams::default(), &claim)
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "beta-pod"},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": "node-a"},
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "beta"}}],
+            },
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let name = wait_bound(&client, "beta", 30).await;
+    let c = claims(&client).get("beta").await.unwrap();
+    assert_eq!(
+        c.annotations()
+            .get(a::STORAGE_PROVISIONER)
+            .map(String::as_str),
+        Some(PROVISIONER),
+        "annotated by the PV controller"
+    );
+    assert_eq!(
+        c.annotations().get(a::SELECTED_NODE).map(String::as_str),
+        Some("node-a")
+    );
+    let pv = pvs(&client).get(&name).await.unwrap();
+    assert_eq!(pv.spec.unwrap().storage_class_name.as_deref(), Some("late"));
+    assert!(mem.has(&name));
+    let _ = pods
+        .delete("beta-pod", &DeleteParams::default().grace_period(0))
+        .await;
+    ctrl.stop().await;
+}

@@ -12,10 +12,13 @@ pub const DEFAULT_CLASS_ANN: &str = "storageclass.kubernetes.io/is-default-class
 
 /// Mutates an object about to be created (DefaultStorageClass admission).
 pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
+    // A class named by the beta annotation counts as a class (the real
+    // plugin reads GetPersistentVolumeClaimClass).
     if res == id("", "persistentvolumeclaims")
         && obj
             .pointer("/spec/storageClassName")
             .is_none_or(Value::is_null)
+        && crate::controllers::binder::claim_class(obj).is_empty()
     {
         let classes = store.list(
             id("storage.k8s.io", "storageclasses"),
