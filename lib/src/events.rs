@@ -89,6 +89,8 @@ pub enum Action {
     ClassLookup,
     /// Checking the volume mode.
     VolumeModeCheck,
+    /// Checking the claim's data source.
+    DataSourceCheck,
     /// Finding the node a node-local volume belongs on.
     NodeSelection,
     /// Asking the scheduler to pick another node.
@@ -107,6 +109,7 @@ impl Action {
             Action::Default => reason.action(),
             Action::ClassLookup => "ClassLookup",
             Action::VolumeModeCheck => "VolumeModeCheck",
+            Action::DataSourceCheck => "DataSourceCheck",
             Action::NodeSelection => "NodeSelection",
             Action::Reschedule => "Reschedule",
             Action::SavePersistentVolume => "SavePersistentVolume",

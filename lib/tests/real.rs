@@ -567,3 +567,42 @@ async fn real_beta_storage_class_annotation_end_to_end() {
         .await;
     ctrl.stop().await;
 }
+
+/// Issue 14, item 7: a clone claim (dataSource: a PersistentVolumeClaim)
+/// for a provisioner that does not declare support gets a Warning and no
+/// volume, not an empty one; with the capability it is provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_data_source_needs_the_provisioners_capability() {
+    let (_cluster, client, _turn) = start().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "src", "fast", None).await;
+    wait_bound(&client, "src", 30).await;
+    let mut clone = serde_json::to_value(claim_json("clone", "fast", None)).unwrap();
+    clone["spec"]["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "src"});
+    let c = claims(&client)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(clone).unwrap(),
+        )
+        .await
+        .unwrap();
+    let note = wait_note(&client, "clone", "ProvisioningFailed", "data source").await;
+    assert!(note.contains("PersistentVolumeClaim \"src\""), "{note}");
+    assert!(!mem.has(&pv_name(&c)), "no empty volume");
+    let stored = claims(&client).get("clone").await.unwrap();
+    assert!(!has_finalizer(&stored, a::PROVISIONING_FINALIZER));
+    assert_eq!(
+        stored.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
+
+    // A provisioner that declares it: the claim (edited, so it is looked
+    // at again) is provisioned.
+    mem.knobs().data_source = true;
+    set_annotation(&client, "clone", "example.com/retry", "1").await;
+    let name = wait_bound(&client, "clone", 30).await;
+    assert!(mem.has(&name));
+    ctrl.stop().await;
+}

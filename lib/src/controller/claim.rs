@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, TypedObjectReference,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -138,6 +140,31 @@ pub fn pv_is_for(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
             == uid
 }
 
+/// The claim's data source: `spec.dataSourceRef`, else `spec.dataSource`
+/// (the API server copies one into the other where it can; either alone
+/// is honoured here).
+pub fn data_source(claim: &PersistentVolumeClaim) -> Option<TypedObjectReference> {
+    let spec = claim.spec.as_ref()?;
+    spec.data_source_ref.clone().or_else(|| {
+        spec.data_source.as_ref().map(|d| TypedObjectReference {
+            api_group: d.api_group.clone(),
+            kind: d.kind.clone(),
+            name: d.name.clone(),
+            namespace: None,
+        })
+    })
+}
+
+/// What the provisioner can serve, for [`decide`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Support {
+    /// `volumeMode: Block` claims ([`Provisioner::supports_block`]).
+    pub block: bool,
+    /// This claim's data source, if it has one
+    /// ([`Provisioner::supports_data_source`]).
+    pub data_source: bool,
+}
+
 fn is_block(claim: &PersistentVolumeClaim) -> bool {
     claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
 }
@@ -183,6 +210,9 @@ pub enum ClaimDecision {
     ClassMissing(String),
     /// Block claim, provisioner without block support: Warning event only.
     RejectBlock,
+    /// A data source (clone, restore) the provisioner does not declare
+    /// support for: Warning event only, no (empty) volume.
+    RejectDataSource,
     /// Add the intent finalizer, then provision.
     RecordIntent,
     /// Intent recorded: call the provisioner and save the PV.
@@ -200,15 +230,15 @@ pub enum ClaimDecision {
 
 /// Decide what a claim needs. `class` is the claim's class from the cache,
 /// `pv` the PV named after the claim (if cached), `node_gone` whether its
-/// selected node is missing from the Node cache; `supports_block` and
-/// `qualifier` come from the provisioner.
+/// selected node is missing from the Node cache; `support` and `qualifier`
+/// come from the provisioner.
 pub fn decide(
     scope: &Scope,
     claim: &PersistentVolumeClaim,
     class: Option<&StorageClass>,
     pv: Option<&PersistentVolume>,
     node_gone: bool,
-    supports_block: bool,
+    support: Support,
     qualifier: impl FnOnce(&PersistentVolumeClaim, &StorageClass) -> bool,
 ) -> ClaimDecision {
     use ClaimDecision as D;
@@ -274,8 +304,11 @@ pub fn decide(
     if scope.node_name.is_some() && target.is_none() {
         return D::NoNode;
     }
-    if is_block(claim) && !supports_block {
+    if is_block(claim) && !support.block {
         return D::RejectBlock;
+    }
+    if data_source(claim).is_some() && !support.data_source {
+        return D::RejectDataSource;
     }
     if !qualifier(claim, class) {
         return D::Skip(Skip::Qualifier);
@@ -359,7 +392,11 @@ async fn reconcile_inner<P: Provisioner>(
         class.as_deref(),
         pv.as_deref(),
         node_gone,
-        ctx.provisioner.supports_block(),
+        Support {
+            block: ctx.provisioner.supports_block(),
+            data_source: data_source(&claim)
+                .is_some_and(|d| ctx.provisioner.supports_data_source(&d)),
+        },
         |c, s| ctx.provisioner.should_provision(c, s),
     );
     tracing::debug!(?decision, "decided");
@@ -408,6 +445,27 @@ async fn reconcile_inner<P: Provisioner>(
                     format!(
                         "{} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block",
                         ctx.opts.provisioner_name
+                    ),
+                )
+                .await;
+            release(ctx, &api, &claim).await
+        }
+        ClaimDecision::RejectDataSource => {
+            let source = data_source(&claim).unwrap_or_default();
+            ctx.events
+                .publish_for(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    EventAction::DataSourceCheck,
+                    format!(
+                        "{} cannot fill a volume from the claim's data source ({} {:?}{}); no volume is made rather than an empty one: remove dataSource/dataSourceRef, or use a class of a provisioner that supports it",
+                        ctx.opts.provisioner_name,
+                        source.kind,
+                        source.name,
+                        source
+                            .api_group
+                            .map(|g| format!(" in API group {g}"))
+                            .unwrap_or_default(),
                     ),
                 )
                 .await;
@@ -1004,7 +1062,7 @@ mod tests {
         class: Option<&StorageClass>,
         pv: Option<&PersistentVolume>,
     ) -> ClaimDecision {
-        decide(scope, c, class, pv, false, false, |_, _| true)
+        decide(scope, c, class, pv, false, Support::default(), |_, _| true)
     }
 
     fn sc() -> StorageClass {
@@ -1328,16 +1386,68 @@ mod tests {
             ClaimDecision::RejectBlock
         );
         assert_eq!(
-            decide(&scope(), &c, Some(&sc()), None, false, true, |_, _| true),
+            decide(
+                &scope(),
+                &c,
+                Some(&sc()),
+                None,
+                false,
+                Support {
+                    block: true,
+                    ..Support::default()
+                },
+                |_, _| true
+            ),
             ClaimDecision::RecordIntent
         );
+    }
+
+    #[test]
+    fn a_data_source_needs_the_capability() {
+        let mut c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(data_source(&c), None);
+        c.spec.as_mut().unwrap().data_source =
+            Some(k8s_openapi::api::core::v1::TypedLocalObjectReference {
+                api_group: None,
+                kind: "PersistentVolumeClaim".into(),
+                name: "src".into(),
+            });
+        assert_eq!(data_source(&c).unwrap().kind, "PersistentVolumeClaim");
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RejectDataSource
+        );
+        let can = Support {
+            data_source: true,
+            ..Support::default()
+        };
+        assert_eq!(
+            decide(&scope(), &c, Some(&sc()), None, false, can, |_, _| true),
+            ClaimDecision::RecordIntent
+        );
+        // dataSourceRef wins (it can name other API groups).
+        c.spec.as_mut().unwrap().data_source_ref = Some(TypedObjectReference {
+            api_group: Some("snapshot.storage.k8s.io".into()),
+            kind: "VolumeSnapshot".into(),
+            name: "snap".into(),
+            namespace: None,
+        });
+        assert_eq!(data_source(&c).unwrap().kind, "VolumeSnapshot");
     }
 
     #[test]
     fn qualifier_can_decline() {
         let c = claim("ns", "c").provisioner(P).class("fast").build();
         assert_eq!(
-            decide(&scope(), &c, Some(&sc()), None, false, false, |_, _| false),
+            decide(
+                &scope(),
+                &c,
+                Some(&sc()),
+                None,
+                false,
+                Support::default(),
+                |_, _| false
+            ),
             ClaimDecision::Skip(Skip::Qualifier)
         );
     }
@@ -1387,7 +1497,9 @@ mod tests {
             .build();
         let wffc = class("fast", P).wffc().build();
         let gone = |s: &Scope, c: &PersistentVolumeClaim| {
-            decide(s, c, Some(&wffc), None, true, false, |_, _| true)
+            decide(s, c, Some(&wffc), None, true, Support::default(), |_, _| {
+                true
+            })
         };
         // Cluster-wide, and node-local on another node (nobody serves "gone").
         assert_eq!(gone(&scope(), &c), ClaimDecision::NodeGone("gone".into()));

@@ -43,6 +43,8 @@ pub struct Knobs {
     pub delete_fail: Option<String>,
     pub gate: Option<Gate>,
     pub block: bool,
+    /// Whether claims with a data source are served.
+    pub data_source: bool,
     /// Per claim name: what `provision` answers instead of its usual
     /// hostPath volume (after making the backend volume as usual).
     pub answers: HashMap<String, Provisioned>,
@@ -194,6 +196,10 @@ impl Provisioner for Mem {
 
     fn supports_block(&self) -> bool {
         self.knobs().block
+    }
+
+    fn supports_data_source(&self, _: &k8s_openapi::api::core::v1::TypedObjectReference) -> bool {
+        self.knobs().data_source
     }
 
     fn should_provision(&self, _: &PersistentVolumeClaim, _: &StorageClass) -> bool {
