@@ -89,6 +89,8 @@ pub enum Action {
     ClassLookup,
     /// Checking the volume mode.
     VolumeModeCheck,
+    /// Checking the claim's data source.
+    DataSourceCheck,
     /// Finding the node a node-local volume belongs on.
     NodeSelection,
     /// Asking the scheduler to pick another node.
@@ -107,6 +109,7 @@ impl Action {
             Action::Default => reason.action(),
             Action::ClassLookup => "ClassLookup",
             Action::VolumeModeCheck => "VolumeModeCheck",
+            Action::DataSourceCheck => "DataSourceCheck",
             Action::NodeSelection => "NodeSelection",
             Action::Reschedule => "Reschedule",
             Action::SavePersistentVolume => "SavePersistentVolume",
@@ -124,6 +127,34 @@ pub fn series_action(step: &str, note: &str) -> String {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     format!("{step}/{hash:08x}")
+}
+
+/// The longest event name kube-apiserver accepts on `events.k8s.io/v1`
+/// (a DNS subdomain, validated strictly there; `v1` Events skip it).
+const EVENT_NAME_MAX: usize = 253;
+/// kube's recorder names an event `<object name>.<nanoseconds in hex>`: the
+/// dot and 16 hex digits (until 2262).
+const EVENT_NAME_SUFFIX: usize = 17;
+/// `reportingInstance` is at most 128 characters.
+const REPORTING_INSTANCE_MAX: usize = 128;
+
+/// Whether kube's recorder can name an event about an object called
+/// `name`: `<name>.<16 hex digits>` must stay within 253 characters, or
+/// the API server refuses the event (422). Names of claims may be 253
+/// characters long.
+pub fn recorder_can_name(name: &str) -> bool {
+    name.len() + EVENT_NAME_SUFFIX <= EVENT_NAME_MAX
+}
+
+/// The name of an event about an object whose name is too long for the
+/// recorder's scheme: the name cut to leave room for the suffix (and to end
+/// on an alphanumeric character, as a DNS subdomain must), a dot and the
+/// time in hex nanoseconds.
+pub fn short_event_name(object: &str, nanos: i128) -> String {
+    let mut head = object.to_string();
+    crate::text::truncate(&mut head, EVENT_NAME_MAX - EVENT_NAME_SUFFIX);
+    let head = head.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{head}.{nanos:x}")
 }
 
 /// How long an object's recorder is kept after its last event: kube's
@@ -156,9 +187,11 @@ impl Events {
     /// A publisher reporting as `controller` (the provisioner name) from
     /// `instance` (this replica's identity).
     pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+        let mut instance = instance.to_string();
+        crate::text::truncate(&mut instance, REPORTING_INSTANCE_MAX);
         let reporter = Reporter {
             controller: controller.to_string(),
-            instance: Some(instance.to_string()),
+            instance: Some(instance),
         };
         Self {
             client,
@@ -200,9 +233,54 @@ impl Events {
             note: Some(note),
             secondary: None,
         };
-        if let Err(e) = self.recorder(object).publish(&ev, object).await {
+        let name = object.name.as_deref().unwrap_or_default();
+        let published = if recorder_can_name(name) {
+            self.recorder(object).publish(&ev, object).await
+        } else {
+            self.create_named(&ev, object).await
+        };
+        if let Err(e) = published {
             tracing::warn!(reason = reason.as_str(), error = %e, "failed to publish event");
         }
+    }
+
+    /// Creates the event itself, with a [`short_event_name`], for an object
+    /// whose name leaves the recorder no room (no series: each repeat is a
+    /// new Event; such objects are rare).
+    async fn create_named(&self, ev: &Event, object: &ObjectReference) -> Result<(), kube::Error> {
+        use k8s_openapi::api::events::v1::Event as K8sEvent;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
+        let event = K8sEvent {
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(object.clone()),
+            note: ev.note.clone(),
+            metadata: kube::api::ObjectMeta {
+                namespace: Some(namespace.clone()),
+                name: Some(short_event_name(
+                    object.name.as_deref().unwrap_or_default(),
+                    now.as_nanosecond(),
+                )),
+                ..Default::default()
+            },
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: self.reporter.instance.clone(),
+            type_: Some(
+                match ev.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            ..Default::default()
+        };
+        kube::Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&Default::default(), &event)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -219,6 +297,21 @@ mod tests {
         assert!(a.starts_with("Provision/") && a.len() == "Provision/".len() + 8);
         // FNV-1a of the empty string is its offset basis.
         assert_eq!(series_action("X", ""), "X/811c9dc5");
+    }
+
+    #[test]
+    fn event_names_stay_within_253_characters() {
+        let longest = format!("{}.{}", vec!["x".repeat(63); 3].join("."), "y".repeat(61));
+        assert_eq!(longest.len(), 253);
+        assert!(!recorder_can_name(&longest));
+        assert!(recorder_can_name(&"z".repeat(236)));
+        assert!(!recorder_can_name(&"z".repeat(237)));
+        let nanos = 1_800_000_000_000_000_000_i128;
+        let name = short_event_name(&longest, nanos);
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.ends_with(&format!(".{nanos:x}")));
+        // The cut lands after "x...x." (a dot at 236): it must not end the head.
+        assert!(!name.contains(".."), "{name}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, TypedObjectReference,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 /// What the controller passes to [`Provisioner::provision`].
@@ -160,6 +162,16 @@ pub trait Provisioner: Send + Sync + 'static {
         false
     }
 
+    /// Whether a claim with this data source (`spec.dataSourceRef`, else
+    /// `spec.dataSource`: a PersistentVolumeClaim to clone, a
+    /// VolumeSnapshot to restore, ...) can be served: the provisioner fills
+    /// the new volume from it (the source is in `ProvisionOptions::claim`).
+    /// When `false` (the default), such claims get a Warning event and no
+    /// volume, instead of an empty volume where data was asked for.
+    fn supports_data_source(&self, _source: &TypedObjectReference) -> bool {
+        false
+    }
+
     /// Grow the backend volume of `pv` to at least `bytes`. Called when a
     /// bound claim of a class with `allowVolumeExpansion: true` requests more
     /// than its PV's capacity; on `Ok` the controller raises the PV's capacity
@@ -190,6 +202,9 @@ impl<P: Provisioner + ?Sized> Provisioner for std::sync::Arc<P> {
     }
     fn supports_block(&self) -> bool {
         (**self).supports_block()
+    }
+    fn supports_data_source(&self, source: &TypedObjectReference) -> bool {
+        (**self).supports_data_source(source)
     }
     async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
         (**self).expand(pv, bytes).await

@@ -121,6 +121,7 @@ async fn retain_keeps_the_backend_volume() {
 async fn wait_for_first_consumer_waits_for_the_selected_node() {
     let (_ts, client) = server().await;
     let mem = Mem::new();
+    create_node(&client, "node-1").await;
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "late", true, "Delete").await;
     let c = create_claim(&client, "c1", "late", None).await;
@@ -148,6 +149,9 @@ async fn reschedule_drops_the_selected_node() {
     let (_ts, client) = server().await;
     let mem = Mem::new();
     mem.knobs().reschedule_node = Some("full-node".into());
+    for node in ["full-node", "node-2"] {
+        create_node(&client, node).await;
+    }
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "late", true, "Delete").await;
     let c = create_claim(&client, "c1", "late", Some("full-node")).await;
@@ -429,6 +433,8 @@ async fn failure_threshold_stops_retries_until_the_claim_changes() {
 async fn node_local_instances_serve_only_their_node() {
     let (_ts, client) = server().await;
     create_class(&client, "local", true, "Delete").await;
+    create_node(&client, "n1").await;
+    create_node(&client, "n2").await;
     let (m1, m2) = (Mem::new(), Mem::new());
     let mut o1 = fast_options();
     o1.node_name = Some("n1".into());

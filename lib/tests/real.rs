@@ -428,3 +428,181 @@ async fn real_mount_options_only_where_the_volume_takes_them() {
         .all(|r| r != "MountOptionsIgnored"));
     ctrl.stop().await;
 }
+
+/// Issue 14, item 3: the node the scheduler selected for a claim is
+/// deleted before the claim is provisioned. No node-local instance serves
+/// that node, so one that runs elsewhere removes
+/// `volume.kubernetes.io/selected-node` (with an event) and the scheduler
+/// picks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
+    let (cluster, client, _turn) = start().await;
+    cluster.node("node-a", "node-a").await;
+    let mem = Mem::new();
+    let mut opts = fast_options();
+    opts.node_name = Some("node-b".into());
+    opts.node_hostname = Some("node-b".into());
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    create_class(&client, "late", true, "Delete").await;
+    create_claim(&client, "data", "late", None).await;
+    // A pod without a node selector: the scheduler picks the only node.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "data-pod"},
+            "spec": {
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let selected = |want: &'static str| {
+        let client = client.clone();
+        async move {
+            let c = claims(&client).get("data").await.ok()?;
+            (c.annotations().get(a::SELECTED_NODE).map(String::as_str) == Some(want)).then_some(())
+        }
+    };
+    wait_for("node-a selected", 30, || selected("node-a")).await;
+    cluster.node("node-b", "node-b").await;
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .delete("node-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let note = wait_note(&client, "data", "ProvisioningFailed", "no longer exists").await;
+    assert!(note.contains("\"node-a\""), "{note}");
+    wait_for("node-b selected", 30, || selected("node-b")).await;
+    let pv = wait_bound(&client, "data", 30).await;
+    assert_eq!(mem.volumes.lock().unwrap()[&pv].as_deref(), Some("node-b"));
+    let _ = pods
+        .delete("data-pod", &DeleteParams::default().grace_period(0))
+        .await;
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 10: events about a claim whose name has the maximum 253
+/// characters are accepted (kube's recorder would name them
+/// `<claim>.<16 hex digits>`, 270 characters, which `events.k8s.io/v1`
+/// refuses with 422).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_events_for_253_character_names_are_accepted() {
+    let (_cluster, client, _turn) = start().await;
+    let name = format!("{}.{}", vec!["x".repeat(63); 3].join("."), "y".repeat(61));
+    assert_eq!(name.len(), 253);
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, &name, "fast", None).await;
+    wait_bound(&client, &name, 30).await;
+    wait_note(
+        &client,
+        &name,
+        "ProvisioningSucceeded",
+        "Successfully provisioned",
+    )
+    .await;
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 11: a claim naming its class only with the deprecated
+/// `volume.beta.kubernetes.io/storage-class` annotation is scheduled
+/// (WaitForFirstConsumer), annotated for our provisioner by the PV
+/// controller, provisioned and bound, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_beta_storage_class_annotation_end_to_end() {
+    let (cluster, client, _turn) = start().await;
+    cluster.node("node-a", "node-a").await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "late", true, "Delete").await;
+    let claim: external_storage::PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "beta", "annotations": {a::BETA_STORAGE_CLASS: "late"}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .unwrap();
+    claims(&client)
+        .create(&PostParams::default(), &claim)
+        .await
+        .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "beta-pod"},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": "node-a"},
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "beta"}}],
+            },
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let name = wait_bound(&client, "beta", 30).await;
+    let c = claims(&client).get("beta").await.unwrap();
+    assert_eq!(
+        c.annotations()
+            .get(a::STORAGE_PROVISIONER)
+            .map(String::as_str),
+        Some(PROVISIONER),
+        "annotated by the PV controller"
+    );
+    assert_eq!(
+        c.annotations().get(a::SELECTED_NODE).map(String::as_str),
+        Some("node-a")
+    );
+    let pv = pvs(&client).get(&name).await.unwrap();
+    assert_eq!(pv.spec.unwrap().storage_class_name.as_deref(), Some("late"));
+    assert!(mem.has(&name));
+    let _ = pods
+        .delete("beta-pod", &DeleteParams::default().grace_period(0))
+        .await;
+    ctrl.stop().await;
+}
+
+/// Issue 14, item 7: a clone claim (dataSource: a PersistentVolumeClaim)
+/// for a provisioner that does not declare support gets a Warning and no
+/// volume, not an empty one; with the capability it is provisioned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_data_source_needs_the_provisioners_capability() {
+    let (_cluster, client, _turn) = start().await;
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "src", "fast", None).await;
+    wait_bound(&client, "src", 30).await;
+    let mut clone = serde_json::to_value(claim_json("clone", "fast", None)).unwrap();
+    clone["spec"]["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "src"});
+    let c = claims(&client)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(clone).unwrap(),
+        )
+        .await
+        .unwrap();
+    let note = wait_note(&client, "clone", "ProvisioningFailed", "data source").await;
+    assert!(note.contains("PersistentVolumeClaim \"src\""), "{note}");
+    assert!(!mem.has(&pv_name(&c)), "no empty volume");
+    let stored = claims(&client).get("clone").await.unwrap();
+    assert!(!has_finalizer(&stored, a::PROVISIONING_FINALIZER));
+    assert_eq!(
+        stored.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
+
+    // A provisioner that declares it: the claim (edited, so it is looked
+    // at again) is provisioned.
+    mem.knobs().data_source = true;
+    set_annotation(&client, "clone", "example.com/retry", "1").await;
+    let name = wait_bound(&client, "clone", 30).await;
+    assert!(mem.has(&name));
+    ctrl.stop().await;
+}

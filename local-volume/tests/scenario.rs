@@ -6,12 +6,13 @@
 //! mounts discovered as PVs, the scheduler choosing the PV for a pod, the
 //! PV controller binding it; deleting the claim cleans the volume and offers
 //! it again, Retain keeps the data. Skips (saying so) where tmpfs cannot be
-//! mounted.
+//! mounted. Also: the shipped RBAC allows what `--add-finalizer` does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use e2e_support::*;
+use external_storage::annotations::PV_FINALIZER;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Client;
 use local_volume_provisioner::pv::pv_name;
@@ -161,5 +162,102 @@ async fn scenario_local_volume_discover_bind_clean_and_retain() {
     assert_eq!(std::fs::read(kept.join("file")).unwrap(), b"kept");
     assert!(pvs(&client).get_opt(&kept_name).await.unwrap().is_some());
 
+    cluster.assert_rbac(&installed);
+}
+
+const RBAC_NODE: &str = "node-1";
+/// The class `deploy/local-volume` ships.
+const CLASS: &str = "fast-disks";
+
+/// Unmounts what it mounted, on drop.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    /// A tmpfs at `path`, or `None` (with the reason on stderr) when this
+    /// machine cannot mount one.
+    fn tmpfs(path: &Path) -> Option<Mounted> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Mounted(path.to_path_buf())),
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: cannot mount tmpfs at {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIP: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Issue 14, item 9: `--add-finalizer` makes the library PATCH finalizers
+/// onto the PVs local-volume creates; its ClusterRole must allow that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_rbac_local_volume_with_add_finalizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(_vol) = Mounted::tmpfs(&tmp.path().join("disks/vol1")) else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let installed = cluster.install("local-volume");
+    cluster.node(RBAC_NODE, RBAC_NODE).await;
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storageClassMap:\n  {CLASS}:\n    hostDir: {}/disks\nminResyncPeriod: 1h\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(tmp.path().join("state")).unwrap();
+    let _bin = Binary::spawn(
+        env!("CARGO_BIN_EXE_local-volume-provisioner"),
+        &installed.kubeconfig,
+        &[
+            "--node-name",
+            RBAC_NODE,
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            tmp.path().join("state").to_str().unwrap(),
+            "--discovery-period",
+            "200ms",
+            "--add-finalizer",
+        ],
+        tmp.path(),
+    );
+    let name = pv_name("vol1", RBAC_NODE, CLASS);
+    let api = pvs(&client);
+    wait_for(&format!("PV {name} with {PV_FINALIZER}"), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let pv = api.get_opt(&name).await.ok()??;
+            pv.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == PV_FINALIZER)
+                .then_some(())
+        }
+    })
+    .await;
     cluster.assert_rbac(&installed);
 }

@@ -100,6 +100,28 @@ pub async fn ensure_class(client: &Client, sc: &StorageClass) -> anyhow::Result<
     Ok(())
 }
 
+/// Creates Node `name` (labelled `kubernetes.io/hostname=<name>`) unless it
+/// exists: the controller gives claims whose selected node does not exist
+/// back to the scheduler, so node-local runs need their Nodes, as on a real
+/// cluster.
+pub async fn ensure_node(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))?;
+    let pp = PostParams::default();
+    retry(
+        "create Node",
+        Duration::from_secs(30),
+        |e| is_status(e, 409),
+        || api.create(&pp, &node),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Creates a claim, retrying through faults (409 = an earlier attempt landed).
 pub async fn create_claim(
     api: &Api<PersistentVolumeClaim>,

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use external_storage::annotations::PVC_PROTECTION_FINALIZER;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::Client;
@@ -69,10 +68,19 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 
 /// Bound, with no finalizer but the apiserver's own pvc-protection.
 fn settled(v: &Value) -> bool {
-    s(v, "/status/phase") == "Bound"
-        && v.pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|f| f.iter().all(|f| f == PVC_PROTECTION_FINALIZER))
+    s(v, "/status/phase") == "Bound" && !has_intent(v)
+}
+
+/// Whether claim `v` still carries the controller's provisioning-intent
+/// finalizer (others, such as `kubernetes.io/pvc-protection`, stay on a
+/// bound claim for its whole life).
+pub fn has_intent(v: &Value) -> bool {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| {
+            f.iter()
+                .any(|x| x == external_storage::annotations::PROVISIONING_FINALIZER)
+        })
 }
 
 /// Runs `w` against `ts` (whose provisioner must already be running) and

@@ -16,10 +16,13 @@ pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
     if res == id("", "services") {
         allocate_cluster_ip(store, obj);
     }
+    // A class named by the beta annotation counts as a class (the real
+    // plugin reads GetPersistentVolumeClaimClass).
     if res == id("", "persistentvolumeclaims")
         && obj
             .pointer("/spec/storageClassName")
             .is_none_or(Value::is_null)
+        && crate::controllers::binder::claim_class(obj).is_empty()
     {
         let classes = store.list(
             id("storage.k8s.io", "storageclasses"),

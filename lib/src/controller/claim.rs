@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, TypedObjectReference,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -138,6 +140,31 @@ pub fn pv_is_for(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
             == uid
 }
 
+/// The claim's data source: `spec.dataSourceRef`, else `spec.dataSource`
+/// (the API server copies one into the other where it can; either alone
+/// is honoured here).
+pub fn data_source(claim: &PersistentVolumeClaim) -> Option<TypedObjectReference> {
+    let spec = claim.spec.as_ref()?;
+    spec.data_source_ref.clone().or_else(|| {
+        spec.data_source.as_ref().map(|d| TypedObjectReference {
+            api_group: d.api_group.clone(),
+            kind: d.kind.clone(),
+            name: d.name.clone(),
+            namespace: None,
+        })
+    })
+}
+
+/// What the provisioner can serve, for [`decide`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Support {
+    /// `volumeMode: Block` claims ([`Provisioner::supports_block`]).
+    pub block: bool,
+    /// This claim's data source, if it has one
+    /// ([`Provisioner::supports_data_source`]).
+    pub data_source: bool,
+}
+
 fn is_block(claim: &PersistentVolumeClaim) -> bool {
     claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
 }
@@ -183,6 +210,9 @@ pub enum ClaimDecision {
     ClassMissing(String),
     /// Block claim, provisioner without block support: Warning event only.
     RejectBlock,
+    /// A data source (clone, restore) the provisioner does not declare
+    /// support for: Warning event only, no (empty) volume.
+    RejectDataSource,
     /// Add the intent finalizer, then provision.
     RecordIntent,
     /// Intent recorded: call the provisioner and save the PV.
@@ -192,22 +222,41 @@ pub enum ClaimDecision {
     /// Deleted before its PV was saved: delete the backend volume, then
     /// release the intent.
     CleanupDeleted,
+    /// The selected node (named) is gone and nothing was started: remove
+    /// `volume.kubernetes.io/selected-node` so the scheduler picks again
+    /// (in every mode: in node-local mode no instance serves a deleted node).
+    NodeGone(String),
 }
 
 /// Decide what a claim needs. `class` is the claim's class from the cache,
-/// `pv` the PV named after the claim (if cached), `supports_block` and
-/// `qualifier` come from the provisioner.
+/// `pv` the PV named after the claim (if cached), `node_gone` whether its
+/// selected node is missing from the Node cache; `support` and `qualifier`
+/// come from the provisioner.
 pub fn decide(
     scope: &Scope,
     claim: &PersistentVolumeClaim,
     class: Option<&StorageClass>,
     pv: Option<&PersistentVolume>,
-    supports_block: bool,
+    node_gone: bool,
+    support: Support,
     qualifier: impl FnOnce(&PersistentVolumeClaim, &StorageClass) -> bool,
 ) -> ClaimDecision {
     use ClaimDecision as D;
     if !claim_provisioner(claim).is_some_and(|p| scope.is_ours(p)) {
         return D::Skip(Skip::NotOurs);
+    }
+    if let (true, Some(node)) = (node_gone, selected_node(claim)) {
+        let unbound = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .is_none_or(str::is_empty);
+        let saved = pv.is_some_and(|pv| pv_is_for(pv, claim));
+        // With our intent on it, provisioning has started: its own path
+        // (the provisioner may answer Reschedule) decides.
+        if unbound && !saved && !has_intent(claim) && claim.metadata.deletion_timestamp.is_none() {
+            return D::NodeGone(node.to_string());
+        }
     }
     let target = target_node(scope, claim, class);
     if let (Some(node), Some(target)) = (&scope.node_name, target) {
@@ -255,8 +304,11 @@ pub fn decide(
     if scope.node_name.is_some() && target.is_none() {
         return D::NoNode;
     }
-    if is_block(claim) && !supports_block {
+    if is_block(claim) && !support.block {
         return D::RejectBlock;
+    }
+    if data_source(claim).is_some() && !support.data_source {
+        return D::RejectDataSource;
     }
     if !qualifier(claim, class) {
         return D::Skip(Skip::Qualifier);
@@ -332,12 +384,19 @@ async fn reconcile_inner<P: Provisioner>(
     // once that record has expired: the claim loop does not watch PVs, so a
     // PV deleted before the cache showed it would otherwise go unnoticed.
     let stand_in = pv.is_some() && !in_cache;
+    let node_gone =
+        selected_node(&claim).is_some_and(|n| ctx.nodes.get(&ObjectRef::new(n)).is_none());
     let decision = decide(
         &ctx.scope,
         &claim,
         class.as_deref(),
         pv.as_deref(),
-        ctx.provisioner.supports_block(),
+        node_gone,
+        Support {
+            block: ctx.provisioner.supports_block(),
+            data_source: data_source(&claim)
+                .is_some_and(|d| ctx.provisioner.supports_data_source(&d)),
+        },
         |c, s| ctx.provisioner.should_provision(c, s),
     );
     tracing::debug!(?decision, "decided");
@@ -391,6 +450,27 @@ async fn reconcile_inner<P: Provisioner>(
                 .await;
             release(ctx, &api, &claim).await
         }
+        ClaimDecision::RejectDataSource => {
+            let source = data_source(&claim).unwrap_or_default();
+            ctx.events
+                .publish_for(
+                    &claim_ref,
+                    Reason::ProvisioningFailed,
+                    EventAction::DataSourceCheck,
+                    format!(
+                        "{} cannot fill a volume from the claim's data source ({} {:?}{}); no volume is made rather than an empty one: remove dataSource/dataSourceRef, or use a class of a provisioner that supports it",
+                        ctx.opts.provisioner_name,
+                        source.kind,
+                        source.name,
+                        source
+                            .api_group
+                            .map(|g| format!(" in API group {g}"))
+                            .unwrap_or_default(),
+                    ),
+                )
+                .await;
+            release(ctx, &api, &claim).await
+        }
         ClaimDecision::ReleaseIntent => release(ctx, &api, &claim).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
@@ -419,6 +499,7 @@ async fn reconcile_inner<P: Provisioner>(
             provision(ctx, &api, claim.clone(), &class, &pv_name).await
         }
         ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &api, &claim, &pv_name).await,
+        ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &api, &claim, &node).await,
     };
     let recheck = stand_in && matches!(step, Step::Done);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
@@ -440,6 +521,57 @@ async fn reconcile_inner<P: Provisioner>(
             .await;
     }
     action
+}
+
+/// The claim's selected node is not in the Node cache: confirm with a live
+/// read (the cache may not have a new Node yet), then remove the annotation
+/// with a patch guarded by the claim's resourceVersion, so that of several
+/// instances seeing it at once one patch wins and the rest are refused.
+/// The Warning event comes from the instance whose patch won.
+async fn node_gone_reschedule<P>(
+    ctx: &Ctx<P>,
+    api: &Api<PersistentVolumeClaim>,
+    claim: &PersistentVolumeClaim,
+    node: &str,
+) -> Step {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    match nodes.get_metadata_opt(node).await {
+        // The cache is behind (a new Node): look again shortly.
+        Ok(Some(_)) => return Step::Poll,
+        Ok(None) => {}
+        Err(e) => return Step::Retry(format!("reading Node {node}: {e}")),
+    }
+    let seen = claim.resource_version().unwrap_or_default();
+    match api
+        .patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(reschedule_patch(&seen, None)),
+        )
+        .await
+    {
+        Ok(patched) => {
+            let after = patched.resource_version().unwrap_or_default();
+            ctx.claim_versions.wrote_over(claim, &seen, &after);
+            ctx.events
+                .publish_for(
+                    &claim.object_ref(&()),
+                    Reason::ProvisioningFailed,
+                    EventAction::Reschedule,
+                    format!(
+                        "the node {node:?} selected for claim {} no longer exists; removed {} so the scheduler picks another node",
+                        key_of(claim),
+                        a::SELECTED_NODE
+                    ),
+                )
+                .await;
+            Step::Done
+        }
+        // Gone, or changed since read (another instance removed the
+        // annotation first): the newer version is reconciled.
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) || is_status(&e, 422) => Step::Done,
+        Err(e) => Step::Retry(format!("removing the selected node of a deleted Node: {e}")),
+    }
 }
 
 /// Grows the backend volume, then the PV's capacity, then the claim's
@@ -930,7 +1062,7 @@ mod tests {
         class: Option<&StorageClass>,
         pv: Option<&PersistentVolume>,
     ) -> ClaimDecision {
-        decide(scope, c, class, pv, false, |_, _| true)
+        decide(scope, c, class, pv, false, Support::default(), |_, _| true)
     }
 
     fn sc() -> StorageClass {
@@ -1254,16 +1386,68 @@ mod tests {
             ClaimDecision::RejectBlock
         );
         assert_eq!(
-            decide(&scope(), &c, Some(&sc()), None, true, |_, _| true),
+            decide(
+                &scope(),
+                &c,
+                Some(&sc()),
+                None,
+                false,
+                Support {
+                    block: true,
+                    ..Support::default()
+                },
+                |_, _| true
+            ),
             ClaimDecision::RecordIntent
         );
+    }
+
+    #[test]
+    fn a_data_source_needs_the_capability() {
+        let mut c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(data_source(&c), None);
+        c.spec.as_mut().unwrap().data_source =
+            Some(k8s_openapi::api::core::v1::TypedLocalObjectReference {
+                api_group: None,
+                kind: "PersistentVolumeClaim".into(),
+                name: "src".into(),
+            });
+        assert_eq!(data_source(&c).unwrap().kind, "PersistentVolumeClaim");
+        assert_eq!(
+            d(&scope(), &c, Some(&sc()), None),
+            ClaimDecision::RejectDataSource
+        );
+        let can = Support {
+            data_source: true,
+            ..Support::default()
+        };
+        assert_eq!(
+            decide(&scope(), &c, Some(&sc()), None, false, can, |_, _| true),
+            ClaimDecision::RecordIntent
+        );
+        // dataSourceRef wins (it can name other API groups).
+        c.spec.as_mut().unwrap().data_source_ref = Some(TypedObjectReference {
+            api_group: Some("snapshot.storage.k8s.io".into()),
+            kind: "VolumeSnapshot".into(),
+            name: "snap".into(),
+            namespace: None,
+        });
+        assert_eq!(data_source(&c).unwrap().kind, "VolumeSnapshot");
     }
 
     #[test]
     fn qualifier_can_decline() {
         let c = claim("ns", "c").provisioner(P).class("fast").build();
         assert_eq!(
-            decide(&scope(), &c, Some(&sc()), None, false, |_, _| false),
+            decide(
+                &scope(),
+                &c,
+                Some(&sc()),
+                None,
+                false,
+                Support::default(),
+                |_, _| false
+            ),
             ClaimDecision::Skip(Skip::Qualifier)
         );
     }
@@ -1301,6 +1485,60 @@ mod tests {
         assert_eq!(
             d(&scope(), &c, Some(&sc()), Some(&saved)),
             ClaimDecision::ReleaseIntent
+        );
+    }
+
+    #[test]
+    fn a_deleted_selected_node_is_given_back_to_the_scheduler_in_every_mode() {
+        let c = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("gone")
+            .build();
+        let wffc = class("fast", P).wffc().build();
+        let gone = |s: &Scope, c: &PersistentVolumeClaim| {
+            decide(s, c, Some(&wffc), None, true, Support::default(), |_, _| {
+                true
+            })
+        };
+        // Cluster-wide, and node-local on another node (nobody serves "gone").
+        assert_eq!(gone(&scope(), &c), ClaimDecision::NodeGone("gone".into()));
+        assert_eq!(
+            gone(&node_scope("n1"), &c),
+            ClaimDecision::NodeGone("gone".into())
+        );
+        // Not ours, already started (intent), bound or deleting: left alone.
+        let other = claim("ns", "c")
+            .provisioner("other")
+            .selected_node("gone")
+            .build();
+        assert_eq!(gone(&scope(), &other), ClaimDecision::Skip(Skip::NotOurs));
+        let started = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("gone")
+            .finalizer(a::PROVISIONING_FINALIZER)
+            .build();
+        assert_eq!(gone(&scope(), &started), ClaimDecision::Provision);
+        let bound = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("gone")
+            .volume_name("v")
+            .build();
+        assert_eq!(
+            gone(&scope(), &bound),
+            ClaimDecision::Skip(Skip::AlreadyBound)
+        );
+        let deleting = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .selected_node("gone")
+            .deleting()
+            .build();
+        assert_eq!(
+            gone(&scope(), &deleting),
+            ClaimDecision::Skip(Skip::Deleting)
         );
     }
 

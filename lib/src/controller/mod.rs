@@ -33,6 +33,12 @@
 //!   or the volume does not fit the claim ([`pv::misfit`]: the PV
 //!   controller would never bind it). `delete` is called once, the intent
 //!   is released, and the claim is not tried again until it changes.
+//! - The node the scheduler selected is deleted before provisioning
+//!   starts: every instance watches Node metadata (list/watch nodes), and
+//!   the first to confirm the node is gone removes
+//!   `volume.kubernetes.io/selected-node` (guarded, with an event) so the
+//!   scheduler picks again; in node-local mode no instance serves a deleted
+//!   node, so the others must. A deleted Node reconciles every claim once.
 //! - The claim is deleted between the read and the intent patch: the API
 //!   server refuses a new finalizer on an object being deleted (422); that
 //!   is "the claim is going", not an error: nothing was started.
@@ -84,9 +90,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -295,6 +302,8 @@ pub(crate) struct Ctx<P> {
     pub(crate) scope: Scope,
     pub(crate) classes: Store<StorageClass>,
     pub(crate) pvs: Store<PersistentVolume>,
+    /// The Nodes (metadata only): is a claim's selected node still there?
+    pub(crate) nodes: Store<PartialObjectMeta<Node>>,
     pub(crate) events: Events,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) claim_backoff: Backoffs,
@@ -438,12 +447,39 @@ impl<P: Provisioner> ProvisionController<P> {
         let pv_ctrl = Controller::new(Api::<PersistentVolume>::all(client.clone()), pv_watch)
             .with_config(cfg.clone());
         let pvs = pv_ctrl.store();
+        // Nodes, metadata only (a claim loop must notice a selected node that
+        // was deleted, also one no instance serves in node-local mode). A
+        // deleted Node reconciles every claim once: rare, and decisions on
+        // claims of other nodes are made from the caches.
+        let (nodes, node_writer) = reflector::store::<PartialObjectMeta<Node>>();
+        let (node_gone, node_gone_rx) = futures::channel::mpsc::unbounded::<()>();
+        let node_driver = self.opts.watch_claims.then(|| {
+            watcher(
+                Api::<PartialObjectMeta<Node>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(node_writer)
+            .for_each(move |ev| {
+                if let Ok(watcher::Event::Delete(_)) = ev {
+                    let _ = node_gone.unbounded_send(());
+                }
+                futures::future::ready(())
+            })
+        });
+        let node_driver = async move {
+            match node_driver {
+                Some(driver) => driver.await,
+                None => futures::future::pending().await,
+            }
+        };
         let claim_ctrl = self.opts.watch_claims.then(|| {
             Controller::new(
                 Api::<PersistentVolumeClaim>::all(client.clone()),
                 watcher::Config::default(),
             )
             .with_config(cfg)
+            .reconcile_all_on(node_gone_rx)
         });
 
         let base = self.opts.retry_interval_start;
@@ -455,6 +491,7 @@ impl<P: Provisioner> ProvisionController<P> {
             scope,
             classes: classes.clone(),
             pvs,
+            nodes: nodes.clone(),
             events: Events::new(client, &self.opts.provisioner_name, &self.opts.identity),
             metrics: self.metrics.clone(),
             claim_backoff: Backoffs::new(BackoffPolicy {
@@ -486,7 +523,7 @@ impl<P: Provisioner> ProvisionController<P> {
             };
             // Decisions need the classes: do not start before the cache is in.
             tokio::select! {
-                _ = classes.wait_until_ready() => {}
+                _ = futures::future::join(classes.wait_until_ready(), nodes.wait_until_ready()) => {}
                 _ = g2.cancelled() => return,
             }
             let g3 = g2.clone();
@@ -501,6 +538,7 @@ impl<P: Provisioner> ProvisionController<P> {
             _ = stop.cancelled() => {}
             _ = futures::future::join(volumes, claims) => {}
             _ = class_driver => {}
+            _ = node_driver => {}
         }
         tracing::info!("workers stopped");
     }

@@ -43,6 +43,8 @@ pub struct Knobs {
     pub delete_fail: Option<String>,
     pub gate: Option<Gate>,
     pub block: bool,
+    /// Whether claims with a data source are served.
+    pub data_source: bool,
     /// Per claim name: what `provision` answers instead of its usual
     /// hostPath volume (after making the backend volume as usual).
     pub answers: HashMap<String, Provisioned>,
@@ -194,6 +196,10 @@ impl Provisioner for Mem {
 
     fn supports_block(&self) -> bool {
         self.knobs().block
+    }
+
+    fn supports_data_source(&self, _: &k8s_openapi::api::core::v1::TypedObjectReference) -> bool {
+        self.knobs().data_source
     }
 
     fn should_provision(&self, _: &PersistentVolumeClaim, _: &StorageClass) -> bool {
@@ -406,4 +412,17 @@ pub async fn set_annotation(client: &Client, claim: &str, key: &str, value: &str
 
 pub fn has_finalizer<K: kube::Resource>(obj: &K, f: &str) -> bool {
     obj.meta().finalizers.iter().flatten().any(|x| x == f)
+}
+
+/// A Node `name` (labelled `kubernetes.io/hostname=<name>`): the controller
+/// gives a claim whose selected node does not exist back to the scheduler.
+pub async fn create_node(client: &Client, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &node).await.unwrap();
 }

@@ -343,6 +343,7 @@ async fn run_hostpath(
         &objects::class("hostpath", HOSTPATH, "Delete", true),
     )
     .await?;
+    objects::ensure_node(&admin, NODE).await?;
     let root = tempfile::tempdir_in(tmp)?;
     let qps = setup.qps.to_string();
     let burst = setup.burst.to_string();
@@ -407,6 +408,7 @@ async fn run_cached(
         &objects::class("hostpath", HOSTPATH, "Delete", true),
     )
     .await?;
+    objects::ensure_node(&admin, NODE).await?;
     preload::bound_pairs(&ts.store(), n, "hostpath", HOSTPATH, NODE)?;
     ts.reset_stats();
     let root = tempfile::tempdir_in(tmp)?;

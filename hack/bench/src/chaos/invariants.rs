@@ -24,14 +24,6 @@ use serde_json::Value;
 use super::observer::Seen;
 use crate::backend::Snapshot;
 
-/// Claim finalizers the control plane adds and removes itself (the real
-/// kube-apiserver's `StorageObjectInUseProtection` admission and the
-/// pvc-protection controller): a claim carrying one is still settled as far
-/// as the provisioner is concerned. (PVs get `kubernetes.io/pv-protection`
-/// likewise; the checks never look at PV finalizers.)
-pub const CONTROL_PLANE_FINALIZERS: [&str; 1] =
-    [external_storage::annotations::PVC_PROTECTION_FINALIZER];
-
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or_default()
 }
@@ -130,20 +122,13 @@ impl World {
     }
 
     /// Whether the controller has nothing left to do: every claim `Bound`
-    /// with no finalizer but the control plane's own
-    /// ([`CONTROL_PLANE_FINALIZERS`]) and none terminating, every PV `Bound` or a
+    /// without the intent finalizer and none terminating, every PV `Bound` or a
     /// `Released` `Retain` one, and the backend holding exactly the PVs.
     pub fn settled(&self, backend: &Snapshot) -> bool {
         let claims_done = self.claims.iter().all(|c| {
             s(c, "/status/phase") == "Bound"
                 && c.pointer("/metadata/deletionTimestamp").is_none()
-                && c.pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(|f| {
-                        f.iter().all(|f| {
-                            CONTROL_PLANE_FINALIZERS.contains(&f.as_str().unwrap_or_default())
-                        })
-                    })
+                && !crate::throughput::has_intent(c)
         });
         // A `Bound` PV whose claim is gone is about to be `Released` (the
         // binder has not seen the deletion yet): not settled.

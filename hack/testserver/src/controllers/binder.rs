@@ -25,6 +25,22 @@ pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner"
 /// Legacy form of [`STORAGE_PROVISIONER`].
 pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 
+/// Deprecated claim annotation naming the StorageClass; it wins over
+/// `spec.storageClassName` (`GetPersistentVolumeClaimClass`).
+pub const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+
+/// The class a claim asks for, as the real PV controller, scheduler and
+/// DefaultStorageClass admission read it: the beta annotation if present,
+/// else `spec.storageClassName` ("" for none).
+pub fn claim_class(claim: &Value) -> &str {
+    claim
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(BETA_STORAGE_CLASS))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| s(claim, "/spec/storageClassName"))
+}
+
 /// Runs the binder until the task is aborted.
 pub async fn run(store: Arc<Store>) {
     let res = vec![
@@ -249,7 +265,7 @@ fn pv_fits(pv: &Value, claim: &Value, node: Option<&Value>) -> bool {
     {
         return false;
     }
-    if s(pv, "/spec/storageClassName") != s(claim, "/spec/storageClassName") {
+    if s(pv, "/spec/storageClassName") != claim_class(claim) {
         return false;
     }
     let want = quantity::parse(s(claim, "/spec/resources/requests/storage")).unwrap_or(0.0);
@@ -409,7 +425,7 @@ pub fn pass(store: &Store) {
             }
             continue;
         }
-        let class_name = s(claim, "/spec/storageClassName");
+        let class_name = claim_class(claim);
         let class = classes.get(class_name);
         let wffc = class.is_some_and(|c| s(c, "/volumeBindingMode") == "WaitForFirstConsumer");
         let selected = ann(claim, SELECTED_NODE);

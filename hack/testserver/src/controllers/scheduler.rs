@@ -96,7 +96,7 @@ pub fn pass(store: &Store) {
             }
             all_bound = false;
             let wffc = classes
-                .get(s(&claim, "/spec/storageClassName"))
+                .get(super::binder::claim_class(&claim))
                 .is_some_and(|c| s(c, "/volumeBindingMode") == "WaitForFirstConsumer");
             let has_sel = claim
                 .pointer("/metadata/annotations")
