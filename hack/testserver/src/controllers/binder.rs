@@ -486,8 +486,8 @@ fn drop_finalizer(
 }
 
 /// The pvc-protection and pv-protection controllers: a deleted claim loses
-/// [`PVC_PROTECTION`] once no pod that has not finished uses it; a deleted
-/// PV loses [`PV_PROTECTION`] once it is not `Bound`.
+/// [`PVC_PROTECTION`](crate::admission::PVC_PROTECTION) once no pod that has not finished uses it; a deleted
+/// PV loses [`PV_PROTECTION`](crate::admission::PV_PROTECTION) once it is not `Bound`.
 pub fn protection(store: &Store) {
     use crate::admission::{PVC_PROTECTION, PV_PROTECTION};
     let has = |v: &Value, f: &str| {
