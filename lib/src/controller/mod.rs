@@ -283,8 +283,9 @@ pub enum ControllerError {
     /// Options are inconsistent (e.g. zero workers); fix the flags.
     #[error("invalid controller options: {0}")]
     InvalidOptions(String),
-    /// Node-local mode could not read its Node (for the hostname label).
-    #[error("cannot read Node {node} for its kubernetes.io/hostname label (the ClusterRole must allow get on nodes): {source}")]
+    /// Node-local mode was stopped before it could read its Node (for the
+    /// hostname label); the last error says why it could not.
+    #[error("stopped before Node {node} could be read for its kubernetes.io/hostname label (the ClusterRole must allow get on nodes): {source}")]
     NodeLookup {
         /// The node named by `--node-name`.
         node: String,
@@ -396,13 +397,27 @@ impl<P: Provisioner> ProvisionController<P> {
                 "the provisioner name is empty (--provisioner-name)".into(),
             ));
         }
-        if let (Some(node), None) = (&self.opts.node_name, &self.opts.node_hostname) {
-            let hostname = crate::node::hostname_label(&self.client, node)
-                .await
-                .map_err(|source| ControllerError::NodeLookup {
-                    node: node.clone(),
-                    source,
-                })?;
+        if let (Some(node), None) = (self.opts.node_name.clone(), &self.opts.node_hostname) {
+            // Retried until it succeeds or we are told to stop: an instance
+            // (re)started while the API server is away, or before its new
+            // RBAC binding is in force, must not exit and leave its node
+            // without a provisioner.
+            let mut delay = Duration::from_millis(200);
+            let hostname = loop {
+                match crate::node::hostname_label(&self.client, &node).await {
+                    Ok(h) => break h,
+                    Err(source) => {
+                        tracing::warn!(%node, error = %source, retry_in = ?delay, "cannot read this instance's Node yet");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                return Err(ControllerError::NodeLookup { node, source });
+                            }
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            };
             tracing::info!(%node, %hostname, "node-local mode");
             Arc::make_mut(&mut self.opts).node_hostname = Some(hostname);
         }
