@@ -316,6 +316,11 @@ async fn drain(audit: &Path, user: &str, quiet: Duration, cap: Duration) -> Dura
     let needle = format!("\"username\":\"{user}\"");
     let (mut offset, mut last_change) = (0usize, Instant::now());
     loop {
+        if std::fs::metadata(audit).map_or(0, |m| m.len()) < offset as u64 {
+            // Rotated (kube-apiserver's writer rotates at 100 MB): the new
+            // file starts empty.
+            offset = 0;
+        }
         let text = read_from(audit, offset as u64);
         let end = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if end > 0 {

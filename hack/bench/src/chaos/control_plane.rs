@@ -519,10 +519,38 @@ pub fn audit_requests(
     r
 }
 
-/// The requests of `user` in the audit log at `path` (one per audit ID),
-/// by `(verb, resource[/subresource])`.
+/// The audit log at `path` and the backups kube-apiserver rotated out of
+/// it (`<stem>-<time>.<ext>` beside it: its log writer rotates at 100 MB
+/// by default, which a 10,000-claim row passes), oldest first.
+pub fn audit_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return vec![path.to_path_buf()];
+    };
+    let prefix = format!("{}-", stem.to_string_lossy());
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    // The backups' names carry their rotation time: sorted by name is by time.
+    backups.sort();
+    backups.push(path.to_path_buf());
+    backups
+}
+
+/// The requests of `user` in the audit log at `path` and its rotated
+/// backups (one per audit ID), by `(verb, resource[/subresource])`.
 pub fn audit_by_verb(path: &Path, user: &str) -> BTreeMap<(String, String), u64> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text: String = audit_files(path)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut seen = BTreeSet::new();
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -562,7 +590,10 @@ mod tests {
             line("3", "ResponseComplete", "other", "patch", ""),
         ]
         .join("\n");
-        std::fs::write(&log, text).unwrap();
+        let (first, rest) = text.split_at(text.find("\n").unwrap() + 1);
+        std::fs::write(dir.path().join("audit-2026-01-01T00-00-00.000.log"), first).unwrap();
+        std::fs::write(&log, rest).unwrap();
+        assert_eq!(audit_files(&log).len(), 2);
         let r = audit_by_verb(&log, "me");
         let key = |v: &str, r: &str| (v.to_string(), r.to_string());
         assert_eq!(r.len(), 2, "{r:?}");
