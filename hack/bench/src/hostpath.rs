@@ -48,6 +48,7 @@ pub fn locate_or_build() -> anyhow::Result<PathBuf> {
 pub struct Process {
     child: Child,
     started: Instant,
+    /// 0 for a process started with [`Process::start_plain`].
     metrics_port: u16,
     log: PathBuf,
 }
@@ -83,6 +84,61 @@ impl Process {
             metrics_port: port,
             log,
         })
+    }
+
+    /// Starts `exe ARGS` with `env` added, output to `<log_dir>/<exe
+    /// name>-<n>.log`: a program without our flags (the Go anchor), whose
+    /// readiness is a log line ([`Process::wait_log`]).
+    pub fn start_plain(
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let name = exe.file_name().unwrap_or_default().to_string_lossy();
+        let log = log_dir.join(format!("{name}-{}.log", e2e_support::free_port()));
+        let file = std::fs::File::create(&log)?;
+        let started = Instant::now();
+        let child = Command::new(exe)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("spawning {}", exe.display()))?;
+        Ok(Self {
+            child,
+            started,
+            metrics_port: 0,
+            log,
+        })
+    }
+
+    /// Polls the log every 5 ms until it contains `needle`; returns the
+    /// time since `spawn`.
+    pub async fn wait_log(&mut self, needle: &str, within: Duration) -> anyhow::Result<Duration> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "process exited with {status} before {needle:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.log().contains(needle) {
+                return Ok(self.started.elapsed());
+            }
+            if Instant::now() > end {
+                bail!("no {needle:?} after {within:?}; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// CPU time (user + system) used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        crate::machine::cpu_seconds(self.pid())
     }
 
     /// Process id.

@@ -5,7 +5,9 @@
 //! - `bench` measures the provisioning controller against `kube-testserver`
 //!   (throughput, claim → Bound latency, API requests per volume, peak RSS
 //!   and start-up time of the real hostpath binary) and prints one table per
-//!   run;
+//!   run; with `--cluster real` it runs the hostpath binary and the Go
+//!   anchor (`anchor/`, on sig-storage-lib-external-provisioner) side by
+//!   side on the real control plane of `hack/cluster.sh` ([`real`]);
 //! - `chaos` runs two leader-elected replicas over one in-memory backend while
 //!   claims come and go under injected API errors, latency, dropped watches, a
 //!   server restart and leader kills, then checks the invariants a user relies
@@ -18,6 +20,7 @@
 //! Every number printed is measured in the run that prints it; every random
 //! choice comes from one seeded generator whose seed is printed.
 
+pub mod anchor;
 pub mod backend;
 pub mod chaos;
 pub mod hostpath;
@@ -25,6 +28,7 @@ pub mod latency;
 pub mod machine;
 pub mod objects;
 pub mod preload;
+pub mod real;
 pub mod requests;
 pub mod table;
 pub mod throughput;

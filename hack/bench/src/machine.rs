@@ -88,6 +88,36 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     kib_field(&status, "VmHWM:")
 }
 
+/// CPU time (`utime + stime` of `/proc/<pid>/stat`) of process `pid`, in
+/// seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    ticks(&stat).map(|t| t as f64 / clock_ticks() as f64)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, in
+/// clock ticks. The command name (field 2) may hold spaces, so fields are
+/// counted after its closing parenthesis.
+fn ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// `getconf CLK_TCK` (clock ticks per second of `/proc` times), once.
+fn clock_ticks() -> u64 {
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +127,13 @@ mod tests {
         let t = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
         assert_eq!(kib_field(t, "VmHWM:"), Some(12345));
         assert_eq!(kib_field(t, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_after_the_command_name() {
+        let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0 0";
+        assert_eq!(ticks(stat), Some(10));
+        assert!(cpu_seconds(std::process::id()).is_some());
     }
 
     #[test]

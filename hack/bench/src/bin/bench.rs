@@ -1,8 +1,12 @@
 //! `bench`: provisioning throughput, claim → Bound latency, API requests per
 //! volume, peak RSS and start-up time, against kube-testserver, printed as
-//! one Markdown table per run. See hack/README.md.
+//! one Markdown table per run; with `--cluster real`, our hostpath binary
+//! and the Go anchor side by side on the real control plane (one table,
+//! with ratios). See hack/README.md and docs/performance.md.
 //!
 //! ```text
+//! cargo run -p external-storage-bench --release --bin bench -- --cluster real --quick
+//! cargo run -p external-storage-bench --release --bin bench -- --cluster real
 //! cargo run -p external-storage-bench --release --bin bench -- --quick
 //! cargo run -p external-storage-bench --release --bin bench            # 100/1,000 claims, memory with 10,000 cached
 //! cargo run -p external-storage-bench --release --bin bench -- --sizes 10000 --no-hostpath --cached 0
@@ -14,10 +18,12 @@ use anyhow::Context;
 use clap::Parser;
 use external_storage::{ControllerOptions, ProvisionController};
 use external_storage_bench::backend::MemBackend;
+use external_storage_bench::chaos::control_plane;
 use external_storage_bench::hostpath::{self, Process};
 use external_storage_bench::machine::Machine;
 use external_storage_bench::objects;
 use external_storage_bench::preload;
+use external_storage_bench::real;
 use external_storage_bench::table::Table;
 use external_storage_bench::throughput::{self, Measured, Workload};
 use kube_testserver::{Config, TestServer};
@@ -31,15 +37,43 @@ const HOSTPATH: &str = "external-storage.io/hostpath";
 const NODE: &str = "bench-node";
 
 #[derive(Parser, Debug)]
-#[command(about = "Provisioning benchmarks against kube-testserver")]
+#[command(about = "Provisioning benchmarks against kube-testserver or the real control plane")]
 struct Cli {
-    /// CI mode: 100 and 1,000 claims, memory with 1,000 cached (well under 2 minutes).
+    /// CI mode: 100 and 1,000 claims, memory with 1,000 cached (well under
+    /// 2 minutes). With `--cluster real`: 100 and 1,000 claims with
+    /// kube-controller-manager's QPS raised, 100 at its default, the
+    /// throttled rows at 100.
     #[arg(long)]
     quick: bool,
+    /// The control plane: kube-testserver (default) or the real one of
+    /// `hack/cluster.sh`, where our hostpath binary and the Go anchor run
+    /// side by side.
+    #[arg(long, value_enum, default_value_t = control_plane::Kind::Testserver)]
+    cluster: control_plane::Kind,
     /// Claim counts to run (default 100,1000; run 10000 as its own
-    /// invocation per provisioner, see hack/README.md).
+    /// invocation per provisioner, see hack/README.md). With `--cluster
+    /// real`: the sizes with kube-controller-manager's QPS raised (default
+    /// 100,1000,10000; 100,1000 with --quick).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// `--cluster real`: sizes with kube-controller-manager at its default
+    /// client QPS/burst 20/30 (default 100,1000; 100 with --quick; its
+    /// binder makes these rows slow: about 6 claims/s). 0 skips them.
+    #[arg(long, value_delimiter = ',')]
+    kcm_default_sizes: Vec<usize>,
+    /// `--cluster real`: kube-controller-manager's raised client QPS.
+    #[arg(long, default_value_t = 1000)]
+    kcm_qps: u32,
+    /// `--cluster real`: kube-controller-manager's raised client burst.
+    #[arg(long, default_value_t = 2000)]
+    kcm_burst: u32,
+    /// `--cluster real`: claims of the throttled rows (ours at the shipped
+    /// 20/50, the anchor at 20/50 and at client-go's 5/10); 0 skips them.
+    #[arg(long, default_value_t = 100)]
+    throttled_claims: usize,
+    /// `--cluster real`: skip the Go anchor.
+    #[arg(long)]
+    no_anchor: bool,
     /// Skip the hostpath binary (in-memory provisioner only).
     #[arg(long)]
     no_hostpath: bool,
@@ -59,9 +93,10 @@ struct Cli {
     /// Claim creates in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Per-row timeout for all claims to be Bound, in seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
+    /// Per-row timeout for all claims to be Bound, in seconds (default 300;
+    /// 1800 with `--cluster real`).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Bound claims + PVs preloaded for the memory/start-up table
     /// (default: 1000 with --quick, else 1000,10000; 0 skips the table).
     #[arg(long, value_delimiter = ',')]
@@ -109,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let begun = Instant::now();
     let machine = Machine::detect();
+    if cli.cluster == control_plane::Kind::Real {
+        return main_real(&cli, &machine, begun).await;
+    }
     let sizes = if !cli.sizes.is_empty() {
         cli.sizes.clone()
     } else if cli.quick {
@@ -211,6 +249,50 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bench --cluster real`: the side-by-side table on the real control plane.
+async fn main_real(cli: &Cli, machine: &Machine, begun: Instant) -> anyhow::Result<()> {
+    let pick = |given: &[usize], quick: &[usize], full: &[usize]| {
+        if !given.is_empty() {
+            given.to_vec()
+        } else if cli.quick {
+            quick.to_vec()
+        } else {
+            full.to_vec()
+        }
+    };
+    let opts = real::Options {
+        default_kcm_sizes: pick(&cli.kcm_default_sizes, &[100], &[100, 1000]),
+        raised_kcm_sizes: pick(&cli.sizes, &[100, 1000], &[100, 1000, 10_000]),
+        raised_kcm: (cli.kcm_qps, cli.kcm_burst),
+        throttled_claims: cli.throttled_claims,
+        no_anchor: cli.no_anchor,
+        workers: cli.workers,
+        concurrency: cli.concurrency,
+        timeout: Duration::from_secs(cli.timeout.unwrap_or(1800)),
+    };
+    let ours = hostpath::locate_or_build()?;
+    let anchor = if cli.no_anchor {
+        None
+    } else {
+        Some(external_storage_bench::anchor::locate_or_build()?)
+    };
+    let version = external_storage_bench::anchor::library_version();
+    println!("{}", machine.line());
+    println!(
+        "real control plane ({}), a fresh one per row; one Node; WaitForFirstConsumer classes, claims created with volume.kubernetes.io/selected-node already set (both programs); {} workers each; {} creates in flight",
+        e2e_support::cluster::cluster_sh(&["version"]).trim(),
+        cli.workers,
+        cli.concurrency
+    );
+    let rows = real::run(&opts, &ours, anchor).await?;
+    println!("{}", real::render(&rows, &version));
+    println!("total bench time: {:.1?}", begun.elapsed());
+    if rows.iter().any(|r| !r.measured.complete) {
+        anyhow::bail!("some rows did not finish (see the provisioner column)");
+    }
+    Ok(())
+}
+
 fn render(rows: &[Row]) -> String {
     let mut t = Table::new(&[
         "provisioner",
@@ -275,7 +357,7 @@ fn workload(
         provisioner: provisioner.into(),
         node: node.map(String::from),
         concurrency: cli.concurrency,
-        timeout: Duration::from_secs(cli.timeout),
+        timeout: Duration::from_secs(cli.timeout.unwrap_or(300)),
     }
 }
 

@@ -76,10 +76,17 @@ pub struct Requests {
 
 /// Runs `hack/cluster.sh ARGS`; its stdout, or an error with its output.
 fn cluster_sh(args: &[&str]) -> anyhow::Result<String> {
+    cluster_sh_env(args, &[])
+}
+
+/// [`cluster_sh`] with extra environment variables (e.g.
+/// `KCM_KUBE_API_QPS` for `up`).
+fn cluster_sh_env(args: &[&str], env: &[(String, String)]) -> anyhow::Result<String> {
     let script = e2e_support::cluster::cluster_script();
     let out = Command::new("bash")
         .arg(&script)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
@@ -96,8 +103,16 @@ fn cluster_sh(args: &[&str]) -> anyhow::Result<String> {
 
 /// [`cluster_sh`] off the async runtime's threads.
 async fn cluster_sh_async(args: Vec<String>) -> anyhow::Result<String> {
+    cluster_sh_async_env(args, Vec::new()).await
+}
+
+/// [`cluster_sh_env`] off the async runtime's threads.
+async fn cluster_sh_async_env(
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {
-        cluster_sh(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        cluster_sh_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env)
     })
     .await
     .context("hack/cluster.sh task")?
@@ -179,27 +194,73 @@ impl ControlPlane {
                     admin,
                 })
             }
-            Kind::Real => {
-                let work = tempfile::Builder::new().prefix("chaos-real-").tempdir()?;
-                let dir = work.path().join("cluster");
-                let t = Instant::now();
-                cluster_sh_async(vec!["up".into(), dir.display().to_string()]).await?;
-                println!(
-                    "real control plane up in {:.1?} (hack/cluster.sh up {})",
-                    t.elapsed(),
-                    dir.display()
-                );
-                let admin = external_storage::args::client(Some(&dir.join("kubeconfig")), 0.0, 0)
-                    .await
-                    .context("client for the real cluster")?;
-                Ok(ControlPlane::Real(Real {
-                    dir,
-                    work: Some(work),
-                    admin,
-                    restarts: Vec::new(),
-                }))
-            }
+            Kind::Real => Self::start_real(Vec::new(), true).await,
         }
+    }
+
+    /// Starts the real control plane with `env` for `hack/cluster.sh up`
+    /// (e.g. `KCM_KUBE_API_QPS`); says so on stdout when `announce`.
+    pub async fn start_real(env: Vec<(String, String)>, announce: bool) -> anyhow::Result<Self> {
+        let work = tempfile::Builder::new().prefix("chaos-real-").tempdir()?;
+        let dir = work.path().join("cluster");
+        let t = Instant::now();
+        cluster_sh_async_env(vec!["up".into(), dir.display().to_string()], env).await?;
+        if announce {
+            println!(
+                "real control plane up in {:.1?} (hack/cluster.sh up {})",
+                t.elapsed(),
+                dir.display()
+            );
+        }
+        let admin = external_storage::args::client(Some(&dir.join("kubeconfig")), 0.0, 0)
+            .await
+            .context("client for the real cluster")?;
+        Ok(ControlPlane::Real(Real {
+            dir,
+            work: Some(work),
+            admin,
+            restarts: Vec::new(),
+        }))
+    }
+
+    /// The real apiserver's audit log (`None` on the test server).
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        match self {
+            ControlPlane::TestServer { .. } => None,
+            ControlPlane::Real(r) => Some(r.dir.join("audit.log")),
+        }
+    }
+
+    /// On the real cluster: a kubeconfig of ServiceAccount `default/<sa>`
+    /// bound to `cluster-admin` (a program with no manifests of its own,
+    /// told apart in the audit log by its user), and that user's name.
+    pub async fn cluster_admin_sa_kubeconfig(&self, sa: &str) -> anyhow::Result<(PathBuf, String)> {
+        let ControlPlane::Real(r) = self else {
+            bail!("ServiceAccount kubeconfigs are for the real cluster only");
+        };
+        let admin = self.admin_kubeconfig();
+        kubectl(
+            &admin,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: default}}\n---\n\
+                 apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {sa}}}\n\
+                 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}\n\
+                 subjects: [{{kind: ServiceAccount, name: {sa}, namespace: default}}]\n"
+            )),
+        )?;
+        let user = format!("system:serviceaccount:default:{sa}");
+        wait_allowed(&admin, &user, &["create", "persistentvolumes"]).await?;
+        let text = cluster_sh_async(vec![
+            "token".into(),
+            r.dir.display().to_string(),
+            "default".into(),
+            sa.into(),
+        ])
+        .await?;
+        let file = r.dir.join(format!("kubeconfig-{sa}"));
+        std::fs::write(&file, text)?;
+        Ok((file, user))
     }
 
     /// Whether this is the real control plane.
@@ -458,9 +519,87 @@ pub fn audit_requests(
     r
 }
 
+/// The audit log at `path` and the backups kube-apiserver rotated out of
+/// it (`<stem>-<time>.<ext>` beside it: its log writer rotates at 100 MB
+/// by default, which a 10,000-claim row passes), oldest first.
+pub fn audit_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return vec![path.to_path_buf()];
+    };
+    let prefix = format!("{}-", stem.to_string_lossy());
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    // The backups' names carry their rotation time: sorted by name is by time.
+    backups.sort();
+    backups.push(path.to_path_buf());
+    backups
+}
+
+/// The requests of `user` in the audit log at `path` and its rotated
+/// backups (one per audit ID), by `(verb, resource[/subresource])`.
+pub fn audit_by_verb(path: &Path, user: &str) -> BTreeMap<(String, String), u64> {
+    let text: String = audit_files(path)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let g = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        if g("/user/username") != user || !seen.insert(g("/auditID").to_string()) {
+            continue;
+        }
+        let resource = match g("/objectRef/subresource") {
+            "" => g("/objectRef/resource").to_string(),
+            sub => format!("{}/{sub}", g("/objectRef/resource")),
+        };
+        *out.entry((g("/verb").to_string(), resource)).or_default() += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_by_verb_counts_one_users_requests_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let line = |id: &str, stage: &str, user: &str, verb: &str, sub: &str| {
+            serde_json::json!({"auditID": id, "stage": stage, "user": {"username": user},
+                "verb": verb, "objectRef": {"resource": "persistentvolumeclaims", "subresource": sub}})
+            .to_string()
+        };
+        let text = [
+            line("1", "ResponseStarted", "me", "watch", ""),
+            line("1", "ResponseComplete", "me", "watch", ""),
+            line("2", "ResponseComplete", "me", "patch", "status"),
+            line("3", "ResponseComplete", "other", "patch", ""),
+        ]
+        .join("\n");
+        let (first, rest) = text.split_at(text.find("\n").unwrap() + 1);
+        std::fs::write(dir.path().join("audit-2026-01-01T00-00-00.000.log"), first).unwrap();
+        std::fs::write(&log, rest).unwrap();
+        assert_eq!(audit_files(&log).len(), 2);
+        let r = audit_by_verb(&log, "me");
+        let key = |v: &str, r: &str| (v.to_string(), r.to_string());
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[&key("watch", "persistentvolumeclaims")], 1);
+        assert_eq!(r[&key("patch", "persistentvolumeclaims/status")], 1);
+    }
 
     #[test]
     fn audit_requests_count_each_request_once_by_client() {
