@@ -132,7 +132,7 @@ kubectl -n flex-provisioner get configmap flex-driver -o jsonpath='{.data.driver
 chmod 0555 "$rootfs/opt/flex-driver/driver"
 bind "$work/flex-data" "$rootfs" /var/lib/flex-example
 mport=$(free_port)
-POD_NAMESPACE=flex-provisioner FLEX_EXAMPLE_BASE_DIR=/var/lib/flex-example \
+POD_NAMESPACE=flex-provisioner FLEX_EXAMPLE_BASE_DIR=/var/lib/flex-example FLEX_DRIVER_ENV=FLEX_EXAMPLE_BASE_DIR \
   chroot "$rootfs" /usr/local/bin/flex-provisioner --kubeconfig /etc/kube/config \
   --driver /opt/flex-driver/driver --driver-name example.com/dir \
   --metrics-address "127.0.0.1:$mport" >"$work/flex.log" 2>&1 &

@@ -12,17 +12,18 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::*;
 use e2e_support::*;
 use k8s_openapi::api::core::v1::{PersistentVolume, Service};
 use kube::Client;
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/nfs";
-const NFS_PORT: u16 = 32049;
-const MOUNT_PORT: u16 = 32048;
 
 struct Env {
     ts: TestServer,
@@ -109,51 +110,6 @@ impl Env {
     }
 }
 
-fn url(path: &str, file: &str, version: u8) -> String {
-    let file = if file.is_empty() {
-        String::new()
-    } else {
-        format!("/{file}")
-    };
-    let ports = if version == 3 {
-        format!("nfsport={NFS_PORT}&mountport={MOUNT_PORT}")
-    } else {
-        format!("nfsport={NFS_PORT}")
-    };
-    format!("nfs://127.0.0.1{path}{file}?version={version}&{ports}")
-}
-
-fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e} (install libnfs-utils)"))
-}
-
-fn nfs_write(path: &str, file: &str, data: &[u8], tmp: &Path) {
-    let local = tmp.join(format!("upload-{file}"));
-    std::fs::write(&local, data).unwrap();
-    let out = run("nfs-cp", &[local.to_str().unwrap(), &url(path, file, 3)]);
-    assert!(
-        out.status.success(),
-        "nfs-cp to {path}/{file}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn nfs_read(path: &str, file: &str) -> Result<Vec<u8>, String> {
-    let out = run("nfs-cat", &[&url(path, file, 3)]);
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn nfs_ls(path: &str, version: u8) -> Result<String, String> {
     let out = run("nfs-ls", &[&url(path, "", version)]);
     let text = format!(
@@ -166,10 +122,6 @@ fn nfs_ls(path: &str, version: u8) -> Result<String, String> {
     } else {
         Err(text)
     }
-}
-
-fn nfs_path(pv: &PersistentVolume) -> String {
-    pv.spec.as_ref().unwrap().nfs.as_ref().unwrap().path.clone()
 }
 
 fn annotation(pv: &PersistentVolume, key: &str) -> Option<String> {
@@ -188,66 +140,6 @@ fn port_open(port: u16) -> bool {
         Duration::from_millis(300),
     )
     .is_ok()
-}
-
-fn preflight() {
-    assert!(
-        nix_is_root(),
-        "the NFS end-to-end test needs root (Ganesha, rpcbind on port 111): run it as root, e.g. through hack/test.sh"
-    );
-    for tool in [
-        "ganesha.nfsd",
-        "dbus-daemon",
-        "rpcbind",
-        "nfs-cp",
-        "nfs-cat",
-        "nfs-ls",
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || Path::new("/usr/sbin").join(tool).is_file();
-        assert!(
-            found,
-            "{tool} not found: install nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils (hack/test.sh does)"
-        );
-    }
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// On drop (also when the test fails), kills what the provisioner started
-/// and could outlive it: rpcbind drops root, which clears the parent-death
-/// signal. The provisioner's pid files name them.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for (file, comm) in [("ganesha.pid", "ganesha.nfsd"), ("rpcbind.pid", "rpcbind")] {
-            if let Some(pid) = alive_pid(&self.0.join(file), comm) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
-
-/// The pid in `pidfile` if that process is alive and named `comm`.
-fn alive_pid(pidfile: &Path, comm: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let found = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (found.trim() == comm && stat.split(' ').nth(2) != Some("Z")).then_some(pid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

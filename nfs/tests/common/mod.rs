@@ -29,7 +29,8 @@ pub fn url(path: &str, file: &str, version: u8) -> String {
     format!("nfs://127.0.0.1{path}{file}?version={version}&{ports}")
 }
 
-fn run(tool: &str, args: &[&str]) -> Output {
+/// Runs a libnfs tool, panicking when it cannot be started.
+pub fn run(tool: &str, args: &[&str]) -> Output {
     Command::new(tool)
         .args(args)
         .output()
