@@ -72,7 +72,10 @@ impl Process {
             .arg(kubeconfig)
             .args(["--metrics-address", &format!("127.0.0.1:{port}")])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHAOS_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -105,11 +105,22 @@ pub async fn ensure_class(client: &Client, sc: &StorageClass) -> anyhow::Result<
 /// back to the scheduler, so node-local runs need their Nodes, as on a real
 /// cluster.
 pub async fn ensure_node(client: &Client, name: &str) -> anyhow::Result<()> {
+    ensure_node_labelled(client, name, name).await
+}
+
+/// [`ensure_node`] with a `kubernetes.io/hostname` label other than the
+/// name (as on clusters with FQDN node names), Ready.
+pub async fn ensure_node_labelled(
+    client: &Client,
+    name: &str,
+    hostname: &str,
+) -> anyhow::Result<()> {
     let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let node = serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": hostname}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }))?;
     let pp = PostParams::default();
     retry(

@@ -322,6 +322,12 @@ async fn run(
     print!("{}", report.render());
     println!("total chaos time: {:.1?}", begun.elapsed());
     if report.violations() > 0 {
+        // The instances' logs (and roots) stay for the post-mortem.
+        let kept = tmp.keep();
+        println!(
+            "provisioner logs and volume roots kept in {}",
+            kept.display()
+        );
         anyhow::bail!(
             "{} invariant violation(s); replay with the command printed at the top (--seed {seed})",
             report.violations()

@@ -292,18 +292,28 @@ impl ControlPlane {
         }
     }
 
-    /// Makes Ready Nodes `(name, kubernetes.io/hostname label)` on the real
-    /// cluster (`hack/cluster.sh node`); the test server needs none.
+    /// Makes Ready Nodes `(name, kubernetes.io/hostname label)`: on the
+    /// real cluster with `hack/cluster.sh node`, on the test server through
+    /// the API. Both need them: the library reads a node-local instance's
+    /// Node for its hostname label, and gives a claim whose selected node
+    /// does not exist back to the scheduler.
     pub async fn nodes(&self, nodes: &[(&str, &str)]) -> anyhow::Result<()> {
-        if let ControlPlane::Real(r) = self {
-            for (name, hostname) in nodes {
-                cluster_sh_async(vec![
-                    "node".into(),
-                    r.dir.display().to_string(),
-                    name.to_string(),
-                    hostname.to_string(),
-                ])
-                .await?;
+        match self {
+            ControlPlane::Real(r) => {
+                for (name, hostname) in nodes {
+                    cluster_sh_async(vec![
+                        "node".into(),
+                        r.dir.display().to_string(),
+                        name.to_string(),
+                        hostname.to_string(),
+                    ])
+                    .await?;
+                }
+            }
+            ControlPlane::TestServer { admin, .. } => {
+                for (name, hostname) in nodes {
+                    crate::objects::ensure_node_labelled(admin, name, hostname).await?;
+                }
             }
         }
         Ok(())
