@@ -56,16 +56,40 @@ fn affinity_values(pv: &PersistentVolume) -> Vec<String> {
     expr.values.clone().unwrap_or_default()
 }
 
+/// deploy/hostpath installed on a cluster of two nodes, the plain one and
+/// the FQDN-named one, each with its instance running as the ServiceAccount.
+struct TwoNodes {
+    // Dropped in this order: the instances, then the cluster, then their roots.
+    _instances: [Binary; 2],
+    installed: Installed,
+    cluster: Cluster,
+    tmp: tempfile::TempDir,
+}
+
+impl TwoNodes {
+    async fn start() -> TwoNodes {
+        let cluster = Cluster::start().await;
+        let tmp = tempfile::tempdir().unwrap();
+        let installed = cluster.install("hostpath");
+        cluster.node(PLAIN, PLAIN).await;
+        cluster.node(FQDN.0, FQDN.1).await;
+        let instances = [
+            spawn_instance(&installed.kubeconfig, tmp.path(), PLAIN),
+            spawn_instance(&installed.kubeconfig, tmp.path(), FQDN.0),
+        ];
+        TwoNodes {
+            _instances: instances,
+            installed,
+            cluster,
+            tmp,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_hostpath_provision_delete_and_retain() {
-    let cluster = Cluster::start().await;
-    let client = cluster.client();
-    let tmp = tempfile::tempdir().unwrap();
-    let installed = cluster.install("hostpath");
-    cluster.node(PLAIN, PLAIN).await;
-    cluster.node(FQDN.0, FQDN.1).await;
-    let _a = spawn_instance(&installed.kubeconfig, tmp.path(), PLAIN);
-    let _b = spawn_instance(&installed.kubeconfig, tmp.path(), FQDN.0);
+    let env = TwoNodes::start().await;
+    let (cluster, client, tmp) = (&env.cluster, env.cluster.client(), &env.tmp);
 
     // The shipped class (WaitForFirstConsumer, Delete): the scheduler picks
     // the FQDN node for the pod, its instance makes the directory.
@@ -119,7 +143,7 @@ async fn scenario_hostpath_provision_delete_and_retain() {
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"kept");
     assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
 
-    cluster.assert_rbac(&installed);
+    cluster.assert_rbac(&env.installed);
 }
 
 /// Issue: an Immediate class's `allowedTopologies` names a node by its
@@ -127,14 +151,8 @@ async fn scenario_hostpath_provision_delete_and_retain() {
 /// node's name: on a node named by its FQDN no instance ever answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
-    let cluster = Cluster::start().await;
-    let client = cluster.client();
-    let tmp = tempfile::tempdir().unwrap();
-    let installed = cluster.install("hostpath");
-    cluster.node(PLAIN, PLAIN).await;
-    cluster.node(FQDN.0, FQDN.1).await;
-    let _a = spawn_instance(&installed.kubeconfig, tmp.path(), PLAIN);
-    let _b = spawn_instance(&installed.kubeconfig, tmp.path(), FQDN.0);
+    let env = TwoNodes::start().await;
+    let (cluster, client, tmp) = (&env.cluster, env.cluster.client(), &env.tmp);
     let _: k8s_openapi::api::storage::v1::StorageClass = create(
         &kube::Api::all(client.clone()),
         json!({
@@ -161,5 +179,5 @@ async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
     // A pod using it is placed on that node by the scheduler.
     create_pod_on(&client, "pinned", FQDN.1).await;
     assert_eq!(wait_scheduled(&client, "pinned").await, FQDN.0);
-    cluster.assert_rbac(&installed);
+    cluster.assert_rbac(&env.installed);
 }

@@ -279,6 +279,36 @@ mod tests {
     use std::path::PathBuf;
     use std::process::Command;
 
+    /// A loop device over a new image file, detached on drop.
+    struct LoopDevice(String);
+
+    impl LoopDevice {
+        /// Attaches a `len`-byte image at `image`; `None`, saying why the
+        /// test skips, where no loop device can be had.
+        fn attach(image: &Path, len: u64) -> Option<LoopDevice> {
+            std::fs::File::create(image).unwrap().set_len(len).unwrap();
+            let out = Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(image)
+                .output();
+            match out {
+                Ok(o) if o.status.success() => Some(LoopDevice(
+                    String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                )),
+                _ => {
+                    eprintln!("SKIP: no loop device available (losetup failed; not root?)");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for LoopDevice {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+
     /// A tmpfs mounted at `path`, unmounted on drop.
     struct Tmpfs(PathBuf);
 
@@ -374,29 +404,10 @@ mod tests {
     #[tokio::test]
     async fn block_cleaner_gets_the_device_is_killed_on_timeout_and_refuses_mounted_devices() {
         let tmp = tempfile::tempdir().unwrap();
-        let image = tmp.path().join("img");
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(4 << 20)
-            .unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&image)
-            .output();
-        let dev = match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            _ => {
-                eprintln!("SKIP: no loop device available (losetup failed; not root?)");
-                return;
-            }
+        let Some(device) = LoopDevice::attach(&tmp.path().join("img"), 4 << 20) else {
+            return;
         };
-        struct Detach(String);
-        impl Drop for Detach {
-            fn drop(&mut self) {
-                let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-            }
-        }
-        let _detach = Detach(dev.clone());
+        let dev = device.0.clone();
         let link = tmp.path().join("disk");
         symlink(&dev, &link).unwrap();
         let none = MountTable::default();
@@ -485,32 +496,20 @@ mod tests {
     #[tokio::test]
     async fn a_device_in_use_anywhere_is_never_wiped() {
         let tmp = tempfile::tempdir().unwrap();
-        let image = tmp.path().join("img");
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(16 << 20)
-            .unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&image)
-            .output();
-        let dev = match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            _ => {
-                eprintln!("SKIP: no loop device available (losetup failed; not root?)");
-                return;
-            }
+        let Some(device) = LoopDevice::attach(&tmp.path().join("img"), 16 << 20) else {
+            return;
         };
-        struct Detach(String, PathBuf);
-        impl Drop for Detach {
+        let dev = device.0.clone();
+        // Dropped before `device`: unmount, then detach.
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
             fn drop(&mut self) {
-                let _ = Command::new("umount").arg(&self.1).status();
-                let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+                let _ = Command::new("umount").arg(&self.0).status();
             }
         }
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let _detach = Detach(dev.clone(), mnt.clone());
+        let _unmount = Unmount(mnt.clone());
         let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
         assert!(ok(Command::new("mkfs.ext4").args(["-q", "-F", &dev])));
         assert!(ok(Command::new("mount").arg(&dev).arg(&mnt)));
