@@ -158,6 +158,7 @@ for p in "${provisioners[@]}"; do
   "${bah[@]}" rmi -f "$image" >/dev/null 2>&1 || true
   "${bah[@]}" bud --quiet --isolation chroot --pull=never --layers=false \
     --build-arg "BINARY_IMAGE=localhost/$crate-binary:$revision" \
+    --build-arg "DEBIAN_IMAGE=$base" \
     --build-arg "VERSION=v$version" --build-arg "REVISION=$revision" \
     --build-arg "TARGETARCH=$(dpkg --print-architecture)" \
     -f "$p/Dockerfile" -t "$image" . >/dev/null

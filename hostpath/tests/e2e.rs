@@ -283,12 +283,12 @@ async fn a_hundred_claims_on_two_nodes_land_on_their_nodes_and_go_with_their_dat
     env.class("hostpath", "Delete", json!({})).await;
     let names: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
     for (i, name) in names.iter().enumerate() {
-        let node = if i % 2 == 0 { NODE } else { "node-2" };
+        let node = if i.is_multiple_of(2) { NODE } else { "node-2" };
         env.claim_on(name, "hostpath", node).await;
     }
     let mut dirs = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let (node, root) = if i % 2 == 0 {
+        let (node, root) = if i.is_multiple_of(2) {
             (NODE, env.root())
         } else {
             ("node-2", root_2.clone())

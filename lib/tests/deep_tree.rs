@@ -38,7 +38,7 @@ fn a_tree_deeper_than_the_fd_limit_is_removed_with_bounded_fds_and_memory() {
     let mut cur = root.try_clone().unwrap();
     for i in 0..DEPTH {
         mkdirat(cur.as_fd(), "d", Mode::from_bits_truncate(0o755)).unwrap();
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             // Some files along the way, and a link out that must not be followed.
             std::fs::write(
                 format!("/proc/self/fd/{}/f", std::os::fd::AsRawFd::as_raw_fd(&cur)),

@@ -51,9 +51,9 @@ pub fn round_capacity(bytes: u64) -> u64 {
 
 /// The quantity for a rounded capacity: `12Gi`, `20Mi` or plain bytes.
 pub fn capacity_quantity(bytes: u64) -> Quantity {
-    let q = if bytes >= GIB && bytes % GIB == 0 {
+    let q = if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{}Gi", bytes / GIB)
-    } else if bytes >= MIB && bytes % MIB == 0 {
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{}Mi", bytes / MIB)
     } else {
         bytes.to_string()

@@ -3,15 +3,13 @@
 //! rendered path never escapes the root (absolute, `..`, `.`, empty
 //! segments, NUL) nor carries a `/` from a value the class did not allow;
 //! the nesting relation is symmetric and reflexive.
-#![no_main]
-
-use std::collections::BTreeMap;
 
 use hostpath_provisioner::fsroot::nests;
 use hostpath_provisioner::pattern::{check_relative, PathPattern, PatternInput};
-use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
 
-fuzz_target!(|data: &[u8]| {
+/// One input; panics if an invariant is broken.
+pub fn check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     // pattern \x01 label value \x01 annotation value \x01 allow-slash flag
     let mut parts = text.split('\u{1}');
@@ -67,4 +65,35 @@ fuzz_target!(|data: &[u8]| {
         let other = format!("{rel}/x");
         assert!(nests(&rel, &other) && nests(&other, &rel));
     }
-});
+}
+
+/// Patterns users write, with values that contain separators.
+pub fn seeds() -> Vec<Vec<u8>> {
+    crate::lines(&[
+        "{{ .PVName }}",
+        "{{ .PVC.Namespace }}/{{ .PVC.Name }}\u{1}x\u{1}y\u{1}n",
+        "{{ .PVC.Labels.l }}/{{ .PVC.Annotations.a }}\u{1}a/b\u{1}c\u{1}y",
+        "{{ index .PVC.Labels \"l\" }}-data\u{1}../up\u{1}\u{1}n",
+        "base/{{ .PVC.Annotations.a }}\u{1}\u{1}/abs\u{1}y",
+    ])
+}
+
+/// Pattern syntax and hostile path pieces.
+pub const TOKENS: &[&str] = &[
+    "{{",
+    "}}",
+    " .PVName ",
+    ".PVC.Namespace",
+    ".PVC.Name",
+    ".PVC.Labels.l",
+    ".PVC.Annotations.a",
+    "index .PVC.Labels \"l\"",
+    "/",
+    "//",
+    "..",
+    ".",
+    "\0",
+    "\u{1}",
+    "y",
+    " ",
+];
