@@ -57,3 +57,26 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// Name of the `WaitForFirstConsumer` volume binding mode of a StorageClass.
 pub const WAIT_FOR_FIRST_CONSUMER: &str = "WaitForFirstConsumer";
+
+/// The JSON pointer (RFC 6901) of annotation `key` inside an object, for
+/// JSON patches: `~` and `/` in the key are escaped as `~0` and `~1`.
+pub fn annotation_pointer(key: &str) -> String {
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_pointers_escape_slash_and_tilde() {
+        assert_eq!(
+            annotation_pointer(SELECTED_NODE),
+            "/metadata/annotations/volume.kubernetes.io~1selected-node"
+        );
+        assert_eq!(annotation_pointer("a~b/c"), "/metadata/annotations/a~0b~1c");
+    }
+}

@@ -462,7 +462,7 @@ impl TryFrom<RawConfig> for Config {
                     "not a valid label (key without spaces, value at most 63 characters)",
                 ));
             }
-            if k == crate::pv::NODE_LABEL {
+            if k == crate::labels::NODE_LABEL {
                 return Err(err(
                     format!("labelsForPV.{k}"),
                     "reserved: the provisioner sets it to tell its nodes' PVs apart",

@@ -25,8 +25,9 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
+use crate::labels::NODE_LABEL;
 use crate::metrics::ClassMode;
-use crate::pv::{self, ClassFacts, Found, NODE_LABEL};
+use crate::pv::{self, ClassFacts, Found};
 use crate::scan::{scan_class, MountTable};
 use crate::state::VolumeState;
 use crate::volumes::{CleanPoll, Cleaned, Volumes};

@@ -19,6 +19,7 @@
 pub mod clean;
 pub mod config;
 pub mod discovery;
+pub mod labels;
 pub mod metrics;
 pub mod pv;
 pub mod scan;

@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use local_volume_provisioner::config::Config;
 use local_volume_provisioner::discovery::Discovery;
+use local_volume_provisioner::labels::NODE_LABEL;
 use local_volume_provisioner::metrics::LocalMetrics;
-use local_volume_provisioner::pv::{NodeInfo, NODE_LABEL};
+use local_volume_provisioner::pv::NodeInfo;
 use local_volume_provisioner::state::StateDir;
 use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
 

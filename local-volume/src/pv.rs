@@ -16,10 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::config::{ClassConfig, Config, VolumeMode};
-
-/// PV label naming the node whose instance owns the PV. Each instance
-/// watches only the PVs carrying its own value, and cleans only those.
-pub const NODE_LABEL: &str = "local-volume.external-storage.io/node";
+use crate::labels::NODE_LABEL;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;

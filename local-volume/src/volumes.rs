@@ -37,8 +37,9 @@ use tokio::task::JoinHandle;
 
 use crate::clean::{self, CleanError};
 use crate::config::Config;
+use crate::labels::NODE_LABEL;
 use crate::metrics::{ClassMode, LocalMetrics};
-use crate::pv::{self, NodeInfo, NODE_LABEL};
+use crate::pv::{self, NodeInfo};
 use crate::scan::{classify, EntryKind, MountTable};
 use crate::state::{StateDir, VolumeState};
 

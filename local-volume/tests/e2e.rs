@@ -13,7 +13,8 @@ use std::time::Duration;
 use e2e_support::*;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Client;
-use local_volume_provisioner::pv::{pv_name, NODE_LABEL};
+use local_volume_provisioner::labels::NODE_LABEL;
+use local_volume_provisioner::pv::pv_name;
 use serde_json::json;
 
 const NODE: &str = "node-1";

@@ -22,7 +22,7 @@ pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
         && obj
             .pointer("/spec/storageClassName")
             .is_none_or(Value::is_null)
-        && crate::controllers::binder::claim_class(obj).is_empty()
+        && crate::wellknown::claim_class(obj).is_empty()
     {
         let classes = store.list(
             id("storage.k8s.io", "storageclasses"),
@@ -84,13 +84,7 @@ fn allocate_cluster_ip(store: &Store, obj: &mut Value) {
     obj["spec"]["clusterIPs"] = json!([ip]);
 }
 
-/// Finalizer the StorageObjectInUseProtection admission plugin puts on
-/// every claim; the pvc-protection controller removes it from a deleted
-/// claim once no pod uses it.
-pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
-/// Finalizer the same plugin puts on every PV; the pv-protection controller
-/// removes it from a deleted PV that is not Bound.
-pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+pub use crate::wellknown::{PVC_PROTECTION, PV_PROTECTION};
 
 /// StorageObjectInUseProtection admission: adds [`PVC_PROTECTION`] or
 /// [`PV_PROTECTION`] to a claim or volume being created. Only with the

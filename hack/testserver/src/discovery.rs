@@ -5,9 +5,9 @@ use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::handlers::json_response;
 use crate::registry::{group_versions, ResourceInfo, RESOURCES};
-use crate::server::AppState;
+use crate::request::json_response;
+use crate::state::AppState;
 use crate::status::ApiError;
 use crate::store::meta_str;
 

@@ -18,14 +18,17 @@ pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod registry;
+pub mod request;
 mod scratch;
 pub mod selectors;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod status;
 pub mod store;
 pub mod validation;
 pub mod watch;
+pub mod wellknown;
 
 pub use faults::{FaultKind, Faults};
 pub use server::{Config, TestServer};

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::handlers::json_response;
 use crate::registry::{group_versions, ResourceInfo, RESOURCES};
+use crate::request::json_response;
 use crate::status::ApiError;
 
 const HASH: &str = "6A0C6C1E0F2A5A3F9F8B3A1D7E1B2C3D4E5F60718293A4B5C6D7E8F9011223344";

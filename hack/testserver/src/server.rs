@@ -18,54 +18,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::faults::Faults;
 use crate::handlers;
 use crate::registry::id;
+pub use crate::state::{AppState, Config};
 use crate::stats::{Stats, StatsRecorder};
 use crate::store::Store;
-
-/// Server configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Run the PersistentVolume binder loop.
-    pub binder: bool,
-    /// Run the volume-aware scheduler loop.
-    pub scheduler: bool,
-    /// Interval between BOOKMARK events on watches that allow them.
-    pub bookmark_interval: Duration,
-    /// Number of change events kept for watch resumption.
-    pub watch_history: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            binder: true,
-            scheduler: true,
-            bookmark_interval: Duration::from_secs(1),
-            watch_history: 10_000,
-        }
-    }
-}
-
-/// State shared by all handlers.
-pub struct AppState {
-    /// The object store.
-    pub store: Arc<Store>,
-    /// Fault injection.
-    pub faults: Faults,
-    /// Request counters.
-    pub stats: StatsRecorder,
-    /// Distinct calls per user (for RBAC checks).
-    pub access: crate::access::AccessLog,
-    /// Configuration.
-    pub config: Config,
-    addr: SocketAddr,
-}
-
-impl AppState {
-    /// The listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
 
 /// Builds the axum router.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::handlers::{build_filter, ResPath};
 use crate::registry::RESOURCES;
-use crate::server::AppState;
+use crate::request::{build_filter, ResPath};
+use crate::state::AppState;
 use crate::status::ApiError;
 use crate::store::{Event, EventType, WatchStart};
 

@@ -326,7 +326,7 @@ pub fn decide(
 pub fn reschedule_patch(resource_version: &str, intent_index: Option<usize>) -> json_patch::Patch {
     let mut ops = vec![
         json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
-        json!({"op": "remove", "path": "/metadata/annotations/volume.kubernetes.io~1selected-node"}),
+        json!({"op": "remove", "path": a::annotation_pointer(a::SELECTED_NODE)}),
     ];
     if let Some(i) = intent_index {
         ops.extend(super::remove_finalizer_ops(i, a::PROVISIONING_FINALIZER));

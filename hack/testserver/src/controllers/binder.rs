@@ -25,21 +25,7 @@ pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner"
 /// Legacy form of [`STORAGE_PROVISIONER`].
 pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 
-/// Deprecated claim annotation naming the StorageClass; it wins over
-/// `spec.storageClassName` (`GetPersistentVolumeClaimClass`).
-pub const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
-
-/// The class a claim asks for, as the real PV controller, scheduler and
-/// DefaultStorageClass admission read it: the beta annotation if present,
-/// else `spec.storageClassName` ("" for none).
-pub fn claim_class(claim: &Value) -> &str {
-    claim
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(BETA_STORAGE_CLASS))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| s(claim, "/spec/storageClassName"))
-}
+pub use crate::wellknown::{claim_class, BETA_STORAGE_CLASS};
 
 /// Runs the binder until the task is aborted.
 pub async fn run(store: Arc<Store>) {
@@ -490,10 +476,10 @@ fn drop_finalizer(
 }
 
 /// The pvc-protection and pv-protection controllers: a deleted claim loses
-/// [`PVC_PROTECTION`](crate::admission::PVC_PROTECTION) once no pod that has not finished uses it; a deleted
-/// PV loses [`PV_PROTECTION`](crate::admission::PV_PROTECTION) once it is not `Bound`.
+/// [`PVC_PROTECTION`](crate::wellknown::PVC_PROTECTION) once no pod that has not finished uses it; a deleted
+/// PV loses [`PV_PROTECTION`](crate::wellknown::PV_PROTECTION) once it is not `Bound`.
 pub fn protection(store: &Store) {
-    use crate::admission::{PVC_PROTECTION, PV_PROTECTION};
+    use crate::wellknown::{PVC_PROTECTION, PV_PROTECTION};
     let has = |v: &Value, f: &str| {
         at(v, "/metadata/finalizers")
             .and_then(Value::as_array)
