@@ -41,9 +41,15 @@ for dir in "$@"; do
   step "deploy/$name: kustomize build, schema, security"
   kubectl kustomize "$dir" >"$tmp/$name.yaml"
   kubernetes-validate --quiet --strict --kubernetes-version "$K8S_SCHEMA_VERSION" "$tmp/$name.yaml"
-  for ex in "$dir"examples/*.yaml; do
+  for ex in "$dir"examples/*.yaml "$dir"optional/*.yaml; do
     [ -e "$ex" ] || continue
     kubernetes-validate --quiet --strict --kubernetes-version "$K8S_SCHEMA_VERSION" "$ex"
+  done
+  # Opt-in manifests (optional/*.yaml) get the same security checks.
+  for opt in "$dir"optional/*.yaml; do
+    [ -e "$opt" ] || continue
+    checkov --quiet --compact --skip-download --framework kubernetes -f "$opt" \
+      >"$tmp/$name.optional.checkov" 2>&1 || { cat "$tmp/$name.optional.checkov"; exit 1; }
   done
   # Findings we accept are skipped inline in the manifests, each with its reason
   # (checkov.io/skip annotations); anything else fails here.

@@ -6,8 +6,10 @@
 //! Modules, from the outside in: [`provisioner`] implements the library's
 //! trait; [`params`] validates StorageClass parameters; [`pattern`] renders
 //! `pathPattern`; [`fsroot`] is the only code that touches the disk;
-//! [`quota`] enforces capacity with project quotas where the kernel can.
+//! [`quota`] enforces capacity with project quotas where the kernel can;
+//! [`capacity`] (opt-in) tells the scheduler each node's free space.
 
+pub mod capacity;
 pub mod fsroot;
 pub mod params;
 pub mod pattern;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hostpath_provisioner::{fsroot::Root, provisioner::HostPath};
+use hostpath_provisioner::{capacity, fsroot::Root, provisioner::HostPath};
 
 /// Dynamic hostpath provisioner: a directory per claim on the selected node.
 #[derive(Parser, Debug)]
@@ -18,6 +18,15 @@ struct Cli {
         default_value = "/var/lib/hostpath-provisioner"
     )]
     root: PathBuf,
+    /// Publish this node's free space as CSIStorageCapacity objects, so the
+    /// scheduler places claims only where they fit (needs a provisioner
+    /// name that is a valid CSIDriver name and a CSIDriver object with
+    /// `storageCapacity: true`; see README "Capacity-aware scheduling").
+    #[arg(long, env = "PUBLISH_CAPACITY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    publish_capacity: bool,
+    /// How often the published free space is read again.
+    #[arg(long, env = "CAPACITY_INTERVAL", default_value = "60s", value_parser = external_storage::args::parse_duration)]
+    capacity_interval: std::time::Duration,
     #[command(flatten)]
     common: external_storage::Args,
 }
@@ -33,6 +42,29 @@ async fn main() -> anyhow::Result<()> {
     };
     let root = Root::open(&cli.root)
         .with_context(|| format!("cannot use {} as the volume root", cli.root.display()))?;
+    if cli.publish_capacity {
+        // Classes of names that cannot name a CSIDriver (such as the
+        // default external-storage.io/hostpath) get no capacity; the main
+        // name must be one that can.
+        let main_name = common.provisioner_name.clone().unwrap_or_default();
+        capacity::check_driver_name(&main_name).map_err(anyhow::Error::msg)?;
+        let mut provisioners = vec![main_name];
+        provisioners.extend(
+            (common.additional_provisioner_names.iter())
+                .filter(|p| capacity::check_driver_name(p).is_ok())
+                .cloned(),
+        );
+        // Its own client and rate limit: a round is a list and a few writes.
+        let client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
+        let publisher = capacity::Publisher {
+            provisioners,
+            namespace: common.leader_elect_namespace.clone(),
+            root: cli.root.clone(),
+            node: node.clone(),
+            interval: cli.capacity_interval,
+        };
+        tokio::spawn(publisher.run(client));
+    }
     external_storage::run(common, HostPath::new(root, node)).await?;
     Ok(())
 }

@@ -18,21 +18,28 @@ const PLAIN: &str = "node-a";
 const FQDN: (&str, &str) = ("node-b.cluster.example.com", "node-b");
 
 fn spawn_instance(kubeconfig: &Path, tmp: &Path, node: &str) -> Binary {
+    spawn_instance_with(kubeconfig, tmp, node, &[])
+}
+
+fn spawn_instance_with(kubeconfig: &Path, tmp: &Path, node: &str, extra: &[&str]) -> Binary {
     let logs = tmp.join(format!("logs-{node}"));
     std::fs::create_dir_all(&logs).unwrap();
+    let root = root_of(tmp, node);
+    let mut args = vec![
+        "--node-name",
+        node,
+        "--retry-interval-start",
+        "200ms",
+        "--retry-interval-max",
+        "2s",
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
     Binary::spawn(
         env!("CARGO_BIN_EXE_hostpath-provisioner"),
         kubeconfig,
-        &[
-            "--node-name",
-            node,
-            "--retry-interval-start",
-            "200ms",
-            "--retry-interval-max",
-            "2s",
-            "--root",
-            root_of(tmp, node).to_str().unwrap(),
-        ],
+        &args,
         &logs,
     )
 }
@@ -180,4 +187,183 @@ async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
     create_pod_on(&client, "pinned", FQDN.1).await;
     assert_eq!(wait_scheduled(&client, "pinned").await, FQDN.0);
     cluster.assert_rbac(&env.installed);
+}
+
+/// Unmounts on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mount tmpfs on {} (this test runs as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A pod for `claim` that prefers (does not require) the node labelled
+/// `hostname`: without capacity information the scheduler follows the
+/// preference; with it, a node without room is filtered out first.
+async fn create_pod_preferring(client: &kube::Client, claim: &str, hostname: &str) {
+    let _: k8s_openapi::api::core::v1::Pod = create(
+        &pods(client),
+        json!({
+            "metadata": {"name": format!("{claim}-pod")},
+            "spec": {
+                "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "preference": {"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": [hostname]}
+                    ]}}
+                ]}},
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
+            },
+        }),
+    )
+    .await;
+}
+
+/// Issue #18.3: with deploy/hostpath/optional/capacity.yaml (a CSIDriver
+/// with `storageCapacity: true`, no CSI driver running) and
+/// `--publish-capacity`, the real scheduler skips a node whose root has no
+/// room for the claim, even when the pod prefers that node; for a class
+/// without a CSIDriver it follows the preference onto the small node, where
+/// the volume cannot hold what it promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
+    let cluster = Cluster::start().await;
+    if !cluster.is_real() {
+        println!(
+            "SKIPPED on {}: kube-testserver's scheduler does not read CSIStorageCapacity; \
+             this test needs the real one (E2E_CLUSTER=real)",
+            cluster.backend().name()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    let admin = cluster.admin_kubeconfig().to_path_buf();
+    let manifest = installed.deploy.join("optional/capacity.yaml");
+    e2e_support::cluster::kubectl(&admin, &["apply", "-f", manifest.to_str().unwrap()]);
+    let sa = format!(
+        "system:serviceaccount:{}:{}",
+        installed.namespace, installed.service_account
+    );
+    let ns = installed.namespace.clone();
+    wait_for("the capacity Role applies", || {
+        let (admin, sa, ns) = (admin.clone(), sa.clone(), ns.clone());
+        async move {
+            let out = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&admin)
+                .args([
+                    "auth",
+                    "can-i",
+                    "create",
+                    "csistoragecapacities.storage.k8s.io",
+                ])
+                .args(["-n", &ns, "--as", &sa])
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
+        }
+    })
+    .await;
+    let (small, large) = ("node-small", "node-large");
+    cluster.node(small, small).await;
+    cluster.node(large, large).await;
+    let _mounts = [
+        Tmpfs::mount(&root_of(tmp.path(), small), "8m"),
+        Tmpfs::mount(&root_of(tmp.path(), large), "256m"),
+    ];
+    let extra = [
+        "--provisioner-name",
+        "hostpath.external-storage.io",
+        "--additional-provisioner-names",
+        "external-storage.io/hostpath",
+        "--publish-capacity",
+        "--capacity-interval",
+        "1s",
+        "--leader-elect-namespace",
+        &ns,
+    ];
+    let _instances = [
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), small, &extra),
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), large, &extra),
+    ];
+    let client = cluster.client();
+    let caps: kube::Api<k8s_openapi::api::storage::v1::CSIStorageCapacity> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let published = wait_for("both nodes publish their capacity", || {
+        let caps = caps.clone();
+        async move {
+            let items = caps.list(&Default::default()).await.ok()?.items;
+            let mut by_node: Vec<(String, String)> = items
+                .iter()
+                .filter(|c| c.storage_class_name == "hostpath-capacity")
+                .map(|c| {
+                    let sel = c
+                        .node_topology
+                        .as_ref()
+                        .unwrap()
+                        .match_labels
+                        .as_ref()
+                        .unwrap();
+                    (
+                        sel["kubernetes.io/hostname"].clone(),
+                        c.capacity.as_ref().unwrap().0.clone(),
+                    )
+                })
+                .collect();
+            by_node.sort();
+            (by_node.len() == 2).then_some(by_node)
+        }
+    })
+    .await;
+    println!("published: {published:?}");
+    let mib = |q: &str| {
+        q.strip_suffix("Mi")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(published[0].0, large);
+    assert!((200..=256).contains(&mib(&published[0].1)), "{published:?}");
+    assert_eq!(published[1].0, small);
+    assert!(mib(&published[1].1) <= 8, "{published:?}");
+
+    // With capacity: the pod prefers the small node, the claim (64 MiB) does
+    // not fit there, so the scheduler picks the large one.
+    create_claim(&client, "big", "hostpath-capacity", "64Mi", json!({})).await;
+    create_pod_preferring(&client, "big", small).await;
+    assert_eq!(wait_scheduled(&client, "big").await, large);
+    let pv = wait_bound(&client, "big").await;
+    assert_eq!(affinity_values(&pv), [large]);
+    assert!(host_path(&pv).starts_with(root_of(tmp.path(), large)));
+
+    // The shipped class's provisioner (external-storage.io/hostpath, which
+    // the instances also answer to) has no CSIDriver and cannot have one
+    // (a `/` in the name): the scheduler follows the preference onto the
+    // small node, and a 64 MiB volume lands on 8 MiB.
+    create_claim(&client, "blind", "hostpath", "64Mi", json!({})).await;
+    create_pod_preferring(&client, "blind", small).await;
+    assert_eq!(wait_scheduled(&client, "blind").await, small);
+    let pv = wait_bound(&client, "blind").await;
+    assert_eq!(affinity_values(&pv), [small]);
+
+    cluster.assert_rbac(&installed);
 }
