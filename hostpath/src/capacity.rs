@@ -11,7 +11,8 @@
 //! MiB) and `maximumVolumeSize` = the same (a directory can grow to all of
 //! it). It rewrites an object only when the value changes, deletes the
 //! objects of classes that are gone, and makes its Node the owner of every
-//! object, so the garbage collector removes them with the Node.
+//! object, so the garbage collector removes them with the Node (and stops
+//! publishing while its Node does not exist).
 //!
 //! Not subtracted yet: the room promised to quota'd volumes that are not
 //! full (README "Capacity-aware scheduling" says so).
@@ -134,7 +135,7 @@ impl Publisher {
     /// exits on) API errors, which the next round retries.
     pub async fn run(self, client: Client) {
         let nodes: Api<Node> = Api::all(client.clone());
-        let node = loop {
+        let mut node = loop {
             match nodes.get(&self.node).await {
                 Ok(n) => break n,
                 Err(e) => {
@@ -148,6 +149,31 @@ impl Publisher {
             .to_string();
         let mut published = BTreeMap::new();
         loop {
+            // A deleted Node takes its objects along (they are owned by it,
+            // and the garbage collector removes them); publishing again
+            // would only make new ones for the collector to remove.
+            match nodes.get_opt(&self.node).await {
+                Ok(None) => {
+                    if !published.is_empty() {
+                        tracing::info!(
+                            node = self.node,
+                            "capacity: my Node is gone; not publishing"
+                        );
+                        published.clear();
+                    }
+                    tokio::time::sleep(self.interval).await;
+                    continue;
+                }
+                Ok(Some(n)) if n.metadata.uid != node.metadata.uid => {
+                    tracing::info!(
+                        node = self.node,
+                        "capacity: my Node was re-created; republishing"
+                    );
+                    node = n;
+                    published.clear();
+                }
+                _ => {}
+            }
             if let Err(e) = self.round(&client, &node, &hostname, &mut published).await {
                 tracing::warn!(error = %e, "capacity: publishing failed; retrying next round");
             }

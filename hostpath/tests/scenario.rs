@@ -365,5 +365,28 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
     let pv = wait_bound(&client, "blind").await;
     assert_eq!(affinity_values(&pv), [small]);
 
+    // The small node goes for good: its objects go with it (owned by the
+    // Node, removed by the garbage collector), the large node's stay.
+    e2e_support::cluster::kubectl(&admin, &["delete", "node", small]);
+    wait_for("the deleted node's capacity objects are gone", || {
+        let caps = caps.clone();
+        async move {
+            let items = caps.list(&Default::default()).await.ok()?.items;
+            let hosts: Vec<String> = items
+                .iter()
+                .filter_map(|c| {
+                    c.node_topology
+                        .as_ref()?
+                        .match_labels
+                        .as_ref()?
+                        .get("kubernetes.io/hostname")
+                        .cloned()
+                })
+                .collect();
+            (!hosts.iter().any(|h| h == small) && hosts.iter().any(|h| h == large)).then_some(())
+        }
+    })
+    .await;
+
     cluster.assert_rbac(&installed);
 }
