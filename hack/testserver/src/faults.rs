@@ -61,6 +61,8 @@ struct State {
     rules: Vec<ErrorRule>,
     latency: Duration,
     refuse_until: Option<Instant>,
+    /// Refusals asked for so far (`refuse_connections_for` calls).
+    refusals: u64,
 }
 
 /// Cheap clonable handle to the fault configuration.
@@ -69,6 +71,9 @@ pub struct Faults {
     state: Arc<Mutex<State>>,
     drop_tx: Arc<watch::Sender<u64>>,
     refuse: Arc<Notify>,
+    /// The last refusal the accept loop has put into effect (listener
+    /// closed, connections cut).
+    refused_tx: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Faults {
@@ -77,6 +82,7 @@ impl Default for Faults {
             state: Arc::default(),
             drop_tx: Arc::new(watch::channel(0).0),
             refuse: Arc::new(Notify::new()),
+            refused_tx: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -120,10 +126,43 @@ impl Faults {
     }
 
     /// Refuses TCP connections (and cuts open ones) for `d`.
+    /// [`Faults::refused`] waits until it is in effect.
     pub fn refuse_connections_for(&self, d: Duration) {
-        self.st().refuse_until = Some(Instant::now() + d);
+        {
+            let mut st = self.st();
+            st.refuse_until = Some(Instant::now() + d);
+            st.refusals += 1;
+        }
         self.refuse.notify_waiters();
         self.refuse.notify_one();
+    }
+
+    /// Returns once the latest [`Faults::refuse_connections_for`] is in
+    /// effect: the listener is closed and open connections are cut, so a
+    /// connection attempt now fails (a barrier for tests, instead of a sleep).
+    pub async fn refused(&self) {
+        let want = self.st().refusals;
+        let mut rx = self.refused_tx.subscribe();
+        let _ = rx.wait_for(|done| *done >= want).await;
+    }
+
+    /// Called by the accept loop once refusal is in effect.
+    pub(crate) fn mark_refused(&self) {
+        let done = self.st().refusals;
+        self.refused_tx.send_modify(|v| *v = (*v).max(done));
+    }
+
+    /// Called by the accept loop while it serves: a refusal that lapsed (or
+    /// was cleared) before the loop saw it counts as done, so that
+    /// [`Faults::refused`] never waits forever; a caller then finds the
+    /// server accepting, and its own check fails, as it should.
+    pub(crate) fn mark_lapsed_refusals(&self) {
+        let st = self.st();
+        if st.refuse_until.is_none_or(|t| t <= Instant::now()) {
+            let done = st.refusals;
+            drop(st);
+            self.refused_tx.send_modify(|v| *v = (*v).max(done));
+        }
     }
 
     /// Removes all faults.

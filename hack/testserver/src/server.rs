@@ -60,9 +60,12 @@ async fn serve_loop(
         if let Some(until) = faults.refusing_until() {
             listener = None;
             conns.abort_all();
+            while conns.join_next().await.is_some() {}
+            faults.mark_refused();
             tokio::time::sleep_until(until.into()).await;
             continue;
         }
+        faults.mark_lapsed_refusals();
         let Some(l) = listener.as_ref() else {
             match bind(addr) {
                 Ok(l) => listener = Some(l),

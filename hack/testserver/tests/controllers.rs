@@ -53,6 +53,28 @@ async fn node(client: &Client, name: &str, zone: &str) {
         .unwrap();
 }
 
+/// A barrier on the binder: binds a marker claim of its own class to its
+/// own volume and waits for it. Each binder pass reads every claim, so once
+/// the marker (created after everything the test made before) is Bound, a
+/// pass has seen those objects too: what it did not do to them by then, it
+/// did not do. A test asserts absence after this, instead of after a sleep.
+async fn binder_has_passed(client: &Client, tag: &str) {
+    let name = format!("barrier-{tag}");
+    class(client, &name, "Immediate", false).await;
+    Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv(&name, &name, "1Gi"))
+        .await
+        .unwrap();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    pvcs.create(&PostParams::default(), &pvc(&name, Some(&name), "1Gi"))
+        .await
+        .unwrap();
+    eventually("the binder's barrier claim is Bound", || async {
+        phase_pvc(&pvcs, &name).await == "Bound"
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn binds_smallest_fitting_available_volume_and_releases() {
     let srv = TestServer::start().await.unwrap();
@@ -189,7 +211,7 @@ async fn wait_for_first_consumer_with_scheduler() {
         .await
         .unwrap();
     // no consumer yet: stays pending and unannotated
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    binder_has_passed(&client, "no-consumer").await;
     assert_eq!(phase_pvc(&pvcs, "data").await, "Pending");
     assert!(pvcs
         .get("prov")

@@ -128,9 +128,8 @@ async fn http_fault_api_latency_and_refusal() {
     assert_eq!(code, 200);
     cms.list(&ListParams::default()).await.unwrap();
 
-    srv.faults()
-        .refuse_connections_for(Duration::from_millis(300));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    srv.faults().refuse_connections_for(Duration::from_secs(2));
+    srv.faults().refused().await;
     assert!(tokio::net::TcpStream::connect(srv.addr()).await.is_err());
     eventually("serving again", || async {
         tokio::net::TcpStream::connect(srv.addr()).await.is_ok()
