@@ -215,32 +215,80 @@ impl<P: Provisioner + ?Sized> Provisioner for std::sync::Arc<P> {
 mod tests {
     use super::*;
 
-    struct Grows;
+    /// Answers every optional method with the opposite of the trait's
+    /// default, so a forwarding impl that fell back to a default shows.
+    struct Contrary;
 
     #[async_trait]
-    impl Provisioner for Grows {
+    impl Provisioner for Contrary {
+        async fn provision(&self, _: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
+            Err(ProvisionError::Failed("contrary provision".into()))
+        }
+        async fn delete(&self, _: &PersistentVolume) -> Result<(), DeleteError> {
+            Err(DeleteError::Failed("contrary delete".into()))
+        }
+        fn should_provision(&self, _: &PersistentVolumeClaim, _: &StorageClass) -> bool {
+            false
+        }
+        fn should_delete(&self, _: &PersistentVolume) -> bool {
+            false
+        }
+        fn supports_block(&self) -> bool {
+            true
+        }
+        fn supports_data_source(&self, _: &TypedObjectReference) -> bool {
+            true
+        }
+        async fn expand(&self, _: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
+            Err(ProvisionError::Failed(format!("contrary expand {bytes}")))
+        }
+    }
+
+    /// The trait's defaults, for contrast: each differs from `Contrary`.
+    struct Defaults;
+
+    #[async_trait]
+    impl Provisioner for Defaults {
         async fn provision(&self, _: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
             Err(ProvisionError::Failed("unused".into()))
         }
         async fn delete(&self, _: &PersistentVolume) -> Result<(), DeleteError> {
             Ok(())
         }
-        fn supports_block(&self) -> bool {
-            true
-        }
-        async fn expand(&self, _: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
-            (bytes > 0)
-                .then_some(())
-                .ok_or(ProvisionError::Failed("zero".into()))
-        }
+    }
+
+    async fn answers<P: Provisioner>(p: &P) -> (bool, bool, bool, bool, String, String) {
+        let (pv, claim, class) = (
+            PersistentVolume::default(),
+            PersistentVolumeClaim::default(),
+            StorageClass::default(),
+        );
+        let source = TypedObjectReference::default();
+        (
+            p.should_provision(&claim, &class),
+            p.should_delete(&pv),
+            p.supports_block(),
+            p.supports_data_source(&source),
+            format!("{:?}", p.expand(&pv, 7).await),
+            format!("{:?}", p.delete(&pv).await),
+        )
     }
 
     #[tokio::test]
-    async fn a_shared_provisioner_forwards_every_optional_method() {
-        let shared = std::sync::Arc::new(Grows);
-        let pv = PersistentVolume::default();
-        assert_eq!(shared.expand(&pv, 1).await, Ok(()));
-        assert!(shared.supports_block());
-        assert!(shared.should_delete(&pv));
+    async fn a_shared_provisioner_forwards_every_method() {
+        let direct = answers(&Contrary).await;
+        let defaults = answers(&Defaults).await;
+        // Every answer differs from the default, so forwarding is visible.
+        assert!(
+            direct.0 != defaults.0
+                && direct.1 != defaults.1
+                && direct.2 != defaults.2
+                && direct.3 != defaults.3
+                && direct.4 != defaults.4
+                && direct.5 != defaults.5,
+            "{direct:?} vs {defaults:?}"
+        );
+        assert!(direct.4.contains("contrary expand 7"), "{}", direct.4);
+        assert_eq!(answers(&std::sync::Arc::new(Contrary)).await, direct);
     }
 }
