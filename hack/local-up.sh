@@ -10,7 +10,8 @@
 # bound the claim; prints the PV and its directory on disk, then deletes the
 # claim and checks both are gone. No kubelet: the pod is scheduled, never run.
 #
-# Usage: hack/local-up.sh [hostpath] [--keep] [--testserver]
+# Usage: hack/local-up.sh [hostpath] [--keep] [--testserver] [--helm]
+#   --helm: install with `helm install` from deploy/hostpath/chart instead.
 #   --keep:       stay up after the round trip (KUBECONFIG printed); Ctrl-C cleans up.
 #   --testserver: kube-testserver instead of the real control plane (seconds, no Go).
 set -euo pipefail
@@ -19,12 +20,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 keep=
 backend=real
+installer=kubectl
 for arg in "$@"; do
   case "$arg" in
     hostpath) ;;
     --keep) keep=--keep ;;
     --testserver) backend=testserver ;;
-    *) echo "usage: hack/local-up.sh [hostpath] [--keep] [--testserver] (only hostpath has a local demo)" >&2; exit 2 ;;
+    --helm) installer=helm ;;
+    *) echo "usage: hack/local-up.sh [hostpath] [--keep] [--testserver] [--helm] (only hostpath has a local demo)" >&2; exit 2 ;;
   esac
 done
 
@@ -61,8 +64,17 @@ else
   cp "$work/cluster/kubeconfig" "$KUBECONFIG"
 fi
 
-echo "==> kubectl apply -f deploy/hostpath"
-kubectl apply -f deploy/hostpath
+if [ "$installer" = helm ]; then
+  helm=$(hack/install-helm.sh)
+  # Helm keeps its release record in the namespace, so it makes the
+  # namespace itself (--create-namespace) and the chart does not.
+  echo "==> helm install hostpath deploy/hostpath/chart"
+  "$helm" install hostpath deploy/hostpath/chart --namespace hostpath-provisioner \
+    --create-namespace --set createNamespace=false --wait=false
+else
+  echo "==> kubectl apply -f deploy/hostpath"
+  kubectl apply -f deploy/hostpath
+fi
 
 if [ "$backend" = testserver ]; then
   provisioner_kubeconfig=$KUBECONFIG

@@ -26,6 +26,10 @@ grep -rl "$provisioner-provisioner:v" "deploy/$provisioner" | while read -r f; d
   sed -i -E "s#($provisioner-provisioner):v[0-9]+\.[0-9]+\.[0-9]+#\1:v$version#g" "$f"
 done
 cargo update --workspace --offline >/dev/null 2>&1 || cargo update --workspace >/dev/null
+# The chart follows the manifests and the crate version (hack/charts.py).
+if [ -d "deploy/$provisioner/chart" ]; then
+  python3 hack/charts.py generate >/dev/null
+fi
 git add "$provisioner/Cargo.toml" Cargo.lock "deploy/$provisioner"
 git commit -m "$provisioner: release v$version"
 git tag -a "$tag" -m "$provisioner v$version"

@@ -86,6 +86,8 @@ step "local-up: kubectl apply -f deploy/hostpath on the real control plane, 2 no
 hack/local-up.sh hostpath
 step "local-up --testserver: the same against kube-testserver"
 hack/local-up.sh hostpath --testserver
+step "local-up --helm: helm install deploy/hostpath/chart on the real control plane, claim to Bound and back"
+hack/local-up.sh hostpath --helm
 
 # The quick benchmark and chaos runs, in the test build's profile: they show
 # the tools work and the invariants hold; publishable numbers come from the

@@ -41,5 +41,8 @@ rm -rf "$unpinned"
 # security posture).
 hack/verify-manifests.sh deploy/*/
 
+step "Helm charts: generated from deploy/<x>, lint, default render = kustomize build"
+hack/verify-charts.sh
+
 echo
 echo "hack/verify.sh: all checks passed"
