@@ -123,7 +123,7 @@ impl VolumeMode {
 }
 
 /// A validated class.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClassConfig {
     /// Discovery directory on the host.
     pub host_dir: PathBuf,
@@ -151,7 +151,7 @@ impl ClassConfig {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Class name → settings.
     pub classes: BTreeMap<String, ClassConfig>,

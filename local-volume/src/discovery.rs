@@ -25,9 +25,11 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::labels::NODE_LABEL;
 use crate::metrics::ClassMode;
 use crate::pv::{self, ClassFacts, Found};
+use crate::reload::{Reload, Reloader};
 use crate::scan::{scan_class, MountTable};
 use crate::state::VolumeState;
 use crate::volumes::{CleanPoll, Cleaned, Volumes};
@@ -128,6 +130,12 @@ pub struct Discovery {
     pvs: Store<PersistentVolume>,
     classes: Store<StorageClass>,
     reported: HashMap<String, Instant>,
+    /// The configuration this pass works with (taken at its start).
+    config: Arc<Config>,
+    /// Re-reads the configuration before each pass (hot reload), if set.
+    reloader: Option<Reloader>,
+    /// What reload events are about (the ConfigMap, else the Node).
+    config_object: Option<ObjectReference>,
     /// Set once the first pass is done (for /readyz).
     pub ready: Arc<AtomicBool>,
 }
@@ -173,8 +181,12 @@ impl Discovery {
                 instance: Some(identity.to_string()),
             },
         );
+        let config = volumes.config();
         Discovery {
             client,
+            config,
+            reloader: None,
+            config_object: None,
             volumes,
             scope,
             provisioner,
@@ -183,6 +195,52 @@ impl Discovery {
             classes,
             reported: HashMap::new(),
             ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Re-reads the configuration at `reloader`'s path before every pass;
+    /// events about it go to `object` (the ConfigMap), else to the Node.
+    pub fn with_reload(mut self, reloader: Reloader, object: Option<ObjectReference>) -> Self {
+        self.reloader = Some(reloader);
+        self.config_object = object;
+        self
+    }
+
+    /// Applies a changed configuration, or reports one that is refused
+    /// (the last good one stays in force).
+    async fn reload(&mut self) {
+        let Some(reloader) = self.reloader.as_mut() else {
+            return;
+        };
+        let current = self.volumes.config();
+        let outcome = reloader.check(&current);
+        let object = self
+            .config_object
+            .clone()
+            .unwrap_or_else(|| self.node_ref());
+        match outcome {
+            Reload::Unchanged | Reload::StillRefused => {}
+            Reload::Changed(config, summary) => {
+                tracing::info!(%summary, "configuration reloaded");
+                self.volumes.replace_config(config);
+                self.event(
+                    &object,
+                    false,
+                    "ConfigReloaded",
+                    format!("configuration reloaded: {summary}"),
+                )
+                .await;
+            }
+            Reload::Refused(why) => {
+                tracing::error!(error = %why, "new configuration refused; the last good one stays in force");
+                self.event(
+                    &object,
+                    true,
+                    "ConfigRefused",
+                    format!("new configuration refused, the last good one stays in force: {why}"),
+                )
+                .await;
+            }
         }
     }
 
@@ -195,9 +253,11 @@ impl Discovery {
                 let _ = self.classes.wait_until_ready().await;
             } => {}
         }
-        tracing::info!(node = %self.volumes.node.name, classes = self.volumes.config.classes.len(), "discovery started");
+        tracing::info!(node = %self.volumes.node.name, classes = self.config.classes.len(), "discovery started");
         loop {
             let started = Instant::now();
+            self.reload().await;
+            self.config = self.volumes.config();
             self.pass().await;
             self.volumes
                 .metrics
@@ -242,7 +302,7 @@ impl Discovery {
     /// Logs and records a Warning on the node, at most once per
     /// `minResyncPeriod` for the same message.
     async fn report(&mut self, reason: &str, message: String) {
-        let quiet = self.volumes.config.min_resync_period;
+        let quiet = self.config.min_resync_period;
         if self
             .reported
             .get(&message)
@@ -265,10 +325,10 @@ impl Discovery {
                 return;
             }
         };
-        let classes: Vec<String> = self.volumes.config.classes.keys().cloned().collect();
+        let classes: Vec<String> = self.config.classes.keys().cloned().collect();
         let mut volumes: BTreeMap<ClassMode, (i64, i64)> = BTreeMap::new();
         for class_name in classes {
-            let class = self.volumes.config.classes[&class_name].clone();
+            let class = self.config.classes[&class_name].clone();
             let Some(sc) = self.classes.get(&ObjectRef::new(&class_name)) else {
                 self.report(
                     "StorageClassMissing",
@@ -370,7 +430,7 @@ impl Discovery {
 
     async fn found(&mut self, found: &Found, facts: &ClassFacts) {
         let name = pv::pv_name(&found.entry, &self.volumes.node.name, &found.class);
-        let class = &self.volumes.config.classes[&found.class];
+        let class = &self.config.classes[&found.class];
         let existing = self.pvs.get(&ObjectRef::new(&name));
         let pv_facts = existing.as_deref().map(|p| {
             PvFacts::of(
@@ -467,12 +527,12 @@ impl Discovery {
             tracing::error!(pv = name, error = %e, "cannot record the volume's state; not offering it");
             return;
         }
-        let class = &self.volumes.config.classes[&found.class];
+        let class = &self.config.classes[&found.class];
         let pv = pv::build(
             found,
             class,
             facts,
-            &self.volumes.config,
+            &self.config,
             &self.volumes.node,
             &self.provisioner,
         );

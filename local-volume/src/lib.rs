@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod labels;
 pub mod metrics;
 pub mod pv;
+pub mod reload;
 pub mod scan;
 pub mod state;
 pub mod volumes;

@@ -11,13 +11,14 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use external_storage::args::{client, init_tracing, parse_duration, shutdown_on_signals};
 use external_storage::{ProvisionController, Settings};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::Api;
 use local_volume_provisioner::config::Config;
 use local_volume_provisioner::discovery::Discovery;
 use local_volume_provisioner::labels::NODE_LABEL;
 use local_volume_provisioner::metrics::LocalMetrics;
 use local_volume_provisioner::pv::NodeInfo;
+use local_volume_provisioner::reload::Reloader;
 use local_volume_provisioner::state::StateDir;
 use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
 
@@ -33,6 +34,15 @@ struct Cli {
         default_value = "/etc/provisioner/config"
     )]
     config: PathBuf,
+    /// Re-read the configuration before every discovery pass and put a
+    /// valid new one in force without a restart (a refused one is reported
+    /// and the last good one stays).
+    #[arg(long, env = "CONFIG_RELOAD", default_value_t = true, action = clap::ArgAction::Set)]
+    config_reload: bool,
+    /// The ConfigMap the configuration is mounted from (in POD_NAMESPACE):
+    /// reload events are recorded on it (else on the Node).
+    #[arg(long, env = "CONFIG_MAP_NAME")]
+    config_map_name: Option<String>,
     /// Host directory (mounted at the same path) recording which volumes may
     /// hold data; must survive restarts of the pod.
     #[arg(
@@ -71,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = StateDir::open(&cli.state_dir)
         .with_context(|| format!("cannot use state directory {}", cli.state_dir.display()))?;
+    let config_namespace = common.leader_elect_namespace.clone();
     let mut settings = Settings::try_from(common)?;
     let (qps, burst) = settings.rate_limit;
     let client = client(settings.kubeconfig.as_deref(), qps, burst).await?;
@@ -107,7 +118,17 @@ async fn main() -> anyhow::Result<()> {
         settings.options,
     )
     .with_metrics(Arc::new(lib_metrics));
-    let discovery = Discovery::start(client, volumes, scope, &identity, &shutdown);
+    let mut discovery = Discovery::start(client, volumes, scope, &identity, &shutdown);
+    if cli.config_reload {
+        let object = cli.config_map_name.map(|name| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            namespace: Some(config_namespace),
+            name: Some(name),
+            ..Default::default()
+        });
+        discovery = discovery.with_reload(Reloader::new(&cli.config), object);
+    }
     if let Some(addr) = settings.metrics_address {
         let (bound, _) = external_storage::http::serve_all_ready(
             addr,

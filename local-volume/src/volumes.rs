@@ -131,8 +131,8 @@ struct Job {
 
 /// Everything both loops share.
 pub struct Volumes {
-    /// Validated configuration.
-    pub config: Config,
+    /// The configuration in force (replaced by a hot reload, `reload.rs`).
+    config: std::sync::RwLock<Arc<Config>>,
     /// This node.
     pub node: NodeInfo,
     /// Durable volume state.
@@ -158,7 +158,7 @@ impl Volumes {
         client: Option<kube::Client>,
     ) -> Self {
         Volumes {
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
             node,
             state,
             metrics,
@@ -166,6 +166,20 @@ impl Volumes {
             client,
             jobs: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The configuration in force; a pass or a cleaning keeps the one it
+    /// started with.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `config` in force (a hot reload that passed validation).
+    pub fn replace_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
     /// Refuses when another PV that is Bound references `path`.
@@ -272,8 +286,8 @@ impl Volumes {
         class_name: &str,
         entry: &str,
     ) -> Result<Cleaned, String> {
-        let class = self
-            .config
+        let config = self.config();
+        let class = config
             .classes
             .get(class_name)
             .ok_or_else(|| format!("class {class_name} is not in the configuration"))?;
@@ -385,7 +399,8 @@ impl Provisioner for LocalVolumes {
             )));
         }
         let class_name = pv::class_of(pv).unwrap_or_default().to_string();
-        let Some(class) = v.config.classes.get(&class_name) else {
+        let config = v.config();
+        let Some(class) = config.classes.get(&class_name) else {
             return Err(DeleteError::Failed(format!(
                 "class {class_name:?} is not in the provisioner's configuration, so {name}'s volume \
                  cannot be found and was not cleaned: add the class back, or wipe the disk and \

@@ -116,6 +116,16 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
 }
 
+/// The configuration Env::start writes, with the local-fast class's
+/// directory `fast` and further class lines.
+fn config_text(tmp: &Path, fast: &str, more: &str) -> String {
+    format!(
+        "storageClassMap:\n  local-fast:\n    hostDir: {0}/{fast}\n  local-block:\n    hostDir: {0}/block\n    volumeMode: Block\n    blockCleanerCommand: [\"{1}/quick_reset.sh\"]\n  local-keep:\n    hostDir: {0}/keep\n{more}minResyncPeriod: 1h\n",
+        tmp.display(),
+        scripts().display()
+    )
+}
+
 impl Env {
     async fn start() -> Env {
         let tmp = tempfile::tempdir().unwrap();
@@ -123,15 +133,7 @@ impl Env {
             std::fs::create_dir_all(tmp.path().join(d)).unwrap();
         }
         let config = tmp.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "storageClassMap:\n  local-fast:\n    hostDir: {0}/fs\n  local-block:\n    hostDir: {0}/block\n    volumeMode: Block\n    blockCleanerCommand: [\"{1}/quick_reset.sh\"]\n  local-keep:\n    hostDir: {0}/keep\nminResyncPeriod: 1h\n",
-                tmp.path().display(),
-                scripts().display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, config_text(tmp.path(), "fs", "")).unwrap();
         let metrics_port = free_port();
         let metrics_address = format!("127.0.0.1:{metrics_port}");
         let ts = TestServer::start().await.expect("start kube-testserver");
@@ -622,5 +624,87 @@ async fn a_pv_it_did_not_make_or_a_disk_in_use_is_never_wiped() {
         Some("Released"),
         "not cleaned, so not deleted or offered again"
     );
+    env.assert_rbac();
+}
+
+/// Issue #19.2: the configuration is re-read without a restart. A bad one
+/// is refused with an event and a log line while the last good one stays
+/// in force (discovery goes on under it); a good one changes a class (its
+/// discovery directory) and adds another, and both are discovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_changes_apply_without_restart_and_a_bad_one_is_refused() {
+    let mut env = Env::start().await;
+    let config = env.dir("config.yaml");
+    let first = env.dir("fs/first");
+    if !env.guard.tmpfs(&first, "8m") {
+        return;
+    }
+    env.wait_pv(&pv_name("first", NODE, "local-fast"), None, "Available")
+        .await;
+
+    // Refused: a relative hostDir. The old configuration stays in force.
+    std::fs::write(
+        &config,
+        config_text(
+            env.tmp.path(),
+            "fs",
+            "  local-new:\n    hostDir: relative\n",
+        ),
+    )
+    .unwrap();
+    let note = wait_warning(&env.client, NODE, "new configuration refused").await;
+    assert!(note.contains("storageClassMap.local-new.hostDir"), "{note}");
+    assert!(
+        env.bin.log().contains("new configuration refused"),
+        "{}",
+        env.bin.log()
+    );
+    let second = env.dir("fs/second");
+    assert!(env.guard.tmpfs(&second, "8m"));
+    env.wait_pv(&pv_name("second", NODE, "local-fast"), None, "Available")
+        .await;
+
+    // Accepted: local-fast moves to fs2/, and local-new discovers new/.
+    for d in ["fs2", "new"] {
+        std::fs::create_dir_all(env.dir(d)).unwrap();
+    }
+    create_class(
+        &env.client,
+        "local-new",
+        NO_PROVISIONER,
+        "Delete",
+        true,
+        json!({}),
+    )
+    .await;
+    let new_dir = env.dir("new").display().to_string();
+    std::fs::write(
+        &config,
+        config_text(
+            env.tmp.path(),
+            "fs2",
+            &format!("  local-new:\n    hostDir: {new_dir}\n"),
+        ),
+    )
+    .unwrap();
+    let (moved, added) = (env.dir("fs2/moved"), env.dir("new/added"));
+    assert!(env.guard.tmpfs(&moved, "8m") && env.guard.tmpfs(&added, "8m"));
+    env.wait_pv(&pv_name("moved", NODE, "local-fast"), None, "Available")
+        .await;
+    env.wait_pv(&pv_name("added", NODE, "local-new"), None, "Available")
+        .await;
+    let events = events_about(&env.client, NODE).await;
+    assert!(
+        events.iter().any(|(ty, reason, note)| ty == "Normal"
+            && reason == "ConfigReloaded"
+            && note.contains("classes added: local-new; classes changed: local-fast")),
+        "{events:?}"
+    );
+    // PVs made under the old configuration are left as they are.
+    assert!(pvs(&env.client)
+        .get_opt(&pv_name("first", NODE, "local-fast"))
+        .await
+        .unwrap()
+        .is_some());
     env.assert_rbac();
 }

@@ -1,0 +1,141 @@
+//! Hot reload of the configuration: the mounted ConfigMap (or file) is read
+//! again before every discovery pass. A new configuration that validates is
+//! put in force (new classes and discovery directories are scanned from the
+//! next pass on; a changed class applies to what is discovered and cleaned
+//! after it); one that does not is refused with the reason, and the last
+//! good one stays in force. Only a change of the refusal is reported, so a
+//! broken ConfigMap gives one event, not one per pass.
+//!
+//! PVs already made are never touched by a reload: a class removed from the
+//! configuration keeps its PVs, which are then not cleaned (the cleaner
+//! refuses a class it does not know) until the class comes back.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use crate::config::Config;
+
+/// What the latest read of the configuration found.
+#[derive(Debug)]
+pub enum Reload {
+    /// The same configuration as the one in force.
+    Unchanged,
+    /// A different, valid configuration, and what changed (for the event).
+    Changed(Config, String),
+    /// A configuration that does not validate, first seen now: why.
+    Refused(String),
+    /// The same refusal as last time (not reported again).
+    StillRefused,
+}
+
+/// Reads the configuration at a path again and compares it.
+#[derive(Debug)]
+pub struct Reloader {
+    path: PathBuf,
+    last_refusal: Option<String>,
+}
+
+impl Reloader {
+    /// Reloads from `path` (a YAML file, or a directory with a file per key).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Reloader {
+            path: path.into(),
+            last_refusal: None,
+        }
+    }
+
+    /// Reads the configuration and compares it with `current`.
+    pub fn check(&mut self, current: &Config) -> Reload {
+        match Config::load(&self.path) {
+            Ok(new) => {
+                self.last_refusal = None;
+                if &new == current {
+                    Reload::Unchanged
+                } else {
+                    let summary = summary(current, &new);
+                    Reload::Changed(new, summary)
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if self.last_refusal.as_deref() == Some(why.as_str()) {
+                    Reload::StillRefused
+                } else {
+                    self.last_refusal = Some(why.clone());
+                    Reload::Refused(why)
+                }
+            }
+        }
+    }
+}
+
+/// Which classes were added, removed or changed (else: other settings).
+pub fn summary(old: &Config, new: &Config) -> String {
+    let names = |c: &Config| c.classes.keys().cloned().collect::<BTreeSet<_>>();
+    let (was, is) = (names(old), names(new));
+    let mut parts = Vec::new();
+    let added: Vec<_> = is.difference(&was).cloned().collect();
+    let removed: Vec<_> = was.difference(&is).cloned().collect();
+    let changed: Vec<_> = is
+        .intersection(&was)
+        .filter(|n| old.classes[*n] != new.classes[*n])
+        .cloned()
+        .collect();
+    for (what, list) in [("added", added), ("removed", removed), ("changed", changed)] {
+        if !list.is_empty() {
+            parts.push(format!("classes {what}: {}", list.join(", ")));
+        }
+    }
+    if parts.is_empty() {
+        "settings other than the classes changed".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn changes_are_taken_and_refusals_reported_once_keeping_the_last_good() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.yaml");
+        write(&file, "storageClassMap:\n  a:\n    hostDir: /mnt/a\n");
+        let mut current = Config::load(&file).unwrap();
+        let mut r = Reloader::new(&file);
+        assert!(matches!(r.check(&current), Reload::Unchanged));
+
+        write(
+            &file,
+            "storageClassMap:\n  a:\n    hostDir: /mnt/a2\n  b:\n    hostDir: /mnt/b\n",
+        );
+        match r.check(&current) {
+            Reload::Changed(new, summary) => {
+                assert_eq!(summary, "classes added: b; classes changed: a");
+                current = new;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.check(&current), Reload::Unchanged));
+
+        write(&file, "storageClassMap:\n  a:\n    hostDir: relative\n");
+        match r.check(&current) {
+            Reload::Refused(why) => assert!(why.contains("storageClassMap.a.hostDir"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.check(&current), Reload::StillRefused));
+        write(&file, "not: [valid");
+        assert!(matches!(r.check(&current), Reload::Refused(_)));
+        // Fixed again: the same as the one in force is no change.
+        write(
+            &file,
+            "storageClassMap:\n  a:\n    hostDir: /mnt/a2\n  b:\n    hostDir: /mnt/b\n",
+        );
+        assert!(matches!(r.check(&current), Reload::Unchanged));
+    }
+}
