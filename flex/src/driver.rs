@@ -64,7 +64,7 @@ pub enum CheckError {
     Stat {
         /// The path.
         path: PathBuf,
-        /// Cause.
+        /// Why the driver file could not be examined.
         #[source]
         source: std::io::Error,
     },

@@ -98,7 +98,7 @@ pub enum CleanError {
         op: &'static str,
         /// Which path.
         path: String,
-        /// Cause.
+        /// The filesystem error.
         #[source]
         source: io::Error,
     },

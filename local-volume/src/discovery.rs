@@ -43,7 +43,7 @@ pub struct PvFacts {
     pub same_path: bool,
     /// UID.
     pub uid: String,
-    /// Phase.
+    /// The PV's `status.phase` (Available, Bound, Released, ...).
     pub phase: String,
 }
 

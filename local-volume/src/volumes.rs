@@ -120,7 +120,7 @@ pub enum Cleaned {
 pub enum CleanPoll {
     /// Still running.
     Running,
-    /// Finished.
+    /// Done: what was cleaned, or why cleaning failed.
     Finished(Result<Cleaned, String>),
 }
 
@@ -137,7 +137,7 @@ pub struct Volumes {
     pub node: NodeInfo,
     /// Durable volume state.
     pub state: StateDir,
-    /// Metrics.
+    /// Discovery and cleaning metrics of this node.
     pub metrics: Arc<LocalMetrics>,
     /// Timeout of one block cleaner run.
     pub block_timeout: Duration,

@@ -30,20 +30,20 @@ pub enum AddressError {
         "reading Service {namespace}/{name} for the server address (RBAC: get services): {source}"
     )]
     Api {
-        /// Namespace.
+        /// Namespace of the Service (the provisioner's own).
         namespace: String,
-        /// Name.
+        /// Name of the Service whose ClusterIP goes into every PV.
         name: String,
-        /// Cause.
+        /// The API error (often RBAC: get services).
         #[source]
         source: kube::Error,
     },
     /// The Service has no usable ClusterIP.
     #[error("Service {namespace}/{name} has no ClusterIP ({found:?}); use a ClusterIP Service, not a headless one")]
     NoClusterIp {
-        /// Namespace.
+        /// Namespace of the Service.
         namespace: String,
-        /// Name.
+        /// Name of the Service.
         name: String,
         /// What was there.
         found: Option<String>,

@@ -27,7 +27,7 @@ pub enum DbusError {
     Connect {
         /// The bus address.
         address: String,
-        /// Cause.
+        /// What the D-Bus library reported when connecting.
         #[source]
         source: Box<zbus::Error>,
     },
@@ -36,7 +36,7 @@ pub enum DbusError {
     Call {
         /// The operation.
         op: String,
-        /// Cause.
+        /// What Ganesha or the bus answered.
         #[source]
         source: Box<zbus::Error>,
     },

@@ -24,7 +24,7 @@ pub enum RpcError {
     Io {
         /// The server.
         addr: SocketAddr,
-        /// Cause.
+        /// The socket error (refused, reset, timed out).
         #[source]
         source: std::io::Error,
     },

@@ -72,7 +72,7 @@ pub enum ServerError {
     Spawn {
         /// The program.
         what: String,
-        /// Cause.
+        /// Why the process could not be started (missing binary, permissions).
         #[source]
         source: std::io::Error,
     },
@@ -101,7 +101,7 @@ pub enum ServerError {
     Io {
         /// The file.
         path: String,
-        /// Cause.
+        /// The filesystem error.
         #[source]
         source: std::io::Error,
     },

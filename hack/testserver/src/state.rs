@@ -46,7 +46,7 @@ pub struct AppState {
     pub stats: StatsRecorder,
     /// Distinct calls per user (for RBAC checks).
     pub access: AccessLog,
-    /// Configuration.
+    /// The server's configuration (controllers on or off, watch history).
     pub config: Config,
     pub(crate) addr: SocketAddr,
 }

@@ -79,7 +79,7 @@ impl StatsRecorder {
             .or_insert(0) += 1;
     }
 
-    /// Snapshot.
+    /// The counters as they are now (requests by verb and resource).
     pub fn snapshot(&self) -> Stats {
         Stats {
             by_verb_resource: self.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),

@@ -90,7 +90,7 @@ pub enum WatchStart {
 
 /// A page of a list.
 pub struct ListPage {
-    /// Items.
+    /// The objects of this page, in key order (namespace, then name).
     pub items: Vec<Arc<Value>>,
     /// Store resourceVersion at list time.
     pub rv: u64,
