@@ -95,6 +95,9 @@ hack/local-up.sh hostpath --helm
 step "bench --quick"
 cargo run -q -p external-storage-bench --locked --bin bench -- --quick
 
+step "bench --cluster real --quick: ours next to the Go library (sig-storage-lib-external-provisioner) on the real control plane, at the shipped client limits too"
+cargo run -q -p external-storage-bench --locked --bin bench -- --cluster real --quick
+
 step "chaos --quick: leader-elected in-memory replicas, then two hostpath node instances"
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --provisioner hostpath

@@ -30,6 +30,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// The shipped `--kube-api-qps`.
+pub const DEFAULT_QPS: f64 = 50.0;
+/// The shipped `--kube-api-burst`.
+pub const DEFAULT_BURST: u32 = 100;
+
 /// Shared flags; put them in a binary's parser with `#[command(flatten)]`.
 #[derive(Clone, Debug, Parser)]
 pub struct Args {
@@ -70,12 +75,19 @@ pub struct Args {
     /// Concurrent reconciles per loop (claims, volumes).
     #[arg(long, env = "WORKER_THREADS", default_value_t = 4)]
     pub worker_threads: u16,
-    /// Average API requests per second; 0 disables the limit.
-    #[arg(long, env = "KUBE_API_QPS", default_value_t = 20.0)]
+    /// Average API requests per second; 0 disables the limit. The default
+    /// (kube-scheduler's) is chosen in docs/performance.md ("Shipped
+    /// client limits").
+    #[arg(long, env = "KUBE_API_QPS", default_value_t = DEFAULT_QPS)]
     pub kube_api_qps: f64,
     /// API request burst above the average.
-    #[arg(long, env = "KUBE_API_BURST", default_value_t = 50)]
+    #[arg(long, env = "KUBE_API_BURST", default_value_t = DEFAULT_BURST)]
     pub kube_api_burst: u32,
+    /// Publish the Normal `Provisioning` event before each provisioning
+    /// (`ProvisioningSucceeded` / `ProvisioningFailed` follow either way);
+    /// worth a request per volume for slow backends only.
+    #[arg(long, env = "PROVISIONING_EVENT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub provisioning_event: bool,
     /// Put a finalizer on provisioned PVs so deleting the PV object cannot
     /// skip deleting the backend volume.
     #[arg(long, env = "ADD_FINALIZER", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -240,6 +252,7 @@ impl TryFrom<Args> for Settings {
         options.node_name = node_name;
         options.workers = a.worker_threads;
         options.add_finalizer = a.add_finalizer;
+        options.provisioning_event = a.provisioning_event;
         options.retry_interval_start = a.retry_interval_start;
         options.retry_interval_max = a.retry_interval_max;
         options.infeasible_retry_interval = a.infeasible_retry_interval;
@@ -387,6 +400,8 @@ mod tests {
         assert_eq!(s.options.failed_provision_threshold, 15);
         assert_eq!(s.metrics_address, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(!s.options.add_finalizer);
+        assert!(!s.options.provisioning_event);
+        assert_eq!(s.rate_limit, (DEFAULT_QPS, DEFAULT_BURST));
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! CPU consumer of the whole bench. [`Events`] therefore keeps one recorder
 //! per object (its cache then holds only that object's events) and drops the
 //! recorders of objects that were quiet for longer than that cache's life.
+//! Only Warning events go through a recorder: they repeat while something
+//! fails, and a repeat becomes a series. Normal events (a claim provisioned,
+//! a volume expanded) happen once per object and step, so they are created
+//! directly: a recorder would hold each in memory for 6 minutes (at 10,000
+//! claims, tens of MiB) to merge a repeat that does not come.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -157,6 +162,17 @@ pub fn short_event_name(object: &str, nanos: i128) -> String {
     format!("{head}.{nanos:x}")
 }
 
+/// The name of an event about `object` created at `nanos`: the recorder's
+/// `<object>.<hex nanoseconds>`, or a [`short_event_name`] when that would
+/// be too long.
+pub fn event_name(object: &str, nanos: i128) -> String {
+    if recorder_can_name(object) {
+        format!("{object}.{nanos:x}")
+    } else {
+        short_event_name(object, nanos)
+    }
+}
+
 /// How long an object's recorder is kept after its last event: kube's
 /// recorder forgets an event after 6 minutes, so a later repeat starts a new
 /// Event object either way.
@@ -234,20 +250,26 @@ impl Events {
             secondary: None,
         };
         let name = object.name.as_deref().unwrap_or_default();
-        let published = if recorder_can_name(name) {
+        // Normal events (one per claim and step, once it works) are created
+        // without a recorder: a recorder's cache would hold each for 6
+        // minutes to merge a repeat that does not come (at 10,000 claims,
+        // tens of MiB). Warnings repeat while something fails: those go
+        // through the object's recorder and become a series.
+        let published = if recorder_can_name(name) && ev.type_ == EventType::Warning {
             self.recorder(object).publish(&ev, object).await
         } else {
-            self.create_named(&ev, object).await
+            self.create_direct(&ev, object).await
         };
         if let Err(e) = published {
             tracing::warn!(reason = reason.as_str(), error = %e, "failed to publish event");
         }
     }
 
-    /// Creates the event itself, with a [`short_event_name`], for an object
-    /// whose name leaves the recorder no room (no series: each repeat is a
-    /// new Event; such objects are rare).
-    async fn create_named(&self, ev: &Event, object: &ObjectReference) -> Result<(), kube::Error> {
+    /// Creates the event itself, named like the recorder names it
+    /// (`<object>.<hex nanoseconds>`), or with a [`short_event_name`] for an
+    /// object whose name leaves no room for that; no series: each repeat is
+    /// a new Event.
+    async fn create_direct(&self, ev: &Event, object: &ObjectReference) -> Result<(), kube::Error> {
         use k8s_openapi::api::events::v1::Event as K8sEvent;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
         let now = k8s_openapi::jiff::Timestamp::now();
@@ -260,7 +282,7 @@ impl Events {
             note: ev.note.clone(),
             metadata: kube::api::ObjectMeta {
                 namespace: Some(namespace.clone()),
-                name: Some(short_event_name(
+                name: Some(event_name(
                     object.name.as_deref().unwrap_or_default(),
                     now.as_nanosecond(),
                 )),
@@ -312,6 +334,8 @@ mod tests {
         assert!(name.ends_with(&format!(".{nanos:x}")));
         // The cut lands after "x...x." (a dot at 236): it must not end the head.
         assert!(!name.contains(".."), "{name}");
+        assert_eq!(event_name("pvc", 255), "pvc.ff");
+        assert_eq!(event_name(&longest, nanos), name);
     }
 
     #[test]

@@ -42,7 +42,12 @@ async fn barrier(client: &kube::Client, name: &str) {
 async fn provision_bind_then_delete_on_release() {
     let (_ts, client) = server().await;
     let mem = Mem::new();
-    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    // The Normal `Provisioning` event is off by default (one request per
+    // volume); asserted here with it on, and absent by default in
+    // `the_provisioning_event_is_optional`.
+    let mut opts = fast_options();
+    opts.provisioning_event = true;
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
     let c = create_claim(&client, "c1", "fast", None).await;
     let pv_name = wait_bound(&client, "c1", 20).await;
@@ -85,6 +90,20 @@ async fn provision_bind_then_delete_on_release() {
         text.contains("controller_persistentvolume_delete_total{class=\"fast\"} 1"),
         "{text}"
     );
+    ctrl.stop().await;
+}
+
+#[tokio::test]
+async fn the_provisioning_event_is_optional() {
+    let (_ts, client) = server().await;
+    let ctrl = spawn(client.clone(), Mem::new(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    create_claim(&client, "c1", "fast", None).await;
+    wait_bound(&client, "c1", 20).await;
+    // Published in the same reconcile, right after `Provisioning` would be.
+    wait_event(&client, "c1", "ProvisioningSucceeded", 10).await;
+    let reasons = event_reasons(&client, "c1").await;
+    assert!(!reasons.iter().any(|r| r == "Provisioning"), "{reasons:?}");
     ctrl.stop().await;
 }
 

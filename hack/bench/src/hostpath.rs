@@ -175,6 +175,11 @@ impl Process {
         crate::machine::peak_rss_kib(self.pid())
     }
 
+    /// Resident set size now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        crate::machine::rss_kib(self.pid())
+    }
+
     /// What the process logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -88,6 +88,12 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     kib_field(&status, "VmHWM:")
 }
 
+/// Resident set size now (`VmRSS`) of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kib_field(&status, "VmRSS:")
+}
+
 /// CPU time (`utime + stime` of `/proc/<pid>/stat`) of process `pid`, in
 /// seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {

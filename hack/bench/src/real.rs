@@ -88,9 +88,12 @@ pub struct Options {
     pub raised_kcm_sizes: Vec<usize>,
     /// The raised kube-controller-manager QPS/burst.
     pub raised_kcm: (u32, u32),
-    /// Claims of the throttled rows (ours at the shipped 20/50, the anchor
-    /// at 20/50 and at its default); 0 skips them.
+    /// Claims of the throttled rows (ours at its shipped limits and at
+    /// 20/50, the anchor at 20/50 and at its default); 0 skips them.
     pub throttled_claims: usize,
+    /// Also run the anchor at its own default limits (client-go's 5/10)
+    /// among the throttled rows.
+    pub anchor_default_row: bool,
     /// Skip the anchor.
     pub no_anchor: bool,
     /// Workers of both programs.
@@ -163,6 +166,13 @@ pub fn setups(opts: &Options) -> Vec<Setup> {
         }
     }
     if opts.throttled_claims > 0 {
+        // Ours with no limit flags: the shipped defaults.
+        out.push(row(
+            Who::Ours,
+            opts.throttled_claims,
+            opts.raised_kcm,
+            Qps::ProgramDefault,
+        ));
         for &who in whos {
             out.push(row(
                 who,
@@ -171,7 +181,7 @@ pub fn setups(opts: &Options) -> Vec<Setup> {
                 Qps::Limited(20.0, 50),
             ));
         }
-        if !opts.no_anchor {
+        if !opts.no_anchor && opts.anchor_default_row {
             out.push(row(
                 Who::Anchor,
                 opts.throttled_claims,
@@ -538,10 +548,14 @@ fn who_label(who: Who, anchor_version: &str) -> String {
 fn qps_label(who: Who, q: Qps) -> String {
     match (who, q) {
         (_, Qps::Unlimited) => "unlimited".into(),
-        (Who::Ours, Qps::Limited(20.0, 50)) => "20/50 (our shipped default)".into(),
+        (Who::Ours, Qps::Limited(20.0, 50)) => "20/50 (our earlier default)".into(),
         (_, Qps::Limited(q, b)) => format!("{q}/{b}"),
         (Who::Anchor, Qps::ProgramDefault) => "5/10 (client-go default)".into(),
-        (Who::Ours, Qps::ProgramDefault) => "20/50 (default)".into(),
+        (Who::Ours, Qps::ProgramDefault) => format!(
+            "{}/{} (our shipped default)",
+            external_storage::args::DEFAULT_QPS,
+            external_storage::args::DEFAULT_BURST
+        ),
     }
 }
 
@@ -689,6 +703,7 @@ mod tests {
             raised_kcm_sizes: vec![100, 1000],
             raised_kcm: (1000, 2000),
             throttled_claims: 100,
+            anchor_default_row: true,
             no_anchor: false,
             workers: 4,
             concurrency: 16,
@@ -699,12 +714,17 @@ mod tests {
     #[test]
     fn setups_pair_ours_with_the_anchor() {
         let s = setups(&opts());
-        assert_eq!(s.len(), 2 + 4 + 3);
+        assert_eq!(s.len(), 2 + 4 + 4);
         assert_eq!((s[0].who, s[1].who), (Who::Ours, Who::Anchor));
         assert_eq!(s[0].kcm, KCM_DEFAULT);
         assert_eq!(s[2].kcm, (1000, 2000));
-        assert_eq!(s[6].qps, Qps::Limited(20.0, 50));
-        assert_eq!(s[8].qps, Qps::ProgramDefault);
+        assert_eq!((s[6].who, s[6].qps), (Who::Ours, Qps::ProgramDefault));
+        assert_eq!(s[7].qps, Qps::Limited(20.0, 50));
+        assert_eq!((s[7].who, s[8].who), (Who::Ours, Who::Anchor));
+        assert_eq!((s[9].who, s[9].qps), (Who::Anchor, Qps::ProgramDefault));
+        let mut o = opts();
+        o.anchor_default_row = false;
+        assert_eq!(setups(&o).len(), 2 + 4 + 3);
         let mut o = opts();
         o.no_anchor = true;
         assert!(setups(&o).iter().all(|s| s.who == Who::Ours));

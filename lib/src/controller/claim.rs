@@ -336,9 +336,11 @@ pub fn reschedule_patch(resource_version: &str, intent_index: Option<usize>) -> 
 
 /// Reconcile one claim (the kube-runtime entry point).
 pub(crate) async fn reconcile<P: Provisioner>(
-    claim: Arc<PersistentVolumeClaim>,
+    cached: Arc<super::compact::Compact<PersistentVolumeClaim>>,
     ctx: Arc<Ctx<P>>,
 ) -> Result<Action, std::convert::Infallible> {
+    let claim = Arc::new(cached.get());
+    drop(cached);
     let span = tracing::info_span!(
         "claim",
         namespace = claim.namespace().unwrap_or_default(),
@@ -377,7 +379,10 @@ async fn reconcile_inner<P: Provisioner>(
     }
     let pv_name = (ctx.opts.pv_name)(&claim);
     let class = claim_class(&claim).and_then(|c| ctx.classes.get(&ObjectRef::new(c)));
-    let cached = ctx.pvs.get(&ObjectRef::new(&pv_name));
+    let cached = ctx
+        .pvs
+        .get(&ObjectRef::new(&pv_name))
+        .map(|c| Arc::new(c.get()));
     let in_cache = cached.is_some();
     let pv = ctx.saved_pvs.or_saved(&pv_name, cached);
     // A decision made on our own saved PV (not yet cached) is looked at again
@@ -749,13 +754,15 @@ async fn provision<P: Provisioner>(
     let class_name = class.name_any();
     let label = Metrics::class(&class_name);
     let claim_ref = claim.object_ref(&());
-    ctx.events
-        .publish(
-            &claim_ref,
-            Reason::Provisioning,
-            format!("External provisioner is provisioning volume for claim \"{key}\""),
-        )
-        .await;
+    if ctx.opts.provisioning_event {
+        ctx.events
+            .publish(
+                &claim_ref,
+                Reason::Provisioning,
+                format!("External provisioner is provisioning volume for claim \"{key}\""),
+            )
+            .await;
+    }
     let started = Instant::now();
     let result = ctx
         .provisioner

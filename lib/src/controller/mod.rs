@@ -79,6 +79,7 @@
 //! provisions again because the PV it just saved is not cached yet.
 
 pub mod claim;
+pub mod compact;
 mod own_writes;
 pub mod pv;
 pub mod volume;
@@ -89,7 +90,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
@@ -107,6 +108,7 @@ use crate::events::Events;
 use crate::leader::{self, LeaderElection};
 use crate::metrics::Metrics;
 use crate::provisioner::Provisioner;
+use compact::Compact;
 use pv::PvNameFn;
 
 /// Who this controller is: the names it answers to and, in node-local mode,
@@ -184,6 +186,14 @@ pub struct ControllerOptions {
     /// which only deletes or recycles PVs it made itself, turns it off and
     /// then watches no claims at all.
     pub watch_claims: bool,
+    /// Publish the Normal `Provisioning` event before calling `provision`
+    /// (the Go library always does). Off by default: the same reconcile
+    /// publishes `ProvisioningSucceeded` or `ProvisioningFailed` right
+    /// after it, and at the shipped client rate limit the extra event was
+    /// one request in five per volume. Turn it on for a provisioner whose
+    /// `provision` takes long (`InProgress`), where it tells a user the
+    /// claim is being worked on.
+    pub provisioning_event: bool,
     /// Watch only the PVs with these labels (`key=value,...`), e.g. a
     /// node-local static provisioner's node label: each instance then caches
     /// its own node's PVs instead of the whole cluster's. PVs outside the
@@ -216,6 +226,7 @@ impl fmt::Debug for ControllerOptions {
             .field("pv_save_retry_interval", &self.pv_save_retry_interval)
             .field("identity", &self.identity)
             .field("watch_claims", &self.watch_claims)
+            .field("provisioning_event", &self.provisioning_event)
             .field("pv_label_selector", &self.pv_label_selector)
             .finish_non_exhaustive()
     }
@@ -244,6 +255,7 @@ impl ControllerOptions {
             pv_name: Arc::new(pv::default_pv_name),
             identity: default_identity(),
             watch_claims: true,
+            provisioning_event: false,
             pv_label_selector: None,
         }
     }
@@ -302,7 +314,8 @@ pub(crate) struct Ctx<P> {
     pub(crate) opts: Arc<ControllerOptions>,
     pub(crate) scope: Scope,
     pub(crate) classes: Store<StorageClass>,
-    pub(crate) pvs: Store<PersistentVolume>,
+    /// The PVs, compact ([`compact`]).
+    pub(crate) pvs: Store<Compact<PersistentVolume>>,
     /// The Nodes (metadata only): is a claim's selected node still there?
     pub(crate) nodes: Store<PartialObjectMeta<Node>>,
     pub(crate) events: Events,
@@ -459,9 +472,14 @@ impl<P: Provisioner> ProvisionController<P> {
         if let Some(selector) = &self.opts.pv_label_selector {
             pv_watch = pv_watch.labels(selector);
         }
-        let pv_ctrl = Controller::new(Api::<PersistentVolume>::all(client.clone()), pv_watch)
-            .with_config(cfg.clone());
-        let pvs = pv_ctrl.store();
+        // Both loops' caches hold their objects compact (module `compact`).
+        let (pvs, pv_writer) = reflector::store::<Compact<PersistentVolume>>();
+        let pv_stream = watcher(Api::<PersistentVolume>::all(client.clone()), pv_watch)
+            .default_backoff()
+            .map_ok(compact::event)
+            .reflect(pv_writer)
+            .applied_objects();
+        let pv_ctrl = Controller::for_stream(pv_stream, pvs.clone()).with_config(cfg.clone());
         // Nodes, metadata only (a claim loop must notice a selected node that
         // was deleted, also one no instance serves in node-local mode). A
         // deleted Node reconciles every claim once: rare, and decisions on
@@ -474,6 +492,7 @@ impl<P: Provisioner> ProvisionController<P> {
                 watcher::Config::default(),
             )
             .default_backoff()
+            .modify(compact::Slim::slim)
             .reflect(node_writer)
             .for_each(move |ev| {
                 if let Ok(watcher::Event::Delete(_)) = ev {
@@ -489,12 +508,18 @@ impl<P: Provisioner> ProvisionController<P> {
             }
         };
         let claim_ctrl = self.opts.watch_claims.then(|| {
-            Controller::new(
+            let (claims, claim_writer) = reflector::store::<Compact<PersistentVolumeClaim>>();
+            let claim_stream = watcher(
                 Api::<PersistentVolumeClaim>::all(client.clone()),
                 watcher::Config::default(),
             )
-            .with_config(cfg)
-            .reconcile_all_on(node_gone_rx)
+            .default_backoff()
+            .map_ok(compact::event)
+            .reflect(claim_writer)
+            .applied_objects();
+            Controller::for_stream(claim_stream, claims)
+                .with_config(cfg)
+                .reconcile_all_on(node_gone_rx)
         });
 
         let base = self.opts.retry_interval_start;

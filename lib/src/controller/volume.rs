@@ -150,9 +150,11 @@ pub fn decide(
 
 /// Reconcile one PV (the kube-runtime entry point).
 pub(crate) async fn reconcile<P: Provisioner>(
-    pv: Arc<PersistentVolume>,
+    cached: Arc<super::compact::Compact<PersistentVolume>>,
     ctx: Arc<Ctx<P>>,
 ) -> Result<Action, std::convert::Infallible> {
+    let pv = Arc::new(cached.get());
+    drop(cached);
     let span = tracing::info_span!("volume", name = %pv.name_any());
     let key = key_of(pv.as_ref());
     let gauge = ctx

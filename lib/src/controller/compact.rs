@@ -1,0 +1,271 @@
+//! The claim and PV caches hold each object compactly: its name (and
+//! namespace) for the store's index, and the object itself as JSON, cut to
+//! what the decisions and the provisioners read.
+//!
+//! A `PersistentVolume` as a Rust value is several kilobytes even when
+//! nearly empty (its spec has a field for every volume type), and a claim
+//! over one; every map in either (annotations, labels, capacity) costs a
+//! whole B-tree node. With 10,000 claims and 10,000 PVs cached that was
+//! most of the hostpath binary's 119 MiB at start. As JSON, a bound
+//! hostpath claim or PV is well under a kilobyte. A reconcile decodes the
+//! one object it works on ([`Compact::get`]), and the claim loop the PV it
+//! looks up: microseconds, once per reconcile.
+//!
+//! What is dropped before storing ([`Slim::slim`]): `managedFields` (on a
+//! real API server the largest part of most objects), the
+//! `kubectl.kubernetes.io/last-applied-configuration` annotation (a copy of
+//! the object), a claim's `status` (nothing reads it: the controller
+//! decides from the spec, the annotations and its PV) and everything of a
+//! PV's `status` but `phase`. A provisioner therefore sees the claim
+//! in [`ProvisionOptions`](crate::ProvisionOptions) and the PV in `delete`
+//! without them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeStatus,
+};
+use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The annotation `kubectl apply` keeps a copy of the whole object in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// An object whose unread parts can be dropped before it is cached.
+pub trait Slim {
+    /// Drop what no decision and no provisioner reads (see the module docs).
+    fn slim(&mut self);
+}
+
+fn slim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(ann) = meta.annotations.as_mut() {
+        ann.remove(LAST_APPLIED);
+        if ann.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+impl Slim for PersistentVolumeClaim {
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata);
+        self.status = None;
+    }
+}
+
+impl Slim for PersistentVolume {
+    fn slim(&mut self) {
+        slim_meta(&mut self.metadata);
+        let phase = self.status.take().and_then(|s| s.phase);
+        self.status = phase.map(|phase| PersistentVolumeStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+    }
+}
+
+/// Nodes are cached only to tell whether a claim's selected node still
+/// exists: the name is all that is kept.
+impl Slim for PartialObjectMeta<Node> {
+    fn slim(&mut self) {
+        self.metadata = ObjectMeta {
+            name: self.metadata.name.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// One cached object: name and namespace (the store's key), and the
+/// slimmed object as JSON.
+pub struct Compact<K> {
+    meta: ObjectMeta,
+    json: Box<[u8]>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Compact<K> {
+    fn clone(&self) -> Self {
+        Self {
+            meta: self.meta.clone(),
+            json: self.json.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Compact<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compact")
+            .field("namespace", &self.meta.namespace)
+            .field("name", &self.meta.name)
+            .field("bytes", &self.json.len())
+            .finish()
+    }
+}
+
+impl<K> Compact<K>
+where
+    K: Resource + Slim + Serialize + DeserializeOwned,
+{
+    /// `obj`, slimmed and encoded.
+    pub fn new(mut obj: K) -> Self {
+        obj.slim();
+        let json = serde_json::to_vec(&obj)
+            .expect("a Kubernetes object always encodes as JSON")
+            .into_boxed_slice();
+        let m = obj.meta_mut();
+        Self {
+            meta: ObjectMeta {
+                name: m.name.take(),
+                namespace: m.namespace.take(),
+                ..Default::default()
+            },
+            json,
+            _kind: PhantomData,
+        }
+    }
+
+    /// The (slimmed) object.
+    pub fn get(&self) -> K {
+        serde_json::from_slice(&self.json).expect("decoding JSON this cache encoded itself")
+    }
+
+    /// Size of the encoded object, in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.json.len()
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Compact<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn api_version(dt: &()) -> Cow<'_, str> {
+        K::api_version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+/// Decodes a `K` and stores it compactly (kube-runtime's `Controller` asks
+/// for `DeserializeOwned`; the caches are filled through [`event`]).
+impl<'de, K> Deserialize<'de> for Compact<K>
+where
+    K: Resource + Slim + Serialize + DeserializeOwned,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        K::deserialize(d).map(Compact::new)
+    }
+}
+
+/// A watch event with its object made compact.
+pub fn event<K>(ev: watcher::Event<K>) -> watcher::Event<Compact<K>>
+where
+    K: Resource + Slim + Serialize + DeserializeOwned,
+{
+    use watcher::Event as E;
+    match ev {
+        E::Apply(o) => E::Apply(Compact::new(o)),
+        E::Delete(o) => E::Delete(Compact::new(o)),
+        E::Init => E::Init,
+        E::InitApply(o) => E::InitApply(Compact::new(o)),
+        E::InitDone => E::InitDone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn a_claim_round_trips_without_what_nobody_reads() {
+        let mut c = claim("ns", "c")
+            .provisioner("p")
+            .class("fast")
+            .selected_node("n1")
+            .request("1Gi")
+            .build();
+        c.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kubectl".into()),
+            ..Default::default()
+        }]);
+        c.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(LAST_APPLIED.into(), "{...}".into());
+        c.status = Some(Default::default());
+        let compact = Compact::new(c.clone());
+        assert_eq!(compact.meta().name.as_deref(), Some("c"));
+        assert_eq!(compact.meta().namespace.as_deref(), Some("ns"));
+        let back = compact.get();
+        let mut want = c;
+        want.metadata.managed_fields = None;
+        want.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(LAST_APPLIED);
+        want.status = None;
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn a_pv_keeps_its_spec_and_phase() {
+        let mut p = pv("pvc-1")
+            .claim_ref("ns", "c")
+            .capacity("1Gi")
+            .phase("Released")
+            .build();
+        p.status.as_mut().unwrap().message = Some("long text".into());
+        let back = Compact::new(p.clone()).get();
+        assert_eq!(back.spec, p.spec);
+        assert_eq!(back.metadata, p.metadata);
+        assert_eq!(back.status.unwrap().phase.as_deref(), Some("Released"));
+    }
+
+    #[test]
+    fn a_node_keeps_its_name_only() {
+        let mut n = PartialObjectMeta::<Node> {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                labels: Some([("a".to_string(), "b".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        n.slim();
+        assert_eq!(n.metadata.name.as_deref(), Some("n1"));
+        assert_eq!(n.metadata.labels, None);
+    }
+}
