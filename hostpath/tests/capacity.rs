@@ -71,6 +71,35 @@ fn write_bytes(path: &Path, len: u64) -> Result<(), String> {
     }
 }
 
+/// The errno a write past a project's hard limit fails with, checked from
+/// dd's message: EDQUOT on ext4; XFS reports a *project* quota's limit as
+/// ENOSPC (`xfs_trans_dqresv`), so there the filesystem must have room
+/// left, or the ENOSPC would prove nothing.
+fn quota_errno(fs: &str, message: &str, on: &Path) -> &'static str {
+    if fs == "xfs" {
+        assert!(message.contains("No space left on device"), "{message}");
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(on)
+            .output()
+            .expect("df");
+        let avail: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df prints the available bytes");
+        assert!(
+            avail > 64 * MIB,
+            "the filesystem itself is full: {avail} bytes free"
+        );
+        "ENOSPC (XFS project quota; filesystem not full)"
+    } else {
+        // strerror(EDQUOT)
+        assert!(message.contains("Disk quota exceeded"), "{message}");
+        "EDQUOT"
+    }
+}
+
 /// The value of `name{persistentvolume="<pv>"}` in a Prometheus text body.
 fn metric(body: &str, name: &str, pv: &str) -> Option<u64> {
     let prefix = format!("{name}{{persistentvolume=\"{pv}\"}} ");
@@ -178,10 +207,9 @@ async fn scenario(fs: &str, mnt: &Path) {
     let too_much = 12 * MIB;
     let e = write_bytes(&dir.join("big"), too_much)
         .expect_err("a write past the 8 MiB request must fail");
-    // strerror(EDQUOT)
-    assert!(e.contains("Disk quota exceeded"), "{e}");
+    let errno = quota_errno(fs, &e, &root);
     println!(
-        "quota-evidence: hostpath {fs}: write of {too_much} bytes past 8 MiB request: EDQUOT ({e})"
+        "quota-evidence: hostpath {fs}: write of {too_much} bytes past 8 MiB request: {errno} ({e})"
     );
 
     // --- /metrics: used and limit bytes from the quota itself
