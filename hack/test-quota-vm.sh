@@ -72,7 +72,7 @@ fi
 sync
 echo o >/proc/sysrq-trigger
 sleep 30'
-recipe_version=1
+recipe_version=2
 hash=$(printf '%s\n' "$recipe_version" "${packages[*]}" "$guest_init" | sha256sum | cut -c1-16)
 cache_root=${EXTERNAL_STORAGE_CACHE:-$HOME/.cache/external-storage}
 image=$cache_root/quota-vm-$hash
@@ -103,6 +103,8 @@ else
   rm -f "$fs/usr/sbin/policy-rc.d"
   printf '%s\n' "$guest_init" >"$fs/sbin/quota-vm-init"
   chmod 755 "$fs/sbin/quota-vm-init"
+  # Ganesha's VFS FSAL finds the export's filesystem in /etc/mtab.
+  ln -sf ../proc/self/mounts "$fs/etc/mtab"
   echo quota-vm >"$fs/etc/hostname"
   printf '127.0.0.1 localhost quota-vm\n::1 localhost\n' >"$fs/etc/hosts"
   cp "$(ls "$fs"/boot/vmlinuz-* | sort -V | tail -1)" "$build/vmlinuz"
@@ -143,7 +145,8 @@ truncate -s 1G "$job/ext4.img" "$job/xfs.img"
   # An address besides loopback: getaddrinfo(AI_ADDRCONFIG), which Ganesha
   # uses for Bind_addr, finds no 127.0.0.1 while only lo has one. A dummy
   # interface carries no traffic anywhere (-nic none).
-  echo 'modprobe dummy && ip link add dummy0 type dummy && ip addr add 10.99.0.1/24 dev dummy0 && ip link set dummy0 up'
+  echo 'modprobe dummy; ip link show dummy0 >/dev/null 2>&1 || ip link add dummy0 type dummy'
+  echo 'ip addr add 10.99.0.1/24 dev dummy0 && ip link set dummy0 up'
   echo 'modprobe loop; modprobe quota_v2'
   echo 'hostname quota-vm'
   printf 'mkdir -p %q\n' "$root"
