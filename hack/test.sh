@@ -79,6 +79,9 @@ hack/build-images.sh --debug
 step "images run: hostpath, flex and nfs from their image's root filesystem against kube-testserver"
 hack/test-images.sh --debug
 
+step "quotas on a real quota kernel: hack/test-quota-vm.sh (qemu VM, ext4 and XFS with prjquota; hostpath and nfs capacity, expansion, usage metrics)"
+hack/test-quota-vm.sh
+
 step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests, manifest checks and image build"
 hack/test-new-provisioner.sh
 

@@ -65,6 +65,15 @@ async fn main() -> anyhow::Result<()> {
         };
         tokio::spawn(publisher.run(client));
     }
-    external_storage::run(common, HostPath::new(root, node)).await?;
+    // Used and limit bytes of every quota-enforced volume, read from the
+    // kernel's project quotas at each scrape.
+    let usage = hostpath_provisioner::quota::UsageCollector::new(
+        &cli.root,
+        HostPath::projects_dir(&cli.root),
+    );
+    let metrics = external_storage::Metrics::with_registry(|r| {
+        r.register_collector(Box::new(usage));
+    });
+    external_storage::run_with_metrics(common, HostPath::new(root, node), metrics).await?;
     Ok(())
 }

@@ -46,7 +46,8 @@ impl HostPath {
         }
     }
 
-    fn projects_dir(root: &Path) -> PathBuf {
+    /// Where the project id of each quota-enforced PV is recorded.
+    pub fn projects_dir(root: &Path) -> PathBuf {
         root.join(STATE_DIR).join("projects")
     }
 }
@@ -124,6 +125,17 @@ pub fn relative_path(pv: &PersistentVolume, root: &Path) -> Option<String> {
         .or(spec.local.as_ref().map(|l| l.path.as_str()))?;
     let rel = Path::new(path).strip_prefix(root).ok()?;
     Some(rel.to_str()?.to_string())
+}
+
+/// Removes the quota limit of a deleted volume's project (its files are
+/// gone, so its usage is 0), so the id is free of any limit before it is
+/// handed out again. Best effort: a failure is logged, the delete goes on
+/// (the next owner of the id sets its own limit anyway).
+pub fn clear_project_limit(root: &Path, project: u32, pv: &str) {
+    match ProjectQuotas::detect(root).and_then(|q| q.clear_limit(root, project)) {
+        Ok(()) => tracing::info!(pv, project, "project quota removed"),
+        Err(e) => tracing::warn!(pv, project, error = %e, "could not clear the project quota"),
+    }
 }
 
 #[async_trait]
@@ -253,8 +265,14 @@ impl Provisioner for HostPath {
         let outcome = tokio::task::spawn_blocking(move || {
             let deleted = root.delete_volume(&rel, &name)?;
             if deleted == Deleted::Removed {
-                quota::release_project_id(&Self::projects_dir(root.path()), &name)
-                    .map_err(|e| crate::fsroot::RootError::BadPath(rel.clone(), e.to_string()))?;
+                let projects = Self::projects_dir(root.path());
+                let state_err = |e: quota::QuotaError| {
+                    crate::fsroot::RootError::BadPath(rel.clone(), e.to_string())
+                };
+                if let Some(id) = quota::recorded_project_id(&projects, &name).map_err(state_err)? {
+                    clear_project_limit(root.path(), id, &name);
+                }
+                quota::release_project_id(&projects, &name).map_err(state_err)?;
             }
             Ok::<_, crate::fsroot::RootError>((rel, deleted))
         })

@@ -350,11 +350,37 @@ pub async fn run_until<P: Provisioner>(
     provisioner: P,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_serving(args, provisioner, shutdown, None).await
+}
+
+/// Like [`run`], with the provisioner's own metrics on `/metrics`: build
+/// `metrics` with [`Metrics::with_registry`](crate::Metrics::with_registry)
+/// (gauges, counters, or a
+/// [`Collector`](prometheus_client::collector::Collector) that reads its
+/// values at scrape time); the controller records its own metrics in the
+/// same registry.
+pub async fn run_with_metrics<P: Provisioner>(
+    args: Args,
+    provisioner: P,
+    metrics: crate::Metrics,
+) -> Result<(), RunError> {
+    run_serving(args, provisioner, shutdown_on_signals(), Some(metrics)).await
+}
+
+async fn run_serving<P: Provisioner>(
+    args: Args,
+    provisioner: P,
+    shutdown: CancellationToken,
+    metrics: Option<crate::Metrics>,
+) -> Result<(), RunError> {
     init_tracing(args.log_format);
     let settings = Settings::try_from(args)?;
     let (qps, burst) = settings.rate_limit;
     let client = client(settings.kubeconfig.as_deref(), qps, burst).await?;
-    let controller = ProvisionController::new(client, provisioner, settings.options);
+    let mut controller = ProvisionController::new(client, provisioner, settings.options);
+    if let Some(m) = metrics {
+        controller = controller.with_metrics(std::sync::Arc::new(m));
+    }
     if let Some(addr) = settings.metrics_address {
         let (bound, _) = crate::http::serve(
             addr,

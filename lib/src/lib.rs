@@ -69,7 +69,7 @@ pub mod ratelimit;
 pub mod text;
 pub mod tree;
 
-pub use args::{run, run_until, Args, RunError, Settings};
+pub use args::{run, run_until, run_with_metrics, Args, RunError, Settings};
 pub use async_trait::async_trait;
 pub use controller::{ControllerError, ControllerOptions, ProvisionController};
 pub use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};

@@ -151,7 +151,17 @@ async fn main() -> anyhow::Result<()> {
     let supervisor = tokio::spawn(server.clone().run(shutdown.clone()));
 
     let provisioner = Nfs::new(root, server.clone(), identity, server_address);
-    let controller = ProvisionController::new(client, provisioner, settings.options);
+    // Used and limit bytes of every enforceCapacity volume, from the kernel's
+    // project quotas at each scrape.
+    let usage = hostpath_provisioner::quota::UsageCollector::new(
+        &cli.export_root,
+        nfs_provisioner::provisioner::projects_dir(&cli.export_root),
+    );
+    let metrics = external_storage::Metrics::with_registry(|r| {
+        r.register_collector(Box::new(usage));
+    });
+    let controller = ProvisionController::new(client, provisioner, settings.options)
+        .with_metrics(Arc::new(metrics));
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = settings.metrics_address {
         let (bound, _) = external_storage::http::serve(

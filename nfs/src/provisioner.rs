@@ -45,6 +45,12 @@ pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the quota project id of each `enforceCapacity` volume is recorded
+/// (under the export root's state directory, never exported).
+pub fn projects_dir(root: &std::path::Path) -> std::path::PathBuf {
+    root.join(STATE_DIR).join("projects")
+}
+
 /// The PV spec fragment of an export.
 pub fn volume_spec(server: &str, path: &str) -> PersistentVolumeSpec {
     PersistentVolumeSpec {
@@ -114,7 +120,7 @@ impl Nfs {
     }
 
     fn projects_dir(&self) -> std::path::PathBuf {
-        self.root.path().join(STATE_DIR).join("projects")
+        projects_dir(self.root.path())
     }
 
     /// The outcome of a failure after our directory exists: a first attempt
@@ -273,6 +279,11 @@ impl Provisioner for Nfs {
             "export withdrawn"
         );
         self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
+        if let Some(id) =
+            quota::recorded_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?
+        {
+            hostpath_provisioner::provisioner::clear_project_limit(self.root.path(), id, &name);
+        }
         quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
         self.root.remove_record(&name).map_err(|e| failed(&e))?;
         tracing::info!(pv = name, "data removed");
@@ -281,6 +292,45 @@ impl Provisioner for Nfs {
 
     fn should_delete(&self, pv: &PersistentVolume) -> bool {
         has_identity(pv, &self.identity)
+    }
+
+    /// Expansion: a volume with a recorded quota project (made by an
+    /// `enforceCapacity` class) gets its hard limit raised to `bytes`;
+    /// without one the size is nominal (an export has no size of its own),
+    /// so only the PV's and the claim's capacity grow, which the library
+    /// writes after this returns. Idempotent: setting the same limit twice
+    /// is harmless.
+    async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        if !has_identity(pv, &self.identity) {
+            return Err(ProvisionError::Infeasible(format!(
+                "{name} was made by another nfs-provisioner instance (identity annotation differs)"
+            )));
+        }
+        let failed = |e: &dyn std::fmt::Display| ProvisionError::Failed(e.to_string());
+        let _guard = self.server.lock().await;
+        let Some(record) = self.root.record(&name).map_err(|e| failed(&e))? else {
+            return Err(ProvisionError::Failed(format!(
+                "{name} has no export record on this server: nothing to expand"
+            )));
+        };
+        let Some(project) =
+            quota::recorded_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?
+        else {
+            tracing::info!(
+                pv = name,
+                bytes,
+                "no quota on this volume: capacity is nominal"
+            );
+            return Ok(());
+        };
+        let q = ProjectQuotas::detect(self.root.path()).map_err(|e| {
+            ProvisionError::Infeasible(format!("cannot raise the quota of {name}: {e}"))
+        })?;
+        q.set_limit(std::path::Path::new(&record.path), project, bytes)
+            .map_err(|e| failed(&e))?;
+        tracing::info!(pv = name, project, bytes, "quota raised");
+        Ok(())
     }
 }
 
