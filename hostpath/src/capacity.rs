@@ -7,15 +7,13 @@
 //! `CSIStorageCapacity` objects (any namespace) whose class is the claim's
 //! and whose `nodeTopology` matches the node. No CSI driver has to run. So
 //! each instance publishes one object per class of ours for its node, in
-//! its own namespace: `capacity` = the root's free space (rounded down to
-//! MiB) and `maximumVolumeSize` = the same (a directory can grow to all of
-//! it). It rewrites an object only when the value changes, deletes the
+//! its own namespace: `capacity` = the root's free space minus what is
+//! promised to quota'd volumes that are not full yet (each one's limit
+//! minus its use, from the kernel's quota), rounded down to MiB, and
+//! `maximumVolumeSize` = the same (a directory can grow to all of it). It rewrites an object only when the value changes, deletes the
 //! objects of classes that are gone, and makes its Node the owner of every
 //! object, so the garbage collector removes them with the Node (and stops
 //! publishing while its Node does not exist).
-//!
-//! Not subtracted yet: the room promised to quota'd volumes that are not
-//! full (README "Capacity-aware scheduling" says so).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,6 +75,20 @@ pub struct Publisher {
     pub node: String,
     /// How often free space is read again.
     pub interval: Duration,
+    /// The quota'd volumes of this root, whose unused limits are promised.
+    pub quotas: crate::quota::UsageCollector,
+}
+
+/// What a new volume can still get: `free` bytes minus the room promised to
+/// quota'd volumes (limit minus use, for those with a limit), rounded down
+/// to MiB.
+pub fn available(free: u64, quotas: &[crate::quota::Usage]) -> u64 {
+    let promised: u64 = quotas
+        .iter()
+        .filter(|u| u.limit_bytes > 0)
+        .map(|u| u.limit_bytes.saturating_sub(u.used_bytes))
+        .sum();
+    free.saturating_sub(promised) / MIB * MIB
 }
 
 /// The object for `class`: the node's topology (its hostname label),
@@ -199,7 +211,8 @@ impl Publisher {
             .filter(|c| self.provisioners.contains(&c.provisioner))
             .filter_map(|c| c.metadata.name)
             .collect();
-        let bytes = free_bytes(&self.root)?;
+        let usages: Vec<_> = self.quotas.sample().into_iter().map(|(_, u)| u).collect();
+        let bytes = available(free_bytes(&self.root)?, &usages);
         for class in &ours {
             let Some(name) = object_name(&self.node, class) else {
                 tracing::warn!(class, "capacity: object name too long; not published");
@@ -280,6 +293,22 @@ mod tests {
         let owner = &o.metadata.owner_references.unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Node", "u-1"));
         assert_eq!(o.metadata.labels.unwrap()[NODE_LABEL], "node-b");
+    }
+
+    #[test]
+    fn room_promised_to_quotad_volumes_is_not_offered_again() {
+        use crate::quota::Usage;
+        let u = |used, limit| Usage {
+            used_bytes: used,
+            limit_bytes: limit,
+        };
+        // 100 MiB free; a 30 MiB volume holding 10 is owed 20 more; a
+        // volume without a limit (0) and a full one are owed nothing.
+        let quotas = [u(10 * MIB, 30 * MIB), u(5 * MIB, 0), u(8 * MIB, 8 * MIB)];
+        assert_eq!(available(100 * MIB, &quotas), 80 * MIB);
+        // Over-committed: nothing left, never an underflow.
+        assert_eq!(available(10 * MIB, &quotas), 0);
+        assert_eq!(available(7 * MIB + 5, &[]), 7 * MIB);
     }
 
     #[test]

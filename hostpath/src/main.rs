@@ -62,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
             root: cli.root.clone(),
             node: node.clone(),
             interval: cli.capacity_interval,
+            quotas: hostpath_provisioner::quota::UsageCollector::new(
+                &cli.root,
+                HostPath::projects_dir(&cli.root),
+            ),
         };
         tokio::spawn(publisher.run(client));
     }
