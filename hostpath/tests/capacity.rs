@@ -21,28 +21,11 @@ use std::path::{Path, PathBuf};
 use e2e_support::*;
 use hostpath_provisioner::quota::{self, ProjectQuotas, Usage};
 use k8s_openapi::api::core::v1::PersistentVolume;
-use kube::Client;
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/hostpath";
 const NODE: &str = "node-1";
 const MIB: u64 = 1 << 20;
-
-/// The quota-enabled mounts this run was given: `(fs, path)`.
-fn quota_mounts() -> Vec<(&'static str, PathBuf)> {
-    let mounts: Vec<_> = [("ext4", "QUOTA_TEST_EXT4"), ("xfs", "QUOTA_TEST_XFS")]
-        .into_iter()
-        .filter_map(|(fs, var)| Some((fs, PathBuf::from(std::env::var_os(var)?))))
-        .collect();
-    if std::env::var_os("QUOTA_VM").is_some() {
-        assert_eq!(
-            mounts.len(),
-            2,
-            "QUOTA_VM is set: both QUOTA_TEST_EXT4 and QUOTA_TEST_XFS must name prjquota mounts"
-        );
-    }
-    mounts
-}
 
 /// Writes `len` bytes to `path` as a pod would: without
 /// `CAP_SYS_RESOURCE`, which lets a process exceed ext4's (the VFS quota
@@ -100,21 +83,13 @@ fn quota_errno(fs: &str, message: &str, on: &Path) -> &'static str {
     }
 }
 
-/// The value of `name{persistentvolume="<pv>"}` in a Prometheus text body.
-fn metric(body: &str, name: &str, pv: &str) -> Option<u64> {
-    let prefix = format!("{name}{{persistentvolume=\"{pv}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// `(used, capacity)` of `pv` on the provisioner's `/metrics`.
 fn scrape(port: u16, pv: &str) -> (Option<u64>, Option<u64>) {
-    let (status, body) = http_get(port, "/metrics").expect("/metrics answers");
-    assert_eq!(status, 200, "{body}");
-    (
-        metric(&body, quota::USED_BYTES_METRIC, pv),
-        metric(&body, quota::CAPACITY_BYTES_METRIC, pv),
+    volume_metrics(
+        port,
+        pv,
+        quota::USED_BYTES_METRIC,
+        quota::CAPACITY_BYTES_METRIC,
     )
 }
 
@@ -126,28 +101,6 @@ fn project_of(pv: &PersistentVolume) -> u32 {
     pv.metadata.annotations.as_ref().unwrap()["hostpath.external-storage.io/quota-project"]
         .parse()
         .unwrap()
-}
-
-async fn resize(client: &Client, claim: &str, size: &str) {
-    claims(client)
-        .patch(
-            claim,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                json!({"spec": {"resources": {"requests": {"storage": size}}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let api = claims(client);
-    wait_for(&format!("claim {claim}'s status.capacity {size}"), || {
-        let api = api.clone();
-        async move {
-            let c = api.get(claim).await.ok()?;
-            (c.status?.capacity?.get("storage")?.0 == size).then_some(())
-        }
-    })
-    .await;
 }
 
 async fn scenario(fs: &str, mnt: &Path) {
@@ -226,7 +179,7 @@ async fn scenario(fs: &str, mnt: &Path) {
 
     // --- growing the claim raises the limit; the same write then fits
     std::fs::remove_file(dir.join("big")).unwrap();
-    resize(c, "capped", "16Mi").await;
+    resize_claim(c, "capped", "16Mi").await;
     let pv = pvs(c).get(&pv_name).await.unwrap();
     assert_eq!(
         pv.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,

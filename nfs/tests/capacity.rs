@@ -24,40 +24,17 @@ use common::*;
 use e2e_support::*;
 use hostpath_provisioner::quota::{self, ProjectQuotas, Usage};
 use k8s_openapi::api::core::v1::Service;
-use kube::Client;
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/nfs";
 const MIB: u64 = 1 << 20;
 
-fn quota_mounts() -> Vec<(&'static str, PathBuf)> {
-    let mounts: Vec<_> = [("ext4", "QUOTA_TEST_EXT4"), ("xfs", "QUOTA_TEST_XFS")]
-        .into_iter()
-        .filter_map(|(fs, var)| Some((fs, PathBuf::from(std::env::var_os(var)?))))
-        .collect();
-    if std::env::var_os("QUOTA_VM").is_some() {
-        assert_eq!(
-            mounts.len(),
-            2,
-            "QUOTA_VM is set: both QUOTA_TEST_EXT4 and QUOTA_TEST_XFS must name prjquota mounts"
-        );
-    }
-    mounts
-}
-
-fn metric(body: &str, name: &str, pv: &str) -> Option<u64> {
-    let prefix = format!("{name}{{persistentvolume=\"{pv}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn scrape(port: u16, pv: &str) -> (Option<u64>, Option<u64>) {
-    let (status, body) = http_get(port, "/metrics").expect("/metrics answers");
-    assert_eq!(status, 200, "{body}");
-    (
-        metric(&body, quota::USED_BYTES_METRIC, pv),
-        metric(&body, quota::CAPACITY_BYTES_METRIC, pv),
+    volume_metrics(
+        port,
+        pv,
+        quota::USED_BYTES_METRIC,
+        quota::CAPACITY_BYTES_METRIC,
     )
 }
 
@@ -78,28 +55,6 @@ fn nfs_put(path: &str, file: &str, len: u64, tmp: &Path) -> Result<(), String> {
         .trim()
         .to_string())
     }
-}
-
-async fn resize(client: &Client, claim: &str, size: &str) {
-    claims(client)
-        .patch(
-            claim,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                json!({"spec": {"resources": {"requests": {"storage": size}}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let api = claims(client);
-    wait_for(&format!("claim {claim}'s status.capacity {size}"), || {
-        let api = api.clone();
-        async move {
-            let c = api.get(claim).await.ok()?;
-            (c.status?.capacity?.get("storage")?.0 == size).then_some(())
-        }
-    })
-    .await;
 }
 
 async fn scenario(fs: &str, mnt: &Path) {
@@ -248,7 +203,7 @@ async fn scenario(fs: &str, mnt: &Path) {
     // The partial `big` stays (Ganesha may hold it open; removing it behind
     // the server's back need not free its blocks): 6 MiB more takes the
     // volume past the old 8 MiB limit and fits only under the raised one.
-    resize(c, "capped", "16Mi").await;
+    resize_claim(c, "capped", "16Mi").await;
     let pv = pvs(c).get(&pv_name).await.unwrap();
     assert_eq!(
         pv.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,

@@ -20,9 +20,11 @@ use serde_json::{json, Value};
 
 pub use cluster::{Backend, Cluster, Installed};
 pub use kube_testserver::TestServer;
+pub use quota::{quota_mounts, resize_claim, volume_metric, volume_metrics};
 pub use rbac::assert_rbac_allows;
 
 pub mod cluster;
+pub mod quota;
 pub mod rbac;
 
 /// How long a `wait_*` helper polls before it fails the test.
