@@ -4,7 +4,7 @@
 //! segments, NUL) nor carries a `/` from a value the class did not allow;
 //! the nesting relation is symmetric and reflexive.
 
-use hostpath_provisioner::fsroot::nests;
+use hostfs::root::nests;
 use hostpath_provisioner::pattern::{check_relative, PathPattern, PatternInput};
 use std::collections::BTreeMap;
 

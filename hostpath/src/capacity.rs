@@ -76,13 +76,13 @@ pub struct Publisher {
     /// How often free space is read again.
     pub interval: Duration,
     /// The quota'd volumes of this root, whose unused limits are promised.
-    pub quotas: crate::quota::UsageCollector,
+    pub quotas: hostfs::quota::UsageCollector,
 }
 
 /// What a new volume can still get: `free` bytes minus the room promised to
 /// quota'd volumes (limit minus use, for those with a limit), rounded down
 /// to MiB.
-pub fn available(free: u64, quotas: &[crate::quota::Usage]) -> u64 {
+pub fn available(free: u64, quotas: &[hostfs::quota::Usage]) -> u64 {
     let promised: u64 = quotas
         .iter()
         .filter(|u| u.limit_bytes > 0)
@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn room_promised_to_quotad_volumes_is_not_offered_again() {
-        use crate::quota::Usage;
+        use hostfs::quota::Usage;
         let u = |used, limit| Usage {
             used_bytes: used,
             limit_bytes: limit,

@@ -5,16 +5,14 @@
 //!
 //! Modules, from the outside in: [`provisioner`] implements the library's
 //! trait; [`params`] validates StorageClass parameters; [`pattern`] renders
-//! `pathPattern`; [`fsroot`] is the only code that touches the disk;
-//! [`quota`] enforces capacity with project quotas where the kernel can;
-//! [`capacity`] (opt-in) tells the scheduler each node's free space.
+//! `pathPattern`; [`capacity`] (opt-in) tells the scheduler each node's
+//! free space. The disk itself is touched only through the shared
+//! `hostfs` crate (the rooted volume directory, project quotas).
 
 pub mod capacity;
-pub mod fsroot;
 pub mod params;
 pub mod pattern;
 pub mod provisioner;
-pub mod quota;
 
 /// The default provisioner name (StorageClass `provisioner`).
 pub const PROVISIONER_NAME: &str = "external-storage.io/hostpath";

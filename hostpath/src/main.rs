@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hostpath_provisioner::{capacity, fsroot::Root, provisioner::HostPath};
+use hostfs::root::Root;
+use hostpath_provisioner::{capacity, provisioner::HostPath};
 
 /// Dynamic hostpath provisioner: a directory per claim on the selected node.
 #[derive(Parser, Debug)]
@@ -62,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
             root: cli.root.clone(),
             node: node.clone(),
             interval: cli.capacity_interval,
-            quotas: hostpath_provisioner::quota::UsageCollector::new(
+            quotas: hostfs::quota::UsageCollector::new(
                 &cli.root,
                 HostPath::projects_dir(&cli.root),
             ),
@@ -71,10 +72,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Used and limit bytes of every quota-enforced volume, read from the
     // kernel's project quotas at each scrape.
-    let usage = hostpath_provisioner::quota::UsageCollector::new(
-        &cli.root,
-        HostPath::projects_dir(&cli.root),
-    );
+    let usage = hostfs::quota::UsageCollector::new(&cli.root, HostPath::projects_dir(&cli.root));
     let metrics = external_storage::Metrics::with_registry(|r| {
         r.register_collector(Box::new(usage));
     });

@@ -17,10 +17,10 @@ use k8s_openapi::api::core::v1::{
     NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
 
-use crate::fsroot::{Deleted, Root, STATE_DIR};
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
-use crate::quota::{self, ProjectQuotas};
+use hostfs::quota::{self, clear_project_limit, ProjectQuotas};
+use hostfs::root::{Deleted, Root, RootError, STATE_DIR};
 
 /// Annotation on our PVs: the directory, relative to the root.
 pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
@@ -74,11 +74,6 @@ pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
     Ok(())
 }
 
-/// The claim's storage request in bytes, if any.
-pub fn requested_bytes(claim: &PersistentVolumeClaim) -> Result<Option<u64>, String> {
-    Ok(external_storage::params::storage_request(claim)?.map(|(_, bytes)| bytes))
-}
-
 /// The PV spec fragment for a directory at `path` on the node whose
 /// `kubernetes.io/hostname` label is `hostname`.
 pub fn volume_spec(volume_type: VolumeType, path: &Path, hostname: &str) -> PersistentVolumeSpec {
@@ -127,17 +122,6 @@ pub fn relative_path(pv: &PersistentVolume, root: &Path) -> Option<String> {
     Some(rel.to_str()?.to_string())
 }
 
-/// Removes the quota limit of a deleted volume's project (its files are
-/// gone, so its usage is 0), so the id is free of any limit before it is
-/// handed out again. Best effort: a failure is logged, the delete goes on
-/// (the next owner of the id sets its own limit anyway).
-pub fn clear_project_limit(root: &Path, project: u32, pv: &str) {
-    match ProjectQuotas::detect(root).and_then(|q| q.clear_limit(root, project)) {
-        Ok(()) => tracing::info!(pv, project, "project quota removed"),
-        Err(e) => tracing::warn!(pv, project, error = %e, "could not clear the project quota"),
-    }
-}
-
 #[async_trait]
 impl Provisioner for HostPath {
     async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
@@ -153,7 +137,9 @@ impl Provisioner for HostPath {
             )));
         }
         check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
-        let bytes = requested_bytes(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let bytes = external_storage::params::storage_request(&opts.claim)
+            .map_err(ProvisionError::Infeasible)?
+            .map(|(_, bytes)| bytes);
         let meta = &opts.claim.metadata;
         let rel = params
             .path_pattern
@@ -266,15 +252,14 @@ impl Provisioner for HostPath {
             let deleted = root.delete_volume(&rel, &name)?;
             if deleted == Deleted::Removed {
                 let projects = Self::projects_dir(root.path());
-                let state_err = |e: quota::QuotaError| {
-                    crate::fsroot::RootError::BadPath(rel.clone(), e.to_string())
-                };
+                let state_err =
+                    |e: quota::QuotaError| RootError::BadPath(rel.clone(), e.to_string());
                 if let Some(id) = quota::recorded_project_id(&projects, &name).map_err(state_err)? {
                     clear_project_limit(root.path(), id, &name);
                 }
                 quota::release_project_id(&projects, &name).map_err(state_err)?;
             }
-            Ok::<_, crate::fsroot::RootError>((rel, deleted))
+            Ok::<_, RootError>((rel, deleted))
         })
         .await
         .map_err(|e| DeleteError::Failed(format!("delete task failed: {e}")))?;
@@ -327,17 +312,6 @@ mod tests {
         let mut c = claim(&["ReadWriteOnce"], None);
         c.spec.as_mut().unwrap().selector = Some(LabelSelector::default());
         assert!(check_claim(&c).unwrap_err().contains("selector"));
-    }
-
-    #[test]
-    fn request_in_bytes() {
-        assert_eq!(requested_bytes(&claim(&[], Some("1Gi"))), Ok(Some(1 << 30)));
-        assert_eq!(
-            requested_bytes(&claim(&[], Some("500M"))),
-            Ok(Some(500_000_000))
-        );
-        assert_eq!(requested_bytes(&claim(&[], None)), Ok(None));
-        assert!(requested_bytes(&claim(&[], Some("lots"))).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use e2e_support::*;
-use hostpath_provisioner::quota::{self, ProjectQuotas, Usage};
+use hostfs::quota::{self, ProjectQuotas, Usage};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 

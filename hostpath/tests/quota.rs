@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use hostpath_provisioner::quota::{ProjectQuotas, QuotaError};
+use hostfs::quota::{ProjectQuotas, QuotaError};
 
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
     // Writes run as a pod would, without CAP_SYS_RESOURCE: with it, root
@@ -149,25 +149,19 @@ fn a_hostile_directory_name_is_only_a_name_for_the_quota_code() {
     std::fs::create_dir(&hostile).unwrap();
     std::fs::create_dir(&victim).unwrap();
 
-    hostpath_provisioner::quota::tag_dir(&hostile, 100_001).expect("FS_IOC_FSSETXATTR on XFS");
+    hostfs::quota::tag_dir(&hostile, 100_001).expect("FS_IOC_FSSETXATTR on XFS");
     assert_eq!(
-        hostpath_provisioner::quota::project_of(&hostile).unwrap(),
+        hostfs::quota::project_of(&hostile).unwrap(),
         (100_001, true)
     );
     // New files inherit the id; nothing else on the filesystem changed.
     std::fs::create_dir(hostile.join("sub")).unwrap();
     assert_eq!(
-        hostpath_provisioner::quota::project_of(&hostile.join("sub")).unwrap(),
+        hostfs::quota::project_of(&hostile.join("sub")).unwrap(),
         (100_001, true)
     );
-    assert_eq!(
-        hostpath_provisioner::quota::project_of(&victim).unwrap(),
-        (0, false)
-    );
-    assert_eq!(
-        hostpath_provisioner::quota::project_of(&mnt).unwrap(),
-        (0, false)
-    );
+    assert_eq!(hostfs::quota::project_of(&victim).unwrap(), (0, false));
+    assert_eq!(hostfs::quota::project_of(&mnt).unwrap(), (0, false));
 
     match ProjectQuotas::detect(&mnt) {
         Err(e) => {

@@ -67,7 +67,6 @@ pub mod process;
 pub mod provisioner;
 pub mod ratelimit;
 pub mod text;
-pub mod tree;
 
 pub use args::{run, run_until, run_with_metrics, Args, RunError, Settings};
 pub use async_trait::async_trait;

@@ -272,3 +272,57 @@ fn shipped_crates_spell_known_keys_only_through_annotations_rs() {
         "use the constants of external_storage::annotations instead: {bad:?}"
     );
 }
+
+/// The package name of a member, from the `name = "…"` line of its
+/// Cargo.toml's `[package]` table.
+fn package_name(manifest: &str) -> String {
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[package]")
+        .find_map(|l| l.trim().strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').to_string())
+        .expect("a [package] name")
+}
+
+#[test]
+fn no_provisioner_crate_depends_on_another() {
+    // A provisioner is a member that ships an image (has a Dockerfile).
+    let provisioners: Vec<(String, String)> = members()
+        .into_iter()
+        .filter(|m| workspace().join(m).join("Dockerfile").exists())
+        .map(|m| {
+            let manifest =
+                std::fs::read_to_string(workspace().join(&m).join("Cargo.toml")).unwrap();
+            (m, manifest)
+        })
+        .collect();
+    assert!(
+        provisioners.len() >= 4,
+        "provisioners not found: {:?}",
+        provisioners.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    let mut bad = Vec::new();
+    for (dir, manifest) in &provisioners {
+        for (other, other_manifest) in &provisioners {
+            let name = package_name(other_manifest);
+            if other == dir {
+                continue;
+            }
+            let depends = manifest.lines().any(|l| {
+                let l = l.trim();
+                l.starts_with(&format!("{name} "))
+                    || l.starts_with(&format!("{name}."))
+                    || l.contains(&format!("\"../{other}\""))
+            });
+            if depends {
+                bad.push(format!("{dir} depends on {other} ({name})"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "provisioner crates must not depend on each other; move what they share \
+         to lib/ or hostfs/:\n{}",
+        bad.join("\n")
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! Filesystem volumes: everything *inside* the mount point is removed
 //! through directory handles, never by path, iteratively with bounded
-//! descriptors and memory (`external_storage::tree`: a tenant's tree may be
+//! descriptors and memory (`hostfs::tree`: a tenant's tree may be
 //! deeper than the fd limit). Each directory is opened with `O_NOFOLLOW`, so
 //! a symlink planted by a workload is unlinked, never followed; a directory
 //! on another device or at the root of any mount is never entered, and its
@@ -30,7 +30,7 @@ use std::time::Duration;
 use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use external_storage::tree::TreeError;
+use hostfs::tree::TreeError;
 
 use crate::scan::{dev_parts, MountTable};
 use external_storage::text::tail;
@@ -152,7 +152,7 @@ pub fn clean_filesystem(
     }
     // Iterative, bounded descriptors and memory (a tenant's tree may be
     // deeper than the fd limit); mounts inside are never entered.
-    match external_storage::tree::remove_contents(volume.as_fd()) {
+    match hostfs::tree::remove_contents(volume.as_fd()) {
         Ok(r) => Ok(Removed {
             files: r.files,
             dirs: r.dirs,

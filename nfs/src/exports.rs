@@ -69,25 +69,14 @@ pub enum RootError {
         /// What is wrong.
         why: String,
     },
-    /// I/O error with the operation and path.
-    #[error("{op} `{path}`: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The relative path.
-        path: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O error, with the operation and the path.
+    #[error(transparent)]
+    Io(#[from] hostfs::op::OpError),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> RootError + 'a {
-    move |source| RootError::Io {
-        op,
-        path: path.to_string(),
-        source,
-    }
+    let op = hostfs::op::io_err(op, path);
+    move |e| RootError::Io(op(e))
 }
 
 /// Lowest free export id from 1, skipping the reserved ones.
@@ -326,7 +315,7 @@ impl ExportRoot {
         }
         // Iterative, bounded descriptors and memory: a tenant's tree may be
         // deeper than the fd limit (docs/security.md, hole 6).
-        external_storage::tree::remove_dir_all_at(self.dir.as_fd(), pv)
+        hostfs::tree::remove_dir_all_at(self.dir.as_fd(), pv)
             .map(|_| ())
             .map_err(|e| io_err("remove", pv)(io::Error::other(e)))
     }

@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     let provisioner = Nfs::new(root, server.clone(), identity, server_address);
     // Used and limit bytes of every enforceCapacity volume, from the kernel's
     // project quotas at each scrape.
-    let usage = hostpath_provisioner::quota::UsageCollector::new(
+    let usage = hostfs::quota::UsageCollector::new(
         &cli.export_root,
         nfs_provisioner::provisioner::projects_dir(&cli.export_root),
     );

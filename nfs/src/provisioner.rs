@@ -14,8 +14,7 @@ use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
     Provisioner,
 };
-use hostpath_provisioner::provisioner::requested_bytes;
-use hostpath_provisioner::quota::{self, ProjectQuotas};
+use hostfs::quota::{self, ProjectQuotas};
 use k8s_openapi::api::core::v1::{NFSVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec};
 
 use crate::exports::{self, ExportRoot, RootError, STATE_DIR};
@@ -165,8 +164,9 @@ impl Provisioner for Nfs {
             .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
         check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
         let quota = if params.enforce_capacity {
-            let bytes = requested_bytes(&opts.claim)
+            let bytes = external_storage::params::storage_request(&opts.claim)
                 .map_err(ProvisionError::Infeasible)?
+                .map(|(_, bytes)| bytes)
                 .ok_or_else(|| {
                     ProvisionError::Infeasible(
                         "enforceCapacity is on but the claim requests no storage".into(),
@@ -282,7 +282,7 @@ impl Provisioner for Nfs {
         if let Some(id) =
             quota::recorded_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?
         {
-            hostpath_provisioner::provisioner::clear_project_limit(self.root.path(), id, &name);
+            quota::clear_project_limit(self.root.path(), id, &name);
         }
         quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
         self.root.remove_record(&name).map_err(|e| failed(&e))?;

@@ -22,7 +22,7 @@ mod common;
 
 use common::*;
 use e2e_support::*;
-use hostpath_provisioner::quota::{self, ProjectQuotas, Usage};
+use hostfs::quota::{self, ProjectQuotas, Usage};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 

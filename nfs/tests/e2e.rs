@@ -322,7 +322,7 @@ async fn nfs_ganesha_end_to_end() {
     )
     .await;
     create_claim(c, "quota", "nfs-quota", "1Mi", json!({})).await;
-    match hostpath_provisioner::quota::ProjectQuotas::detect(&env.export_root()) {
+    match hostfs::quota::ProjectQuotas::detect(&env.export_root()) {
         Err(reason) => {
             let note = wait_warning(c, "quota", "enforceCapacity").await;
             assert!(note.contains("project quota"), "{note}");

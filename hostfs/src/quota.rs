@@ -491,14 +491,14 @@ impl UsageCollector {
     }
 }
 
-impl external_storage::prometheus_client::collector::Collector for UsageCollector {
+impl prometheus_client::collector::Collector for UsageCollector {
     fn encode(
         &self,
-        mut encoder: external_storage::prometheus_client::encoding::DescriptorEncoder,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        use external_storage::prometheus_client::encoding::EncodeMetric;
-        use external_storage::prometheus_client::metrics::gauge::ConstGauge;
-        use external_storage::prometheus_client::metrics::MetricType;
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
         let samples = self.sample();
         for (name, help, pick) in [
             (
@@ -530,6 +530,17 @@ pub fn release_project_id(state_dir: &Path, pv: &str) -> Result<(), QuotaError> 
             source: e,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Removes the quota limit of a deleted volume's project (its files are
+/// gone, so its usage is 0), so the id is free of any limit before it is
+/// handed out again. Best effort: a failure is logged, the delete goes on
+/// (the next owner of the id sets its own limit anyway).
+pub fn clear_project_limit(root: &Path, project: u32, pv: &str) {
+    match ProjectQuotas::detect(root).and_then(|q| q.clear_limit(root, project)) {
+        Ok(()) => tracing::info!(pv, project, "project quota removed"),
+        Err(e) => tracing::warn!(pv, project, error = %e, "could not clear the project quota"),
     }
 }
 

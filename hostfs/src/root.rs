@@ -27,7 +27,7 @@ use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Permissions, PermissionsExt};
 
-use crate::pattern::check_relative;
+use crate::relpath::check_relative;
 
 /// The root's bookkeeping directory (never a volume).
 pub const STATE_DIR: &str = ".hostpath-provisioner";
@@ -69,25 +69,14 @@ pub enum RootError {
         /// That PV's recorded path.
         other_path: String,
     },
-    /// I/O error with the operation that failed.
-    #[error("{op} `{path}`: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The relative path.
-        path: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O error, with the operation and the path.
+    #[error(transparent)]
+    Io(#[from] crate::op::OpError),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> RootError + 'a {
-    move |source| RootError::Io {
-        op,
-        path: path.to_string(),
-        source,
-    }
+    let op = crate::op::io_err(op, path);
+    move |e| RootError::Io(op(e))
 }
 
 /// What [`Root::delete_volume`] did.
@@ -277,11 +266,11 @@ impl Root {
             // Iterative, bounded descriptors and memory: a tenant's tree may
             // be deeper than the fd limit (docs/security.md, hole 6).
             Ok((parent, leaf)) => {
-                external_storage::tree::remove_dir_all_at(parent.as_fd(), leaf)
+                crate::tree::remove_dir_all_at(parent.as_fd(), leaf)
                     .map_err(|e| io_err("remove", rel)(io::Error::other(e)))?;
             }
             // The parent chain is gone: so is the directory.
-            Err(RootError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(RootError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         self.dir
@@ -324,7 +313,7 @@ impl Root {
 }
 
 fn validate(rel: &str) -> Result<(), RootError> {
-    check_relative(rel).map_err(|e| RootError::BadPath(rel.to_string(), e.to_string()))?;
+    check_relative(rel).map_err(|e| RootError::BadPath(rel.to_string(), e.why.to_string()))?;
     if rel.split('/').next() == Some(STATE_DIR) {
         return Err(RootError::BadPath(
             rel.to_string(),

@@ -3,7 +3,7 @@
 //! `RLIMIT_NOFILE` (it holds only this test, so nothing else shares the
 //! limit), builds a 30,000-level tree (almost 1,000 times the limit) with
 //! `mkdirat`/`openat` (two descriptors at a time), and removes it with
-//! `external_storage::tree::remove_contents`: a recursive remover needs a
+//! `hostfs::tree::remove_contents`: a recursive remover needs a
 //! descriptor per level and fails with `EMFILE` after a few dozen levels.
 //! (100,000 levels, the figure, also pass: 26 s on a loaded
 //! 2-core machine, so the test uses fewer to keep CI short.)
@@ -70,7 +70,7 @@ fn a_tree_deeper_than_the_fd_limit_is_removed_with_bounded_fds_and_memory() {
 
     let rss_before = peak_rss_kib();
     let started = Instant::now();
-    let removed = external_storage::tree::remove_contents(root.as_fd()).unwrap();
+    let removed = hostfs::tree::remove_contents(root.as_fd()).unwrap();
     let took = started.elapsed();
     let rss_growth = peak_rss_kib().saturating_sub(rss_before);
     println!(

@@ -1,0 +1,22 @@
+//! The host filesystem pieces that the directory-backed provisioners share
+//! (hostpath and nfs make a directory per claim on a disk they own;
+//! local-volume cleans whole volumes). Provisioner crates may not depend on
+//! each other, and this code is where tenants' files meet the host, so it
+//! lives once, here, with its guarantees stated in each module:
+//!
+//! - [`relpath`]: the text rule for a path below a root;
+//! - [`op`]: the I/O error of a root operation (operation, path, cause);
+//! - [`root`]: a root directory opened once, every volume reached beneath
+//!   its handle without following symlinks, with ownership records outside
+//!   the volumes (a directory is deleted only when its record names it);
+//! - [`quota`]: project quotas through the kernel interfaces, their ids and
+//!   limits, and `Q_GETQUOTA` usage as Prometheus gauges;
+//! - [`tree`]: removing a tenant's tree with bounded descriptors and memory.
+//!
+//! Nothing here talks to Kubernetes.
+
+pub mod op;
+pub mod quota;
+pub mod relpath;
+pub mod root;
+pub mod tree;
