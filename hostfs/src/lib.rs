@@ -11,10 +11,13 @@
 //!   the volumes (a directory is deleted only when its record names it);
 //! - [`quota`]: project quotas through the kernel interfaces, their ids and
 //!   limits, and `Q_GETQUOTA` usage as Prometheus gauges;
-//! - [`tree`]: removing a tenant's tree with bounded descriptors and memory.
+//! - [`tree`]: removing a tenant's tree with bounded descriptors and memory;
+//! - [`archive`]: archives of deleted volumes (`onDelete: archive`), their
+//!   records and the retention sweep that removes only archives made here.
 //!
 //! Nothing here talks to Kubernetes.
 
+pub mod archive;
 pub mod op;
 pub mod quota;
 pub mod relpath;

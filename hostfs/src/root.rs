@@ -27,6 +27,7 @@ use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Permissions, PermissionsExt};
 
+use crate::archive::{ArchiveRecord, Archives};
 use crate::relpath::check_relative;
 
 /// The root's bookkeeping directory (never a volume).
@@ -36,6 +37,9 @@ pub const STATE_DIR: &str = ".hostpath-provisioner";
 /// its own volume), nobody but root may list which volumes exist.
 pub const ROOT_MODE: u32 = 0o711;
 const RECORDS: &str = ".hostpath-provisioner/volumes";
+/// Records of volumes given up with `onDelete: retain`: their directories
+/// stay, are never deleted by us, and no new volume may nest with them.
+const RETAINED: &str = ".hostpath-provisioner/retained";
 
 /// What can go wrong on the root.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +83,17 @@ fn io_err<'a>(op: &'static str, path: &'a str) -> impl FnOnce(io::Error) -> Root
     move |e| RootError::Io(op(e))
 }
 
-/// What [`Root::delete_volume`] did.
+/// What [`Root::delete_volume`] (or its archive and retain forms) did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Deleted {
     /// The directory and its record were removed.
     Removed,
+    /// The directory was moved to this archive; its record now describes
+    /// the archive.
+    Archived(ArchiveRecord),
+    /// The directory was left in place and its record moved to the
+    /// retained records: never deleted by us, never reused.
+    Retained,
     /// Nothing was recorded for this PV: nothing of ours to delete.
     NotOurs,
     /// The record names another path than the PV: data left alone.
@@ -100,6 +110,24 @@ pub struct Root {
     /// Serializes creations: the nesting check and the record write are one
     /// step.
     create: std::sync::Mutex<()>,
+    /// Archives of deleted volumes, at the top of the root.
+    archives: Archives,
+}
+
+/// What to do with a volume's directory when its PV is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Remove it.
+    Delete,
+    /// Leave it in place, given up.
+    Retain,
+    /// Move it to an archive made at `now`, kept for `retention`.
+    Archive {
+        /// The archive's time (its name and the start of its retention).
+        now: std::time::SystemTime,
+        /// How long the sweep keeps it; `None`: forever.
+        retention: Option<std::time::Duration>,
+    },
 }
 
 /// Whether `a` and `b` are the same path or one lies inside the other,
@@ -131,38 +159,61 @@ impl Root {
             .map_err(io_err("create state dir", RECORDS))?;
         dir.set_permissions(STATE_DIR, Permissions::from_mode(0o700))
             .map_err(io_err("chmod state dir", STATE_DIR))?;
+        dir.create_dir_all(RETAINED)
+            .map_err(io_err("create state dir", RETAINED))?;
+        let archives = Archives::open(&dir, STATE_DIR)?;
         Ok(Root {
             path: path.to_path_buf(),
             dir,
             create: std::sync::Mutex::new(()),
+            archives,
         })
+    }
+
+    /// The archives of deleted volumes of this root.
+    pub fn archives(&self) -> &Archives {
+        &self.archives
     }
 
     /// Every ownership record: (PV, relative path).
     pub fn records(&self) -> Result<Vec<(String, String)>, RootError> {
+        self.read_records(RECORDS)
+    }
+
+    /// Every record of a retained volume: (PV, relative path).
+    pub fn retained(&self) -> Result<Vec<(String, String)>, RootError> {
+        self.read_records(RETAINED)
+    }
+
+    fn read_records(&self, dir: &str) -> Result<Vec<(String, String)>, RootError> {
         let mut out = Vec::new();
         for entry in self
             .dir
-            .read_dir(RECORDS)
-            .map_err(io_err("list ownership records", RECORDS))?
+            .read_dir(dir)
+            .map_err(io_err("list ownership records", dir))?
         {
-            let entry = entry.map_err(io_err("list ownership records", RECORDS))?;
+            let entry = entry.map_err(io_err("list ownership records", dir))?;
             let pv = entry.file_name().to_string_lossy().to_string();
             let rel = self
                 .dir
-                .read_to_string(format!("{RECORDS}/{pv}"))
-                .map_err(io_err("read ownership record", RECORDS))?;
+                .read_to_string(format!("{dir}/{pv}"))
+                .map_err(io_err("read ownership record", dir))?;
             out.push((pv, rel));
         }
         Ok(out)
     }
 
-    /// The first recorded volume other than `pv` whose path nests with `rel`.
+    /// The first path other than `pv`'s volume that `rel` nests with: a
+    /// recorded volume, a retained one, or an archive (named by its PV,
+    /// `(archive) ` before the archive's name).
     fn nested_with(&self, rel: &str, pv: &str) -> Result<Option<(String, String)>, RootError> {
-        Ok(self
-            .records()?
-            .into_iter()
-            .find(|(other, path)| other != pv && nests(rel, path)))
+        let mut taken = self.records()?;
+        taken.retain(|(other, _)| other != pv);
+        taken.extend(self.retained()?);
+        taken.extend(
+            (self.archives.names()?.into_iter()).map(|name| (format!("(archive) {name}"), name)),
+        );
+        Ok(taken.into_iter().find(|(_, path)| nests(rel, path)))
     }
 
     /// The root's host path.
@@ -240,6 +291,13 @@ impl Root {
     /// Removes the directory `rel` of `pv` if and only if our record for `pv`
     /// names exactly `rel`. Symlinks inside are removed, never followed.
     pub fn delete_volume(&self, rel: &str, pv: &str) -> Result<Deleted, RootError> {
+        self.release_volume(rel, pv, Release::Delete)
+    }
+
+    /// Deletes, retains or archives the directory `rel` of `pv`, if and only
+    /// if our record for `pv` names exactly `rel` (otherwise nothing is
+    /// touched: [`Deleted::NotOurs`], [`Deleted::Mismatch`]).
+    pub fn release_volume(&self, rel: &str, pv: &str, how: Release) -> Result<Deleted, RootError> {
         let record = record_name(pv)?;
         let recorded = match self.dir.read_to_string(&record) {
             Ok(r) => r,
@@ -250,7 +308,8 @@ impl Root {
             return Ok(Deleted::Mismatch { recorded });
         }
         validate(rel)?;
-        // Removing a tree that holds another volume would delete its data.
+        // Removing (or moving) a tree that holds another volume would
+        // delete (or hide) its data.
         let inside = self
             .records()?
             .into_iter()
@@ -262,21 +321,46 @@ impl Root {
                 other_path,
             });
         }
-        match self.open_parent(rel, false) {
-            // Iterative, bounded descriptors and memory: a tenant's tree may
-            // be deeper than the fd limit (docs/security.md, hole 6).
-            Ok((parent, leaf)) => {
-                crate::tree::remove_dir_all_at(parent.as_fd(), leaf)
-                    .map_err(|e| io_err("remove", rel)(io::Error::other(e)))?;
+        let outcome = match how {
+            Release::Retain => {
+                let kept = format!("{RETAINED}/{pv}");
+                self.dir
+                    .write(&kept, rel)
+                    .map_err(io_err("write retained record", rel))?;
+                Deleted::Retained
             }
-            // The parent chain is gone: so is the directory.
-            Err(RootError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+            Release::Delete | Release::Archive { .. } => match self.open_parent(rel, false) {
+                // Iterative, bounded descriptors and memory: a tenant's
+                // tree may be deeper than the fd limit (docs/security.md,
+                // hole 6).
+                Ok((parent, leaf)) => match how {
+                    Release::Archive { now, retention } => {
+                        if parent.symlink_metadata(leaf).is_err() {
+                            Deleted::Removed
+                        } else {
+                            Deleted::Archived(
+                                self.archives
+                                    .move_in(&parent, leaf, rel, pv, now, retention)?,
+                            )
+                        }
+                    }
+                    _ => {
+                        crate::tree::remove_dir_all_at(parent.as_fd(), leaf)
+                            .map_err(|e| io_err("remove", rel)(io::Error::other(e)))?;
+                        Deleted::Removed
+                    }
+                },
+                // The parent chain is gone: so is the directory.
+                Err(RootError::Io(e)) if e.source.kind() == io::ErrorKind::NotFound => {
+                    Deleted::Removed
+                }
+                Err(e) => return Err(e),
+            },
+        };
         self.dir
             .remove_file(&record)
             .map_err(io_err("remove ownership record", rel))?;
-        Ok(Deleted::Removed)
+        Ok(outcome)
     }
 
     /// Opens every segment of `rel` but the last without following symlinks,
@@ -542,5 +626,68 @@ mod tests {
             ));
         }
         assert!(root.create_volume("ok", "../pvc", 0o777).is_err());
+    }
+
+    #[test]
+    fn an_archived_volume_moves_to_the_top_and_its_path_is_free_again() {
+        let (_tmp, root) = root();
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        root.create_volume("ns/claim", "pvc-1", 0o777).unwrap();
+        std::fs::write(root.host_path("ns/claim/data"), "old").unwrap();
+        let how = Release::Archive {
+            now,
+            retention: None,
+        };
+        let Deleted::Archived(rec) = root.release_volume("ns/claim", "pvc-1", how).unwrap() else {
+            panic!("not archived")
+        };
+        assert_eq!(rec.name, "archived-pvc-1-20231114T221320Z");
+        assert_eq!(rec.from, "ns/claim");
+        let archived = root.host_path(&rec.name).join("data");
+        assert_eq!(std::fs::read_to_string(archived).unwrap(), "old");
+        assert!(root.records().unwrap().is_empty());
+        // A retry after the archive was made finds nothing of ours.
+        assert_eq!(
+            root.release_volume("ns/claim", "pvc-1", how).unwrap(),
+            Deleted::NotOurs
+        );
+        // The same claim made again gets a fresh directory at the old path...
+        root.create_volume("ns/claim", "pvc-2", 0o777).unwrap();
+        assert!(!root.host_path("ns/claim/data").exists());
+        // ...but nothing may land in or around the archive.
+        for rel in [rec.name.clone(), format!("{}/inside", rec.name)] {
+            let e = root.create_volume(&rel, "pvc-3", 0o777).unwrap_err();
+            assert!(
+                matches!(e, RootError::Nested { .. } | RootError::Taken { .. }),
+                "{rel}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retained_volume_stays_is_never_deleted_and_blocks_its_path() {
+        let (_tmp, root) = root();
+        root.create_volume("keep", "pvc-1", 0o777).unwrap();
+        std::fs::write(root.host_path("keep/data"), "mine").unwrap();
+        assert_eq!(
+            root.release_volume("keep", "pvc-1", Release::Retain)
+                .unwrap(),
+            Deleted::Retained
+        );
+        assert_eq!(
+            root.retained().unwrap(),
+            vec![("pvc-1".to_string(), "keep".to_string())]
+        );
+        assert_eq!(
+            root.delete_volume("keep", "pvc-1").unwrap(),
+            Deleted::NotOurs
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.host_path("keep/data")).unwrap(),
+            "mine"
+        );
+        for rel in ["keep", "keep/sub"] {
+            assert!(root.create_volume(rel, "pvc-2", 0o777).is_err(), "{rel}");
+        }
     }
 }

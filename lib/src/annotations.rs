@@ -52,6 +52,16 @@ pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
 /// longer bound to a live claim. Not ours either.
 pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
 
+/// Annotation on a PV: what its provisioner does with the data when the PV
+/// is deleted (`delete`, `retain` or `archive`; see [`crate::ondelete`]).
+/// Written at provisioning from the class's `onDelete`, so a later change
+/// of the class never changes what happens to volumes that exist.
+pub const ON_DELETE: &str = "external-storage.io/on-delete";
+
+/// Annotation on a PV with `archive` [`ON_DELETE`]: how long its archive is
+/// kept before the provisioner removes it (the class's `archiveRetention`).
+pub const ARCHIVE_RETENTION: &str = "external-storage.io/archive-retention";
+
 /// Well-known node label used by node-local provisioners in node affinity.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 

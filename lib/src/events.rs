@@ -46,6 +46,12 @@ pub enum Reason {
     /// Warning: the class's `mountOptions` were left out of a PV whose
     /// volume type the kubelet mounts without options.
     MountOptionsIgnored,
+    /// Normal: a deleted volume's data was moved to an archive (the
+    /// provisioner's `onDelete: archive`); the note names the archive.
+    VolumeArchived,
+    /// Normal: a deleted volume's data was left in place (`onDelete:
+    /// retain`); the note names the directory.
+    VolumeRetained,
 }
 
 impl Reason {
@@ -60,6 +66,8 @@ impl Reason {
             Reason::VolumeResizeSuccessful => "VolumeResizeSuccessful",
             Reason::VolumeResizeFailed => "VolumeResizeFailed",
             Reason::MountOptionsIgnored => "MountOptionsIgnored",
+            Reason::VolumeArchived => "VolumeArchived",
+            Reason::VolumeRetained => "VolumeRetained",
         }
     }
 
@@ -67,14 +75,18 @@ impl Reason {
         match self {
             Reason::Provisioning
             | Reason::ProvisioningSucceeded
-            | Reason::VolumeResizeSuccessful => EventType::Normal,
+            | Reason::VolumeResizeSuccessful
+            | Reason::VolumeArchived
+            | Reason::VolumeRetained => EventType::Normal,
             _ => EventType::Warning,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Reason::VolumeFailedDelete => "Delete",
+            Reason::VolumeFailedDelete | Reason::VolumeArchived | Reason::VolumeRetained => {
+                "Delete"
+            }
             Reason::VolumeResizeSuccessful | Reason::VolumeResizeFailed => "Expand",
             _ => "Provision",
         }

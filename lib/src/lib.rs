@@ -62,6 +62,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod node;
+pub mod ondelete;
 pub mod params;
 pub mod process;
 pub mod provisioner;
