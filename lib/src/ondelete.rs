@@ -157,7 +157,8 @@ mod tests {
                 "{params:?}"
             );
         }
-        let bad: &[(&[(&str, &str)], &str, &str)] = &[
+        type Bad<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let bad: &[Bad] = &[
             (
                 &[("onDelete", "shred")],
                 "onDelete",
