@@ -28,6 +28,10 @@ struct Cli {
     /// How often the published free space is read again.
     #[arg(long, env = "CAPACITY_INTERVAL", default_value = "60s", value_parser = external_storage::args::parse_duration)]
     capacity_interval: std::time::Duration,
+    /// How often archives (`onDelete: archive`) past their
+    /// `archiveRetention` are looked for and removed.
+    #[arg(long, env = "ARCHIVE_SWEEP_INTERVAL", default_value = "10m", value_parser = external_storage::args::parse_duration)]
+    archive_sweep_interval: std::time::Duration,
     #[command(flatten)]
     common: external_storage::Args,
 }
@@ -76,6 +80,29 @@ async fn main() -> anyhow::Result<()> {
     let metrics = external_storage::Metrics::with_registry(|r| {
         r.register_collector(Box::new(usage));
     });
-    external_storage::run_with_metrics(common, HostPath::new(root, node), metrics).await?;
+    // Archive and retain events go on the PV, from this node's instance.
+    let events_client =
+        external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
+    let controller = common.provisioner_name.clone().unwrap_or_default();
+    let events = external_storage::events::Events::new(events_client, &controller, &node);
+    let hostpath = std::sync::Arc::new(HostPath::new(root, node).with_events(events));
+    tokio::spawn(sweep_archives(
+        hostpath.clone(),
+        cli.archive_sweep_interval
+            .max(std::time::Duration::from_secs(1)),
+    ));
+    external_storage::run_with_metrics(common, hostpath, metrics).await?;
     Ok(())
+}
+
+/// Removes expired archives at start and then every `interval`; a failed
+/// sweep is logged and tried again at the next one.
+async fn sweep_archives(hostpath: std::sync::Arc<HostPath>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        if let Err(e) = hostpath.sweep_archives().await {
+            tracing::warn!(error = %e, "archive sweep failed; trying again later");
+        }
+    }
 }

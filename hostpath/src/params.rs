@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use external_storage::ondelete::OnDelete;
+
 use crate::pattern::{PathPattern, DEFAULT_PATTERN};
 
 /// Every parameter a class may set.
@@ -16,6 +18,8 @@ pub const KNOWN: &[&str] = &[
     "volumeType",
     "mode",
     "enforceCapacity",
+    external_storage::ondelete::ON_DELETE_PARAM,
+    external_storage::ondelete::ARCHIVE_RETENTION_PARAM,
 ];
 
 /// How the PV refers to the directory.
@@ -38,6 +42,8 @@ pub struct ClassParams {
     pub mode: u32,
     /// Whether to enforce the requested size with a project quota.
     pub enforce_capacity: bool,
+    /// What happens to the directory when the PV is deleted.
+    pub on_delete: OnDelete,
 }
 
 pub use external_storage::params::ParamError;
@@ -105,6 +111,7 @@ impl ClassParams {
             volume_type,
             mode,
             enforce_capacity,
+            on_delete: OnDelete::from_class(params)?,
         })
     }
 }
@@ -127,6 +134,7 @@ mod tests {
         assert_eq!(p.volume_type, VolumeType::HostPath);
         assert_eq!(p.mode, 0o777);
         assert!(!p.enforce_capacity);
+        assert_eq!(p.on_delete, OnDelete::Delete);
         assert_eq!(p.path_pattern, PathPattern::parse(DEFAULT_PATTERN).unwrap());
     }
 
@@ -137,8 +145,16 @@ mod tests {
             ("mode", "0750"),
             ("enforceCapacity", "true"),
             ("pathPattern", "{{ .PVC.Namespace }}/{{ .PVC.Name }}"),
+            ("onDelete", "archive"),
+            ("archiveRetention", "168h"),
         ])
         .unwrap();
+        assert_eq!(
+            p.on_delete,
+            OnDelete::Archive {
+                retention: Some(std::time::Duration::from_secs(168 * 3600))
+            }
+        );
         assert_eq!(p.volume_type, VolumeType::Local);
         assert_eq!(p.mode, 0o750);
         assert!(p.enforce_capacity);
@@ -152,6 +168,12 @@ mod tests {
             ("mode", "17777", "octal permission"),
             ("enforceCapacity", "yes", "allowed: true, false"),
             ("allowSlashInValues", "1", "allowed: true, false"),
+            ("onDelete", "wipe", "allowed: delete, retain, archive"),
+            (
+                "archiveRetention",
+                "1h",
+                "only applies with onDelete: archive",
+            ),
             ("pathPattern", "{{ .Secret }}", "unknown field"),
             ("node", "n1", "unknown parameter"),
             ("size", "1", "unknown parameter; allowed: pathPattern"),

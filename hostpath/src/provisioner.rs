@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use external_storage::events::{Events, Reason};
+use external_storage::ondelete::OnDelete;
 use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
     Provisioner,
@@ -20,7 +23,8 @@ use k8s_openapi::api::core::v1::{
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
 use hostfs::quota::{self, clear_project_limit, ProjectQuotas};
-use hostfs::root::{Deleted, Root, RootError, STATE_DIR};
+use hostfs::root::{Deleted, Release, Root, RootError, STATE_DIR};
+use kube::Resource;
 
 /// Annotation on our PVs: the directory, relative to the root.
 pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
@@ -35,6 +39,7 @@ pub use external_storage::annotations::HOSTNAME_LABEL;
 pub struct HostPath {
     root: Arc<Root>,
     node: String,
+    events: Option<Events>,
 }
 
 impl HostPath {
@@ -43,13 +48,55 @@ impl HostPath {
         HostPath {
             root: Arc::new(root),
             node: node.into(),
+            events: None,
         }
+    }
+
+    /// Publishes `VolumeArchived` / `VolumeRetained` events on the PVs it
+    /// archives or retains (without, those outcomes are only logged).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Removes the archives of this root whose retention has passed, and
+    /// frees their quota project ids. Only archives with a record made by
+    /// this provisioner are ever removed. Returns the removed archives.
+    pub async fn sweep_archives(&self) -> Result<Vec<String>, String> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep_archives(&root, SystemTime::now()))
+            .await
+            .map_err(|e| format!("archive sweep failed: {e}"))?
     }
 
     /// Where the project id of each quota-enforced PV is recorded.
     pub fn projects_dir(root: &Path) -> PathBuf {
         root.join(STATE_DIR).join("projects")
     }
+}
+
+/// See [`HostPath::sweep_archives`].
+fn sweep_archives(root: &Root, now: SystemTime) -> Result<Vec<String>, String> {
+    let projects = HostPath::projects_dir(root.path());
+    let mut removed = Vec::new();
+    for rec in root.archives().expired(now).map_err(|e| e.to_string())? {
+        root.archives().remove(&rec).map_err(|e| e.to_string())?;
+        // The archive kept its quota project id (its files still carried
+        // it); now that they are gone the id may be handed out again.
+        if let Some(id) =
+            quota::recorded_project_id(&projects, &rec.pv).map_err(|e| e.to_string())?
+        {
+            clear_project_limit(root.path(), id, &rec.pv);
+        }
+        quota::release_project_id(&projects, &rec.pv).map_err(|e| e.to_string())?;
+        tracing::info!(
+            archive = rec.name,
+            pv = rec.pv,
+            "archive past its retention removed"
+        );
+        removed.push(rec.name);
+    }
+    Ok(removed)
 }
 
 /// Why a claim cannot be served by a hostpath volume (pure, no I/O).
@@ -200,6 +247,7 @@ impl Provisioner for HostPath {
             out.annotations
                 .insert(QUOTA_ANNOTATION.to_string(), id.to_string());
         }
+        out.annotations.extend(params.on_delete.annotations());
         Ok(out)
     }
 
@@ -247,9 +295,21 @@ impl Provisioner for HostPath {
                 self.root.path().display()
             )));
         };
+        // The policy recorded on the PV at provisioning; a damaged one
+        // deletes nothing.
+        let how = match OnDelete::from_pv(pv).map_err(DeleteError::Failed)? {
+            OnDelete::Delete => Release::Delete,
+            OnDelete::Retain => Release::Retain,
+            OnDelete::Archive { retention } => Release::Archive {
+                now: SystemTime::now(),
+                retention,
+            },
+        };
         let root = self.root.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let deleted = root.delete_volume(&rel, &name)?;
+            let deleted = root.release_volume(&rel, &name, how)?;
+            // An archived or retained directory keeps its quota project id
+            // (its files carry it): released only when the data is gone.
             if deleted == Deleted::Removed {
                 let projects = Self::projects_dir(root.path());
                 let state_err =
@@ -265,6 +325,30 @@ impl Provisioner for HostPath {
         .map_err(|e| DeleteError::Failed(format!("delete task failed: {e}")))?;
         match outcome {
             Ok((_, Deleted::Removed)) => Ok(()),
+            Ok((rel, Deleted::Archived(rec))) => {
+                let keep = match rec.expires_at {
+                    Some(_) => "until its archiveRetention has passed",
+                    None => "until removed by hand",
+                };
+                let note = format!(
+                    "the data of {rel} was archived to {} on node {}, kept {keep}",
+                    self.root.host_path(&rec.name).display(),
+                    self.node
+                );
+                tracing::info!(pv = ?pv.metadata.name, archive = rec.name, "{note}");
+                self.publish(pv, Reason::VolumeArchived, note).await;
+                Ok(())
+            }
+            Ok((rel, Deleted::Retained)) => {
+                let note = format!(
+                    "the data was retained at {} on node {}; remove it by hand when it is no longer needed",
+                    self.root.host_path(&rel).display(),
+                    self.node
+                );
+                tracing::info!(pv = ?pv.metadata.name, "{note}");
+                self.publish(pv, Reason::VolumeRetained, note).await;
+                Ok(())
+            }
             Ok((rel, Deleted::NotOurs)) => {
                 tracing::warn!(
                     path = rel,
@@ -277,6 +361,14 @@ impl Provisioner for HostPath {
                  nothing was deleted: check the PV and remove the data by hand"
             ))),
             Err(e) => Err(DeleteError::Failed(e.to_string())),
+        }
+    }
+}
+
+impl HostPath {
+    async fn publish(&self, pv: &PersistentVolume, reason: Reason, note: String) {
+        if let Some(events) = &self.events {
+            events.publish(&pv.object_ref(&()), reason, note).await;
         }
     }
 }

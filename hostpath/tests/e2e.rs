@@ -74,6 +74,8 @@ fn spawn_instance(ts: &TestServer, logs: &Path, node: &str, root: &Path) -> Bina
             "0",
             "--root",
             root.to_str().unwrap(),
+            "--archive-sweep-interval",
+            "1s",
         ],
         &log_dir,
     )
@@ -149,6 +151,118 @@ async fn retain_keeps_the_data_and_the_pv() {
     wait_bound(&env.client, "after").await;
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"data");
     assert!(pvs(&env.client).get_opt(&pv_name).await.unwrap().is_some());
+    env.assert_rbac();
+}
+
+/// The archive directories at the top of `root` made for `pv`.
+fn archives_of(root: &Path, pv: &str) -> Vec<PathBuf> {
+    let prefix = format!("archived-{pv}-");
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect()
+}
+
+/// Waits for a Normal event with `reason` about `name`; returns its note.
+async fn wait_normal(client: &Client, name: &str, reason: &str) -> String {
+    wait_for(&format!("a {reason} event about {name}"), || async {
+        events_about(client, name)
+            .await
+            .into_iter()
+            .find(|(t, r, _)| t == "Normal" && r == reason)
+            .map(|(_, _, note)| note)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_on_delete_keeps_nested_data_out_of_reach_and_the_retention_removes_only_its_archives(
+) {
+    let env = Env::start().await;
+    let nested = "{{ .PVC.Namespace }}/{{ .PVC.Name }}";
+    env.class(
+        "archive",
+        "Delete",
+        json!({"pathPattern": nested, "onDelete": "archive", "archiveRetention": "3s"}),
+    )
+    .await;
+    env.class(
+        "archive-forever",
+        "Delete",
+        json!({"pathPattern": nested, "onDelete": "archive"}),
+    )
+    .await;
+    // Looks like an archive, was not made by the provisioner: never removed.
+    let fake = env.root().join("archived-pvc-fake-20200101T000000Z");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("file"), b"not yours").unwrap();
+
+    env.claim_on("forever", "archive-forever", NODE).await;
+    let kept_pv = wait_bound(&env.client, "forever").await;
+    let kept_name = kept_pv.metadata.name.clone().unwrap();
+    delete_claim(&env.client, "forever").await;
+    wait_pv_gone(&env.client, &kept_name).await;
+    wait_normal(&env.client, &kept_name, "VolumeArchived").await;
+
+    env.claim_on("logs", "archive", NODE).await;
+    let pv = wait_bound(&env.client, "logs").await;
+    let pv_name = pv.metadata.name.clone().unwrap();
+    let ann = pv.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(ann["external-storage.io/on-delete"], "archive");
+    assert_eq!(ann["external-storage.io/archive-retention"], "3s");
+    let dir = host_path(&pv);
+    assert_eq!(dir, env.root().join("default/logs"));
+    std::fs::write(dir.join("data"), b"old logs").unwrap();
+    delete_claim(&env.client, "logs").await;
+    wait_pv_gone(&env.client, &pv_name).await;
+
+    let note = wait_normal(&env.client, &pv_name, "VolumeArchived").await;
+    let archive = archives_of(&env.root(), &pv_name);
+    assert_eq!(archive.len(), 1, "{archive:?}");
+    assert!(note.contains(archive[0].to_str().unwrap()), "{note}");
+    assert_eq!(std::fs::read(archive[0].join("data")).unwrap(), b"old logs");
+    assert_eq!(mode(&archive[0]), 0o700, "only root reaches an archive");
+    assert!(!dir.exists(), "the volume's path is free again");
+
+    // The same claim made again gets a fresh, empty directory at that path.
+    env.claim_on("logs", "archive", NODE).await;
+    let again = wait_bound(&env.client, "logs").await;
+    assert_eq!(host_path(&again), dir);
+    assert!(!dir.join("data").exists());
+
+    // The sweep (every second here) removes the archive after 3 s...
+    wait_for("the archive removed after its retention", || async {
+        archives_of(&env.root(), &pv_name).is_empty().then_some(())
+    })
+    .await;
+    // ...and in that same pass left the one without a retention, and the
+    // directory that only looks like an archive.
+    assert_eq!(archives_of(&env.root(), &kept_name).len(), 1);
+    assert_eq!(std::fs::read(fake.join("file")).unwrap(), b"not yours");
+    env.assert_rbac();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_on_delete_deletes_the_pv_and_keeps_the_directory_forever() {
+    let env = Env::start().await;
+    env.class("retain", "Delete", json!({"onDelete": "retain"}))
+        .await;
+    env.claim_on("mine", "retain", NODE).await;
+    let pv = wait_bound(&env.client, "mine").await;
+    let pv_name = pv.metadata.name.clone().unwrap();
+    let dir = host_path(&pv);
+    std::fs::write(dir.join("data"), b"keep").unwrap();
+    delete_claim(&env.client, "mine").await;
+    wait_pv_gone(&env.client, &pv_name).await;
+    let note = wait_normal(&env.client, &pv_name, "VolumeRetained").await;
+    assert!(note.contains(dir.to_str().unwrap()), "{note}");
+    assert_eq!(std::fs::read(dir.join("data")).unwrap(), b"keep");
     env.assert_rbac();
 }
 
