@@ -231,6 +231,56 @@ impl Archives {
     }
 }
 
+/// The retention sweep: removes the archives whose retention has passed at
+/// `now` and frees their quota project ids (kept while the archive's files
+/// carried them) in `projects` on the filesystem of `root`. Returns the
+/// names of the removed archives; stops at the first failure (the next
+/// sweep tries again).
+pub fn sweep(
+    archives: &Archives,
+    root: &std::path::Path,
+    projects: &std::path::Path,
+    now: SystemTime,
+) -> Result<Vec<String>, String> {
+    let mut removed = Vec::new();
+    for rec in archives.expired(now).map_err(|e| e.to_string())? {
+        archives.remove(&rec).map_err(|e| e.to_string())?;
+        if let Some(id) =
+            crate::quota::recorded_project_id(projects, &rec.pv).map_err(|e| e.to_string())?
+        {
+            crate::quota::clear_project_limit(root, id, &rec.pv);
+        }
+        crate::quota::release_project_id(projects, &rec.pv).map_err(|e| e.to_string())?;
+        tracing::info!(
+            archive = rec.name,
+            pv = rec.pv,
+            "archive past its retention removed"
+        );
+        removed.push(rec.name);
+    }
+    Ok(removed)
+}
+
+/// Runs `sweep` (a provisioner's [`sweep`] of its roots) at once and then
+/// every `interval` (at least a second), on a thread of its own: the sweep
+/// is blocking file-system work. A failed sweep is logged and tried again
+/// at the next interval.
+pub fn spawn_sweeper<F>(interval: Duration, sweep: F) -> std::thread::JoinHandle<()>
+where
+    F: Fn() -> Result<Vec<String>, String> + Send + 'static,
+{
+    let interval = interval.max(Duration::from_secs(1));
+    std::thread::Builder::new()
+        .name("archive-sweep".into())
+        .spawn(move || loop {
+            if let Err(e) = sweep() {
+                tracing::warn!(error = %e, "archive sweep failed; trying again later");
+            }
+            std::thread::sleep(interval);
+        })
+        .expect("spawn the archive sweep thread")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,24 +85,9 @@ async fn main() -> anyhow::Result<()> {
         external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
     let controller = common.provisioner_name.clone().unwrap_or_default();
     let events = external_storage::events::Events::new(events_client, &controller, &node);
-    let hostpath = std::sync::Arc::new(HostPath::new(root, node).with_events(events));
-    tokio::spawn(sweep_archives(
-        hostpath.clone(),
-        cli.archive_sweep_interval
-            .max(std::time::Duration::from_secs(1)),
-    ));
+    let hostpath = std::sync::Arc::new(HostPath::new(root, node, Some(events)));
+    let sweeper = hostpath.clone();
+    hostfs::archive::spawn_sweeper(cli.archive_sweep_interval, move || sweeper.sweep_archives());
     external_storage::run_with_metrics(common, hostpath, metrics).await?;
     Ok(())
-}
-
-/// Removes expired archives at start and then every `interval`; a failed
-/// sweep is logged and tried again at the next one.
-async fn sweep_archives(hostpath: std::sync::Arc<HostPath>, interval: std::time::Duration) {
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tick.tick().await;
-        if let Err(e) = hostpath.sweep_archives().await {
-            tracing::warn!(error = %e, "archive sweep failed; trying again later");
-        }
-    }
 }

@@ -43,60 +43,29 @@ pub struct HostPath {
 }
 
 impl HostPath {
-    /// A provisioner for `node` with volumes under `root`.
-    pub fn new(root: Root, node: impl Into<String>) -> Self {
+    /// A provisioner for `node` with volumes under `root`, publishing
+    /// `VolumeArchived` / `VolumeRetained` events through `events` (without,
+    /// those outcomes are only logged).
+    pub fn new(root: Root, node: impl Into<String>, events: Option<Events>) -> Self {
         HostPath {
             root: Arc::new(root),
             node: node.into(),
-            events: None,
+            events,
         }
     }
 
-    /// Publishes `VolumeArchived` / `VolumeRetained` events on the PVs it
-    /// archives or retains (without, those outcomes are only logged).
-    pub fn with_events(mut self, events: Events) -> Self {
-        self.events = Some(events);
-        self
-    }
-
-    /// Removes the archives of this root whose retention has passed, and
-    /// frees their quota project ids. Only archives with a record made by
-    /// this provisioner are ever removed. Returns the removed archives.
-    pub async fn sweep_archives(&self) -> Result<Vec<String>, String> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep_archives(&root, SystemTime::now()))
-            .await
-            .map_err(|e| format!("archive sweep failed: {e}"))?
+    /// Removes the archives of this root whose retention has passed and
+    /// frees their quota project ids (blocking). Only archives this
+    /// provisioner recorded are ever removed. Returns their names.
+    pub fn sweep_archives(&self) -> Result<Vec<String>, String> {
+        let (root, projects) = (self.root.path(), Self::projects_dir(self.root.path()));
+        hostfs::archive::sweep(self.root.archives(), root, &projects, SystemTime::now())
     }
 
     /// Where the project id of each quota-enforced PV is recorded.
     pub fn projects_dir(root: &Path) -> PathBuf {
         root.join(STATE_DIR).join("projects")
     }
-}
-
-/// See [`HostPath::sweep_archives`].
-fn sweep_archives(root: &Root, now: SystemTime) -> Result<Vec<String>, String> {
-    let projects = HostPath::projects_dir(root.path());
-    let mut removed = Vec::new();
-    for rec in root.archives().expired(now).map_err(|e| e.to_string())? {
-        root.archives().remove(&rec).map_err(|e| e.to_string())?;
-        // The archive kept its quota project id (its files still carried
-        // it); now that they are gone the id may be handed out again.
-        if let Some(id) =
-            quota::recorded_project_id(&projects, &rec.pv).map_err(|e| e.to_string())?
-        {
-            clear_project_limit(root.path(), id, &rec.pv);
-        }
-        quota::release_project_id(&projects, &rec.pv).map_err(|e| e.to_string())?;
-        tracing::info!(
-            archive = rec.name,
-            pv = rec.pv,
-            "archive past its retention removed"
-        );
-        removed.push(rec.name);
-    }
-    Ok(removed)
 }
 
 /// Why a claim cannot be served by a hostpath volume (pure, no I/O).

@@ -169,18 +169,6 @@ fn archives_of(root: &Path, pv: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Waits for a Normal event with `reason` about `name`; returns its note.
-async fn wait_normal(client: &Client, name: &str, reason: &str) -> String {
-    wait_for(&format!("a {reason} event about {name}"), || async {
-        events_about(client, name)
-            .await
-            .into_iter()
-            .find(|(t, r, _)| t == "Normal" && r == reason)
-            .map(|(_, _, note)| note)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_on_delete_keeps_nested_data_out_of_reach_and_the_retention_removes_only_its_archives(
 ) {

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+use hostfs::archive::{ArchiveRecord, Archives};
 
 use crate::ganesha::{self, ClientList, ExportRecord};
 
@@ -112,6 +113,7 @@ pub struct ExportRoot {
     path: PathBuf,
     dir: Dir,
     clients: ClientList,
+    archives: Archives,
 }
 
 impl ExportRoot {
@@ -128,7 +130,15 @@ impl ExportRoot {
         for d in [EXPORTS, RECOVERY] {
             dir.create_dir_all(d).map_err(io_err("create", d))?;
         }
-        let root = ExportRoot { path, dir, clients };
+        // Archives sit at the top of the root, never exported (exports are
+        // `<root>/<pv>` of records only) and never a PV's name.
+        let archives = Archives::open(&dir, STATE_DIR)?;
+        let root = ExportRoot {
+            path,
+            dir,
+            clients,
+            archives,
+        };
         let (records, _damaged) = root.records()?;
         for r in records {
             let rel = format!("{EXPORTS}/{}.conf", r.pv);
@@ -138,6 +148,33 @@ impl ExportRoot {
             }
         }
         Ok(root)
+    }
+
+    /// The archives of deleted volumes (`onDelete: archive`).
+    pub fn archives(&self) -> &Archives {
+        &self.archives
+    }
+
+    /// Moves the directory of `pv` to a new archive made at `now`, kept for
+    /// `retention`; `None` when there is no directory to archive. Like
+    /// [`ExportRoot::remove_volume_dir`], a symlink in its place is refused.
+    pub fn archive_volume_dir(
+        &self,
+        pv: &str,
+        now: std::time::SystemTime,
+        retention: Option<std::time::Duration>,
+    ) -> Result<Option<ArchiveRecord>, RootError> {
+        check_name(pv)?;
+        match self.dir.symlink_metadata(pv) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("stat", pv)(e)),
+            Ok(m) if !m.is_dir() => return Err(RootError::NotADirectory(pv.to_string())),
+            Ok(_) => {}
+        }
+        let rec = self
+            .archives
+            .move_in(&self.dir, pv, pv, pv, now, retention)?;
+        Ok(Some(rec))
     }
 
     /// Who may mount the exports of this root.

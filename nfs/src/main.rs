@@ -82,6 +82,10 @@ struct Cli {
     /// `rpcbind` executable (started only when nothing answers on port 111).
     #[arg(long, env = "RPCBIND_BINARY", default_value = "rpcbind")]
     rpcbind_binary: PathBuf,
+    /// How often archives (`onDelete: archive`) past their
+    /// `archiveRetention` are looked for and removed.
+    #[arg(long, env = "ARCHIVE_SWEEP_INTERVAL", default_value = "10m", value_parser = args::parse_duration)]
+    archive_sweep_interval: Duration,
     #[command(flatten)]
     common: external_storage::Args,
 }
@@ -150,7 +154,17 @@ async fn main() -> anyhow::Result<()> {
     ));
     let supervisor = tokio::spawn(server.clone().run(shutdown.clone()));
 
-    let provisioner = Nfs::new(root, server.clone(), identity, server_address);
+    let controller_name = settings.options.provisioner_name.clone();
+    let events = external_storage::events::Events::new(client.clone(), &controller_name, &identity);
+    let provisioner = Arc::new(Nfs::new(
+        root,
+        server.clone(),
+        identity,
+        server_address,
+        Some(events),
+    ));
+    let sweeper = provisioner.clone();
+    hostfs::archive::spawn_sweeper(cli.archive_sweep_interval, move || sweeper.sweep_archives());
     // Used and limit bytes of every enforceCapacity volume, from the kernel's
     // project quotas at each scrape.
     let usage = hostfs::quota::UsageCollector::new(

@@ -7,7 +7,15 @@
 use std::collections::BTreeMap;
 
 /// Every parameter a class may set.
-pub const KNOWN: &[&str] = &["gid", "gidMin", "gidMax", "rootSquash", "enforceCapacity"];
+pub const KNOWN: &[&str] = &[
+    "gid",
+    "gidMin",
+    "gidMax",
+    "rootSquash",
+    "enforceCapacity",
+    external_storage::ondelete::ON_DELETE_PARAM,
+    external_storage::ondelete::ARCHIVE_RETENTION_PARAM,
+];
 
 /// Default lower bound of allocated GIDs (as in the Go anchor).
 pub const DEFAULT_GID_MIN: u32 = 2000;
@@ -48,6 +56,8 @@ pub struct ClassParams {
     pub root_squash: bool,
     /// Enforce the claim's size with a project quota.
     pub enforce_capacity: bool,
+    /// What happens to the directory when the PV is deleted.
+    pub on_delete: external_storage::ondelete::OnDelete,
 }
 
 pub use external_storage::params::ParamError;
@@ -129,6 +139,7 @@ impl ClassParams {
             gid,
             root_squash: boolean(params, "rootSquash", DEFAULT_ROOT_SQUASH)?,
             enforce_capacity: boolean(params, "enforceCapacity", false)?,
+            on_delete: external_storage::ondelete::OnDelete::from_class(params)?,
         })
     }
 }

@@ -9,6 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use external_storage::events::{Events, Reason};
+use external_storage::ondelete::OnDelete;
+use kube::Resource;
 
 use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
@@ -29,6 +34,7 @@ pub struct Nfs {
     server: Arc<Server>,
     identity: String,
     address: String,
+    events: Option<Events>,
 }
 
 /// Why a claim cannot be served (pure).
@@ -103,18 +109,37 @@ pub fn new_record(
 
 impl Nfs {
     /// A provisioner serving `root` through `server`, writing `address` and
-    /// `identity` into its PVs.
+    /// `identity` into its PVs; archive and retain outcomes become events
+    /// through `events` (without, they are only logged).
     pub fn new(
         root: Arc<ExportRoot>,
         server: Arc<Server>,
         identity: String,
         address: String,
+        events: Option<Events>,
     ) -> Self {
         Nfs {
             root,
             server,
             identity,
             address,
+            events,
+        }
+    }
+
+    /// The retention sweep of this export root (blocking): removes the
+    /// archives it recorded whose `archiveRetention` has passed, frees
+    /// their quota ids, returns their names.
+    pub fn sweep_archives(&self) -> Result<Vec<String>, String> {
+        let projects = self.projects_dir();
+        let archives = self.root.archives();
+        hostfs::archive::sweep(archives, self.root.path(), &projects, SystemTime::now())
+    }
+
+    async fn publish(&self, pv: &PersistentVolume, reason: Reason, note: String) {
+        tracing::info!(pv = ?pv.metadata.name, "{note}");
+        if let Some(events) = &self.events {
+            events.publish(&pv.object_ref(&()), reason, note).await;
         }
     }
 
@@ -237,6 +262,7 @@ impl Provisioner for Nfs {
             out.annotations
                 .insert(GID_ANNOTATION.to_string(), gid.to_string());
         }
+        out.annotations.extend(params.on_delete.annotations());
         Ok(out)
     }
 
@@ -268,6 +294,9 @@ impl Provisioner for Nfs {
                 record.path
             )));
         }
+        // The policy recorded on the PV at provisioning; a damaged one
+        // deletes nothing.
+        let on_delete = OnDelete::from_pv(pv).map_err(DeleteError::Failed)?;
         let removed = mgr
             .remove_export(record.export_id)
             .await
@@ -278,15 +307,55 @@ impl Provisioner for Nfs {
             removed,
             "export withdrawn"
         );
-        self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
-        if let Some(id) =
-            quota::recorded_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?
-        {
-            quota::clear_project_limit(self.root.path(), id, &name);
-        }
-        quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
+        // An archived or retained directory keeps its quota project id (its
+        // files carry it): the id is freed only when the data is gone.
+        let event = match on_delete {
+            OnDelete::Delete => {
+                self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
+                if let Some(id) = quota::recorded_project_id(&self.projects_dir(), &name)
+                    .map_err(|e| failed(&e))?
+                {
+                    quota::clear_project_limit(self.root.path(), id, &name);
+                }
+                quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
+                tracing::info!(pv = name, "data removed");
+                None
+            }
+            OnDelete::Retain => Some((
+                Reason::VolumeRetained,
+                format!(
+                    "the data was retained at {} on the NFS server's disk (no longer exported); \
+                     remove it by hand when it is no longer needed",
+                    record.path
+                ),
+            )),
+            OnDelete::Archive { retention } => {
+                let archived = self
+                    .root
+                    .archive_volume_dir(&name, SystemTime::now(), retention)
+                    .map_err(|e| failed(&e))?;
+                archived.map(|rec| {
+                    let keep = match rec.expires_at {
+                        Some(_) => "until its archiveRetention has passed",
+                        None => "until removed by hand",
+                    };
+                    let at = self.root.path().join(&rec.name);
+                    (
+                        Reason::VolumeArchived,
+                        format!(
+                            "the data of {} was archived to {} on the NFS server's disk \
+                             (not exported), kept {keep}",
+                            record.path,
+                            at.display()
+                        ),
+                    )
+                })
+            }
+        };
         self.root.remove_record(&name).map_err(|e| failed(&e))?;
-        tracing::info!(pv = name, "data removed");
+        if let Some((reason, note)) = event {
+            self.publish(pv, reason, note).await;
+        }
         Ok(())
     }
 
@@ -344,6 +413,7 @@ mod tests {
             gid,
             root_squash: true,
             enforce_capacity: false,
+            on_delete: OnDelete::Delete,
         }
     }
 

@@ -81,6 +81,8 @@ impl Env {
                 "2s",
                 "--metrics-address",
                 &metrics,
+                "--archive-sweep-interval",
+                "1s",
             ],
             &log_dir,
         )
@@ -476,6 +478,75 @@ async fn nfs_ganesha_end_to_end() {
     assert_eq!(nfs_read(&nfs_path(&kept), "k").unwrap(), b"kept");
     assert!(pvs(c).get_opt("foreign").await.unwrap().is_some());
     assert!(nfs_ls(&two_path, 3).unwrap().contains("other.bin"));
+
+    // --- onDelete: retain and archive take the data out of every export;
+    // the retention sweep removes only the archives it recorded
+    create_class(
+        c,
+        "nfs-retain",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"onDelete": "retain"}),
+    )
+    .await;
+    create_class(
+        c,
+        "nfs-archive",
+        PROVISIONER,
+        "Delete",
+        false,
+        json!({"onDelete": "archive", "archiveRetention": "2s"}),
+    )
+    .await;
+    let root = env.export_root().canonicalize().unwrap();
+    let fake = root.join("archived-pvc-fake-20200101T000000Z");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(fake.join("f"), b"not yours").unwrap();
+
+    let retained = env.claim("retained", "nfs-retain").await;
+    let (retained_pv, retained_path) =
+        (retained.metadata.name.clone().unwrap(), nfs_path(&retained));
+    nfs_write(&retained_path, "r", b"retained", env.tmp.path());
+    delete_claim(c, "retained").await;
+    wait_pv_gone(c, &retained_pv).await;
+    let note = wait_normal(c, &retained_pv, "VolumeRetained").await;
+    assert!(note.contains(&retained_path), "{note}");
+    nfs_ls(&retained_path, 3).expect_err("a retained volume is no longer exported");
+    assert_eq!(
+        std::fs::read(Path::new(&retained_path).join("r")).unwrap(),
+        b"retained"
+    );
+
+    let old = env.claim("old", "nfs-archive").await;
+    let (old_pv, old_path) = (old.metadata.name.clone().unwrap(), nfs_path(&old));
+    nfs_write(&old_path, "a", b"archived", env.tmp.path());
+    delete_claim(c, "old").await;
+    wait_pv_gone(c, &old_pv).await;
+    let note = wait_normal(c, &old_pv, "VolumeArchived").await;
+    nfs_ls(&old_path, 3).expect_err("an archived volume is no longer exported");
+    assert!(!Path::new(&old_path).exists());
+    let archive = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("archived-{old_pv}-"))
+        })
+        .expect("the archive is at the top of the export root");
+    assert!(note.contains(archive.to_str().unwrap()), "{note}");
+    assert_eq!(std::fs::read(archive.join("a")).unwrap(), b"archived");
+    wait_for("the archive removed after its 2 s retention", || async {
+        (!archive.exists()).then_some(())
+    })
+    .await;
+    assert_eq!(std::fs::read(fake.join("f")).unwrap(), b"not yours");
+    assert_eq!(
+        std::fs::read(Path::new(&retained_path).join("r")).unwrap(),
+        b"retained"
+    );
 
     // --- graceful shutdown stops Ganesha too
     let status = provisioner

@@ -245,6 +245,18 @@ pub async fn events_about(client: &Client, name: &str) -> Vec<(String, String, S
         .collect()
 }
 
+/// Waits for a Normal event with `reason` about `name`; returns its note.
+pub async fn wait_normal(client: &Client, name: &str, reason: &str) -> String {
+    wait_for(&format!("a {reason} event about {name}"), || async {
+        events_about(client, name)
+            .await
+            .into_iter()
+            .find(|(t, r, _)| t == "Normal" && r == reason)
+            .map(|(_, _, note)| note)
+    })
+    .await
+}
+
 /// Waits for a Warning event about `name` whose note contains `needle`; returns the note.
 pub async fn wait_warning(client: &Client, name: &str, needle: &str) -> String {
     wait_for(
