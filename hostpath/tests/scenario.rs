@@ -150,6 +150,39 @@ async fn scenario_hostpath_provision_delete_and_retain() {
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"kept");
     assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
 
+    // onDelete: archive with a nested pathPattern: the PV controller
+    // releases the PV, the instance moves the data to the top of its root
+    // (the event names it), and the same claim made again starts empty.
+    create_class(
+        &client,
+        "archive",
+        "external-storage.io/hostpath",
+        "Delete",
+        true,
+        json!({"onDelete": "archive", "pathPattern": "{{ .PVC.Namespace }}/{{ .PVC.Name }}"}),
+    )
+    .await;
+    create_claim(&client, "logs", "archive", "1Gi", json!({})).await;
+    create_pod_on(&client, "logs", PLAIN).await;
+    let pv = wait_bound(&client, "logs").await;
+    let dir = host_path(&pv);
+    assert_eq!(dir, root_of(tmp.path(), PLAIN).join("default/logs"));
+    std::fs::write(dir.join("file"), b"old logs").unwrap();
+    let pv_name = pv.metadata.name.clone().unwrap();
+    delete_claim(&client, "logs").await;
+    wait_pv_gone(&client, &pv_name).await;
+    let note = wait_normal(&client, &pv_name, "VolumeArchived").await;
+    let archive = root_of(tmp.path(), PLAIN).join(
+        note.split_whitespace()
+            .find_map(|w| w.rsplit('/').next().filter(|n| n.starts_with("archived-")))
+            .unwrap_or_else(|| panic!("no archive named in {note:?}")),
+    );
+    assert_eq!(std::fs::read(archive.join("file")).unwrap(), b"old logs");
+    create_claim(&client, "logs", "archive", "1Gi", json!({})).await;
+    create_pod_on(&client, "logs", PLAIN).await;
+    assert_eq!(host_path(&wait_bound(&client, "logs").await), dir);
+    assert!(!dir.join("file").exists(), "a fresh directory");
+
     cluster.assert_rbac(&env.installed);
 }
 
