@@ -284,13 +284,34 @@ async fn claims_of_other_nodes_are_left_to_their_instance() {
     env.class("hostpath", "Delete", json!({})).await;
     env.claim_on("elsewhere", "hostpath", "node-2").await;
     env.claim_on("here", "hostpath", NODE).await;
-    wait_bound(&env.client, "here").await;
+    let here = wait_bound(&env.client, "here").await;
+    assert!(host_path(&here).starts_with(env.root()));
     let other = claims(&env.client).get("elsewhere").await.unwrap();
     assert_eq!(
         other.metadata.annotations.unwrap()["volume.kubernetes.io/selected-node"],
         "node-2"
     );
-    assert!(other.spec.unwrap().volume_name.is_none());
+    // node-2's instance starts only now, long after node-1's saw the claim
+    // (the watch delivered it before `here`): the volume it gets shows
+    // who made it. Had node-1's instance taken it, it would be in node-1's
+    // root with node-1's affinity.
+    let root_2 = env.tmp.path().join("root-2");
+    let _second = spawn_instance(&env.ts, env.tmp.path(), "node-2", &root_2);
+    let elsewhere = wait_bound(&env.client, "elsewhere").await;
+    assert!(
+        host_path(&elsewhere).starts_with(&root_2),
+        "{}",
+        host_path(&elsewhere).display()
+    );
+    assert_eq!(
+        first_affinity_term(&elsewhere)
+            .match_expressions
+            .as_ref()
+            .unwrap()[0]
+            .values
+            .as_deref(),
+        Some(&["node-2".to_string()][..])
+    );
     assert_eq!(
         pvs(&env.client)
             .list(&Default::default())
@@ -298,7 +319,18 @@ async fn claims_of_other_nodes_are_left_to_their_instance() {
             .unwrap()
             .items
             .len(),
-        1
+        2
+    );
+    let in_root_1: Vec<_> = std::fs::read_dir(env.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".hostpath-provisioner")
+        .collect();
+    assert_eq!(
+        in_root_1.len(),
+        1,
+        "only `here` is on node-1: {in_root_1:?}"
     );
 }
 

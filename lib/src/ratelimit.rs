@@ -137,4 +137,29 @@ mod tests {
         }
         assert!(b.try_take(later).is_err());
     }
+
+    /// The layer, not only the bucket: a service behind it is called at
+    /// most `burst` times at once and then at `qps`, on tokio's paused
+    /// clock (virtual time advances only through the layer's own sleeps,
+    /// so the instants are exact, whatever the machine's load).
+    #[tokio::test(start_paused = true)]
+    async fn the_layer_holds_calls_back_to_the_rate() {
+        use tower::{service_fn, Service, ServiceExt};
+        let t0 = Instant::now();
+        let inner = service_fn(|_: ()| async { Ok::<_, std::convert::Infallible>(Instant::now()) });
+        let mut svc = RateLimitLayer::new(10.0, 2).layer(inner);
+        let mut at = Vec::new();
+        for _ in 0..5 {
+            at.push(svc.ready().await.unwrap().call(()).await.unwrap() - t0);
+        }
+        let ms: Vec<u128> = at.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [0, 0, 100, 200, 300]);
+
+        // qps 0 means no limit.
+        let mut free = RateLimitLayer::new(0.0, 0).layer(inner);
+        for _ in 0..5 {
+            let when = free.ready().await.unwrap().call(()).await.unwrap();
+            assert_eq!(when - t0, at[4], "no waiting without a limit");
+        }
+    }
 }

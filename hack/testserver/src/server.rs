@@ -100,7 +100,7 @@ pub struct TestServer {
     kubeconfig: PathBuf,
     dir: PathBuf,
     serving: Option<JoinHandle<()>>,
-    controllers: Vec<JoinHandle<()>>,
+    controllers: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 /// Seeds the namespaces every cluster has.
@@ -156,14 +156,16 @@ impl TestServer {
         write_kubeconfig(&kubeconfig, &format!("http://{addr}"))?;
         let mut controllers = Vec::new();
         if state.config.binder {
-            controllers.push(tokio::spawn(crate::controllers::binder::run(
-                state.store.clone(),
-            )));
+            controllers.push((
+                "binder",
+                tokio::spawn(crate::controllers::binder::run(state.store.clone())),
+            ));
         }
         if state.config.scheduler {
-            controllers.push(tokio::spawn(crate::controllers::scheduler::run(
-                state.store.clone(),
-            )));
+            controllers.push((
+                "scheduler",
+                tokio::spawn(crate::controllers::scheduler::run(state.store.clone())),
+            ));
         }
         let serving = Some(tokio::spawn(serve_loop(
             Some(listener),
@@ -275,6 +277,16 @@ impl TestServer {
         self.state.stats.snapshot()
     }
 
+    /// The in-process controllers running now (`binder`, `scheduler`), by
+    /// name: a disabled one was never started, so nothing it would do can
+    /// happen (a test can rely on that without waiting).
+    pub fn controllers_running(&self) -> Vec<&'static str> {
+        (self.controllers.iter())
+            .filter(|(_, task)| !task.is_finished())
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
     /// Zeroes request counts.
     pub fn reset_stats(&self) {
         self.state.stats.reset()
@@ -296,7 +308,7 @@ impl Drop for TestServer {
         if let Some(h) = self.serving.take() {
             h.abort();
         }
-        for c in self.controllers.drain(..) {
+        for (_, c) in self.controllers.drain(..) {
             c.abort();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -294,15 +294,18 @@ async fn controllers_can_be_disabled_and_do_not_count_in_stats() {
     })
     .await
     .unwrap();
+    // Never started, so no pass of theirs can come later: the Pending
+    // phase below is final, with no waiting.
+    assert_eq!(srv.controllers_running(), Vec::<&str>::new());
     let client = srv.client().await;
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     pvs.create(&PostParams::default(), &pv("x", "manual", "1Gi"))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(phase_pv(&pvs, "x").await, "Pending");
 
     let srv = TestServer::start().await.unwrap();
+    assert_eq!(srv.controllers_running(), ["binder", "scheduler"]);
     let pvs: Api<PersistentVolume> = Api::all(srv.client().await);
     srv.reset_stats();
     pvs.create(&PostParams::default(), &pv("y", "manual", "1Gi"))
