@@ -17,15 +17,18 @@ use k8s_openapi::api::core::v1::{
     NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
 };
 
-use crate::fsroot::{Deleted, Root, STATE_DIR};
+use crate::fsroot::{Deleted, Root};
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
 use crate::quota::{self, ProjectQuotas};
+use crate::roots::{self, Layout, Roots};
 
 /// Annotation on our PVs: the directory, relative to the root.
 pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
 /// Annotation on our PVs: the node the directory is on.
 pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
+/// Annotation on our PVs: the root (configured path) the directory is in.
+pub const ROOT_ANNOTATION: &str = "hostpath.external-storage.io/root";
 /// Annotation on PVs whose size is enforced: the directory's quota project id.
 pub const QUOTA_ANNOTATION: &str = "hostpath.external-storage.io/quota-project";
 /// The node label the PV's node affinity uses.
@@ -33,22 +36,38 @@ pub use external_storage::annotations::HOSTNAME_LABEL;
 
 /// Makes and deletes claim directories on this node.
 pub struct HostPath {
-    root: Arc<Root>,
+    roots: Arc<Roots>,
     node: String,
 }
 
 impl HostPath {
     /// A provisioner for `node` with volumes under `root`.
     pub fn new(root: Root, node: impl Into<String>) -> Self {
+        Self::with_roots(Arc::new(Roots::new(Layout::single(root))), node)
+    }
+
+    /// A provisioner for `node` with the roots of the configuration in
+    /// force in `roots` (replaced by a reload).
+    pub fn with_roots(roots: Arc<Roots>, node: impl Into<String>) -> Self {
         HostPath {
-            root: Arc::new(root),
+            roots,
             node: node.into(),
         }
     }
 
     /// Where the project id of each quota-enforced PV is recorded.
     pub fn projects_dir(root: &Path) -> PathBuf {
-        root.join(STATE_DIR).join("projects")
+        roots::projects_dir(root)
+    }
+
+    /// The root of `pv` on this node and its directory relative to it.
+    fn root_of(&self, pv: &PersistentVolume) -> Result<(Arc<Root>, String), String> {
+        let name = pv.metadata.name.as_deref().unwrap_or_default();
+        let path = host_path_of(pv).ok_or_else(|| format!("{name} has no path"))?;
+        self.roots
+            .current()
+            .find(Path::new(path), roots::recorded_root(pv, ROOT_ANNOTATION))
+            .map_err(|e| format!("PV {name}: {e}"))
     }
 }
 
@@ -117,14 +136,17 @@ pub fn volume_spec(volume_type: VolumeType, path: &Path, hostname: &str) -> Pers
 
 /// The directory of a PV, relative to `root`, if the PV points under it.
 pub fn relative_path(pv: &PersistentVolume, root: &Path) -> Option<String> {
+    let rel = Path::new(host_path_of(pv)?).strip_prefix(root).ok()?;
+    Some(rel.to_str()?.to_string())
+}
+
+/// The absolute path of a PV's directory (`hostPath` or `local`).
+pub fn host_path_of(pv: &PersistentVolume) -> Option<&str> {
     let spec = pv.spec.as_ref()?;
-    let path = spec
-        .host_path
+    spec.host_path
         .as_ref()
         .map(|h| h.path.as_str())
-        .or(spec.local.as_ref().map(|l| l.path.as_str()))?;
-    let rel = Path::new(path).strip_prefix(root).ok()?;
-    Some(rel.to_str()?.to_string())
+        .or(spec.local.as_ref().map(|l| l.path.as_str()))
 }
 
 /// Removes the quota limit of a deleted volume's project (its files are
@@ -153,6 +175,16 @@ impl Provisioner for HostPath {
             )));
         }
         check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let class = opts
+            .storage_class
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default();
+        // A node the configuration gives no storage: another node may have
+        // some, so the scheduler is asked to pick again.
+        let candidates = (self.roots.current().candidates(class, &self.node))
+            .map_err(|e| ProvisionError::Reschedule(e.0))?;
         let bytes = requested_bytes(&opts.claim).map_err(ProvisionError::Infeasible)?;
         let meta = &opts.claim.metadata;
         let rel = params
@@ -168,11 +200,13 @@ impl Provisioner for HostPath {
                 ProvisionError::Infeasible(format!("StorageClass parameter `pathPattern`: {e}"))
             })?;
 
-        let root = self.root.clone();
         let pv_name = opts.pv_name.clone();
         let rel_for_fs = rel.clone();
-        let (path, project) = tokio::task::spawn_blocking(
-            move || -> Result<(PathBuf, Option<u32>), ProvisionError> {
+        let (root_path, path, project) = tokio::task::spawn_blocking(
+            move || -> Result<(PathBuf, PathBuf, Option<u32>), ProvisionError> {
+                let root = roots::pick(&candidates).ok_or_else(|| {
+                    ProvisionError::Failed("no configured root of this node is open".into())
+                })?;
                 let quotas = if params.enforce_capacity {
                     let q = ProjectQuotas::detect(root.path())
                         .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
@@ -196,7 +230,7 @@ impl Provisioner for HostPath {
                         .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                     project = Some(id);
                 }
-                Ok((path, project))
+                Ok((root.path().to_path_buf(), path, project))
             },
         )
         .await
@@ -209,6 +243,7 @@ impl Provisioner for HostPath {
         out.annotations = BTreeMap::from([
             (PATH_ANNOTATION.to_string(), rel),
             (NODE_ANNOTATION.to_string(), self.node.clone()),
+            (ROOT_ANNOTATION.to_string(), root_path.display().to_string()),
         ]);
         if let Some(id) = project {
             out.annotations
@@ -221,13 +256,7 @@ impl Provisioner for HostPath {
     /// has no size), so only the PV's capacity grows; with it, the quota's
     /// hard limit is raised first.
     async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
-        let name = pv.metadata.name.clone().unwrap_or_default();
-        let Some(rel) = relative_path(pv, self.root.path()) else {
-            return Err(ProvisionError::Failed(format!(
-                "{name} does not point under {}",
-                self.root.path().display()
-            )));
-        };
+        let (root, rel) = self.root_of(pv).map_err(ProvisionError::Failed)?;
         let project = pv
             .metadata
             .annotations
@@ -242,7 +271,6 @@ impl Provisioner for HostPath {
         let Some(project) = project else {
             return Ok(());
         };
-        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let q = ProjectQuotas::detect(root.path())
                 .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
@@ -255,13 +283,9 @@ impl Provisioner for HostPath {
 
     async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
         let name = pv.metadata.name.clone().unwrap_or_default();
-        let Some(rel) = relative_path(pv, self.root.path()) else {
-            return Err(DeleteError::Ignored(format!(
-                "{name} does not point under {}",
-                self.root.path().display()
-            )));
-        };
-        let root = self.root.clone();
+        // A PV whose root is no longer configured is not deleted: its
+        // ownership records cannot be checked (a Warning says so).
+        let (root, rel) = self.root_of(pv).map_err(DeleteError::Failed)?;
         let outcome = tokio::task::spawn_blocking(move || {
             let deleted = root.delete_volume(&rel, &name)?;
             if deleted == Deleted::Removed {

@@ -189,33 +189,6 @@ async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
     cluster.assert_rbac(&env.installed);
 }
 
-/// Unmounts on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(
-            ok,
-            "mount tmpfs on {} (this test runs as root)",
-            dir.display()
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A pod for `claim` that prefers (does not require) the node labelled
 /// `hostname`: without capacity information the scheduler follows the
 /// preference; with it, a node without room is filtered out first.

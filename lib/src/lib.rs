@@ -66,6 +66,7 @@ pub mod params;
 pub mod process;
 pub mod provisioner;
 pub mod ratelimit;
+pub mod reload;
 pub mod text;
 pub mod tree;
 

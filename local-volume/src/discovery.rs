@@ -218,29 +218,9 @@ impl Discovery {
             .config_object
             .clone()
             .unwrap_or_else(|| self.node_ref());
-        match outcome {
-            Reload::Unchanged | Reload::StillRefused => {}
-            Reload::Changed(config, summary) => {
-                tracing::info!(%summary, "configuration reloaded");
-                self.volumes.replace_config(config);
-                self.event(
-                    &object,
-                    false,
-                    "ConfigReloaded",
-                    format!("configuration reloaded: {summary}"),
-                )
-                .await;
-            }
-            Reload::Refused(why) => {
-                tracing::error!(error = %why, "new configuration refused; the last good one stays in force");
-                self.event(
-                    &object,
-                    true,
-                    "ConfigRefused",
-                    format!("new configuration refused, the last good one stays in force: {why}"),
-                )
-                .await;
-            }
+        external_storage::reload::announce(&self.recorder, &object, &outcome).await;
+        if let Reload::Changed(config, _) = outcome {
+            self.volumes.replace_config(config);
         }
     }
 
