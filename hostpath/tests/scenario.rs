@@ -363,3 +363,73 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
 
     cluster.assert_rbac(&installed);
 }
+
+/// Issue #19.3: a node the configuration lists with `paths: []` has no
+/// storage. A claim selected for it is given back to the scheduler (the
+/// selected-node annotation removed, a Warning naming the config entry),
+/// not left waiting, and binds on a node with storage. The selected node is
+/// set by hand: the real scheduler, left alone, may pick either node, and a
+/// pod preferring the empty node would be sent back to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_hostpath_a_node_without_storage_gives_its_claim_back() {
+    use external_storage::annotations::SELECTED_NODE;
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    let (empty, full) = ("node-empty", "node-full");
+    cluster.node(empty, empty).await;
+    cluster.node(full, full).await;
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "nodePathMap:\n- node: DEFAULT_PATH_FOR_NON_LISTED_NODES\n  paths: [{}]\n\
+             - node: {empty}\n  paths: []\n",
+            root_of(tmp.path(), full).display()
+        ),
+    )
+    .unwrap();
+    let extra = ["--config", config.to_str().unwrap()];
+    let _instances = [
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), empty, &extra),
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), full, &extra),
+    ];
+
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = create(
+        &claims(&client),
+        json!({
+            "metadata": {"name": "data", "annotations": {SELECTED_NODE: empty}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "hostpath",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }),
+    )
+    .await;
+    let note = wait_warning(&client, "data", "asking the scheduler to pick another node").await;
+    assert!(
+        note.contains(&format!("`nodePathMap[1]` (node: {empty}) has `paths: []`")),
+        "{note}"
+    );
+    wait_for("the selected-node annotation removed", || async {
+        let claim = claims(&client).get("data").await.ok()?;
+        (!claim
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(SELECTED_NODE))
+        .then_some(())
+    })
+    .await;
+    assert!(!root_of(tmp.path(), empty).exists());
+
+    // The scheduler places the pod on the node with storage: bound there.
+    create_pod_on(&client, "data", full).await;
+    let pv = wait_bound(&client, "data").await;
+    assert_eq!(wait_scheduled(&client, "data").await, full);
+    assert_eq!(affinity_values(&pv), [full]);
+    assert!(host_path(&pv).starts_with(root_of(tmp.path(), full)));
+    cluster.assert_rbac(&installed);
+}
