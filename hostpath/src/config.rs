@@ -16,7 +16,7 @@
 //! existed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -165,19 +165,11 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let value: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| err("", format!("not YAML: {e}")))?;
-        let value = match value {
-            serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
-            v => v,
-        };
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "(top level)".into()
-            } else {
-                path
-            };
-            err(field, e.into_inner().to_string())
-        })?;
+        if value.is_null() {
+            return Err(err("nodePathMap", "required, and the file is empty"));
+        }
+        let raw: RawConfig = external_storage::fields::deserialize(value)
+            .map_err(|(field, message)| err(field, message))?;
         Config::try_from(raw)
     }
 
@@ -227,24 +219,12 @@ pub fn summary(old: &Config, new: &Config) -> String {
 /// A configured root: absolute, normalized (no `.`, `..`, `//` or trailing
 /// `/`), not `/` itself, valid UTF-8.
 fn check_path(field: &str, path: &str) -> Result<PathBuf, ConfigError> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(err(field, format!("{path:?} is not an absolute path")));
-    }
-    if p.components()
-        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
-    {
-        return Err(err(field, format!("{path:?} has `.` or `..` in it")));
-    }
-    let normal: PathBuf = p.components().collect();
-    if normal.as_os_str() != p.as_os_str() {
+    let normal = external_storage::fields::absolute_dir(path).map_err(|m| err(field, m))?;
+    if normal.as_os_str() != path {
         return Err(err(
             field,
             format!("{path:?} is not normalized: write {:?}", normal.display()),
         ));
-    }
-    if normal == Path::new("/") {
-        return Err(err(field, "`/` cannot be a volume root"));
     }
     Ok(normal)
 }
@@ -409,6 +389,7 @@ mod tests {
             ("nodePathMap:\n- node: a\n  paths: [rel]\n", "nodePathMap[0].paths[0]"),
             ("nodePathMap:\n- node: a\n  paths: [/x/../y]\n", "nodePathMap[0].paths[0]"),
             ("nodePathMap:\n- node: a\n  paths: [/x/]\n", "nodePathMap[0].paths[0]"),
+            ("nodePathMap:\n- node: a\n  paths: [/x/./y]\n", "nodePathMap[0].paths[0]"),
             ("nodePathMap:\n- node: a\n  paths: [/]\n", "nodePathMap[0].paths[0]"),
             ("nodePathMap:\n- node: a\n  paths: [/x, /x]\n", "nodePathMap[0].paths[1]"),
             (
@@ -426,6 +407,8 @@ mod tests {
             ),
             ("nodePathMap: []\nstorageClassConfigs:\n  c: {}\n", "storageClassConfigs.c.nodePathMap"),
             ("nodePathMap: [\n", ""),
+            ("", "nodePathMap"),
+            ("# only a comment\n", "nodePathMap"),
         ] {
             assert_eq!(field_of(text), field, "{text}");
         }

@@ -55,30 +55,30 @@ impl Env {
     fn spawn(&self, node: &str) -> Binary {
         let log_dir = self.path(&format!("logs-{node}"));
         std::fs::create_dir_all(&log_dir).unwrap();
+        let (config, unused) = (self.config_file(node), self.path("unused"));
+        let mut args = vec!["--node-name", node];
+        args.extend(QUICK_RETRIES);
+        args.extend([
+            "--config",
+            config.to_str().unwrap(),
+            "--config-poll-interval",
+            "200ms",
+            "--config-map-name",
+            CONFIG_MAP,
+            // Not a real root: with --config it must not be used.
+            "--root",
+            unused.to_str().unwrap(),
+        ]);
         Binary::spawn(
             env!("CARGO_BIN_EXE_hostpath-provisioner"),
             &self.ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
-            &[
-                "--node-name",
-                node,
-                "--retry-interval-start",
-                "200ms",
-                "--retry-interval-max",
-                "2s",
-                "--kube-api-qps",
-                "0",
-                "--config",
-                self.config_file(node).to_str().unwrap(),
-                "--config-poll-interval",
-                "200ms",
-                "--config-map-name",
-                CONFIG_MAP,
-                // Not a real root: with --config it must not be used.
-                "--root",
-                self.path("unused").to_str().unwrap(),
-            ],
+            &args,
             &log_dir,
         )
+    }
+
+    async fn class(&self, name: &str) {
+        create_class(&self.client, name, PROVISIONER, "Delete", true, json!({})).await;
     }
 
     async fn claim_on(&self, name: &str, class: &str, node: &str) -> PersistentVolume {
@@ -113,16 +113,8 @@ async fn a_reload_adds_a_root_refuses_a_bad_config_and_never_deletes_from_a_remo
     let (a, b) = (env.path("a"), env.path("b"));
     env.write_config(NODE, "nodePathMap:\n- node: node-1\n  paths: [$T/a]\n");
     let bin = env.spawn(NODE);
-    create_class(
-        &env.client,
-        "hostpath",
-        PROVISIONER,
-        "Delete",
-        true,
-        json!({}),
-    )
-    .await;
-    create_class(&env.client, "on-b", PROVISIONER, "Delete", true, json!({})).await;
+    env.class("hostpath").await;
+    env.class("on-b").await;
     let first = env.claim_on("first", "hostpath", NODE).await;
     assert!(host_path(&first).starts_with(&a), "{first:?}");
     assert_eq!(recorded_root(&first), a.display().to_string());
@@ -193,15 +185,7 @@ async fn of_two_roots_on_a_node_the_volume_goes_to_the_one_with_more_room() {
         "nodePathMap:\n- node: DEFAULT_PATH_FOR_NON_LISTED_NODES\n  paths: [$T/small, $T/large]\n",
     );
     let _bin = env.spawn(NODE);
-    create_class(
-        &env.client,
-        "hostpath",
-        PROVISIONER,
-        "Delete",
-        true,
-        json!({}),
-    )
-    .await;
+    env.class("hostpath").await;
     let pv = env.claim_on("data", "hostpath", NODE).await;
     assert!(host_path(&pv).starts_with(env.path("large")), "{pv:?}");
     assert_eq!(recorded_root(&pv), env.path("large").display().to_string());
@@ -220,15 +204,7 @@ async fn a_node_configured_without_storage_gives_the_claim_back_to_the_scheduler
     env.write_config(NODE, config);
     env.write_config("node-2", config);
     let _bins = [env.spawn(NODE), env.spawn("node-2")];
-    create_class(
-        &env.client,
-        "hostpath",
-        PROVISIONER,
-        "Delete",
-        true,
-        json!({}),
-    )
-    .await;
+    env.class("hostpath").await;
     create_claim(&env.client, "data", "hostpath", "1Gi", json!({})).await;
     create_pod_for(&env.client, "data", NODE).await;
     let note = wait_warning(

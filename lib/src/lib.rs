@@ -56,6 +56,7 @@ pub mod backoff;
 pub mod controller;
 pub mod events;
 mod expiring;
+pub mod fields;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod http;

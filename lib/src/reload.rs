@@ -14,7 +14,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 
 /// The event reason of a configuration put in force by a reload.
 pub const RELOADED_REASON: &str = "ConfigReloaded";
@@ -143,24 +143,7 @@ pub async fn announce<C>(recorder: &Recorder, object: &ObjectReference, outcome:
             )
         }
     };
-    let mut note = note;
-    crate::text::truncate(&mut note, 1000);
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        // A new message is a new event, not a repeat of the last one (the
-        // recorder keeps a series' first message: see `events`).
-        action: crate::events::series_action(reason, &note),
-        note: Some(note),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, object).await {
-        tracing::warn!(reason, error = %e, "failed to publish event");
-    }
+    crate::events::publish_with(recorder, object, warning, reason, note).await;
 }
 
 #[cfg(test)]

@@ -30,6 +30,17 @@ pub mod rbac;
 /// How long a `wait_*` helper polls before it fails the test.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The flags of a provisioner instance under test: retries within
+/// seconds, no client-side rate limit.
+pub const QUICK_RETRIES: [&str; 6] = [
+    "--retry-interval-start",
+    "200ms",
+    "--retry-interval-max",
+    "2s",
+    "--kube-api-qps",
+    "0",
+];
+
 /// Polls `f` every 50 ms until it returns `Some`; panics naming `what` after [`WAIT`].
 pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where
