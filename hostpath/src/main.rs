@@ -8,7 +8,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use hostpath_provisioner::config::Config;
-use hostpath_provisioner::roots::{Layout, Roots};
+use hostpath_provisioner::roots::{ClassRooms, Layout, Roots};
 use hostpath_provisioner::{capacity, provisioner::HostPath, reload};
 
 /// Dynamic hostpath provisioner: a directory per claim on the selected node.
@@ -64,15 +64,16 @@ async fn main() -> anyhow::Result<()> {
         None => Config::single_root(&cli.root),
     };
     let layout = Layout::open(config, &node, None).map_err(anyhow::Error::msg)?;
-    // Capacity and usage metrics cover the roots open at start (with a
-    // configuration: the first root of this node's top-level entry).
+    // The usage metrics (and capacity without a configuration) are of one
+    // root: `--root`, or the first root of this node's top-level entry at
+    // start. quota::UsageCollector encodes its metric families itself, so
+    // a second one would repeat them and break /metrics.
     let main_root = match &cli.config {
         None => cli.root.clone(),
         Some(_) => (layout.config.node_path_map.paths_of(&node).ok())
             .and_then(|p| p.first().cloned())
             .unwrap_or_else(|| cli.root.clone()),
     };
-    let start_roots: Vec<PathBuf> = layout.roots().map(|r| r.path().to_path_buf()).collect();
     let roots = Arc::new(Roots::new(layout));
     if let Some(path) = &cli.config {
         let client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
@@ -127,19 +128,23 @@ async fn main() -> anyhow::Result<()> {
                 &main_root,
                 HostPath::projects_dir(&main_root),
             ),
+            rooms: cli.config.as_ref().map(|_| {
+                Arc::new(ClassRooms {
+                    roots: roots.clone(),
+                    node: node.clone(),
+                }) as Arc<dyn capacity::ClassRoom>
+            }),
         };
         tokio::spawn(publisher.run(client));
     }
     // Used and limit bytes of every quota-enforced volume, read from the
     // kernel's project quotas at each scrape.
+    let usage = hostpath_provisioner::quota::UsageCollector::new(
+        &main_root,
+        HostPath::projects_dir(&main_root),
+    );
     let metrics = external_storage::Metrics::with_registry(|r| {
-        for root in &start_roots {
-            let usage = hostpath_provisioner::quota::UsageCollector::new(
-                root,
-                HostPath::projects_dir(root),
-            );
-            r.register_collector(Box::new(usage));
-        }
+        r.register_collector(Box::new(usage));
     });
     external_storage::run_with_metrics(common, HostPath::with_roots(roots, node), metrics).await?;
     Ok(())

@@ -219,6 +219,45 @@ pub fn pick(candidates: &[Arc<Root>]) -> Option<Arc<Root>> {
     Some(candidates[i].clone())
 }
 
+/// What a class can still get on a node: the most room among the roots the
+/// layout gives it there (a new volume goes to that root), 0 when it has
+/// none. `room` reads one root (see [`room`]).
+pub fn class_room(
+    layout: &Layout,
+    class: &str,
+    node: &str,
+    room: impl Fn(&Path) -> Option<u64>,
+) -> u64 {
+    (layout.candidates(class, node).ok().into_iter().flatten())
+        .filter_map(|r| room(r.path()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Per-class room from the configuration in force, for the capacity
+/// publisher: a node without storage for a class publishes 0 for it, so the
+/// scheduler does not send that class's claims there.
+pub struct ClassRooms {
+    /// The roots in force.
+    pub roots: Arc<Roots>,
+    /// This node.
+    pub node: String,
+}
+
+impl std::fmt::Debug for ClassRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassRooms")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::capacity::ClassRoom for ClassRooms {
+    fn room(&self, class: &str) -> u64 {
+        class_room(&self.roots.current(), class, &self.node, room)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +323,20 @@ mod tests {
         // A recorded root the path does not lie under, or the root itself.
         assert!(l.find(&t.join("a/x"), Some(&b)).is_err());
         assert!(l.find(&t.join("b"), None).is_err());
+    }
+
+    #[test]
+    fn a_class_has_the_room_of_its_roomiest_root_and_none_without_storage() {
+        let (tmp, l) = layout(
+            "nodePathMap:\n- node: n1\n  paths: [$T/a, $T/b]\nstorageClassConfigs:\n  none:\n    nodePathMap:\n    - node: n1\n      paths: []\n",
+            "n1",
+        );
+        let b = tmp.path().join("b");
+        let fake = |p: &Path| Some(if p == b { 7 } else { 3 });
+        assert_eq!(class_room(&l, "any", "n1", fake), 7);
+        assert_eq!(class_room(&l, "none", "n1", fake), 0);
+        assert_eq!(class_room(&l, "any", "n2", fake), 0, "n2 is not listed");
+        assert_eq!(class_room(&l, "any", "n1", |_| None), 0);
     }
 
     #[test]
