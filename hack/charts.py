@@ -38,10 +38,10 @@ VERSION_RE = re.compile(r'^version = "([^"]+)"', re.M)
 CHARTS = {
     "hostpath": {
         "namespace": "hostpath-provisioner",
-        "workload": "02-daemonset.yaml",
-        "class": "03-storageclass.yaml",
+        "workload": "03-daemonset.yaml",
+        "class": "04-storageclass.yaml",
         "provisioner": "external-storage.io/hostpath",
-        "extra": [],
+        "extra": [("02-configmap.yaml", "data", "config")],
         "description": "Dynamic hostpath provisioner: a directory per claim on the selected node",
     },
     "local-volume": {

@@ -62,6 +62,14 @@ pub fn object_name(node: &str, class: &str) -> Option<String> {
     (name.len() <= 253).then_some(name)
 }
 
+/// The room a class has on this node when the configuration gives it its
+/// own roots (`roots::ClassRooms`); without one, every class has the room
+/// of [`Publisher::root`].
+pub trait ClassRoom: Send + Sync + std::fmt::Debug {
+    /// Bytes a new volume of `class` can get on this node (0: no storage).
+    fn room(&self, class: &str) -> u64;
+}
+
 /// Where this instance publishes, and for which node.
 #[derive(Debug, Clone)]
 pub struct Publisher {
@@ -77,6 +85,9 @@ pub struct Publisher {
     pub interval: Duration,
     /// The quota'd volumes of this root, whose unused limits are promised.
     pub quotas: hostfs::quota::UsageCollector,
+    /// Per-class room from the configuration in force, read every round
+    /// (replaces `root` and `quotas` when set).
+    pub rooms: Option<std::sync::Arc<dyn ClassRoom>>,
 }
 
 /// What a new volume can still get: `free` bytes minus the room promised to
@@ -211,9 +222,15 @@ impl Publisher {
             .filter(|c| self.provisioners.contains(&c.provisioner))
             .filter_map(|c| c.metadata.name)
             .collect();
-        let usages: Vec<_> = self.quotas.sample().into_iter().map(|(_, u)| u).collect();
-        let bytes = available(free_bytes(&self.root)?, &usages);
+        let single = match &self.rooms {
+            Some(_) => 0,
+            None => {
+                let usages: Vec<_> = self.quotas.sample().into_iter().map(|(_, u)| u).collect();
+                available(free_bytes(&self.root)?, &usages)
+            }
+        };
         for class in &ours {
+            let bytes = self.rooms.as_ref().map_or(single, |r| r.room(class));
             let Some(name) = object_name(&self.node, class) else {
                 tracing::warn!(class, "capacity: object name too long; not published");
                 continue;

@@ -5,20 +5,37 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hostfs::root::Root;
-use hostpath_provisioner::{capacity, provisioner::HostPath};
+use std::sync::Arc;
+
+use hostpath_provisioner::config::Config;
+use hostpath_provisioner::roots::{ClassRooms, Layout, Roots};
+use hostpath_provisioner::{capacity, provisioner::HostPath, reload};
 
 /// Dynamic hostpath provisioner: a directory per claim on the selected node.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Directory under which every volume of this node is made.
+    /// Directory under which every volume of this node is made (without
+    /// `--config`; with it, the configuration's `nodePathMap` says).
     #[arg(
         long,
         env = "HOSTPATH_ROOT",
         default_value = "/var/lib/hostpath-provisioner"
     )]
     root: PathBuf,
+    /// Configuration file (YAML or JSON, see README "Configuration"): the
+    /// roots of each node and class. Read again every
+    /// `--config-poll-interval`; a bad new one is refused and the last good
+    /// one stays in force.
+    #[arg(long, env = "HOSTPATH_CONFIG")]
+    config: Option<PathBuf>,
+    /// How often the configuration file is read again.
+    #[arg(long, env = "CONFIG_POLL_INTERVAL", default_value = "10s", value_parser = external_storage::args::parse_duration)]
+    config_poll_interval: std::time::Duration,
+    /// The ConfigMap the configuration is mounted from (in POD_NAMESPACE):
+    /// reload events are recorded on it (else on the Node).
+    #[arg(long, env = "CONFIG_MAP_NAME")]
+    config_map_name: Option<String>,
     /// Publish this node's free space as CSIStorageCapacity objects, so the
     /// scheduler places claims only where they fit (needs a provisioner
     /// name that is a valid CSIDriver name and a CSIDriver object with
@@ -45,8 +62,52 @@ async fn main() -> anyhow::Result<()> {
     let Some(node) = common.node_name.clone().filter(|n| !n.is_empty()) else {
         bail!("--node-name (or NODE_NAME) is required: the DaemonSet sets it from spec.nodeName");
     };
-    let root = Root::open(&cli.root)
-        .with_context(|| format!("cannot use {} as the volume root", cli.root.display()))?;
+    let config = match &cli.config {
+        Some(path) => Config::load(path)
+            .with_context(|| format!("invalid configuration {}", path.display()))?,
+        None => Config::single_root(&cli.root),
+    };
+    let layout = Layout::open(config, &node, None).map_err(anyhow::Error::msg)?;
+    // The usage metrics (and capacity without a configuration) are of one
+    // root: `--root`, or the first root of this node's top-level entry at
+    // start. quota::UsageCollector encodes its metric families itself, so
+    // a second one would repeat them and break /metrics.
+    let main_root = match &cli.config {
+        None => cli.root.clone(),
+        Some(_) => (layout.config.node_path_map.paths_of(&node).ok())
+            .and_then(|p| p.first().cloned())
+            .unwrap_or_else(|| cli.root.clone()),
+    };
+    let roots = Arc::new(Roots::new(layout));
+    if let Some(path) = &cli.config {
+        let client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
+        let object = match &cli.config_map_name {
+            Some(name) => {
+                external_storage::reload::config_map_ref(name, &common.leader_elect_namespace)
+            }
+            None => k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
+        };
+        let recorder = kube::runtime::events::Recorder::new(
+            client,
+            kube::runtime::events::Reporter {
+                controller: common.provisioner_name.clone().unwrap_or_default(),
+                instance: Some(node.clone()),
+            },
+        );
+        tokio::spawn(reload::watch(
+            reload::reloader(path),
+            roots.clone(),
+            node.clone(),
+            recorder,
+            object,
+            cli.config_poll_interval,
+        ));
+    }
     if cli.publish_capacity {
         // Classes of names that cannot name a CSIDriver (such as the
         // default external-storage.io/hostpath) get no capacity; the main
@@ -64,19 +125,25 @@ async fn main() -> anyhow::Result<()> {
         let publisher = capacity::Publisher {
             provisioners,
             namespace: common.leader_elect_namespace.clone(),
-            root: cli.root.clone(),
+            root: main_root.clone(),
             node: node.clone(),
             interval: cli.capacity_interval,
             quotas: hostfs::quota::UsageCollector::new(
-                &cli.root,
-                HostPath::projects_dir(&cli.root),
+                &main_root,
+                HostPath::projects_dir(&main_root),
             ),
+            rooms: cli.config.as_ref().map(|_| {
+                Arc::new(ClassRooms {
+                    roots: roots.clone(),
+                    node: node.clone(),
+                }) as Arc<dyn capacity::ClassRoom>
+            }),
         };
         tokio::spawn(publisher.run(client));
     }
     // Used and limit bytes of every quota-enforced volume, read from the
     // kernel's project quotas at each scrape.
-    let usage = hostfs::quota::UsageCollector::new(&cli.root, HostPath::projects_dir(&cli.root));
+    let usage = hostfs::quota::UsageCollector::new(&main_root, HostPath::projects_dir(&main_root));
     let metrics = external_storage::Metrics::with_registry(|r| {
         r.register_collector(Box::new(usage));
     });
@@ -85,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
         external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
     let controller = common.provisioner_name.clone().unwrap_or_default();
     let events = external_storage::events::Events::new(events_client, &controller, &node);
-    let hostpath = std::sync::Arc::new(HostPath::new(root, node, Some(events)));
+    let hostpath = Arc::new(HostPath::with_roots(roots, node, Some(events)));
     let sweeper = hostpath.clone();
     hostfs::archive::spawn_sweeper(cli.archive_sweep_interval, move || sweeper.sweep_archives());
     external_storage::run_with_metrics(common, hostpath, metrics).await?;

@@ -22,14 +22,17 @@ use k8s_openapi::api::core::v1::{
 
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
+use crate::roots::{self, Layout, Roots};
 use hostfs::quota::{self, clear_project_limit, ProjectQuotas};
-use hostfs::root::{Deleted, Release, Root, RootError, STATE_DIR};
+use hostfs::root::{Deleted, Release, Root, RootError};
 use kube::Resource;
 
 /// Annotation on our PVs: the directory, relative to the root.
 pub const PATH_ANNOTATION: &str = "hostpath.external-storage.io/path";
 /// Annotation on our PVs: the node the directory is on.
 pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
+/// Annotation on our PVs: the root (configured path) the directory is in.
+pub const ROOT_ANNOTATION: &str = "hostpath.external-storage.io/root";
 /// Annotation on PVs whose size is enforced: the directory's quota project id.
 pub const QUOTA_ANNOTATION: &str = "hostpath.external-storage.io/quota-project";
 /// The node label the PV's node affinity uses.
@@ -37,34 +40,67 @@ pub use external_storage::annotations::HOSTNAME_LABEL;
 
 /// Makes and deletes claim directories on this node.
 pub struct HostPath {
-    root: Arc<Root>,
+    roots: Arc<Roots>,
     node: String,
     events: Option<Events>,
 }
 
 impl HostPath {
-    /// A provisioner for `node` with volumes under `root`, publishing
-    /// `VolumeArchived` / `VolumeRetained` events through `events` (without,
-    /// those outcomes are only logged).
-    pub fn new(root: Root, node: impl Into<String>, events: Option<Events>) -> Self {
+    /// A provisioner for `node` with volumes under `root`.
+    pub fn new(root: Root, node: impl Into<String>) -> Self {
+        Self::with_roots(Arc::new(Roots::new(Layout::single(root))), node, None)
+    }
+
+    /// A provisioner for `node` with the roots of the configuration in
+    /// force in `roots` (replaced by a reload), publishing
+    /// `VolumeArchived` / `VolumeRetained` events through `events`
+    /// (without, those outcomes are only logged).
+    pub fn with_roots(roots: Arc<Roots>, node: impl Into<String>, events: Option<Events>) -> Self {
         HostPath {
-            root: Arc::new(root),
+            roots,
             node: node.into(),
             events,
         }
     }
 
-    /// Removes the archives of this root whose retention has passed and
-    /// frees their quota project ids (blocking). Only archives this
-    /// provisioner recorded are ever removed. Returns their names.
+    /// Removes the archives whose retention has passed in every root in
+    /// force and frees their quota project ids (blocking). Only archives
+    /// this provisioner recorded are ever removed. Returns their names.
     pub fn sweep_archives(&self) -> Result<Vec<String>, String> {
-        let (root, projects) = (self.root.path(), Self::projects_dir(self.root.path()));
-        hostfs::archive::sweep(self.root.archives(), root, &projects, SystemTime::now())
+        let mut removed = Vec::new();
+        for root in self.roots.current().roots() {
+            let projects = Self::projects_dir(root.path());
+            let now = SystemTime::now();
+            removed.extend(hostfs::archive::sweep(
+                root.archives(),
+                root.path(),
+                &projects,
+                now,
+            )?);
+        }
+        Ok(removed)
+    }
+
+    async fn publish(&self, pv: &PersistentVolume, reason: Reason, note: String) {
+        tracing::info!(pv = ?pv.metadata.name, "{note}");
+        if let Some(events) = &self.events {
+            events.publish(&pv.object_ref(&()), reason, note).await;
+        }
     }
 
     /// Where the project id of each quota-enforced PV is recorded.
     pub fn projects_dir(root: &Path) -> PathBuf {
-        root.join(STATE_DIR).join("projects")
+        roots::projects_dir(root)
+    }
+
+    /// The root of `pv` on this node and its directory relative to it.
+    fn root_of(&self, pv: &PersistentVolume) -> Result<(Arc<Root>, String), String> {
+        let name = pv.metadata.name.as_deref().unwrap_or_default();
+        let path = host_path_of(pv).ok_or_else(|| format!("{name} has no path"))?;
+        self.roots
+            .current()
+            .find(Path::new(path), roots::recorded_root(pv, ROOT_ANNOTATION))
+            .map_err(|e| format!("PV {name}: {e}"))
     }
 }
 
@@ -128,14 +164,17 @@ pub fn volume_spec(volume_type: VolumeType, path: &Path, hostname: &str) -> Pers
 
 /// The directory of a PV, relative to `root`, if the PV points under it.
 pub fn relative_path(pv: &PersistentVolume, root: &Path) -> Option<String> {
+    let rel = Path::new(host_path_of(pv)?).strip_prefix(root).ok()?;
+    Some(rel.to_str()?.to_string())
+}
+
+/// The absolute path of a PV's directory (`hostPath` or `local`).
+pub fn host_path_of(pv: &PersistentVolume) -> Option<&str> {
     let spec = pv.spec.as_ref()?;
-    let path = spec
-        .host_path
+    spec.host_path
         .as_ref()
         .map(|h| h.path.as_str())
-        .or(spec.local.as_ref().map(|l| l.path.as_str()))?;
-    let rel = Path::new(path).strip_prefix(root).ok()?;
-    Some(rel.to_str()?.to_string())
+        .or(spec.local.as_ref().map(|l| l.path.as_str()))
 }
 
 #[async_trait]
@@ -153,6 +192,16 @@ impl Provisioner for HostPath {
             )));
         }
         check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let class = opts
+            .storage_class
+            .metadata
+            .name
+            .as_deref()
+            .unwrap_or_default();
+        // A node the configuration gives no storage: another node may have
+        // some, so the scheduler is asked to pick again.
+        let candidates = (self.roots.current().candidates(class, &self.node))
+            .map_err(|e| ProvisionError::Reschedule(e.0))?;
         let bytes = external_storage::params::storage_request(&opts.claim)
             .map_err(ProvisionError::Infeasible)?
             .map(|(_, bytes)| bytes);
@@ -170,11 +219,13 @@ impl Provisioner for HostPath {
                 ProvisionError::Infeasible(format!("StorageClass parameter `pathPattern`: {e}"))
             })?;
 
-        let root = self.root.clone();
         let pv_name = opts.pv_name.clone();
         let rel_for_fs = rel.clone();
-        let (path, project) = tokio::task::spawn_blocking(
-            move || -> Result<(PathBuf, Option<u32>), ProvisionError> {
+        let (root_path, path, project) = tokio::task::spawn_blocking(
+            move || -> Result<(PathBuf, PathBuf, Option<u32>), ProvisionError> {
+                let root = roots::pick(&candidates).ok_or_else(|| {
+                    ProvisionError::Failed("no configured root of this node is open".into())
+                })?;
                 let quotas = if params.enforce_capacity {
                     let q = ProjectQuotas::detect(root.path())
                         .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
@@ -198,7 +249,7 @@ impl Provisioner for HostPath {
                         .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                     project = Some(id);
                 }
-                Ok((path, project))
+                Ok((root.path().to_path_buf(), path, project))
             },
         )
         .await
@@ -211,6 +262,7 @@ impl Provisioner for HostPath {
         out.annotations = BTreeMap::from([
             (PATH_ANNOTATION.to_string(), rel),
             (NODE_ANNOTATION.to_string(), self.node.clone()),
+            (ROOT_ANNOTATION.to_string(), root_path.display().to_string()),
         ]);
         if let Some(id) = project {
             out.annotations
@@ -224,13 +276,7 @@ impl Provisioner for HostPath {
     /// has no size), so only the PV's capacity grows; with it, the quota's
     /// hard limit is raised first.
     async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
-        let name = pv.metadata.name.clone().unwrap_or_default();
-        let Some(rel) = relative_path(pv, self.root.path()) else {
-            return Err(ProvisionError::Failed(format!(
-                "{name} does not point under {}",
-                self.root.path().display()
-            )));
-        };
+        let (root, rel) = self.root_of(pv).map_err(ProvisionError::Failed)?;
         let project = pv
             .metadata
             .annotations
@@ -245,7 +291,6 @@ impl Provisioner for HostPath {
         let Some(project) = project else {
             return Ok(());
         };
-        let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let q = ProjectQuotas::detect(root.path())
                 .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
@@ -258,12 +303,9 @@ impl Provisioner for HostPath {
 
     async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
         let name = pv.metadata.name.clone().unwrap_or_default();
-        let Some(rel) = relative_path(pv, self.root.path()) else {
-            return Err(DeleteError::Ignored(format!(
-                "{name} does not point under {}",
-                self.root.path().display()
-            )));
-        };
+        // A PV whose root is no longer configured is not deleted: its
+        // ownership records cannot be checked (a Warning says so).
+        let (root, rel) = self.root_of(pv).map_err(DeleteError::Failed)?;
         // The policy recorded on the PV at provisioning; a damaged one
         // deletes nothing.
         let how = match OnDelete::from_pv(pv).map_err(DeleteError::Failed)? {
@@ -274,8 +316,9 @@ impl Provisioner for HostPath {
                 retention,
             },
         };
-        let root = self.root.clone();
+        let fs_root = root.clone();
         let outcome = tokio::task::spawn_blocking(move || {
+            let root = fs_root;
             let deleted = root.release_volume(&rel, &name, how)?;
             // An archived or retained directory keeps its quota project id
             // (its files carry it): released only when the data is gone.
@@ -301,20 +344,18 @@ impl Provisioner for HostPath {
                 };
                 let note = format!(
                     "the data of {rel} was archived to {} on node {}, kept {keep}",
-                    self.root.host_path(&rec.name).display(),
+                    root.host_path(&rec.name).display(),
                     self.node
                 );
-                tracing::info!(pv = ?pv.metadata.name, archive = rec.name, "{note}");
                 self.publish(pv, Reason::VolumeArchived, note).await;
                 Ok(())
             }
             Ok((rel, Deleted::Retained)) => {
                 let note = format!(
                     "the data was retained at {} on node {}; remove it by hand when it is no longer needed",
-                    self.root.host_path(&rel).display(),
+                    root.host_path(&rel).display(),
                     self.node
                 );
-                tracing::info!(pv = ?pv.metadata.name, "{note}");
                 self.publish(pv, Reason::VolumeRetained, note).await;
                 Ok(())
             }
@@ -330,14 +371,6 @@ impl Provisioner for HostPath {
                  nothing was deleted: check the PV and remove the data by hand"
             ))),
             Err(e) => Err(DeleteError::Failed(e.to_string())),
-        }
-    }
-}
-
-impl HostPath {
-    async fn publish(&self, pv: &PersistentVolume, reason: Reason, note: String) {
-        if let Some(events) = &self.events {
-            events.publish(&pv.object_ref(&()), reason, note).await;
         }
     }
 }

@@ -115,23 +115,18 @@ async fn scenario(fs: &str, mnt: &Path) {
     let logs = tempfile::tempdir().unwrap();
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
+    let mut args = vec!["--node-name", NODE];
+    args.extend(QUICK_RETRIES);
+    args.extend([
+        "--metrics-address",
+        &metrics,
+        "--root",
+        root.to_str().unwrap(),
+    ]);
     let _provisioner = Binary::spawn(
         env!("CARGO_BIN_EXE_hostpath-provisioner"),
         &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
-        &[
-            "--node-name",
-            NODE,
-            "--retry-interval-start",
-            "200ms",
-            "--retry-interval-max",
-            "2s",
-            "--kube-api-qps",
-            "0",
-            "--metrics-address",
-            &metrics,
-            "--root",
-            root.to_str().unwrap(),
-        ],
+        &args,
         logs.path(),
     );
     let classes: kube::Api<k8s_openapi::api::storage::v1::StorageClass> = kube::Api::all(c.clone());

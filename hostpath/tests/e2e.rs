@@ -60,23 +60,14 @@ impl Env {
 fn spawn_instance(ts: &TestServer, logs: &Path, node: &str, root: &Path) -> Binary {
     let log_dir = logs.join(format!("logs-{node}"));
     std::fs::create_dir_all(&log_dir).unwrap();
+    let mut args = vec!["--node-name", node];
+    args.extend(QUICK_RETRIES);
+    args.extend(["--root", root.to_str().unwrap()]);
+    args.extend(["--archive-sweep-interval", "1s"]);
     Binary::spawn(
         env!("CARGO_BIN_EXE_hostpath-provisioner"),
         &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
-        &[
-            "--node-name",
-            node,
-            "--retry-interval-start",
-            "200ms",
-            "--retry-interval-max",
-            "2s",
-            "--kube-api-qps",
-            "0",
-            "--root",
-            root.to_str().unwrap(),
-            "--archive-sweep-interval",
-            "1s",
-        ],
+        &args,
         &log_dir,
     )
 }

@@ -222,33 +222,6 @@ async fn real_node_affinity_and_allowed_topologies_use_the_hostname_label() {
     cluster.assert_rbac(&env.installed);
 }
 
-/// Unmounts on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(
-            ok,
-            "mount tmpfs on {} (this test runs as root)",
-            dir.display()
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A pod for `claim` that prefers (does not require) the node labelled
 /// `hostname`: without capacity information the scheduler follows the
 /// preference; with it, a node without room is filtered out first.
@@ -271,14 +244,12 @@ async fn create_pod_preferring(client: &kube::Client, claim: &str, hostname: &st
     .await;
 }
 
-/// Issue #18.3: with deploy/hostpath/optional/capacity.yaml (a CSIDriver
-/// with `storageCapacity: true`, no CSI driver running) and
-/// `--publish-capacity`, the real scheduler skips a node whose root has no
-/// room for the claim, even when the pod prefers that node; for a class
-/// without a CSIDriver it follows the preference onto the small node, where
-/// the volume cannot hold what it promises.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
+/// The real control plane with deploy/hostpath and its
+/// optional/capacity.yaml applied, once the capacity Role is in force; and
+/// the admin kubeconfig; with two Nodes, each named like its hostname
+/// label. `None` (the test says it skipped) on kube-testserver, whose
+/// scheduler does not read CSIStorageCapacity.
+async fn capacity_cluster(nodes: [&str; 2]) -> Option<(Cluster, Installed, PathBuf)> {
     let cluster = Cluster::start().await;
     if !cluster.is_real() {
         println!(
@@ -286,9 +257,8 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
              this test needs the real one (E2E_CLUSTER=real)",
             cluster.backend().name()
         );
-        return;
+        return None;
     }
-    let tmp = tempfile::tempdir().unwrap();
     let installed = cluster.install("hostpath");
     let admin = cluster.admin_kubeconfig().to_path_buf();
     let manifest = installed.deploy.join("optional/capacity.yaml");
@@ -317,14 +287,15 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
         }
     })
     .await;
-    let (small, large) = ("node-small", "node-large");
-    cluster.node(small, small).await;
-    cluster.node(large, large).await;
-    let _mounts = [
-        Tmpfs::mount(&root_of(tmp.path(), small), "8m"),
-        Tmpfs::mount(&root_of(tmp.path(), large), "256m"),
-    ];
-    let extra = [
+    for node in nodes {
+        cluster.node(node, node).await;
+    }
+    Some((cluster, installed, admin))
+}
+
+/// The flags of an instance publishing capacity into `ns`.
+fn capacity_flags(ns: &str) -> [&str; 9] {
+    [
         "--provisioner-name",
         "hostpath.external-storage.io",
         "--additional-provisioner-names",
@@ -333,8 +304,72 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
         "--capacity-interval",
         "1s",
         "--leader-elect-namespace",
-        &ns,
+        ns,
+    ]
+}
+
+/// Waits until `nodes` nodes publish capacity for `class`; (hostname, capacity) sorted.
+async fn published(
+    caps: &kube::Api<k8s_openapi::api::storage::v1::CSIStorageCapacity>,
+    class: &str,
+    nodes: usize,
+) -> Vec<(String, String)> {
+    wait_for(
+        &format!("{nodes} nodes publish their capacity for {class}"),
+        || {
+            let caps = caps.clone();
+            async move {
+                let items = caps.list(&Default::default()).await.ok()?.items;
+                let mut by_node: Vec<(String, String)> = items
+                    .iter()
+                    .filter(|c| c.storage_class_name == class)
+                    .map(|c| {
+                        let sel = c
+                            .node_topology
+                            .as_ref()
+                            .unwrap()
+                            .match_labels
+                            .as_ref()
+                            .unwrap();
+                        (
+                            sel["kubernetes.io/hostname"].clone(),
+                            c.capacity.as_ref().unwrap().0.clone(),
+                        )
+                    })
+                    .collect();
+                by_node.sort();
+                (by_node.len() == nodes).then_some(by_node)
+            }
+        },
+    )
+    .await
+}
+
+fn mib(q: &str) -> u64 {
+    q.strip_suffix("Mi")
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap()
+}
+
+/// Issue #18.3: with deploy/hostpath/optional/capacity.yaml (a CSIDriver
+/// with `storageCapacity: true`, no CSI driver running) and
+/// `--publish-capacity`, the real scheduler skips a node whose root has no
+/// room for the claim, even when the pod prefers that node; for a class
+/// without a CSIDriver it follows the preference onto the small node, where
+/// the volume cannot hold what it promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
+    let (small, large) = ("node-small", "node-large");
+    let Some((cluster, installed, admin)) = capacity_cluster([small, large]).await else {
+        return;
+    };
+    let ns = installed.namespace.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let _mounts = [
+        Tmpfs::mount(&root_of(tmp.path(), small), "8m"),
+        Tmpfs::mount(&root_of(tmp.path(), large), "256m"),
     ];
+    let extra = capacity_flags(&ns);
     let _instances = [
         spawn_instance_with(&installed.kubeconfig, tmp.path(), small, &extra),
         spawn_instance_with(&installed.kubeconfig, tmp.path(), large, &extra),
@@ -342,38 +377,8 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
     let client = cluster.client();
     let caps: kube::Api<k8s_openapi::api::storage::v1::CSIStorageCapacity> =
         kube::Api::namespaced(client.clone(), &ns);
-    let published = wait_for("both nodes publish their capacity", || {
-        let caps = caps.clone();
-        async move {
-            let items = caps.list(&Default::default()).await.ok()?.items;
-            let mut by_node: Vec<(String, String)> = items
-                .iter()
-                .filter(|c| c.storage_class_name == "hostpath-capacity")
-                .map(|c| {
-                    let sel = c
-                        .node_topology
-                        .as_ref()
-                        .unwrap()
-                        .match_labels
-                        .as_ref()
-                        .unwrap();
-                    (
-                        sel["kubernetes.io/hostname"].clone(),
-                        c.capacity.as_ref().unwrap().0.clone(),
-                    )
-                })
-                .collect();
-            by_node.sort();
-            (by_node.len() == 2).then_some(by_node)
-        }
-    })
-    .await;
+    let published = published(&caps, "hostpath-capacity", 2).await;
     println!("published: {published:?}");
-    let mib = |q: &str| {
-        q.strip_suffix("Mi")
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap()
-    };
     assert_eq!(published[0].0, large);
     assert!((200..=256).contains(&mib(&published[0].1)), "{published:?}");
     assert_eq!(published[1].0, small);
@@ -421,5 +426,123 @@ async fn real_capacity_aware_scheduling_skips_a_node_without_room() {
     })
     .await;
 
+    cluster.assert_rbac(&installed);
+}
+
+/// Issue #19.3: a node the configuration lists with `paths: []` has no
+/// storage. A claim selected for it is given back to the scheduler (the
+/// selected-node annotation removed, a Warning naming the config entry),
+/// not left waiting, and binds on a node with storage. The selected node is
+/// set by hand: the real scheduler, left alone, may pick either node, and a
+/// pod preferring the empty node would be sent back to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_hostpath_a_node_without_storage_gives_its_claim_back() {
+    use external_storage::annotations::SELECTED_NODE;
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    let (empty, full) = ("node-empty", "node-full");
+    cluster.node(empty, empty).await;
+    cluster.node(full, full).await;
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "nodePathMap:\n- node: DEFAULT_PATH_FOR_NON_LISTED_NODES\n  paths: [{}]\n\
+             - node: {empty}\n  paths: []\n",
+            root_of(tmp.path(), full).display()
+        ),
+    )
+    .unwrap();
+    let extra = ["--config", config.to_str().unwrap()];
+    let _instances = [
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), empty, &extra),
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), full, &extra),
+    ];
+
+    let _: k8s_openapi::api::core::v1::PersistentVolumeClaim = create(
+        &claims(&client),
+        json!({
+            "metadata": {"name": "data", "annotations": {SELECTED_NODE: empty}},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "hostpath",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }),
+    )
+    .await;
+    let note = wait_warning(&client, "data", "asking the scheduler to pick another node").await;
+    assert!(
+        note.contains(&format!("`nodePathMap[1]` (node: {empty}) has `paths: []`")),
+        "{note}"
+    );
+    wait_for("the selected-node annotation removed", || async {
+        let claim = claims(&client).get("data").await.ok()?;
+        (!claim
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(SELECTED_NODE))
+        .then_some(())
+    })
+    .await;
+    assert!(!root_of(tmp.path(), empty).exists());
+
+    // The scheduler places the pod on the node with storage: bound there.
+    create_pod_on(&client, "data", full).await;
+    let pv = wait_bound(&client, "data").await;
+    assert_eq!(wait_scheduled(&client, "data").await, full);
+    assert_eq!(affinity_values(&pv), [full]);
+    assert!(host_path(&pv).starts_with(root_of(tmp.path(), full)));
+    cluster.assert_rbac(&installed);
+}
+
+/// Issue #19.3 with capacity-aware scheduling: capacity follows the
+/// configuration. A node configured without storage publishes 0 for the
+/// class, so the real scheduler does not put the claim there even when its
+/// pod prefers that node; a node with two roots publishes the room of the
+/// roomier one, and the volume goes to that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_capacity_follows_the_configuration() {
+    let (none, two) = ("node-none", "node-two");
+    let Some((cluster, installed, _)) = capacity_cluster([none, two]).await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (small, large) = (tmp.path().join("small"), tmp.path().join("large"));
+    let _mounts = [Tmpfs::mount(&small, "8m"), Tmpfs::mount(&large, "64m")];
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "nodePathMap:\n- node: {none}\n  paths: []\n- node: {two}\n  paths: [{}, {}]\n",
+            small.display(),
+            large.display()
+        ),
+    )
+    .unwrap();
+    let mut extra = capacity_flags(&installed.namespace).to_vec();
+    extra.extend(["--config", config.to_str().unwrap()]);
+    let _instances = [
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), none, &extra),
+        spawn_instance_with(&installed.kubeconfig, tmp.path(), two, &extra),
+    ];
+    let client = cluster.client();
+    let caps = kube::Api::namespaced(client.clone(), &installed.namespace);
+    let published = published(&caps, "hostpath-capacity", 2).await;
+    println!("published: {published:?}");
+    // The API server writes 0Mi as 0.
+    assert_eq!(published[0], (none.to_string(), "0".to_string()));
+    assert_eq!(published[1].0, two);
+    assert!((56..=64).contains(&mib(&published[1].1)), "{published:?}");
+
+    create_claim(&client, "data", "hostpath-capacity", "16Mi", json!({})).await;
+    create_pod_preferring(&client, "data", none).await;
+    assert_eq!(wait_scheduled(&client, "data").await, two);
+    let pv = wait_bound(&client, "data").await;
+    assert_eq!(affinity_values(&pv), [two]);
+    assert!(host_path(&pv).starts_with(&large), "{pv:?}");
     cluster.assert_rbac(&installed);
 }

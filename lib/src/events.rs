@@ -146,6 +146,36 @@ pub fn series_action(step: &str, note: &str) -> String {
     format!("{step}/{hash:08x}")
 }
 
+/// Publishes one event about `object` through `recorder` (a Warning if
+/// `warning`, else Normal), its action [`series_action`] of `reason` and the
+/// note, so a different message is a new event rather than a repeat merged
+/// into the last one's series. For events outside the provisioning protocol
+/// (configuration reloads, discovery); a failure is logged only.
+pub async fn publish_with(
+    recorder: &Recorder,
+    object: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let mut note = note;
+    crate::text::truncate(&mut note, 1000);
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        action: series_action(reason, &note),
+        note: Some(note),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, object).await {
+        tracing::warn!(reason, error = %e, "failed to publish event");
+    }
+}
+
 /// The longest event name kube-apiserver accepts on `events.k8s.io/v1`
 /// (a DNS subdomain, validated strictly there; `v1` Events skip it).
 const EVENT_NAME_MAX: usize = 253;

@@ -56,6 +56,7 @@ pub mod backoff;
 pub mod controller;
 pub mod events;
 mod expiring;
+pub mod fields;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 pub mod http;
@@ -67,6 +68,7 @@ pub mod params;
 pub mod process;
 pub mod provisioner;
 pub mod ratelimit;
+pub mod reload;
 pub mod text;
 
 pub use args::{run, run_until, run_with_metrics, Args, RunError, Settings};

@@ -10,7 +10,7 @@
 //! `storageClassMap.fast-disks.volumeMode`.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::NodeSelectorTerm;
@@ -192,15 +192,8 @@ impl Config {
             serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
             v => v,
         };
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let key = if path == "." {
-                "(top level)".into()
-            } else {
-                path
-            };
-            err(key, e.into_inner().to_string())
-        })?;
+        let raw: RawConfig = external_storage::fields::deserialize(value)
+            .map_err(|(key, message)| err(key, message))?;
         Config::try_from(raw)
     }
 }
@@ -262,22 +255,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn absolute_dir(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
-    let p = Path::new(s);
-    if !p.is_absolute() {
-        return Err(err(key, format!("{s:?} must be an absolute path")));
-    }
-    if p.components()
-        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-    {
-        return Err(err(key, format!("{s:?} must not contain `.` or `..`")));
-    }
-    if p == Path::new("/") {
-        return Err(err(
-            key,
-            "the root directory cannot be a discovery directory",
-        ));
-    }
-    Ok(p.components().collect())
+    external_storage::fields::absolute_dir(s).map_err(|m| err(key, m))
 }
 
 fn valid_class_name(name: &str) -> bool {

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
@@ -218,29 +218,9 @@ impl Discovery {
             .config_object
             .clone()
             .unwrap_or_else(|| self.node_ref());
-        match outcome {
-            Reload::Unchanged | Reload::StillRefused => {}
-            Reload::Changed(config, summary) => {
-                tracing::info!(%summary, "configuration reloaded");
-                self.volumes.replace_config(config);
-                self.event(
-                    &object,
-                    false,
-                    "ConfigReloaded",
-                    format!("configuration reloaded: {summary}"),
-                )
-                .await;
-            }
-            Reload::Refused(why) => {
-                tracing::error!(error = %why, "new configuration refused; the last good one stays in force");
-                self.event(
-                    &object,
-                    true,
-                    "ConfigRefused",
-                    format!("new configuration refused, the last good one stays in force: {why}"),
-                )
-                .await;
-            }
+        external_storage::reload::announce(&self.recorder, &object, &outcome).await;
+        if let Reload::Changed(config, _) = outcome {
+            self.volumes.replace_config(config);
         }
     }
 
@@ -283,20 +263,7 @@ impl Discovery {
     }
 
     async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, object).await {
-            tracing::warn!(reason, error = %e, "failed to publish event");
-        }
+        external_storage::events::publish_with(&self.recorder, object, warning, reason, note).await;
     }
 
     /// Logs and records a Warning on the node, at most once per

@@ -18,7 +18,7 @@ use local_volume_provisioner::discovery::Discovery;
 use local_volume_provisioner::labels::NODE_LABEL;
 use local_volume_provisioner::metrics::LocalMetrics;
 use local_volume_provisioner::pv::NodeInfo;
-use local_volume_provisioner::reload::Reloader;
+use local_volume_provisioner::reload;
 use local_volume_provisioner::state::StateDir;
 use local_volume_provisioner::volumes::{LocalVolumes, Volumes};
 
@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
             name: Some(name),
             ..Default::default()
         });
-        discovery = discovery.with_reload(Reloader::new(&cli.config), object);
+        discovery = discovery.with_reload(reload::reloader(&cli.config), object);
     }
     if let Some(addr) = settings.metrics_address {
         let (bound, _) = external_storage::http::serve_all_ready(

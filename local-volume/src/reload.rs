@@ -1,5 +1,6 @@
 //! Hot reload of the configuration: the mounted ConfigMap (or file) is read
-//! again before every discovery pass. A new configuration that validates is
+//! again before every discovery pass (the mechanics, shared with hostpath,
+//! are `external_storage::reload`). A new configuration that validates is
 //! put in force (new classes and discovery directories are scanned from the
 //! next pass on; a changed class applies to what is discovered and cleaned
 //! after it); one that does not is refused with the reason, and the last
@@ -15,58 +16,16 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 
-/// What the latest read of the configuration found.
-#[derive(Debug)]
-pub enum Reload {
-    /// The same configuration as the one in force.
-    Unchanged,
-    /// A different, valid configuration, and what changed (for the event).
-    Changed(Config, String),
-    /// A configuration that does not validate, first seen now: why.
-    Refused(String),
-    /// The same refusal as last time (not reported again).
-    StillRefused,
-}
-
+/// What the latest read of the configuration found (the library's, for
+/// local-volume's [`Config`]).
+pub type Reload = external_storage::reload::Reload<Config>;
 /// Reads the configuration at a path again and compares it.
-#[derive(Debug)]
-pub struct Reloader {
-    path: PathBuf,
-    last_refusal: Option<String>,
-}
+pub type Reloader = external_storage::reload::Reloader<Config>;
 
-impl Reloader {
-    /// Reloads from `path` (a YAML file, or a directory with a file per key).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Reloader {
-            path: path.into(),
-            last_refusal: None,
-        }
-    }
-
-    /// Reads the configuration and compares it with `current`.
-    pub fn check(&mut self, current: &Config) -> Reload {
-        match Config::load(&self.path) {
-            Ok(new) => {
-                self.last_refusal = None;
-                if &new == current {
-                    Reload::Unchanged
-                } else {
-                    let summary = summary(current, &new);
-                    Reload::Changed(new, summary)
-                }
-            }
-            Err(e) => {
-                let why = e.to_string();
-                if self.last_refusal.as_deref() == Some(why.as_str()) {
-                    Reload::StillRefused
-                } else {
-                    self.last_refusal = Some(why.clone());
-                    Reload::Refused(why)
-                }
-            }
-        }
-    }
+/// A reloader of the configuration at `path` (a YAML file, or a directory
+/// with a file per key).
+pub fn reloader(path: impl Into<PathBuf>) -> Reloader {
+    Reloader::new(path, Config::load, summary)
 }
 
 /// Which classes were added, removed or changed (else: other settings).
@@ -107,7 +66,7 @@ mod tests {
         let file = tmp.path().join("config.yaml");
         write(&file, "storageClassMap:\n  a:\n    hostDir: /mnt/a\n");
         let mut current = Config::load(&file).unwrap();
-        let mut r = Reloader::new(&file);
+        let mut r = reloader(&file);
         assert!(matches!(r.check(&current), Reload::Unchanged));
 
         write(

@@ -30,6 +30,17 @@ pub mod rbac;
 /// How long a `wait_*` helper polls before it fails the test.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The flags of a provisioner instance under test: retries within
+/// seconds, no client-side rate limit.
+pub const QUICK_RETRIES: [&str; 6] = [
+    "--retry-interval-start",
+    "200ms",
+    "--retry-interval-max",
+    "2s",
+    "--kube-api-qps",
+    "0",
+];
+
 /// Polls `f` every 50 ms until it returns `Some`; panics naming `what` after [`WAIT`].
 pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where
@@ -404,4 +415,33 @@ pub fn first_affinity_term(pv: &PersistentVolume) -> &k8s_openapi::api::core::v1
         .and_then(|a| a.required.as_ref())
         .expect("PV has a required node affinity")
         .node_selector_terms[0]
+}
+
+/// A tmpfs of a given size mounted on a directory (the tests run as root),
+/// for a volume root whose free space a test decides; unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`8m`) on `dir`, made if missing.
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mount tmpfs on {} (this test runs as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
