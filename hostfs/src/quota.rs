@@ -494,32 +494,72 @@ impl UsageCollector {
 impl prometheus_client::collector::Collector for UsageCollector {
     fn encode(
         &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric;
-        use prometheus_client::metrics::gauge::ConstGauge;
-        use prometheus_client::metrics::MetricType;
-        let samples = self.sample();
-        for (name, help, pick) in [
-            (
-                USED_BYTES_METRIC,
-                "Bytes used by the volume, from its project quota",
-                (|u: &Usage| u.used_bytes) as fn(&Usage) -> u64,
-            ),
-            (
-                CAPACITY_BYTES_METRIC,
-                "Hard limit of the volume's project quota in bytes",
-                |u: &Usage| u.limit_bytes,
-            ),
-        ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pv, u) in &samples {
-                let labels = [("persistentvolume", pv.as_str())];
-                ConstGauge::new(pick(u)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
+        encode_usage(encoder, &self.sample())
     }
+}
+
+/// The usage gauges of volumes in several roots whose set can change (a
+/// provisioner whose configuration is reloaded): `sources` is asked at each
+/// scrape which roots are in force. One collector for all of them, because
+/// each metric family may appear only once on `/metrics`.
+pub struct UsageMetrics {
+    sources: Box<dyn Fn() -> Vec<UsageCollector> + Send + Sync>,
+}
+
+impl UsageMetrics {
+    /// Gauges of the roots `sources` names at each scrape.
+    pub fn new(sources: impl Fn() -> Vec<UsageCollector> + Send + Sync + 'static) -> Self {
+        UsageMetrics {
+            sources: Box::new(sources),
+        }
+    }
+}
+
+impl std::fmt::Debug for UsageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageMetrics").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for UsageMetrics {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let samples: Vec<_> = (self.sources)().iter().flat_map(|c| c.sample()).collect();
+        encode_usage(encoder, &samples)
+    }
+}
+
+/// Writes the two gauge families for `samples`.
+fn encode_usage(
+    mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    samples: &[(String, Usage)],
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::EncodeMetric;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::metrics::MetricType;
+    for (name, help, pick) in [
+        (
+            USED_BYTES_METRIC,
+            "Bytes used by the volume, from its project quota",
+            (|u: &Usage| u.used_bytes) as fn(&Usage) -> u64,
+        ),
+        (
+            CAPACITY_BYTES_METRIC,
+            "Hard limit of the volume's project quota in bytes",
+            |u: &Usage| u.limit_bytes,
+        ),
+    ] {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (pv, u) in samples {
+            let labels = [("persistentvolume", pv.as_str())];
+            ConstGauge::new(pick(u)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Forgets the project id of a deleted PV.
@@ -666,6 +706,33 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("persistentvolume=\"pv-a\""), "{text}");
+    }
+
+    #[test]
+    fn several_roots_share_one_set_of_metric_families() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (pa, pb) = (a.path().to_path_buf(), b.path().to_path_buf());
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        let m = UsageMetrics::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            vec![
+                UsageCollector::new(&pa, pa.join("projects")),
+                UsageCollector::new(&pb, pb.join("projects")),
+            ]
+        });
+        let m = external_storage::Metrics::with_registry(|r| r.register_collector(Box::new(m)));
+        let text = m.encode();
+        for family in [USED_BYTES_METRIC, CAPACITY_BYTES_METRIC] {
+            let declared = format!("# TYPE {family} gauge");
+            assert_eq!(text.matches(&declared).count(), 1, "{text}");
+        }
+        m.encode();
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the roots in force are asked at every scrape"
+        );
     }
 
     #[test]

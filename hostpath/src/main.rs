@@ -68,10 +68,8 @@ async fn main() -> anyhow::Result<()> {
         None => Config::single_root(&cli.root),
     };
     let layout = Layout::open(config, &node, None).map_err(anyhow::Error::msg)?;
-    // The usage metrics (and capacity without a configuration) are of one
-    // root: `--root`, or the first root of this node's top-level entry at
-    // start. quota::UsageCollector encodes its metric families itself, so
-    // a second one would repeat them and break /metrics.
+    // Capacity without a configuration is of one root: `--root`, or the
+    // first root of this node's top-level entry at start.
     let main_root = match &cli.config {
         None => cli.root.clone(),
         Some(_) => (layout.config.node_path_map.paths_of(&node).ok())
@@ -141,9 +139,15 @@ async fn main() -> anyhow::Result<()> {
         };
         tokio::spawn(publisher.run(client));
     }
-    // Used and limit bytes of every quota-enforced volume, read from the
-    // kernel's project quotas at each scrape.
-    let usage = hostfs::quota::UsageCollector::new(&main_root, HostPath::projects_dir(&main_root));
+    // Used and limit bytes of every quota-enforced volume in every root in
+    // force (a reload may change them), read from the kernel's project
+    // quotas at each scrape.
+    let in_force = roots.clone();
+    let usage = hostfs::quota::UsageMetrics::new(move || {
+        (in_force.current().roots())
+            .map(|r| hostfs::quota::UsageCollector::new(r.path(), HostPath::projects_dir(r.path())))
+            .collect()
+    });
     let metrics = external_storage::Metrics::with_registry(|r| {
         r.register_collector(Box::new(usage));
     });
