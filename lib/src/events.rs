@@ -46,6 +46,12 @@ pub enum Reason {
     /// Warning: the class's `mountOptions` were left out of a PV whose
     /// volume type the kubelet mounts without options.
     MountOptionsIgnored,
+    /// Warning, on a claim: its volume was on a node that was deleted, and
+    /// its PV was deleted (`--delete-volumes-of-deleted-nodes-after`).
+    VolumeOfDeletedNode,
+    /// Normal, on a PV: deleted because its node was deleted
+    /// (`--delete-volumes-of-deleted-nodes-after`); its data was not touched.
+    DeletedNodeVolumeRemoved,
 }
 
 impl Reason {
@@ -60,6 +66,8 @@ impl Reason {
             Reason::VolumeResizeSuccessful => "VolumeResizeSuccessful",
             Reason::VolumeResizeFailed => "VolumeResizeFailed",
             Reason::MountOptionsIgnored => "MountOptionsIgnored",
+            Reason::VolumeOfDeletedNode => "VolumeOfDeletedNode",
+            Reason::DeletedNodeVolumeRemoved => "DeletedNodeVolumeRemoved",
         }
     }
 
@@ -67,14 +75,17 @@ impl Reason {
         match self {
             Reason::Provisioning
             | Reason::ProvisioningSucceeded
-            | Reason::VolumeResizeSuccessful => EventType::Normal,
+            | Reason::VolumeResizeSuccessful
+            | Reason::DeletedNodeVolumeRemoved => EventType::Normal,
             _ => EventType::Warning,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Reason::VolumeFailedDelete => "Delete",
+            Reason::VolumeFailedDelete
+            | Reason::VolumeOfDeletedNode
+            | Reason::DeletedNodeVolumeRemoved => "Delete",
             Reason::VolumeResizeSuccessful | Reason::VolumeResizeFailed => "Expand",
             _ => "Provision",
         }
