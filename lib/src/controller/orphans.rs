@@ -639,7 +639,7 @@ impl Sweeper {
                 &pv.object_ref(&()),
                 Reason::DeletedNodeVolumeRemoved,
                 format!(
-                    "deleted PersistentVolume {name}{claim_note}: no Node with {} {hostname} has existed since {since} (--delete-volumes-of-deleted-nodes-after {grace:?}); only the PV object was deleted, the data on that node was not touched",
+                    "deleted PersistentVolume {name}{claim_note}: no Node with {} {hostname} has been seen since {since}, when this sweep first found it missing (--delete-volumes-of-deleted-nodes-after {grace:?}); only the PV object was deleted, the data on that node was not touched",
                     a::HOSTNAME_LABEL
                 ),
             )
@@ -658,7 +658,7 @@ impl Sweeper {
                     &claim_ref,
                     Reason::VolumeOfDeletedNode,
                     format!(
-                        "the volume {name} of this claim was on node {hostname}, which has not existed since {since}; its PV was deleted and stays Terminating while this claim holds it; delete this claim (and its pod) and create it again to get a new volume on a node that exists (a StatefulSet re-creates both)"
+                        "the volume {name} of this claim was on node {hostname}, which has been missing since {since}; its PV was deleted and stays Terminating while this claim holds it; delete this claim (and its pod) and create it again to get a new volume on a node that exists (a StatefulSet re-creates both)"
                     ),
                 )
                 .await;
