@@ -437,17 +437,7 @@ async fn scenario_hostpath_the_claim_of_a_deleted_node_is_made_again_elsewhere()
 
     // After the grace period the surviving instance deletes the PV object:
     // pv-protection keeps it Terminating while the claim is bound to it.
-    wait_for("the deleted node's PV is deleted", || {
-        let api = pvs(&client);
-        let name = pv_name.clone();
-        async move {
-            match api.get_opt(&name).await.ok()? {
-                None => Some(()),
-                Some(pv) => pv.metadata.deletion_timestamp.map(|_| ()),
-            }
-        }
-    })
-    .await;
+    wait_pv_deleting(&client, &pv_name).await;
     let removed = wait_for("a DeletedNodeVolumeRemoved event on the PV", || async {
         events_about(&client, &pv_name)
             .await

@@ -228,6 +228,22 @@ pub async fn wait_pv_gone(client: &Client, name: &str) {
     .await
 }
 
+/// Waits until PV `name` is being deleted (a `deletionTimestamp`; a
+/// protection finalizer may hold it) or gone.
+pub async fn wait_pv_deleting(client: &Client, name: &str) {
+    let api = pvs(client);
+    wait_for(&format!("PV {name} deleting or deleted"), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await.ok()? {
+                None => Some(()),
+                Some(pv) => pv.metadata.deletion_timestamp.map(|_| ()),
+            }
+        }
+    })
+    .await
+}
+
 /// `(type, reason, note)` of every event about the object named `name`.
 pub async fn events_about(client: &Client, name: &str) -> Vec<(String, String, String)> {
     let api: Api<Event> = Api::all(client.clone());

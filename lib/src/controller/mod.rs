@@ -94,7 +94,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -628,6 +628,20 @@ pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
     match obj.meta().namespace.as_deref() {
         Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
         None => obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Delete parameters that make the API server refuse (409) to delete
+/// anything but exactly this version of `obj`: its UID (not a re-created
+/// namesake) and its resourceVersion (not changed since it was read, e.g.
+/// bound meanwhile).
+pub fn delete_if_unchanged<K: Resource>(obj: &K) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.meta().uid.clone(),
+            resource_version: obj.meta().resource_version.clone(),
+        }),
+        ..Default::default()
     }
 }
 

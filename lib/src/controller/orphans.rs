@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -81,7 +81,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::compact::{self, Compact, Slim};
 use super::volume::is_ours;
-use super::{is_status, remove_finalizer, Scope};
+use super::{delete_if_unchanged, is_status, remove_finalizer, Scope};
 use crate::annotations as a;
 use crate::events::{Events, Reason};
 use crate::leader::{self, LeaderElection};
@@ -600,14 +600,7 @@ impl Sweeper {
             tracing::info!(pv = %name, %hostname, "released our finalizer from a PV of a deleted node");
             return Ok(());
         }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pv.metadata.uid.clone(),
-                resource_version: pv.metadata.resource_version.clone(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(&name, &params).await {
+        match api.delete(&name, &delete_if_unchanged(pv)).await {
             Ok(_) => {}
             // Gone, or changed since the cache saw it (another sweeper
             // during a handover, a new binding): nothing to report; a
