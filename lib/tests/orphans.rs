@@ -72,6 +72,9 @@ async fn the_pvs_of_a_deleted_node_are_deleted_after_the_grace_period() {
     // The event follows the delete: the PV is gone, or held by a finalizer.
     let deleted = pvs(&client).get_opt(&gone_pv).await.unwrap();
     assert!(deleted.is_none_or(|pv| pv.metadata.deletion_timestamp.is_some()));
+    // The survivor holds the sweep's Lease and did the one deletion.
+    assert_eq!(c2.metrics.deleted_node_sweeper.get(), 1);
+    assert_eq!(c2.metrics.deleted_node_volumes_total.get(), 1);
     let pv_notes = notes(&client, &gone_pv, "DeletedNodeVolumeRemoved").await;
     assert_eq!(pv_notes.len(), 1, "one sweeper, one event: {pv_notes:?}");
     assert!(pv_notes[0].contains("n1"), "{}", pv_notes[0]);

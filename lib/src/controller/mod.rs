@@ -457,6 +457,7 @@ impl<P: Provisioner> ProvisionController<P> {
                     self.opts.scope(),
                     policy,
                     events,
+                    self.metrics.clone(),
                     shutdown.clone(),
                 )
                 .await;

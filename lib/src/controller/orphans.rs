@@ -59,7 +59,11 @@
 //! same code as leader election ([`crate::leader`]): exactly one live
 //! instance sweeps, the others stand by and take over when it dies. Only
 //! the holder watches all PVs and all Nodes for the sweep (a local-volume
-//! instance otherwise caches only its own node's PVs). During a handover
+//! instance otherwise caches only its own node's PVs); these caches are its
+//! own, beside the loops' (on a hostpath holder the PVs are cached twice:
+//! the price of keeping the sweep independent of the loops' watches and
+//! selectors). `controller_deleted_node_sweeper` is 1 on the holder,
+//! `controller_deleted_node_volumes_total` counts its deletions. During a handover
 //! two holders may overlap for a moment: every delete carries a UID and
 //! resourceVersion precondition, so the second delete of the same PV fails
 //! harmlessly (409 or 404) and publishes nothing.
@@ -76,7 +80,6 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
-use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::compact::{self, Compact, Slim};
@@ -85,6 +88,7 @@ use super::{delete_if_unchanged, is_status, remove_finalizer, Scope};
 use crate::annotations as a;
 use crate::events::{Events, Reason};
 use crate::leader::{self, LeaderElection};
+use crate::metrics::Metrics;
 
 /// The deleted-node policy: how long a node must be gone before its PVs are
 /// deleted, how often to look, and who looks.
@@ -395,6 +399,7 @@ struct Sweeper {
     scope: Scope,
     policy: OrphanPolicy,
     events: Events,
+    metrics: Arc<Metrics>,
     missing: Arc<Mutex<Missing>>,
 }
 
@@ -405,6 +410,7 @@ pub(crate) async fn run(
     scope: Scope,
     policy: OrphanPolicy,
     events: Events,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let sweeper = Sweeper {
@@ -412,20 +418,21 @@ pub(crate) async fn run(
         scope,
         policy: policy.clone(),
         events,
+        metrics: metrics.clone(),
         missing: Default::default(),
     };
     tracing::info!(grace = ?policy.grace, lease = ?policy.lease.as_ref().map(|l| &l.lease_name), "deleting the PVs of deleted nodes after the grace period");
     match policy.lease {
         None => {
+            metrics.deleted_node_sweeper.set(1);
             sweeper
                 .sweep_until(CancellationToken::new(), shutdown)
-                .await
+                .await;
+            metrics.deleted_node_sweeper.set(0);
         }
         Some(le) => {
-            // Not exported: `controller_is_leader` is the provisioning
-            // loops' election; the sweep's holder shows in its Lease.
-            let holding = Gauge::default();
-            leader::run_elected(client, le, &holding, shutdown, |stop, graceful| {
+            let holding = &metrics.deleted_node_sweeper;
+            leader::run_elected(client, le, holding, shutdown, |stop, graceful| {
                 sweeper.missing_reset();
                 sweeper.sweep_until(stop, graceful)
             })
@@ -612,6 +619,7 @@ impl Sweeper {
             Err(e) => return Err(err(e)),
         }
         let grace = self.policy.grace;
+        self.metrics.deleted_node_volumes_total.inc();
         tracing::info!(pv = %name, %hostname, %since, "deleted the PV of a deleted node");
         let claim = pv
             .spec
