@@ -71,6 +71,13 @@
 //!   makes the volume and deletes it again: correct, but not free.
 //! - Removing the finalizer by hand opts the claim out of these guarantees.
 //!
+//! # The deleted-node sweep
+//!
+//! Opt-in ([`ControllerOptions::orphans`]): beside the loops, one instance
+//! (the holder of a Lease of its own, in either mode) deletes the PV
+//! objects pinned to nodes deleted for longer than a grace period; see
+//! [`orphans`] for the rules and why.
+//!
 //! # Reading its own writes
 //!
 //! The caches trail the API server; `own_writes` remembers the claim
