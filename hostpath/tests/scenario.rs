@@ -404,18 +404,8 @@ async fn scenario_hostpath_the_claim_of_a_deleted_node_is_made_again_elsewhere()
     let installed = cluster.install("hostpath");
     cluster.node(PLAIN, PLAIN).await;
     cluster.node(FQDN.0, FQDN.1).await;
-    let extra = [
-        "--delete-volumes-of-deleted-nodes-after",
-        "2s",
-        "--leader-elect-namespace",
-        &installed.namespace,
-        "--leader-elect-lease-duration",
-        "4s",
-        "--leader-elect-renew-deadline",
-        "3s",
-        "--leader-elect-retry-period",
-        "500ms",
-    ];
+    let sweep = deleted_node_sweep_args(&installed.namespace);
+    let extra: Vec<&str> = sweep.iter().map(String::as_str).collect();
     let doomed = spawn_instance_with(&installed.kubeconfig, tmp.path(), PLAIN, &extra);
     let _survivor = spawn_instance_with(&installed.kubeconfig, tmp.path(), FQDN.0, &extra);
     let (admin, client) = (cluster.admin_kubeconfig().to_path_buf(), cluster.client());

@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use external_storage::annotations as a;
 use external_storage::controller::orphans::{orphan_lease_name, OrphanPolicy};
 use external_storage::LeaderElection;
 use kube::api::{Api, DeleteParams};
@@ -105,6 +106,102 @@ async fn the_pvs_of_a_deleted_node_are_deleted_after_the_grace_period() {
         .await
         .is_empty());
     c2.stop().await;
+}
+
+/// Waits until the sweep of `r` has run `n` more rounds: a barrier on what
+/// the sweep does, not a sleep standing in for one.
+async fn rounds(r: &Running, n: u64) {
+    let start = r.metrics.deleted_node_sweeps_total.get();
+    wait_for(&format!("{n} more sweep rounds"), 30, || async {
+        (r.metrics.deleted_node_sweeps_total.get() >= start + n).then_some(())
+    })
+    .await;
+}
+
+async fn missing_hostnames(r: &Running, want: i64) {
+    wait_for(&format!("{want} missing hostnames"), 30, || async {
+        (r.metrics.deleted_node_missing_hostnames.get() == want).then_some(())
+    })
+    .await;
+}
+
+/// A PV of ours pinned to `hostname`, made directly (no instance serves it).
+async fn pinned_pv(client: &kube::Client, name: &str, hostname: &str) {
+    let pv: external_storage::PersistentVolume = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "annotations": {a::PROVISIONED_BY: PROVISIONER}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": format!("/mem/{name}")},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": a::HOSTNAME_LABEL, "operator": "In", "values": [hostname]}
+            ]}]}},
+        },
+    }))
+    .unwrap();
+    pvs(client).create(&Default::default(), &pv).await.unwrap();
+}
+
+async fn delete_node(client: &kube::Client, name: &str) {
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+async fn assert_kept(client: &kube::Client, name: &str) {
+    let pv = pvs(client).get(name).await.unwrap();
+    assert!(pv.metadata.deletion_timestamp.is_none(), "{name} must stay");
+}
+
+/// Conservative by construction: while no Node is known nothing is
+/// deleted (however long), and a node that comes back within the grace
+/// period keeps its PVs; gone again, its grace period starts over and then
+/// its PV goes.
+#[tokio::test]
+async fn no_node_known_or_a_node_that_returns_deletes_nothing() {
+    let ts = TestServer::start().await.expect("test server starts");
+    let client = ts.client().await;
+    create_node(&client, "n1").await;
+    create_node(&client, "n2").await;
+    pinned_pv(&client, "on-n1", "n1").await;
+    let mut opts = node_local("n2");
+    let grace = Duration::from_secs(3);
+    opts.orphans = opts.orphans.and_then(|p| OrphanPolicy::new(grace, p.lease));
+    let interval = opts.orphans.as_ref().unwrap().interval;
+    // Rounds enough to span more than the grace period.
+    let span = (grace.as_millis() / interval.as_millis()) as u64 + 2;
+    let c = spawn(client.clone(), Mem::new(), opts);
+    rounds(&c, 2).await;
+
+    // Every Node gone (a broken list looks like this): nothing is deleted.
+    delete_node(&client, "n1").await;
+    delete_node(&client, "n2").await;
+    rounds(&c, span).await;
+    assert_kept(&client, "on-n1").await;
+    assert_eq!(c.metrics.deleted_node_missing_hostnames.get(), 0);
+
+    // n2 is back, n1 noticed missing; n1 returns within the grace period.
+    create_node(&client, "n2").await;
+    missing_hostnames(&c, 1).await;
+    create_node(&client, "n1").await;
+    missing_hostnames(&c, 0).await;
+    rounds(&c, span).await;
+    assert_kept(&client, "on-n1").await;
+
+    // Gone again: a new grace period, and then the PV goes.
+    let gone_at = std::time::Instant::now();
+    delete_node(&client, "n1").await;
+    missing_hostnames(&c, 1).await;
+    wait_event(&client, "on-n1", "DeletedNodeVolumeRemoved", 30).await;
+    // Had the earlier absence counted, the PV would have gone at once.
+    assert!(gone_at.elapsed() >= grace, "{:?}", gone_at.elapsed());
+    assert!(pvs(&client).get_opt("on-n1").await.unwrap().is_none());
+    assert_eq!(c.metrics.deleted_node_volumes_total.get(), 1);
+    c.stop().await;
 }
 
 #[tokio::test]

@@ -293,30 +293,24 @@ async fn scenario_local_volume_the_claim_of_a_deleted_node_binds_elsewhere() {
         )
         .unwrap();
         std::fs::create_dir_all(dir.join("state")).unwrap();
+        let state = dir.join("state");
+        let sweep = deleted_node_sweep_args(&installed.namespace);
+        let mut args = vec![
+            "--node-name",
+            node,
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--discovery-period",
+            "200ms",
+            "--add-finalizer",
+        ];
+        args.extend(sweep.iter().map(String::as_str));
         Binary::spawn(
             env!("CARGO_BIN_EXE_local-volume-provisioner"),
             &installed.kubeconfig,
-            &[
-                "--node-name",
-                node,
-                "--config",
-                config.to_str().unwrap(),
-                "--state-dir",
-                dir.join("state").to_str().unwrap(),
-                "--discovery-period",
-                "200ms",
-                "--add-finalizer",
-                "--delete-volumes-of-deleted-nodes-after",
-                "2s",
-                "--leader-elect-namespace",
-                &installed.namespace,
-                "--leader-elect-lease-duration",
-                "4s",
-                "--leader-elect-renew-deadline",
-                "3s",
-                "--leader-elect-retry-period",
-                "500ms",
-            ],
+            &args,
             &dir,
         )
     };

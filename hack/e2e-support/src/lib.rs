@@ -228,6 +228,27 @@ pub async fn wait_pv_gone(client: &Client, name: &str) {
     .await
 }
 
+/// The shared flags that turn the deleted-node sweep on in a test: a 2 s
+/// grace period, its Lease in `namespace` (where deploy/ grants Leases)
+/// with short terms, so a survivor takes over within seconds from an
+/// instance that was killed holding it.
+pub fn deleted_node_sweep_args(namespace: &str) -> Vec<String> {
+    [
+        "--delete-volumes-of-deleted-nodes-after",
+        "2s",
+        "--leader-elect-namespace",
+        namespace,
+        "--leader-elect-lease-duration",
+        "4s",
+        "--leader-elect-renew-deadline",
+        "3s",
+        "--leader-elect-retry-period",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Waits until PV `name` is being deleted (a `deletionTimestamp`; a
 /// protection finalizer may hold it) or gone.
 pub async fn wait_pv_deleting(client: &Client, name: &str) {

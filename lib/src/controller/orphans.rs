@@ -63,7 +63,9 @@
 //! own, beside the loops' (on a hostpath holder the PVs are cached twice:
 //! the price of keeping the sweep independent of the loops' watches and
 //! selectors). `controller_deleted_node_sweeper` is 1 on the holder,
-//! `controller_deleted_node_volumes_total` counts its deletions. During a handover
+//! `controller_deleted_node_volumes_total` counts its deletions,
+//! `controller_deleted_node_sweeps_total` its rounds and
+//! `controller_deleted_node_missing_hostnames` what it is waiting on. During a handover
 //! two holders may overlap for a moment: every delete carries a UID and
 //! resourceVersion precondition, so the second delete of the same PV fails
 //! harmlessly (409 or 404) and publishes nothing.
@@ -247,6 +249,16 @@ impl Missing {
     /// Since when `hostname` has been missing, if it is.
     pub fn since(&self, hostname: &str) -> Option<(Instant, Timestamp)> {
         self.since.get(hostname).copied()
+    }
+
+    /// How many hostnames are missing.
+    pub fn len(&self) -> usize {
+        self.since.len()
+    }
+
+    /// Whether no hostname is missing.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_empty()
     }
 }
 
@@ -512,6 +524,7 @@ impl Sweeper {
         nodes: &Store<PartialObjectMeta<Node>>,
         pvs: &Store<Compact<PersistentVolume>>,
     ) {
+        self.metrics.deleted_node_sweeps_total.inc();
         let seen = NodesSeen::from_nodes(nodes.state().iter().map(|n| n.as_ref()));
         if seen.is_empty() {
             tracing::debug!("deleted-node sweep: no Node known; doing nothing");
@@ -531,6 +544,9 @@ impl Sweeper {
                 now,
                 wall,
             );
+            self.metrics
+                .deleted_node_missing_hostnames
+                .set(i64::try_from(missing.len()).unwrap_or(i64::MAX));
             ours.iter()
                 .map(|pv| {
                     let d = decide(&self.scope, pv, &seen, &missing, now, self.policy.grace);
