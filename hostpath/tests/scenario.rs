@@ -546,3 +546,83 @@ async fn real_capacity_follows_the_configuration() {
     assert!(host_path(&pv).starts_with(&large), "{pv:?}");
     cluster.assert_rbac(&installed);
 }
+
+/// Issue #19.5: with `--delete-volumes-of-deleted-nodes-after`, a node
+/// deleted for good takes its PV objects with it once the grace period is
+/// over (never its data), with events on the PV and its claim; the
+/// StatefulSet-style recovery then works: the claim is deleted and made
+/// again under the same name, and its new pod and volume land on the node
+/// that is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_hostpath_the_claim_of_a_deleted_node_is_made_again_elsewhere() {
+    let cluster = Cluster::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = cluster.install("hostpath");
+    cluster.node(PLAIN, PLAIN).await;
+    cluster.node(FQDN.0, FQDN.1).await;
+    let sweep = deleted_node_sweep_args(&installed.namespace);
+    let extra: Vec<&str> = sweep.iter().map(String::as_str).collect();
+    let doomed = spawn_instance_with(&installed.kubeconfig, tmp.path(), PLAIN, &extra);
+    let _survivor = spawn_instance_with(&installed.kubeconfig, tmp.path(), FQDN.0, &extra);
+    let (admin, client) = (cluster.admin_kubeconfig().to_path_buf(), cluster.client());
+
+    // The scheduler places the pod on the plain node; its instance makes
+    // the volume there.
+    create_claim(&client, "data", "hostpath", "1Gi", json!({})).await;
+    create_pod_on(&client, "data", PLAIN).await;
+    let pv = wait_bound(&client, "data").await;
+    assert_eq!(wait_scheduled(&client, "data").await, PLAIN);
+    assert_eq!(affinity_values(&pv), [PLAIN]);
+    let dir = host_path(&pv);
+    std::fs::write(dir.join("file"), b"data").unwrap();
+    let pv_name = pv.metadata.name.clone().unwrap();
+
+    // The node goes for good, and its instance with it.
+    drop(doomed);
+    e2e_support::cluster::kubectl(&admin, &["delete", "node", PLAIN]);
+
+    // After the grace period the surviving instance deletes the PV object:
+    // pv-protection keeps it Terminating while the claim is bound to it.
+    wait_pv_deleting(&client, &pv_name).await;
+    let removed = wait_for("a DeletedNodeVolumeRemoved event on the PV", || async {
+        events_about(&client, &pv_name)
+            .await
+            .into_iter()
+            .find(|(_, reason, _)| reason == "DeletedNodeVolumeRemoved")
+    })
+    .await;
+    assert_eq!(removed.0, "Normal");
+    assert!(removed.2.contains(PLAIN), "{}", removed.2);
+    let warning = wait_warning(&client, "data", "create it again").await;
+    assert!(warning.contains(PLAIN), "{warning}");
+    println!("on the PV: {}\non the claim: {warning}", removed.2);
+    if cluster.is_real() {
+        // The real pv-protection controller holds a PV while it is Bound.
+        let held = pvs(&client).get(&pv_name).await.unwrap();
+        assert!(held.metadata.deletion_timestamp.is_some());
+        assert_eq!(
+            held.status.and_then(|s| s.phase).as_deref(),
+            Some("Bound"),
+            "Terminating, still bound to the claim"
+        );
+    }
+
+    // The recovery: delete the claim (and its pod), make it again.
+    delete_claim(&client, "data").await;
+    wait_for("claim data gone", || {
+        let api = claims(&client);
+        async move { api.get_opt("data").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    wait_pv_gone(&client, &pv_name).await;
+    create_claim(&client, "data", "hostpath", "1Gi", json!({})).await;
+    create_pod_on(&client, "data", FQDN.1).await;
+    let again = wait_bound(&client, "data").await;
+    assert_eq!(wait_scheduled(&client, "data").await, FQDN.0);
+    assert_eq!(affinity_values(&again), [FQDN.1]);
+    assert_ne!(again.metadata.name.as_deref(), Some(pv_name.as_str()));
+    assert!(host_path(&again).starts_with(root_of(tmp.path(), FQDN.0)));
+    // Only the PV object went: the deleted node's data was not touched.
+    assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"data");
+    cluster.assert_rbac(&installed);
+}

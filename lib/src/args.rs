@@ -14,6 +14,7 @@ use kube::client::ClientBuilder;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::orphans::{orphan_lease_name, OrphanPolicy};
 use crate::controller::{
     default_identity, ControllerError, ControllerOptions, ProvisionController,
 };
@@ -109,6 +110,15 @@ pub struct Args {
     /// 0 = retry forever.
     #[arg(long, env = "FAILED_DELETE_THRESHOLD", default_value_t = 15)]
     pub failed_delete_threshold: u32,
+    /// Delete the PV objects pinned (by `kubernetes.io/hostname` node
+    /// affinity) to a node that has been deleted for this long, without
+    /// interruption: their data is unreachable, and a bound claim can then
+    /// be re-created on another node. Only PVs provisioned by this
+    /// provisioner, never `Retain` ones, and no data is touched. One
+    /// instance sweeps, holding the Lease `<lease name>-orphans` in
+    /// `--leader-elect-namespace`. Absent or 0 = off.
+    #[arg(long, env = "DELETE_VOLUMES_OF_DELETED_NODES_AFTER", value_parser = parse_duration)]
+    pub delete_volumes_of_deleted_nodes_after: Option<Duration>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -248,6 +258,17 @@ impl TryFrom<Args> for Settings {
             le.renew_deadline = a.leader_elect_renew_deadline;
             le.retry_period = a.leader_elect_retry_period;
             le
+        });
+        // The deleted-node sweep has a Lease of its own in every mode: in
+        // node-local mode there is no other election to lean on.
+        options.orphans = a.delete_volumes_of_deleted_nodes_after.and_then(|grace| {
+            let mut le =
+                LeaderElection::new(&name, a.leader_elect_namespace.clone(), identity.clone());
+            le.lease_name = orphan_lease_name(&name);
+            le.lease_duration = a.leader_elect_lease_duration;
+            le.renew_deadline = a.leader_elect_renew_deadline;
+            le.retry_period = a.leader_elect_retry_period;
+            OrphanPolicy::new(grace, Some(le))
         });
         options.node_name = node_name;
         options.workers = a.worker_threads;
@@ -449,6 +470,36 @@ mod tests {
         assert!(s.options.add_finalizer);
         assert_eq!(s.options.additional_provisioner_names, vec!["a", "b"]);
         assert_eq!(s.metrics_address, None);
+    }
+
+    #[test]
+    fn deleting_volumes_of_deleted_nodes_is_off_unless_asked() {
+        let off = |args: &[&str]| {
+            let mut v = vec![
+                "--provisioner-name",
+                "example.com/hostpath",
+                "--node-name",
+                "n1",
+            ];
+            v.extend_from_slice(args);
+            Settings::try_from(parse(&v)).unwrap().options.orphans
+        };
+        assert_eq!(off(&[]), None);
+        assert_eq!(off(&["--delete-volumes-of-deleted-nodes-after", "0"]), None);
+        let p = off(&[
+            "--delete-volumes-of-deleted-nodes-after",
+            "10m",
+            "--leader-elect-namespace",
+            "ns",
+        ])
+        .unwrap();
+        assert_eq!(p.grace, Duration::from_secs(600));
+        let le = p.lease.unwrap();
+        assert_eq!(le.lease_name, "example-com-hostpath-orphans");
+        assert_eq!(le.namespace, "ns");
+        assert!(
+            Args::try_parse_from(["p", "--delete-volumes-of-deleted-nodes-after", "5d"]).is_err()
+        );
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum Reason {
     /// Normal: a deleted volume's data was left in place (`onDelete:
     /// retain`); the note names the directory.
     VolumeRetained,
+    /// Warning, on a claim: its volume was on a node that was deleted, and
+    /// its PV was deleted (`--delete-volumes-of-deleted-nodes-after`).
+    VolumeOfDeletedNode,
+    /// Normal, on a PV: deleted because its node was deleted
+    /// (`--delete-volumes-of-deleted-nodes-after`); its data was not touched.
+    DeletedNodeVolumeRemoved,
 }
 
 impl Reason {
@@ -68,6 +74,8 @@ impl Reason {
             Reason::MountOptionsIgnored => "MountOptionsIgnored",
             Reason::VolumeArchived => "VolumeArchived",
             Reason::VolumeRetained => "VolumeRetained",
+            Reason::VolumeOfDeletedNode => "VolumeOfDeletedNode",
+            Reason::DeletedNodeVolumeRemoved => "DeletedNodeVolumeRemoved",
         }
     }
 
@@ -77,16 +85,19 @@ impl Reason {
             | Reason::ProvisioningSucceeded
             | Reason::VolumeResizeSuccessful
             | Reason::VolumeArchived
-            | Reason::VolumeRetained => EventType::Normal,
+            | Reason::VolumeRetained
+            | Reason::DeletedNodeVolumeRemoved => EventType::Normal,
             _ => EventType::Warning,
         }
     }
 
     fn action(self) -> &'static str {
         match self {
-            Reason::VolumeFailedDelete | Reason::VolumeArchived | Reason::VolumeRetained => {
-                "Delete"
-            }
+            Reason::VolumeFailedDelete
+            | Reason::VolumeArchived
+            | Reason::VolumeRetained
+            | Reason::VolumeOfDeletedNode
+            | Reason::DeletedNodeVolumeRemoved => "Delete",
             Reason::VolumeResizeSuccessful | Reason::VolumeResizeFailed => "Expand",
             _ => "Provision",
         }

@@ -14,7 +14,7 @@ use kube::Client;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Leader election settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,11 +113,12 @@ async fn build(
 
 /// Campaign for the Lease until `shutdown`; while leader, run
 /// `workers(stop, graceful)`: `stop` is cancelled (and the future dropped)
-/// when the Lease is lost, `graceful` (= `shutdown`) on shutdown.
+/// when the Lease is lost, `graceful` (= `shutdown`) on shutdown. `is_leader`
+/// is set to 1 while this replica holds the Lease.
 pub(crate) async fn run_elected<F, Fut>(
     client: Client,
     le: LeaderElection,
-    metrics: &Metrics,
+    is_leader: &Gauge,
     shutdown: CancellationToken,
     mut workers: F,
 ) where
@@ -156,7 +157,7 @@ pub(crate) async fn run_elected<F, Fut>(
             }
         }
         tracing::info!(lease = %le.lease_name, identity = %le.identity, "became leader; starting workers");
-        metrics.is_leader.set(1);
+        is_leader.set(1);
         let stop = CancellationToken::new();
         let mut run = Box::pin(workers(stop.clone(), shutdown.clone()));
         let lost = tokio::select! {
@@ -177,18 +178,18 @@ pub(crate) async fn run_elected<F, Fut>(
         if lost {
             stop.cancel();
             drop(run);
-            metrics.is_leader.set(0);
+            is_leader.set(0);
             tracing::warn!(lease = %le.lease_name, "lost leadership; workers stopped, campaigning again");
             sleep_or_cancel(le.retry_period, &shutdown).await;
             continue;
         }
-        metrics.is_leader.set(0);
+        is_leader.set(0);
         if let Err(e) = manager.release().await {
             tracing::warn!(error = %e, "releasing the lease failed; it expires on its own");
         }
         break;
     }
-    metrics.is_leader.set(0);
+    is_leader.set(0);
 }
 
 #[cfg(test)]

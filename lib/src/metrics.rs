@@ -52,6 +52,18 @@ pub struct Metrics {
     pub in_progress: Family<QueueLabel, Gauge>,
     /// `controller_is_leader`: 1 while this replica runs the workers.
     pub is_leader: Gauge,
+    /// `controller_deleted_node_volumes_total`: PV objects deleted because
+    /// their node was deleted (`--delete-volumes-of-deleted-nodes-after`).
+    pub deleted_node_volumes_total: Counter,
+    /// `controller_deleted_node_sweeper`: 1 while this replica holds the
+    /// Lease of the deleted-node sweep.
+    pub deleted_node_sweeper: Gauge,
+    /// `controller_deleted_node_sweeps_total`: rounds the sweep ran (also
+    /// those that did nothing, e.g. while no Node is known).
+    pub deleted_node_sweeps_total: Counter,
+    /// `controller_deleted_node_missing_hostnames`: hostnames our PVs are
+    /// pinned to that no Node carries, as of the last round.
+    pub deleted_node_missing_hostnames: Gauge,
 }
 
 impl Default for Metrics {
@@ -90,6 +102,10 @@ impl Metrics {
             queue_depth: Family::default(),
             in_progress: Family::default(),
             is_leader: Gauge::default(),
+            deleted_node_volumes_total: Counter::default(),
+            deleted_node_sweeper: Gauge::default(),
+            deleted_node_sweeps_total: Counter::default(),
+            deleted_node_missing_hostnames: Gauge::default(),
             registry: Registry::default(),
         };
         let sub = registry.sub_registry_with_prefix("controller");
@@ -137,6 +153,26 @@ impl Metrics {
             "is_leader",
             "1 while this replica runs the workers",
             m.is_leader.clone(),
+        );
+        sub.register(
+            "deleted_node_volumes",
+            "PV objects deleted because their node was deleted",
+            m.deleted_node_volumes_total.clone(),
+        );
+        sub.register(
+            "deleted_node_sweeper",
+            "1 while this replica holds the deleted-node sweep's Lease",
+            m.deleted_node_sweeper.clone(),
+        );
+        sub.register(
+            "deleted_node_sweeps",
+            "Rounds the deleted-node sweep ran",
+            m.deleted_node_sweeps_total.clone(),
+        );
+        sub.register(
+            "deleted_node_missing_hostnames",
+            "Hostnames our PVs are pinned to that no Node carries",
+            m.deleted_node_missing_hostnames.clone(),
         );
         register(&mut registry);
         Metrics { registry, ..m }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use external_storage::controller::volume::is_ours;
-use external_storage::controller::Scope;
+use external_storage::controller::{delete_if_unchanged, Scope};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -554,14 +554,7 @@ impl Discovery {
             }
             VanishedAction::DeletePv => {
                 let api: Api<PersistentVolume> = Api::all(self.client.clone());
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: pv.metadata.uid.clone(),
-                        resource_version: pv.metadata.resource_version.clone(),
-                    }),
-                    ..Default::default()
-                };
-                match api.delete(&name, &dp).await {
+                match api.delete(&name, &delete_if_unchanged(pv)).await {
                     Ok(_) => {
                         let mode = if pv.spec.as_ref().and_then(|s| s.volume_mode.as_deref())
                             == Some("Block")

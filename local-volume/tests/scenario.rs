@@ -261,3 +261,108 @@ async fn real_rbac_local_volume_with_add_finalizer() {
     .await;
     cluster.assert_rbac(&installed);
 }
+
+/// Issue #19.5 (upstream local-static-provisioner #181): with
+/// `--delete-volumes-of-deleted-nodes-after`, the PV of a node deleted for
+/// good is deleted by the surviving instance (the deploy/ RBAC allows the
+/// Node watch and the Lease), its disk is not touched, our PV finalizer is
+/// released, and the claim, made again, binds to the other node's volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_local_volume_the_claim_of_a_deleted_node_binds_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (doomed, survivor) = ("lv-a", "lv-b");
+    let mut mounts = Mounts(Vec::new());
+    let vol = |node: &str| tmp.path().join(node).join("disks/vol1");
+    if !mounts.tmpfs(&vol(doomed)) || !mounts.tmpfs(&vol(survivor)) {
+        return;
+    }
+    let cluster = Cluster::start().await;
+    let client = cluster.client();
+    let installed = cluster.install("local-volume");
+    cluster.node(doomed, doomed).await;
+    cluster.node(survivor, survivor).await;
+    let spawn = |node: &str| {
+        let dir = tmp.path().join(node);
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "storageClassMap:\n  {CLASS}:\n    hostDir: {}/disks\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let state = dir.join("state");
+        let sweep = deleted_node_sweep_args(&installed.namespace);
+        let mut args = vec![
+            "--node-name",
+            node,
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--discovery-period",
+            "200ms",
+            "--add-finalizer",
+        ];
+        args.extend(sweep.iter().map(String::as_str));
+        Binary::spawn(
+            env!("CARGO_BIN_EXE_local-volume-provisioner"),
+            &installed.kubeconfig,
+            &args,
+            &dir,
+        )
+    };
+    let doomed_bin = spawn(doomed);
+    let _survivor_bin = spawn(survivor);
+    let (gone_pv, other_pv) = (
+        pv_name("vol1", doomed, CLASS),
+        pv_name("vol1", survivor, CLASS),
+    );
+    wait_available(&client, &gone_pv, None).await;
+    wait_available(&client, &other_pv, None).await;
+    create_claim(&client, "data", CLASS, "10Mi", json!({})).await;
+    create_pod_on(&client, "data", doomed).await;
+    let bound = wait_bound(&client, "data").await;
+    assert_eq!(bound.metadata.name.as_deref(), Some(gone_pv.as_str()));
+    std::fs::write(vol(doomed).join("file"), b"data").unwrap();
+
+    // The node goes for good, and its instance with it.
+    drop(doomed_bin);
+    e2e_support::cluster::kubectl(cluster.admin_kubeconfig(), &["delete", "node", doomed]);
+    wait_pv_deleting(&client, &gone_pv).await;
+    let warning = wait_warning(&client, "data", "create it again").await;
+    assert!(warning.contains(doomed), "{warning}");
+    assert!(events_about(&client, &gone_pv)
+        .await
+        .iter()
+        .any(|(_, reason, _)| reason == "DeletedNodeVolumeRemoved"));
+    // Our finalizer waited for a cleaning only the vanished instance could
+    // do: released.
+    wait_for("our finalizer released", || {
+        let api = pvs(&client);
+        let name = gone_pv.clone();
+        async move {
+            let held = match api.get_opt(&name).await.ok()? {
+                None => return Some(()),
+                Some(pv) => pv.metadata.finalizers.unwrap_or_default(),
+            };
+            (!held.iter().any(|f| f == PV_FINALIZER)).then_some(())
+        }
+    })
+    .await;
+
+    // Made again, the claim binds to the volume of the node that is left.
+    delete_claim(&client, "data").await;
+    wait_pv_gone(&client, &gone_pv).await;
+    create_claim(&client, "data", CLASS, "10Mi", json!({})).await;
+    create_pod_on(&client, "data", survivor).await;
+    let again = wait_bound(&client, "data").await;
+    assert_eq!(again.metadata.name.as_deref(), Some(other_pv.as_str()));
+    assert_eq!(wait_scheduled(&client, "data").await, survivor);
+    // The deleted node's disk was not touched.
+    assert_eq!(std::fs::read(vol(doomed).join("file")).unwrap(), b"data");
+
+    cluster.assert_rbac(&installed);
+}

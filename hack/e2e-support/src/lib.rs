@@ -239,6 +239,43 @@ pub async fn wait_pv_gone(client: &Client, name: &str) {
     .await
 }
 
+/// The shared flags that turn the deleted-node sweep on in a test: a 2 s
+/// grace period, its Lease in `namespace` (where deploy/ grants Leases)
+/// with short terms, so a survivor takes over within seconds from an
+/// instance that was killed holding it.
+pub fn deleted_node_sweep_args(namespace: &str) -> Vec<String> {
+    [
+        "--delete-volumes-of-deleted-nodes-after",
+        "2s",
+        "--leader-elect-namespace",
+        namespace,
+        "--leader-elect-lease-duration",
+        "4s",
+        "--leader-elect-renew-deadline",
+        "3s",
+        "--leader-elect-retry-period",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Waits until PV `name` is being deleted (a `deletionTimestamp`; a
+/// protection finalizer may hold it) or gone.
+pub async fn wait_pv_deleting(client: &Client, name: &str) {
+    let api = pvs(client);
+    wait_for(&format!("PV {name} deleting or deleted"), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await.ok()? {
+                None => Some(()),
+                Some(pv) => pv.metadata.deletion_timestamp.map(|_| ()),
+            }
+        }
+    })
+    .await
+}
+
 /// `(type, reason, note)` of every event about the object named `name`.
 pub async fn events_about(client: &Client, name: &str) -> Vec<(String, String, String)> {
     let api: Api<Event> = Api::all(client.clone());

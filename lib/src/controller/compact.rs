@@ -16,7 +16,8 @@
 //! `kubectl.kubernetes.io/last-applied-configuration` annotation (a copy of
 //! the object), a claim's `status` (nothing reads it: the controller
 //! decides from the spec, the annotations and its PV) and everything of a
-//! PV's `status` but `phase`. A provisioner therefore sees the claim
+//! PV's `status` but `phase`; of a Node, everything but its name and its
+//! `kubernetes.io/hostname` label. A provisioner therefore sees the claim
 //! in [`ProvisionOptions`](crate::ProvisionOptions) and the PV in `delete`
 //! without them.
 
@@ -33,6 +34,8 @@ use kube::runtime::watcher;
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::annotations::HOSTNAME_LABEL;
 
 /// The annotation `kubectl apply` keeps a copy of the whole object in.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -71,12 +74,20 @@ impl Slim for PersistentVolume {
     }
 }
 
-/// Nodes are cached only to tell whether a claim's selected node still
-/// exists: the name is all that is kept.
+/// Nodes are cached only to tell whether a node still exists, by name (a
+/// claim's selected node) or by its `kubernetes.io/hostname` label (what PV
+/// node affinity names; the deleted-node sweep of [`super::orphans`]): the
+/// name and that one label are all that is kept.
 impl Slim for PartialObjectMeta<Node> {
     fn slim(&mut self) {
+        let hostname = self
+            .metadata
+            .labels
+            .take()
+            .and_then(|mut l| l.remove_entry(HOSTNAME_LABEL));
         self.metadata = ObjectMeta {
             name: self.metadata.name.take(),
+            labels: hostname.map(|kv| [kv].into()),
             ..Default::default()
         };
     }
@@ -255,17 +266,31 @@ mod tests {
     }
 
     #[test]
-    fn a_node_keeps_its_name_only() {
-        let mut n = PartialObjectMeta::<Node> {
+    fn a_node_keeps_its_name_and_hostname_label_only() {
+        let node = |labels: &[(&str, &str)]| PartialObjectMeta::<Node> {
             metadata: ObjectMeta {
-                name: Some("n1".into()),
-                labels: Some([("a".to_string(), "b".to_string())].into()),
+                name: Some("n1.example.com".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                uid: Some("u".into()),
                 ..Default::default()
             },
             ..Default::default()
         };
+        let mut n = node(&[("a", "b"), (HOSTNAME_LABEL, "n1")]);
         n.slim();
-        assert_eq!(n.metadata.name.as_deref(), Some("n1"));
+        assert_eq!(n.metadata.name.as_deref(), Some("n1.example.com"));
+        assert_eq!(
+            n.metadata.labels,
+            Some([(HOSTNAME_LABEL.to_string(), "n1".to_string())].into())
+        );
+        assert_eq!(n.metadata.uid, None);
+        let mut n = node(&[("a", "b")]);
+        n.slim();
         assert_eq!(n.metadata.labels, None);
     }
 }

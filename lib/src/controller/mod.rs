@@ -71,6 +71,13 @@
 //!   makes the volume and deletes it again: correct, but not free.
 //! - Removing the finalizer by hand opts the claim out of these guarantees.
 //!
+//! # The deleted-node sweep
+//!
+//! Opt-in ([`ControllerOptions::orphans`]): beside the loops, one instance
+//! (the holder of a Lease of its own, in either mode) deletes the PV
+//! objects pinned to nodes deleted for longer than a grace period; see
+//! [`orphans`] for the rules and why.
+//!
 //! # Reading its own writes
 //!
 //! The caches trail the API server; `own_writes` remembers the claim
@@ -80,6 +87,7 @@
 
 pub mod claim;
 pub mod compact;
+pub mod orphans;
 mod own_writes;
 pub mod pv;
 pub mod volume;
@@ -93,7 +101,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
@@ -197,8 +205,13 @@ pub struct ControllerOptions {
     /// Watch only the PVs with these labels (`key=value,...`), e.g. a
     /// node-local static provisioner's node label: each instance then caches
     /// its own node's PVs instead of the whole cluster's. PVs outside the
-    /// selector are never touched by this controller.
+    /// selector are never touched by the volume loop (the deleted-node
+    /// sweep, [`orphans`], watches all PVs of its own).
     pub pv_label_selector: Option<String>,
+    /// Delete the PV objects of nodes deleted for longer than a grace
+    /// period (`--delete-volumes-of-deleted-nodes-after`); `None` = off.
+    /// See [`orphans`].
+    pub orphans: Option<orphans::OrphanPolicy>,
 }
 
 impl fmt::Debug for ControllerOptions {
@@ -228,6 +241,7 @@ impl fmt::Debug for ControllerOptions {
             .field("watch_claims", &self.watch_claims)
             .field("provisioning_event", &self.provisioning_event)
             .field("pv_label_selector", &self.pv_label_selector)
+            .field("orphans", &self.orphans)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +271,7 @@ impl ControllerOptions {
             watch_claims: true,
             provisioning_event: false,
             pv_label_selector: None,
+            orphans: None,
         }
     }
 
@@ -435,20 +450,48 @@ impl<P: Provisioner> ProvisionController<P> {
             Arc::make_mut(&mut self.opts).node_hostname = Some(hostname);
         }
         self.ready.store(true, Ordering::Release);
-        match self.opts.leader_election.clone() {
-            None => {
-                self.metrics.is_leader.set(1);
-                self.run_workers(CancellationToken::new(), shutdown).await;
-                self.metrics.is_leader.set(0);
-            }
-            Some(le) => {
-                let client = self.client.clone();
-                leader::run_elected(client, le, &self.metrics, shutdown, |stop, graceful| {
-                    self.run_workers(stop, graceful)
-                })
+        // The deleted-node sweep runs beside the loops, behind a Lease of
+        // its own (module `orphans`), in either mode.
+        let sweep = async {
+            if let Some(policy) = self.opts.orphans.clone() {
+                let events = Events::new(
+                    self.client.clone(),
+                    &self.opts.provisioner_name,
+                    &self.opts.identity,
+                );
+                orphans::run(
+                    self.client.clone(),
+                    self.opts.scope(),
+                    policy,
+                    events,
+                    self.metrics.clone(),
+                    shutdown.clone(),
+                )
                 .await;
             }
-        }
+        };
+        let loops = async {
+            match self.opts.leader_election.clone() {
+                None => {
+                    self.metrics.is_leader.set(1);
+                    self.run_workers(CancellationToken::new(), shutdown.clone())
+                        .await;
+                    self.metrics.is_leader.set(0);
+                }
+                Some(le) => {
+                    let client = self.client.clone();
+                    leader::run_elected(
+                        client,
+                        le,
+                        &self.metrics.is_leader,
+                        shutdown.clone(),
+                        |stop, graceful| self.run_workers(stop, graceful),
+                    )
+                    .await;
+                }
+            }
+        };
+        futures::future::join(loops, sweep).await;
         self.ready.store(false, Ordering::Release);
         Ok(())
     }
@@ -593,6 +636,20 @@ pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
     match obj.meta().namespace.as_deref() {
         Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
         None => obj.meta().name.clone().unwrap_or_default(),
+    }
+}
+
+/// Delete parameters that make the API server refuse (409) to delete
+/// anything but exactly this version of `obj`: its UID (not a re-created
+/// namesake) and its resourceVersion (not changed since it was read, e.g.
+/// bound meanwhile).
+pub fn delete_if_unchanged<K: Resource>(obj: &K) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.meta().uid.clone(),
+            resource_version: obj.meta().resource_version.clone(),
+        }),
+        ..Default::default()
     }
 }
 
