@@ -90,18 +90,13 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             },
         };
-        let recorder = kube::runtime::events::Recorder::new(
-            client,
-            kube::runtime::events::Reporter {
-                controller: common.provisioner_name.clone().unwrap_or_default(),
-                instance: Some(node.clone()),
-            },
-        );
+        let controller = common.provisioner_name.clone().unwrap_or_default();
+        let events = external_storage::events::Events::new(client, &controller, &node);
         tokio::spawn(reload::watch(
             reload::reloader(path),
             roots.clone(),
             node.clone(),
-            recorder,
+            events,
             object,
             cli.config_poll_interval,
         ));

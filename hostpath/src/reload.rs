@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use external_storage::events::Events;
 use external_storage::reload::{announce, Reload, Reloader};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::Recorder;
 
 use crate::config::{summary, Config};
 use crate::roots::{Layout, Roots};
@@ -47,14 +47,14 @@ pub async fn watch(
     mut reloader: Reloader<Config>,
     roots: Arc<Roots>,
     node: String,
-    recorder: Recorder,
+    events: Events,
     object: ObjectReference,
     interval: Duration,
 ) {
     loop {
         tokio::time::sleep(interval).await;
         let outcome = check(&mut reloader, &roots, &node);
-        announce(&recorder, &object, &outcome).await;
+        announce(&events, &object, &outcome).await;
     }
 }
 

@@ -157,36 +157,6 @@ pub fn series_action(step: &str, note: &str) -> String {
     format!("{step}/{hash:08x}")
 }
 
-/// Publishes one event about `object` through `recorder` (a Warning if
-/// `warning`, else Normal), its action [`series_action`] of `reason` and the
-/// note, so a different message is a new event rather than a repeat merged
-/// into the last one's series. For events outside the provisioning protocol
-/// (configuration reloads, discovery); a failure is logged only.
-pub async fn publish_with(
-    recorder: &Recorder,
-    object: &ObjectReference,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
-    let mut note = note;
-    crate::text::truncate(&mut note, 1000);
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        action: series_action(reason, &note),
-        note: Some(note),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, object).await {
-        tracing::warn!(reason, error = %e, "failed to publish event");
-    }
-}
-
 /// The longest event name kube-apiserver accepts on `events.k8s.io/v1`
 /// (a DNS subdomain, validated strictly there; `v1` Events skip it).
 const EVENT_NAME_MAX: usize = 253;
@@ -293,12 +263,49 @@ impl Events {
         action: Action,
         note: String,
     ) {
+        let warning = reason.type_() == EventType::Warning;
+        self.emit(
+            object,
+            warning,
+            reason.as_str(),
+            action.as_str(reason),
+            note,
+        )
+        .await
+    }
+
+    /// Publish an event with a provisioner's own `reason` (configuration
+    /// reloads, discovery: anything outside the provisioning protocol) about
+    /// `object`, a Warning if `warning`, else Normal; its action is the
+    /// reason. Published like every event here (see the module docs).
+    pub async fn publish_reason(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        self.emit(object, warning, reason, reason, note).await
+    }
+
+    async fn emit(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        step: &str,
+        note: String,
+    ) {
         let mut note = note;
         crate::text::truncate(&mut note, 1000);
         let ev = Event {
-            type_: reason.type_(),
-            reason: reason.as_str().to_string(),
-            action: series_action(action.as_str(reason), &note),
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            action: series_action(step, &note),
             note: Some(note),
             secondary: None,
         };
@@ -314,7 +321,7 @@ impl Events {
             self.create_direct(&ev, object).await
         };
         if let Err(e) = published {
-            tracing::warn!(reason = reason.as_str(), error = %e, "failed to publish event");
+            tracing::warn!(reason, error = %e, "failed to publish event");
         }
     }
 

@@ -13,8 +13,8 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
+use crate::events::Events;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::Recorder;
 
 /// The event reason of a configuration put in force by a reload.
 pub const RELOADED_REASON: &str = "ConfigReloaded";
@@ -123,7 +123,7 @@ pub fn config_map_ref(name: &str, namespace: &str) -> ObjectReference {
 /// as a Normal [`RELOADED_REASON`], a new refusal as a Warning
 /// [`REFUSED_REASON`]. Nothing for no change or a repeated refusal. A
 /// failed event is logged only.
-pub async fn announce<C>(recorder: &Recorder, object: &ObjectReference, outcome: &Reload<C>) {
+pub async fn announce<C>(events: &Events, object: &ObjectReference, outcome: &Reload<C>) {
     let (warning, reason, note) = match outcome {
         Reload::Unchanged | Reload::StillRefused => return,
         Reload::Changed(_, summary) => {
@@ -143,7 +143,7 @@ pub async fn announce<C>(recorder: &Recorder, object: &ObjectReference, outcome:
             )
         }
     };
-    crate::events::publish_with(recorder, object, warning, reason, note).await;
+    events.publish_reason(object, warning, reason, note).await;
 }
 
 #[cfg(test)]

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use external_storage::controller::volume::is_ours;
 use external_storage::controller::{delete_if_unchanged, Scope};
+use external_storage::events::Events;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
@@ -126,7 +126,7 @@ pub struct Discovery {
     volumes: Arc<Volumes>,
     scope: Scope,
     provisioner: String,
-    recorder: Recorder,
+    events: Events,
     pvs: Store<PersistentVolume>,
     classes: Store<StorageClass>,
     reported: HashMap<String, Instant>,
@@ -174,13 +174,7 @@ impl Discovery {
             }
         });
         let provisioner = scope.names.first().cloned().unwrap_or_default();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: provisioner.clone(),
-                instance: Some(identity.to_string()),
-            },
-        );
+        let events = Events::new(client.clone(), &provisioner, identity);
         let config = volumes.config();
         Discovery {
             client,
@@ -190,7 +184,7 @@ impl Discovery {
             volumes,
             scope,
             provisioner,
-            recorder,
+            events,
             pvs,
             classes,
             reported: HashMap::new(),
@@ -218,7 +212,7 @@ impl Discovery {
             .config_object
             .clone()
             .unwrap_or_else(|| self.node_ref());
-        external_storage::reload::announce(&self.recorder, &object, &outcome).await;
+        external_storage::reload::announce(&self.events, &object, &outcome).await;
         if let Reload::Changed(config, _) = outcome {
             self.volumes.replace_config(config);
         }
@@ -263,7 +257,9 @@ impl Discovery {
     }
 
     async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
-        external_storage::events::publish_with(&self.recorder, object, warning, reason, note).await;
+        self.events
+            .publish_reason(object, warning, reason, note)
+            .await;
     }
 
     /// Logs and records a Warning on the node, at most once per

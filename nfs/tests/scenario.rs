@@ -4,7 +4,8 @@
 //! `nfs`), the StatefulSet's server run locally as the deploy/
 //! ServiceAccount with a real NFS-Ganesha, claims bound by the PV
 //! controller, data written and read through libnfs over NFSv3, then the
-//! export and its data removed with the claim, or kept under Retain.
+//! export and its data removed with the claim, kept under Retain, or
+//! archived with `onDelete: archive`.
 //! Needs root and the Ganesha packages (hack/test.sh installs them).
 
 mod common;
@@ -131,6 +132,43 @@ async fn scenario_nfs_export_write_read_delete_and_retain() {
         b"kept"
     );
     assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
+
+    // onDelete: archive: the PV controller releases the PV, the export is
+    // withdrawn and its directory moved to an archive on the server's disk
+    // (the event, accepted by the apiserver, names it).
+    create_class(
+        &client,
+        "nfs-archive",
+        "external-storage.io/nfs",
+        "Delete",
+        false,
+        json!({"onDelete": "archive"}),
+    )
+    .await;
+    create_claim(
+        &client,
+        "old",
+        "nfs-archive",
+        "1Gi",
+        json!({"accessModes": ["ReadWriteMany"]}),
+    )
+    .await;
+    let pv = wait_bound(&client, "old").await;
+    let path = nfs_path(&pv);
+    nfs_write(&path, "old.bin", b"archived", tmp.path());
+    let pv_name = pv.metadata.name.clone().unwrap();
+    delete_claim(&client, "old").await;
+    wait_pv_gone(&client, &pv_name).await;
+    let note = wait_normal(&client, &pv_name, "VolumeArchived").await;
+    assert!(nfs_read(&path, "old.bin").is_err(), "no longer exported");
+    let archive = note
+        .split_whitespace()
+        .find(|w| w.contains("/archived-"))
+        .unwrap_or_else(|| panic!("no archive path in {note:?}"));
+    assert_eq!(
+        std::fs::read(std::path::Path::new(archive).join("old.bin")).unwrap(),
+        b"archived"
+    );
 
     cluster.assert_rbac(&installed);
 }
