@@ -231,6 +231,17 @@ impl Archives {
     }
 }
 
+/// Why a retention sweep stopped (the next one tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// Listing, removing an archive or its record failed.
+    #[error("archive sweep: {0}")]
+    Archive(#[from] OpError),
+    /// Freeing the archive's quota project id failed.
+    #[error("archive sweep: {0}")]
+    Quota(#[from] crate::quota::QuotaError),
+}
+
 /// The retention sweep: removes the archives whose retention has passed at
 /// `now` and frees their quota project ids (kept while the archive's files
 /// carried them) in `projects` on the filesystem of `root`. Returns the
@@ -241,16 +252,14 @@ pub fn sweep(
     root: &std::path::Path,
     projects: &std::path::Path,
     now: SystemTime,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, SweepError> {
     let mut removed = Vec::new();
-    for rec in archives.expired(now).map_err(|e| e.to_string())? {
-        archives.remove(&rec).map_err(|e| e.to_string())?;
-        if let Some(id) =
-            crate::quota::recorded_project_id(projects, &rec.pv).map_err(|e| e.to_string())?
-        {
+    for rec in archives.expired(now)? {
+        archives.remove(&rec)?;
+        if let Some(id) = crate::quota::recorded_project_id(projects, &rec.pv)? {
             crate::quota::clear_project_limit(root, id, &rec.pv);
         }
-        crate::quota::release_project_id(projects, &rec.pv).map_err(|e| e.to_string())?;
+        crate::quota::release_project_id(projects, &rec.pv)?;
         tracing::info!(
             archive = rec.name,
             pv = rec.pv,
@@ -267,7 +276,7 @@ pub fn sweep(
 /// at the next interval.
 pub fn spawn_sweeper<F>(interval: Duration, sweep: F) -> std::thread::JoinHandle<()>
 where
-    F: Fn() -> Result<Vec<String>, String> + Send + 'static,
+    F: Fn() -> Result<Vec<String>, SweepError> + Send + 'static,
 {
     let interval = interval.max(Duration::from_secs(1));
     std::thread::Builder::new()

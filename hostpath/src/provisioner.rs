@@ -66,7 +66,7 @@ impl HostPath {
     /// Removes the archives whose retention has passed in every root in
     /// force and frees their quota project ids (blocking). Only archives
     /// this provisioner recorded are ever removed. Returns their names.
-    pub fn sweep_archives(&self) -> Result<Vec<String>, String> {
+    pub fn sweep_archives(&self) -> Result<Vec<String>, hostfs::archive::SweepError> {
         let mut removed = Vec::new();
         for root in self.roots.current().roots() {
             let projects = Self::projects_dir(root.path());
@@ -308,7 +308,7 @@ impl Provisioner for HostPath {
         let (root, rel) = self.root_of(pv).map_err(DeleteError::Failed)?;
         // The policy recorded on the PV at provisioning; a damaged one
         // deletes nothing.
-        let how = match OnDelete::from_pv(pv).map_err(DeleteError::Failed)? {
+        let how = match OnDelete::from_pv(pv).map_err(|e| DeleteError::Failed(e.to_string()))? {
             OnDelete::Delete => Release::Delete,
             OnDelete::Retain => Release::Retain,
             OnDelete::Archive { retention } => Release::Archive {

@@ -91,21 +91,33 @@ impl OnDelete {
     /// The policy recorded on `pv`. An unknown value is an error (the
     /// caller then deletes nothing): it was edited by hand or written by a
     /// newer version.
-    pub fn from_pv(pv: &PersistentVolume) -> Result<Self, String> {
+    pub fn from_pv(pv: &PersistentVolume) -> Result<Self, DamagedPolicy> {
         let annotations = pv.metadata.annotations.as_ref();
         let get = |k: &str| annotations.and_then(|a| a.get(k)).map(|v| v.trim());
+        let damaged = |annotation: &'static str, why: String| DamagedPolicy { annotation, why };
         let retention = get(ARCHIVE_RETENTION)
-            .map(|v| parse_retention(v).map_err(|e| format!("annotation {ARCHIVE_RETENTION}: {e}")))
+            .map(|v| parse_retention(v).map_err(|why| damaged(ARCHIVE_RETENTION, why)))
             .transpose()?;
         match get(ON_DELETE) {
             None | Some("delete") => Ok(OnDelete::Delete),
             Some("retain") => Ok(OnDelete::Retain),
             Some("archive") => Ok(OnDelete::Archive { retention }),
-            Some(other) => Err(format!(
-                "annotation {ON_DELETE} is `{other}`; allowed: delete, retain, archive"
+            Some(other) => Err(damaged(
+                ON_DELETE,
+                format!("`{other}` is not one of delete, retain, archive"),
             )),
         }
     }
+}
+
+/// A PV whose recorded policy cannot be read: nothing is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}: {why}; nothing was deleted: fix or remove the annotation")]
+pub struct DamagedPolicy {
+    /// The annotation that is damaged.
+    pub annotation: &'static str,
+    /// What is wrong with its value.
+    pub why: String,
 }
 
 /// A retention: a positive duration such as `168h`, `30m` or `90s`.
@@ -210,12 +222,14 @@ mod tests {
             Ok(OnDelete::Delete)
         );
         let e = OnDelete::from_pv(&pv(class(&[(ON_DELETE, "keep")]))).unwrap_err();
-        assert!(e.contains("`keep`"), "{e}");
+        assert_eq!(e.annotation, ON_DELETE);
+        assert!(e.to_string().contains("`keep`"), "{e}");
         let e = OnDelete::from_pv(&pv(class(&[
             (ON_DELETE, "archive"),
             (ARCHIVE_RETENTION, "x"),
         ])))
         .unwrap_err();
-        assert!(e.contains(ARCHIVE_RETENTION), "{e}");
+        assert_eq!(e.annotation, ARCHIVE_RETENTION);
+        assert!(e.to_string().contains("nothing was deleted"), "{e}");
     }
 }

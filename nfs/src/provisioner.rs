@@ -130,7 +130,7 @@ impl Nfs {
     /// The retention sweep of this export root (blocking): removes the
     /// archives it recorded whose `archiveRetention` has passed, frees
     /// their quota ids, returns their names.
-    pub fn sweep_archives(&self) -> Result<Vec<String>, String> {
+    pub fn sweep_archives(&self) -> Result<Vec<String>, hostfs::archive::SweepError> {
         let projects = self.projects_dir();
         let archives = self.root.archives();
         hostfs::archive::sweep(archives, self.root.path(), &projects, SystemTime::now())
@@ -296,7 +296,7 @@ impl Provisioner for Nfs {
         }
         // The policy recorded on the PV at provisioning; a damaged one
         // deletes nothing.
-        let on_delete = OnDelete::from_pv(pv).map_err(DeleteError::Failed)?;
+        let on_delete = OnDelete::from_pv(pv).map_err(|e| DeleteError::Failed(e.to_string()))?;
         let removed = mgr
             .remove_export(record.export_id)
             .await
