@@ -150,29 +150,17 @@ impl Provisioner for Flex {
 mod tests {
     use super::*;
     use external_storage::StorageClass;
-    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn claim(request: Option<&str>) -> PersistentVolumeClaim {
-        PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                namespace: Some("ns".into()),
-                name: Some("data".into()),
-                uid: Some("u1".into()),
-                ..Default::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                resources: Some(VolumeResourceRequirements {
-                    requests: request
-                        .map(|r| BTreeMap::from([("storage".to_string(), Quantity(r.into()))])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let c = external_storage::fixtures::claim("ns", "data")
+            .uid("u1")
+            .access_modes(&["ReadWriteMany"]);
+        match request {
+            Some(r) => c.request(r),
+            None => c,
         }
+        .build()
     }
 
     #[test]

@@ -378,23 +378,15 @@ impl Provisioner for HostPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     fn claim(modes: &[&str], request: Option<&str>) -> PersistentVolumeClaim {
-        PersistentVolumeClaim {
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(modes.iter().map(|m| m.to_string()).collect()),
-                resources: Some(VolumeResourceRequirements {
-                    requests: request
-                        .map(|r| BTreeMap::from([("storage".to_string(), Quantity(r.into()))])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let c = external_storage::fixtures::claim("default", "c").access_modes(modes);
+        match request {
+            Some(r) => c.request(r),
+            None => c,
         }
+        .build()
     }
 
     #[test]
@@ -412,21 +404,14 @@ mod tests {
     fn spec_has_source_and_node_affinity_and_round_trips_the_path() {
         let spec = volume_spec(VolumeType::HostPath, Path::new("/r/ns/c"), "n1");
         assert_eq!(spec.host_path.as_ref().unwrap().path, "/r/ns/c");
-        let term = &spec
-            .node_affinity
-            .as_ref()
-            .unwrap()
-            .required
-            .as_ref()
-            .unwrap()
-            .node_selector_terms[0];
-        let req = &term.match_expressions.as_ref().unwrap()[0];
-        assert_eq!(req.key, HOSTNAME_LABEL);
-        assert_eq!(req.values.as_deref(), Some(&["n1".to_string()][..]));
         let pv = PersistentVolume {
             spec: Some(spec),
             ..Default::default()
         };
+        let term = e2e_support::first_affinity_term(&pv);
+        let req = &term.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(req.key, HOSTNAME_LABEL);
+        assert_eq!(req.values.as_deref(), Some(&["n1".to_string()][..]));
         assert_eq!(relative_path(&pv, Path::new("/r")).as_deref(), Some("ns/c"));
         assert_eq!(relative_path(&pv, Path::new("/other")), None);
 

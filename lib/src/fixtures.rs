@@ -83,6 +83,16 @@ impl ClaimBuilder {
         self.spec().volume_mode = Some("Block".into());
         self
     }
+    /// Set the access modes.
+    pub fn access_modes(mut self, modes: &[&str]) -> Self {
+        self.spec().access_modes = Some(modes.iter().map(|m| m.to_string()).collect());
+        self
+    }
+    /// Set the uid.
+    pub fn uid(mut self, uid: &str) -> Self {
+        self.0.metadata.uid = Some(uid.into());
+        self
+    }
     /// A storage request.
     pub fn request(mut self, q: &str) -> Self {
         self.spec().resources = Some(VolumeResourceRequirements {

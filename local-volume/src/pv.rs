@@ -409,14 +409,7 @@ mod tests {
             spec.persistent_volume_reclaim_policy.as_deref(),
             Some("Delete")
         );
-        let term = &spec
-            .node_affinity
-            .as_ref()
-            .unwrap()
-            .required
-            .as_ref()
-            .unwrap()
-            .node_selector_terms[0];
+        let term = e2e_support::first_affinity_term(&pv);
         // Labels only: the hostname label's value, no node-name field term.
         assert!(term.match_fields.is_none());
         assert_eq!(
