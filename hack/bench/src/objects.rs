@@ -10,50 +10,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
-/// Annotation naming the provisioner a claim waits for.
-const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
-/// Annotation naming the node a WaitForFirstConsumer claim was scheduled to.
-const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-
-/// A StorageClass for `provisioner` with reclaim `policy`.
-pub fn class(name: &str, provisioner: &str, policy: &str, wffc: bool) -> StorageClass {
-    serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {"name": name},
-        "provisioner": provisioner,
-        "reclaimPolicy": policy,
-        "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
-    }))
-    .expect("StorageClass JSON")
-}
-
-/// A 1Gi RWO claim in `default` for `provisioner` through `class`; with
-/// `node`, already annotated as scheduled there (what the scheduler does for
-/// a WaitForFirstConsumer claim once a pod using it is placed).
-pub fn claim(
-    name: &str,
-    class: &str,
-    provisioner: &str,
-    node: Option<&str>,
-) -> PersistentVolumeClaim {
-    let mut ann = serde_json::Map::new();
-    ann.insert(STORAGE_PROVISIONER.into(), json!(provisioner));
-    if let Some(n) = node {
-        ann.insert(SELECTED_NODE.into(), json!(n));
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": "default", "annotations": ann},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": class,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }))
-    .expect("claim JSON")
-}
+/// The objects, shared with the end-to-end tests.
+pub use e2e_support::{scheduled_claim as claim, storage_class as class};
 
 /// Runs `op` until it succeeds, treating `done` errors as success (e.g. 409
 /// on create, 404 on delete), for up to `deadline`; under injected faults the

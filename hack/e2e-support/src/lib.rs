@@ -104,6 +104,54 @@ pub async fn create_node(client: &Client, name: &str) -> Node {
     .await
 }
 
+/// A StorageClass object (not yet created) for `provisioner` with reclaim
+/// `policy`, WaitForFirstConsumer when `wffc`.
+pub fn storage_class(name: &str, provisioner: &str, policy: &str, wffc: bool) -> StorageClass {
+    serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": provisioner,
+        "reclaimPolicy": policy,
+        "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
+    }))
+    .expect("StorageClass JSON")
+}
+
+/// A 1Gi RWO claim object (not yet created) in `default` for `provisioner`
+/// through `class`, as the PV controller leaves it for an external
+/// provisioner (`volume.kubernetes.io/storage-provisioner`); with `node`,
+/// already scheduled there (`volume.kubernetes.io/selected-node`, what the
+/// scheduler writes once a pod using a WaitForFirstConsumer claim is
+/// placed). For tests and benches that drive a provisioner without a PV
+/// controller or scheduler.
+pub fn scheduled_claim(
+    name: &str,
+    class: &str,
+    provisioner: &str,
+    node: Option<&str>,
+) -> PersistentVolumeClaim {
+    let mut ann = serde_json::Map::new();
+    ann.insert(
+        "volume.kubernetes.io/storage-provisioner".into(),
+        json!(provisioner),
+    );
+    if let Some(n) = node {
+        ann.insert("volume.kubernetes.io/selected-node".into(), json!(n));
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "default", "annotations": ann},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+    .expect("claim JSON")
+}
+
 /// A StorageClass for `provisioner`.
 pub async fn create_class(
     client: &Client,

@@ -278,40 +278,16 @@ where
     }
 }
 
+/// Creates a class of this provisioner (the shared object of e2e-support).
 pub async fn create_class(client: &Client, name: &str, wffc: bool, policy: &str) -> StorageClass {
+    let sc = e2e_support::storage_class(name, PROVISIONER, policy, wffc);
     let api: Api<StorageClass> = Api::all(client.clone());
-    let sc: StorageClass = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {"name": name},
-        "provisioner": PROVISIONER,
-        "reclaimPolicy": policy,
-        "volumeBindingMode": if wffc { "WaitForFirstConsumer" } else { "Immediate" },
-    }))
-    .unwrap();
     api.create(&PostParams::default(), &sc).await.unwrap()
 }
 
+/// A claim of `class` for this provisioner, scheduled to `node` if given.
 pub fn claim_json(name: &str, class: &str, node: Option<&str>) -> PersistentVolumeClaim {
-    let mut ann = serde_json::Map::new();
-    ann.insert(
-        "volume.kubernetes.io/storage-provisioner".into(),
-        json!(PROVISIONER),
-    );
-    if let Some(n) = node {
-        ann.insert("volume.kubernetes.io/selected-node".into(), json!(n));
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": "default", "annotations": ann},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": class,
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }))
-    .unwrap()
+    e2e_support::scheduled_claim(name, class, PROVISIONER, node)
 }
 
 pub async fn create_claim(
