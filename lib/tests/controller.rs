@@ -34,8 +34,8 @@ async fn barrier(client: &kube::Client, name: &str) {
     {
         create_class(client, "barrier", false, "Delete").await;
     }
-    create_claim(client, name, "barrier", None).await;
-    wait_bound(client, name, 20).await;
+    create_scheduled_claim(client, name, "barrier", None).await;
+    wait_bound(client, name).await;
 }
 
 #[tokio::test]
@@ -49,8 +49,8 @@ async fn provision_bind_then_delete_on_release() {
     opts.provisioning_event = true;
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
-    let c = create_claim(&client, "c1", "fast", None).await;
-    let pv_name = wait_bound(&client, "c1", 20).await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
+    let pv_name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     assert_eq!(pv_name, pv_name_of(&c));
     assert!(mem.has(&pv_name));
 
@@ -66,16 +66,16 @@ async fn provision_bind_then_delete_on_release() {
     assert_eq!(spec.capacity.unwrap()["storage"].0, "1Gi");
     assert_eq!(spec.host_path.unwrap().path, format!("/mem/{pv_name}"));
     // intent released once the PV is saved
-    wait_for("intent finalizer released", 10, || async {
+    wait_for("intent finalizer released", || async {
         let c = claims(&client).get("c1").await.ok()?;
         (!has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
     })
     .await;
-    wait_event(&client, "c1", "Provisioning", 10).await;
-    wait_event(&client, "c1", "ProvisioningSucceeded", 10).await;
+    wait_event(&client, "c1", "Provisioning").await;
+    wait_event(&client, "c1", "ProvisioningSucceeded").await;
 
     delete_claim(&client, "c1").await;
-    wait_pv_gone(&client, &pv_name, 20).await;
+    wait_pv_gone(&client, &pv_name).await;
     assert!(!mem.has(&pv_name));
     assert_eq!(
         mem.deleted.lock().unwrap().as_slice(),
@@ -98,10 +98,10 @@ async fn the_provisioning_event_is_optional() {
     let (_ts, client) = server().await;
     let ctrl = spawn(client.clone(), Mem::new(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    wait_bound(&client, "c1", 20).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    wait_bound(&client, "c1").await;
     // Published in the same reconcile, right after `Provisioning` would be.
-    wait_event(&client, "c1", "ProvisioningSucceeded", 10).await;
+    wait_event(&client, "c1", "ProvisioningSucceeded").await;
     let reasons = event_reasons(&client, "c1").await;
     assert!(!reasons.iter().any(|r| r == "Provisioning"), "{reasons:?}");
     ctrl.stop().await;
@@ -117,10 +117,10 @@ async fn retain_keeps_the_backend_volume() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "keep", false, "Retain").await;
-    create_claim(&client, "c1", "keep", None).await;
-    let pv_name = wait_bound(&client, "c1", 20).await;
+    create_scheduled_claim(&client, "c1", "keep", None).await;
+    let pv_name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     delete_claim(&client, "c1").await;
-    wait_for("PV Released", 20, || async {
+    wait_for("PV Released", || async {
         let pv = pvs(&client).get(&pv_name).await.ok()?;
         (pv.status?.phase.as_deref() == Some("Released")).then_some(())
     })
@@ -128,9 +128,9 @@ async fn retain_keeps_the_backend_volume() {
     // A Delete-policy claim released after it proves the volume loop has
     // seen the Retain PV's Released update.
     barrier(&client, "b1").await;
-    let b_pv = wait_bound(&client, "b1", 5).await;
+    let b_pv = wait_bound(&client, "b1").await.metadata.name.unwrap();
     delete_claim(&client, "b1").await;
-    wait_pv_gone(&client, &b_pv, 20).await;
+    wait_pv_gone(&client, &b_pv).await;
     assert!(pvs(&client).get_opt(&pv_name).await.unwrap().is_some());
     assert!(mem.has(&pv_name));
     ctrl.stop().await;
@@ -143,7 +143,7 @@ async fn wait_for_first_consumer_waits_for_the_selected_node() {
     create_node(&client, "node-1").await;
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "late", true, "Delete").await;
-    let c = create_claim(&client, "c1", "late", None).await;
+    let c = create_scheduled_claim(&client, "c1", "late", None).await;
     barrier(&client, "b1").await;
     assert!(
         !mem.has(&pv_name(&c)),
@@ -152,7 +152,7 @@ async fn wait_for_first_consumer_waits_for_the_selected_node() {
     assert!(pvs(&client).get_opt(&pv_name(&c)).await.unwrap().is_none());
 
     set_annotation(&client, "c1", a::SELECTED_NODE, "node-1").await;
-    let pv_name = wait_bound(&client, "c1", 20).await;
+    let pv_name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     assert_eq!(
         mem.volumes.lock().unwrap()[&pv_name].as_deref(),
         Some("node-1")
@@ -173,18 +173,18 @@ async fn reschedule_drops_the_selected_node() {
     }
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "late", true, "Delete").await;
-    let c = create_claim(&client, "c1", "late", Some("full-node")).await;
-    wait_for("selected-node removed", 20, || async {
+    let c = create_scheduled_claim(&client, "c1", "late", Some("full-node")).await;
+    wait_for("selected-node removed", || async {
         let c = claims(&client).get("c1").await.ok()?;
         let gone = !c.annotations().contains_key(a::SELECTED_NODE);
         (gone && !has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
     })
     .await;
-    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    wait_event(&client, "c1", "ProvisioningFailed").await;
     assert!(!mem.has(&pv_name(&c)));
     // the scheduler picks another node
     set_annotation(&client, "c1", a::SELECTED_NODE, "node-2").await;
-    let pv_name = wait_bound(&client, "c1", 20).await;
+    let pv_name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     assert_eq!(
         mem.volumes.lock().unwrap()[&pv_name].as_deref(),
         Some("node-2")
@@ -199,8 +199,8 @@ async fn in_progress_is_polled_until_done() {
     mem.knobs().in_progress = 3;
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    let pv_name = wait_bound(&client, "c1", 20).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    let pv_name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     assert!(mem.provision_calls.load(Ordering::SeqCst) >= 4);
     assert_eq!(mem.times_created(&pv_name), 1);
     ctrl.stop().await;
@@ -218,19 +218,19 @@ async fn pv_save_failure_deletes_the_orphan_then_retries() {
         FaultKind::InternalError,
         1.0,
     );
-    let c = create_claim(&client, "c1", "fast", None).await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
     let name = pv_name(&c);
-    wait_for("orphan backend volume deleted", 20, || async {
+    wait_for("orphan backend volume deleted", || async {
         mem.deleted.lock().unwrap().contains(&name).then_some(())
     })
     .await;
-    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    wait_event(&client, "c1", "ProvisioningFailed").await;
     // the claim keeps its intent while it has no PV
     let cl = claims(&client).get("c1").await.unwrap();
     assert!(has_finalizer(&cl, a::PROVISIONING_FINALIZER));
 
     ts.faults().clear();
-    assert_eq!(wait_bound(&client, "c1", 20).await, name);
+    assert_eq!(wait_bound(&client, "c1").await.metadata.name.unwrap(), name);
     assert!(mem.has(&name));
     // every backend volume made while the PV could not be saved was deleted
     let deleted = mem
@@ -258,15 +258,15 @@ async fn pv_save_and_cleanup_failure_is_reported_and_healed() {
         FaultKind::InternalError,
         1.0,
     );
-    let c = create_claim(&client, "c1", "fast", None).await;
-    wait_event(&client, "c1", "ProvisioningCleanupFailed", 20).await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
+    wait_event(&client, "c1", "ProvisioningCleanupFailed").await;
     assert!(
         mem.has(&pv_name(&c)),
         "cleanup failed, so the volume is still there"
     );
     ts.faults().clear();
     mem.knobs().delete_fail = None;
-    let pv = wait_bound(&client, "c1", 20).await;
+    let pv = wait_bound(&client, "c1").await.metadata.name.unwrap();
     // the retry found the same backend volume again: nothing leaked
     assert_eq!(mem.volume_count(), 1);
     assert_eq!(mem.times_created(&pv), 1);
@@ -280,9 +280,9 @@ async fn claim_deleted_mid_provision_does_not_leak() {
     mem.knobs().gate = Some(Gate::AfterCreate);
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    let c = create_claim(&client, "c1", "fast", None).await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
     let name = pv_name(&c);
-    wait_for("provisioner blocked", 20, || async {
+    wait_for("provisioner blocked", || async {
         (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
@@ -294,12 +294,12 @@ async fn claim_deleted_mid_provision_does_not_leak() {
         "the intent keeps the claim"
     );
     mem.open_gate();
-    wait_claim_gone(&client, "c1", 20).await;
-    wait_for("backend volume gone", 20, || async {
+    wait_claim_gone(&client, "c1").await;
+    wait_for("backend volume gone", || async {
         (!mem.has(&name)).then_some(())
     })
     .await;
-    wait_pv_gone(&client, &name, 20).await;
+    wait_pv_gone(&client, &name).await;
     ctrl.stop().await;
 }
 
@@ -314,9 +314,9 @@ async fn killed_at(step: &str) {
         _ => Gate::AfterCreate,
     });
     let first = spawn(client.clone(), mem.clone(), fast_options());
-    let c = create_claim(&client, "c1", "fast", None).await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
     let name = pv_name(&c);
-    wait_for("provisioner blocked", 20, || async {
+    wait_for("provisioner blocked", || async {
         (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
@@ -334,7 +334,7 @@ async fn killed_at(step: &str) {
             1.0,
         );
         mem.open_gate();
-        wait_for("PV saved", 20, || async {
+        wait_for("PV saved", || async {
             pvs(&client).get_opt(&name).await.ok()?.map(|_| ())
         })
         .await;
@@ -345,12 +345,12 @@ async fn killed_at(step: &str) {
     delete_claim(&client, "c1").await;
 
     let second = spawn(client.clone(), mem.clone(), fast_options());
-    wait_claim_gone(&client, "c1", 30).await;
-    wait_for("backend volume gone", 30, || async {
+    wait_claim_gone(&client, "c1").await;
+    wait_for("backend volume gone", || async {
         (!mem.has(&name)).then_some(())
     })
     .await;
-    wait_pv_gone(&client, &name, 30).await;
+    wait_pv_gone(&client, &name).await;
     assert_eq!(
         mem.volume_count(),
         0,
@@ -387,7 +387,7 @@ async fn block_claims_need_block_support() {
         .create(&Default::default(), &c)
         .await
         .unwrap();
-    wait_event(&client, "blk", "ProvisioningFailed", 20).await;
+    wait_event(&client, "blk", "ProvisioningFailed").await;
     barrier(&client, "b1").await;
     assert!(!mem.has(&pv_name(&c)));
     let cl = claims(&client).get("blk").await.unwrap();
@@ -404,12 +404,12 @@ async fn pv_finalizer_is_added_and_removed() {
     opts.add_finalizer = true;
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    let name = wait_bound(&client, "c1", 20).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     let pv = pvs(&client).get(&name).await.unwrap();
     assert!(has_finalizer(&pv, a::PV_FINALIZER));
     delete_claim(&client, "c1").await;
-    wait_pv_gone(&client, &name, 20).await;
+    wait_pv_gone(&client, &name).await;
     assert!(!mem.has(&name));
     ctrl.stop().await;
 }
@@ -423,8 +423,8 @@ async fn failure_threshold_stops_retries_until_the_claim_changes() {
     opts.failed_provision_threshold = 2;
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    wait_for("give-up event", 20, || async {
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    wait_for("give-up event", || async {
         let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::all(client.clone());
         let evs = api.list(&Default::default()).await.ok()?;
         evs.items
@@ -444,7 +444,7 @@ async fn failure_threshold_stops_retries_until_the_claim_changes() {
         )
         .await
         .unwrap();
-    wait_bound(&client, "c1", 20).await;
+    wait_bound(&client, "c1").await;
     ctrl.stop().await;
 }
 
@@ -461,17 +461,17 @@ async fn node_local_instances_serve_only_their_node() {
     o2.node_name = Some("n2".into());
     let c1 = spawn(client.clone(), m1.clone(), o1);
     let c2 = spawn(client.clone(), m2.clone(), o2);
-    let a1 = create_claim(&client, "on-n1", "local", Some("n1")).await;
-    let a2 = create_claim(&client, "on-n2", "local", Some("n2")).await;
-    let p1 = wait_bound(&client, "on-n1", 20).await;
-    let p2 = wait_bound(&client, "on-n2", 20).await;
+    let a1 = create_scheduled_claim(&client, "on-n1", "local", Some("n1")).await;
+    let a2 = create_scheduled_claim(&client, "on-n2", "local", Some("n2")).await;
+    let p1 = wait_bound(&client, "on-n1").await.metadata.name.unwrap();
+    let p2 = wait_bound(&client, "on-n2").await.metadata.name.unwrap();
     assert_eq!((p1.clone(), p2.clone()), (pv_name(&a1), pv_name(&a2)));
     assert!(m1.has(&p1) && !m1.has(&p2));
     assert!(m2.has(&p2) && !m2.has(&p1));
     delete_claim(&client, "on-n1").await;
     delete_claim(&client, "on-n2").await;
-    wait_pv_gone(&client, &p1, 20).await;
-    wait_pv_gone(&client, &p2, 20).await;
+    wait_pv_gone(&client, &p1).await;
+    wait_pv_gone(&client, &p2).await;
     assert_eq!(m1.deleted.lock().unwrap().as_slice(), &[p1]);
     assert_eq!(m2.deleted.lock().unwrap().as_slice(), &[p2]);
     c1.stop().await;
@@ -489,8 +489,8 @@ fn elected(identity: &str) -> external_storage::ControllerOptions {
     o
 }
 
-async fn wait_leader(r: &Running, want: i64, secs: u64) {
-    wait_for(&format!("is_leader == {want}"), secs, || async {
+async fn wait_leader(r: &Running, want: i64) {
+    wait_for(&format!("is_leader == {want}"), || async {
         (r.metrics.is_leader.get() == want).then_some(())
     })
     .await;
@@ -502,28 +502,28 @@ async fn leader_handover_without_double_provisioning() {
     create_class(&client, "fast", false, "Delete").await;
     let (ma, mb) = (Mem::new(), Mem::new());
     let a = spawn(client.clone(), ma.clone(), elected("a"));
-    wait_leader(&a, 1, 20).await;
+    wait_leader(&a, 1).await;
     let b = spawn(client.clone(), mb.clone(), elected("b"));
     let mut first = Vec::new();
     for i in 0..5 {
         first.push(pv_name(
-            &create_claim(&client, &format!("a{i}"), "fast", None).await,
+            &create_scheduled_claim(&client, &format!("a{i}"), "fast", None).await,
         ));
     }
     for i in 0..5 {
-        wait_bound(&client, &format!("a{i}"), 20).await;
+        wait_bound(&client, &format!("a{i}")).await;
     }
     assert_eq!(b.metrics.is_leader.get(), 0);
     a.stop().await; // releases the lease
-    wait_leader(&b, 1, 20).await;
+    wait_leader(&b, 1).await;
     let mut second = Vec::new();
     for i in 0..5 {
         second.push(pv_name(
-            &create_claim(&client, &format!("b{i}"), "fast", None).await,
+            &create_scheduled_claim(&client, &format!("b{i}"), "fast", None).await,
         ));
     }
     for i in 0..5 {
-        wait_bound(&client, &format!("b{i}"), 20).await;
+        wait_bound(&client, &format!("b{i}")).await;
     }
     for n in &first {
         assert!(
@@ -548,18 +548,18 @@ async fn losing_the_lease_stops_workers_and_campaigns_again() {
     create_class(&client, "fast", false, "Delete").await;
     let mem = Mem::new();
     let a = spawn(client.clone(), mem.clone(), elected("a"));
-    wait_leader(&a, 1, 20).await;
+    wait_leader(&a, 1).await;
     ts.faults()
         .set_error_rate(None, Some("leases"), FaultKind::InternalError, 1.0);
-    wait_leader(&a, 0, 20).await;
+    wait_leader(&a, 0).await;
     assert!(
         !a.handle.is_finished(),
         "losing the lease must not end the controller"
     );
     ts.faults().clear();
-    wait_leader(&a, 1, 20).await;
-    create_claim(&client, "c1", "fast", None).await;
-    wait_bound(&client, "c1", 20).await;
+    wait_leader(&a, 1).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    wait_bound(&client, "c1").await;
     a.stop().await;
 }
 
@@ -611,15 +611,15 @@ async fn infeasible_is_retried_slowly_and_never_given_up() {
     opts.failed_provision_threshold = 1;
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    wait_for("two infeasible attempts", 20, || async {
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    wait_for("two infeasible attempts", || async {
         (mem.provision_calls.load(Ordering::SeqCst) >= 2).then_some(())
     })
     .await;
-    wait_event(&client, "c1", "ProvisioningFailed", 10).await;
+    wait_event(&client, "c1", "ProvisioningFailed").await;
     mem.knobs().infeasible = None;
     // no edit of the claim: the slow retry alone gets it provisioned
-    wait_bound(&client, "c1", 20).await;
+    wait_bound(&client, "c1").await;
     ctrl.stop().await;
 }
 
@@ -629,18 +629,18 @@ async fn failed_delete_is_reported_and_retried() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    let name = wait_bound(&client, "c1", 20).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     mem.knobs().delete_fail = Some("backend busy".into());
     delete_claim(&client, "c1").await;
-    wait_event(&client, &name, "VolumeFailedDelete", 20).await;
+    wait_event(&client, &name, "VolumeFailedDelete").await;
     assert!(
         pvs(&client).get_opt(&name).await.unwrap().is_some(),
         "PV kept while the backend volume exists"
     );
     assert!(mem.has(&name));
     mem.knobs().delete_fail = None;
-    wait_pv_gone(&client, &name, 20).await;
+    wait_pv_gone(&client, &name).await;
     assert!(!mem.has(&name));
     let text = ctrl.metrics.encode();
     assert!(
@@ -656,10 +656,10 @@ async fn missing_class_is_reported_then_provisioned_when_created() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "other", false, "Delete").await; // the cache has synced
-    create_claim(&client, "c1", "later", None).await;
-    wait_event(&client, "c1", "ProvisioningFailed", 20).await;
+    create_scheduled_claim(&client, "c1", "later", None).await;
+    wait_event(&client, "c1", "ProvisioningFailed").await;
     create_class(&client, "later", false, "Delete").await;
-    wait_bound(&client, "c1", 20).await;
+    wait_bound(&client, "c1").await;
     ctrl.stop().await;
 }
 
@@ -697,16 +697,16 @@ async fn released_pv_whose_claim_still_exists_is_not_deleted() {
         )
         .await
         .unwrap();
-    wait_for("PV Released", 10, || async {
+    wait_for("PV Released", || async {
         let pv = pvs(&client).get("manual-pv").await.ok()?;
         (pv.status?.phase.as_deref() == Some("Released")).then_some(())
     })
     .await;
     // a Delete-policy volume released after it proves the loop saw this PV
     barrier(&client, "b1").await;
-    let b_pv = wait_bound(&client, "b1", 5).await;
+    let b_pv = wait_bound(&client, "b1").await.metadata.name.unwrap();
     delete_claim(&client, "b1").await;
-    wait_pv_gone(&client, &b_pv, 20).await;
+    wait_pv_gone(&client, &b_pv).await;
     assert!(pvs(&client).get_opt("manual-pv").await.unwrap().is_some());
     assert!(!mem
         .deleted
@@ -752,7 +752,7 @@ async fn static_mode_watches_no_claims_and_only_the_selected_pvs() {
     opts.pv_label_selector = Some("example.com/node=n1".into());
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
     // Outside the selector: another node's PV, and one without the label.
     released_pv(&client, "other-node", json!({"example.com/node": "n2"})).await;
     released_pv(&client, "unlabelled", json!({})).await;
@@ -760,7 +760,7 @@ async fn static_mode_watches_no_claims_and_only_the_selected_pvs() {
     // deleted, the controller would have seen the others too.
     for barrier in ["mine-1", "mine-2"] {
         released_pv(&client, barrier, json!({"example.com/node": "n1"})).await;
-        wait_pv_gone(&client, barrier, 20).await;
+        wait_pv_gone(&client, barrier).await;
     }
     for name in ["other-node", "unlabelled"] {
         assert!(

@@ -104,7 +104,6 @@ async fn wait_note(client: &Client, name: &str, reason: &str, needle: &str) -> S
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
     wait_for(
         &format!("a {reason} event about {name} containing {needle:?}"),
-        30,
         || {
             let api = api.clone();
             async move {
@@ -135,22 +134,22 @@ async fn real_pv_validation_422_is_final_and_cleans_up() {
         .insert("bad".into(), hostpath("/mem/../etc"));
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    let c = create_claim(&client, "bad", "fast", None).await;
+    let c = create_scheduled_claim(&client, "bad", "fast", None).await;
     let note = wait_note(&client, "bad", "ProvisioningFailed", "invalid").await;
     assert!(
         note.contains("spec.hostPath.path") && note.contains("must not contain '..'"),
         "the event names the field: {note}"
     );
     let name = pv_name(&c);
-    wait_for("intent released", 20, || async {
+    wait_for("intent released", || async {
         let c = claims(&client).get("bad").await.ok()?;
         (!has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
     })
     .await;
     // A claim provisioned afterwards: by then a retry (100 ms backoff)
     // would have made the volume again.
-    create_claim(&client, "after", "fast", None).await;
-    wait_bound(&client, "after", 30).await;
+    create_scheduled_claim(&client, "after", "fast", None).await;
+    wait_bound(&client, "after").await;
     assert_eq!(mem.times_created(&name), 1, "provisioned once, not retried");
     assert!(!mem.has(&name), "the backend volume is deleted");
     let deleted = mem.deleted.lock().unwrap().clone();
@@ -186,7 +185,7 @@ async fn real_answer_must_fit_the_claim() {
             .await
             .unwrap();
     }
-    wait_bound(&client, "fits", 30).await;
+    wait_bound(&client, "fits").await;
     let small = claims(&client).get("small").await.unwrap();
     assert_eq!(
         small.status.and_then(|s| s.phase).as_deref(),
@@ -245,7 +244,7 @@ async fn real_finalizer_on_a_deleting_claim_is_not_retried() {
         json!({"finalizers": [hold]}),
     )
     .await;
-    wait_for("the controller decided on the claim", 30, || async {
+    wait_for("the controller decided on the claim", || async {
         entered.try_recv().ok()
     })
     .await;
@@ -258,8 +257,8 @@ async fn real_finalizer_on_a_deleting_claim_is_not_retried() {
     assert!(deleting.metadata.deletion_timestamp.is_some());
     release.send(()).unwrap();
 
-    create_claim(&admin, "barrier", "fast", None).await;
-    wait_bound(&admin, "barrier", 30).await;
+    create_scheduled_claim(&admin, "barrier", "fast", None).await;
+    wait_bound(&admin, "barrier").await;
     let patches = requests
         .lock()
         .unwrap()
@@ -294,7 +293,7 @@ async fn real_finalizer_on_a_deleting_claim_is_not_retried() {
         )
         .await
         .unwrap();
-    wait_claim_gone(&admin, "going", 30).await;
+    wait_claim_gone(&admin, "going").await;
     ctrl.stop().await;
 }
 
@@ -307,8 +306,8 @@ async fn real_pv_protection_does_not_delete_twice() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "c1", "fast", None).await;
-    let name = wait_bound(&client, "c1", 30).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    let name = wait_bound(&client, "c1").await.metadata.name.unwrap();
     let pv = pvs(&client).get(&name).await.unwrap();
     if pv.metadata.finalizers.is_some() {
         // What the real StorageObjectInUseProtection admission adds.
@@ -329,21 +328,17 @@ async fn real_pv_protection_does_not_delete_twice() {
         .await
         .unwrap();
     delete_claim(&client, "c1").await;
-    wait_for(
-        "the PV deleted by the controller (and held)",
-        30,
-        || async {
-            let pv = pvs(&client).get(&name).await.ok()?;
-            (pv.metadata.deletion_timestamp.is_some() && !mem.has(&name)).then_some(())
-        },
-    )
+    wait_for("the PV deleted by the controller (and held)", || async {
+        let pv = pvs(&client).get(&name).await.ok()?;
+        (pv.metadata.deletion_timestamp.is_some() && !mem.has(&name)).then_some(())
+    })
     .await;
     // Another volume deleted afterwards: the held PV's update (deletion
     // timestamp) came before on the same watch.
-    create_claim(&client, "c2", "fast", None).await;
-    let other = wait_bound(&client, "c2", 30).await;
+    create_scheduled_claim(&client, "c2", "fast", None).await;
+    let other = wait_bound(&client, "c2").await.metadata.name.unwrap();
     delete_claim(&client, "c2").await;
-    wait_pv_gone(&client, &other, 30).await;
+    wait_pv_gone(&client, &other).await;
     let deleted = mem.deleted.lock().unwrap().clone();
     assert_eq!(
         deleted.iter().filter(|d| **d == name).count(),
@@ -365,7 +360,7 @@ async fn real_pv_protection_does_not_delete_twice() {
         )
         .await
         .unwrap();
-    wait_pv_gone(&client, &name, 30).await;
+    wait_pv_gone(&client, &name).await;
     ctrl.stop().await;
 }
 
@@ -404,14 +399,14 @@ async fn real_mount_options_only_where_the_volume_takes_them() {
         )
         .await
         .unwrap();
-    create_claim(&client, "local", "tuned", None).await;
-    create_claim(&client, "shared", "tuned", None).await;
+    create_scheduled_claim(&client, "local", "tuned", None).await;
+    create_scheduled_claim(&client, "shared", "tuned", None).await;
     let local = pvs(&client)
-        .get(&wait_bound(&client, "local", 30).await)
+        .get(&wait_bound(&client, "local").await.metadata.name.unwrap())
         .await
         .unwrap();
     let shared = pvs(&client)
-        .get(&wait_bound(&client, "shared", 30).await)
+        .get(&wait_bound(&client, "shared").await.metadata.name.unwrap())
         .await
         .unwrap();
     assert_eq!(local.spec.unwrap().mount_options, None, "hostPath: none");
@@ -444,7 +439,7 @@ async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
     opts.node_hostname = Some("node-b".into());
     let ctrl = spawn(client.clone(), mem.clone(), opts);
     create_class(&client, "late", true, "Delete").await;
-    create_claim(&client, "data", "late", None).await;
+    create_scheduled_claim(&client, "data", "late", None).await;
     // A pod without a node selector: the scheduler picks the only node.
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
     pods.create(
@@ -467,7 +462,7 @@ async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
             (c.annotations().get(a::SELECTED_NODE).map(String::as_str) == Some(want)).then_some(())
         }
     };
-    wait_for("node-a selected", 30, || selected("node-a")).await;
+    wait_for("node-a selected", || selected("node-a")).await;
     cluster.node("node-b", "node-b").await;
     Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
         .delete("node-a", &DeleteParams::default())
@@ -475,8 +470,8 @@ async fn real_selected_node_deleted_is_given_back_to_the_scheduler() {
         .unwrap();
     let note = wait_note(&client, "data", "ProvisioningFailed", "no longer exists").await;
     assert!(note.contains("\"node-a\""), "{note}");
-    wait_for("node-b selected", 30, || selected("node-b")).await;
-    let pv = wait_bound(&client, "data", 30).await;
+    wait_for("node-b selected", || selected("node-b")).await;
+    let pv = wait_bound(&client, "data").await.metadata.name.unwrap();
     assert_eq!(mem.volumes.lock().unwrap()[&pv].as_deref(), Some("node-b"));
     let _ = pods
         .delete("data-pod", &DeleteParams::default().grace_period(0))
@@ -496,8 +491,8 @@ async fn real_events_for_253_character_names_are_accepted() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, &name, "fast", None).await;
-    wait_bound(&client, &name, 30).await;
+    create_scheduled_claim(&client, &name, "fast", None).await;
+    wait_bound(&client, &name).await;
     wait_note(
         &client,
         &name,
@@ -546,7 +541,7 @@ async fn real_beta_storage_class_annotation_end_to_end() {
     )
     .await
     .unwrap();
-    let name = wait_bound(&client, "beta", 30).await;
+    let name = wait_bound(&client, "beta").await.metadata.name.unwrap();
     let c = claims(&client).get("beta").await.unwrap();
     assert_eq!(
         c.annotations()
@@ -577,8 +572,8 @@ async fn real_data_source_needs_the_provisioners_capability() {
     let mem = Mem::new();
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    create_claim(&client, "src", "fast", None).await;
-    wait_bound(&client, "src", 30).await;
+    create_scheduled_claim(&client, "src", "fast", None).await;
+    wait_bound(&client, "src").await;
     let mut clone = serde_json::to_value(claim_json("clone", "fast", None)).unwrap();
     clone["spec"]["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "src"});
     let c = claims(&client)
@@ -602,7 +597,7 @@ async fn real_data_source_needs_the_provisioners_capability() {
     // at again) is provisioned.
     mem.knobs().data_source = true;
     set_annotation(&client, "clone", "example.com/retry", "1").await;
-    let name = wait_bound(&client, "clone", 30).await;
+    let name = wait_bound(&client, "clone").await.metadata.name.unwrap();
     assert!(mem.has(&name));
     ctrl.stop().await;
 }

@@ -39,8 +39,8 @@ async fn run_until_provisions_from_parsed_args() {
         Arc::clone(&mem),
         token.clone(),
     ));
-    create_claim(&client, "c1", "fast", None).await;
-    let pv = wait_bound(&client, "c1", 30).await;
+    create_scheduled_claim(&client, "c1", "fast", None).await;
+    let pv = wait_bound(&client, "c1").await.metadata.name.unwrap();
     assert!(mem.has(&pv));
     // leader election was on: the Lease named after the provisioner exists
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =

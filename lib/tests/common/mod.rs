@@ -4,7 +4,6 @@
 #![allow(dead_code, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +16,16 @@ use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     PersistentVolumeSpec, VolumeNodeAffinity,
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// The API helpers every test crate shares (e2e-support): one set, one
+/// signature each (each test crate uses some of them).
+#[allow(unused_imports)]
+pub use e2e_support::{claims, create_node, delete_claim, pvs, wait_bound, wait_for, wait_pv_gone};
 
 pub const PROVISIONER: &str = "example.com/mem";
 
@@ -260,24 +264,6 @@ pub fn spawn(client: Client, mem: Arc<Mem>, opts: ControllerOptions) -> Running 
     }
 }
 
-/// Poll `f` every 50 ms until it returns `Some`, or panic after `secs`.
-pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Creates a class of this provisioner (the shared object of e2e-support).
 pub async fn create_class(client: &Client, name: &str, wffc: bool, policy: &str) -> StorageClass {
     let sc = e2e_support::storage_class(name, PROVISIONER, policy, wffc);
@@ -290,7 +276,9 @@ pub fn claim_json(name: &str, class: &str, node: Option<&str>) -> PersistentVolu
     e2e_support::scheduled_claim(name, class, PROVISIONER, node)
 }
 
-pub async fn create_claim(
+/// Creates [`claim_json`]: a claim as the PV controller (and, with `node`,
+/// the scheduler) leaves it for this provisioner.
+pub async fn create_scheduled_claim(
     client: &Client,
     name: &str,
     class: &str,
@@ -302,51 +290,14 @@ pub async fn create_claim(
         .unwrap()
 }
 
-pub fn claims(client: &Client) -> Api<PersistentVolumeClaim> {
-    Api::namespaced(client.clone(), "default")
-}
-
-pub fn pvs(client: &Client) -> Api<PersistentVolume> {
-    Api::all(client.clone())
-}
-
-pub async fn delete_claim(client: &Client, name: &str) {
-    claims(client)
-        .delete(name, &DeleteParams::default())
-        .await
-        .unwrap();
-}
-
 pub fn pv_name(claim: &PersistentVolumeClaim) -> String {
     format!("pvc-{}", claim.metadata.uid.as_deref().unwrap())
 }
 
-/// Wait until the claim is Bound; returns its PV name.
-pub async fn wait_bound(client: &Client, name: &str, secs: u64) -> String {
+/// Waits until claim `name` no longer exists.
+pub async fn wait_claim_gone(client: &Client, name: &str) {
     let api = claims(client);
-    wait_for(&format!("claim {name} Bound"), secs, || {
-        let api = api.clone();
-        async move {
-            let c = api.get_opt(name).await.ok()??;
-            let phase = c.status.as_ref()?.phase.as_deref()?;
-            (phase == "Bound").then(|| c.spec?.volume_name)?
-        }
-    })
-    .await
-}
-
-pub async fn wait_claim_gone(client: &Client, name: &str, secs: u64) {
-    let api = claims(client);
-    wait_for(&format!("claim {name} gone"), secs, || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
-    })
-    .await
-}
-
-pub async fn wait_pv_gone(client: &Client, name: &str, secs: u64) {
-    let api = pvs(client);
-    wait_for(&format!("PV {name} gone"), secs, || {
+    wait_for(&format!("claim {name} gone"), || {
         let api = api.clone();
         async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
     })
@@ -364,8 +315,9 @@ pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn wait_event(client: &Client, name: &str, reason: &str, secs: u64) {
-    wait_for(&format!("event {reason} on {name}"), secs, || async {
+/// Waits for an event with `reason` about the object named `name`.
+pub async fn wait_event(client: &Client, name: &str, reason: &str) {
+    wait_for(&format!("event {reason} on {name}"), || async {
         event_reasons(client, name)
             .await
             .iter()
@@ -388,17 +340,4 @@ pub async fn set_annotation(client: &Client, claim: &str, key: &str, value: &str
 
 pub fn has_finalizer<K: kube::Resource>(obj: &K, f: &str) -> bool {
     obj.meta().finalizers.iter().flatten().any(|x| x == f)
-}
-
-/// A Node `name` (labelled `kubernetes.io/hostname=<name>`): the controller
-/// gives a claim whose selected node does not exist back to the scheduler.
-pub async fn create_node(client: &Client, name: &str) {
-    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let node = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-    }))
-    .unwrap();
-    api.create(&PostParams::default(), &node).await.unwrap();
 }
