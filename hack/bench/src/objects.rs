@@ -11,7 +11,7 @@ use kube::Client;
 use serde_json::json;
 
 /// The objects, shared with the end-to-end tests.
-pub use e2e_support::{scheduled_claim as claim, storage_class as class};
+pub use e2e_support::{scheduled_claim, storage_class};
 
 /// Runs `op` until it succeeds, treating `done` errors as success (e.g. 409
 /// on create, 404 on delete), for up to `deadline`; under injected faults the
@@ -92,7 +92,7 @@ pub async fn ensure_node_labelled(
 }
 
 /// Creates a claim, retrying through faults (409 = an earlier attempt landed).
-pub async fn create_claim(
+pub async fn create_claim_retrying(
     api: &Api<PersistentVolumeClaim>,
     c: &PersistentVolumeClaim,
 ) -> anyhow::Result<()> {
@@ -108,7 +108,10 @@ pub async fn create_claim(
 }
 
 /// Deletes a claim, retrying through faults (404 = already gone).
-pub async fn delete_claim(api: &Api<PersistentVolumeClaim>, name: &str) -> anyhow::Result<()> {
+pub async fn delete_claim_retrying(
+    api: &Api<PersistentVolumeClaim>,
+    name: &str,
+) -> anyhow::Result<()> {
     let dp = DeleteParams::default();
     retry(
         "delete claim",

@@ -230,7 +230,11 @@ async fn run_on(
         Who::Ours => ("bench-hostpath", OURS),
         Who::Anchor => ("bench-anchor", ANCHOR),
     };
-    objects::ensure_class(&admin, &objects::class(class, provisioner, "Delete", true)).await?;
+    objects::ensure_class(
+        &admin,
+        &objects::storage_class(class, provisioner, "Delete", true),
+    )
+    .await?;
     let (mut proc, user) = match setup.who {
         Who::Ours => {
             let (kubeconfig, user) = cp.provisioner_kubeconfig(Some("hostpath")).await?;
@@ -449,10 +453,10 @@ async fn measure(
                 .map(|i| {
                     let (sent, claims) = (sent.clone(), claims.clone());
                     let name = format!("c{i:05}");
-                    let c = objects::claim(&name, &class, &provisioner, Some(NODE));
+                    let c = objects::scheduled_claim(&name, &class, &provisioner, Some(NODE));
                     async move {
                         sent.lock().unwrap().insert(name, Instant::now());
-                        objects::create_claim(&claims, &c).await
+                        objects::create_claim_retrying(&claims, &c).await
                     }
                 })
                 .buffer_unordered(concurrency.max(1))

@@ -100,7 +100,7 @@ pub async fn run(ts: &TestServer, client: &Client, w: &Workload) -> anyhow::Resu
             futures::stream::iter(0..w.claims)
                 .map(|i| {
                     let (sent, api) = (sent.clone(), api.clone());
-                    let c = objects::claim(
+                    let c = objects::scheduled_claim(
                         &format!("c{i:05}"),
                         &w.class,
                         &w.provisioner,
@@ -110,7 +110,7 @@ pub async fn run(ts: &TestServer, client: &Client, w: &Workload) -> anyhow::Resu
                         sent.lock()
                             .unwrap()
                             .insert(format!("c{i:05}"), Instant::now());
-                        objects::create_claim(&api, &c).await
+                        objects::create_claim_retrying(&api, &c).await
                     }
                 })
                 .buffer_unordered(w.concurrency.max(1))

@@ -386,7 +386,7 @@ async fn server(cli: &Cli) -> anyhow::Result<TestServer> {
 async fn run_mem(setup: &Setup, cli: &Cli) -> anyhow::Result<Row> {
     let ts = server(cli).await?;
     let admin = ts.client().await;
-    objects::ensure_class(&admin, &objects::class("mem", MEM, "Delete", false)).await?;
+    objects::ensure_class(&admin, &objects::storage_class("mem", MEM, "Delete", false)).await?;
     let client =
         external_storage::args::client(Some(ts.kubeconfig_path()), setup.qps, setup.burst).await?;
     let mut opts = ControllerOptions::new(MEM);
@@ -435,7 +435,7 @@ async fn run_hostpath(
     let admin = ts.client().await;
     objects::ensure_class(
         &admin,
-        &objects::class("hostpath", HOSTPATH, "Delete", true),
+        &objects::storage_class("hostpath", HOSTPATH, "Delete", true),
     )
     .await?;
     objects::ensure_node(&admin, NODE).await?;
@@ -503,7 +503,7 @@ async fn run_cached(
     let admin = ts.client().await;
     objects::ensure_class(
         &admin,
-        &objects::class("hostpath", HOSTPATH, "Delete", true),
+        &objects::storage_class("hostpath", HOSTPATH, "Delete", true),
     )
     .await?;
     objects::ensure_node(&admin, NODE).await?;

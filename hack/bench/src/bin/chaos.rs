@@ -173,7 +173,11 @@ async fn run(
     let provisioner = fleet.provisioner();
     let wffc = fleet.node_for(0).is_some();
     for (name, policy) in [("chaos-delete", "Delete"), ("chaos-retain", "Retain")] {
-        objects::ensure_class(&admin, &objects::class(name, provisioner, policy, wffc)).await?;
+        objects::ensure_class(
+            &admin,
+            &objects::storage_class(name, provisioner, policy, wffc),
+        )
+        .await?;
     }
     let observer = cp.observer();
     fleet.wait_serving(Duration::from_secs(20)).await?;
@@ -356,10 +360,14 @@ async fn claim_life(
     } else {
         "chaos-delete"
     };
-    objects::create_claim(&api, &objects::claim(&c.name, class, provisioner, node)).await?;
+    objects::create_claim_retrying(
+        &api,
+        &objects::scheduled_claim(&c.name, class, provisioner, node),
+    )
+    .await?;
     if let Some(after) = c.delete_after {
         tokio::time::sleep(after).await;
-        objects::delete_claim(&api, &c.name).await?;
+        objects::delete_claim_retrying(&api, &c.name).await?;
     }
     Ok(())
 }
