@@ -12,14 +12,16 @@ use k8s_openapi::api::core::v1::{
     Node, PersistentVolume, PersistentVolumeClaim, TypedObjectReference,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{finish, is_status, key_of, pv::build_pv, remove_finalizer, Ctx, Scope, Step};
+use super::finalizers::{is_status, Added};
+use super::writer::{ClaimWriter, SaveError};
+use super::{finish, key_of, pv::build_pv, Ctx, Scope, Step};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
@@ -405,8 +407,7 @@ async fn reconcile_inner<P: Provisioner>(
         |c, s| ctx.provisioner.should_provision(c, s),
     );
     tracing::debug!(?decision, "decided");
-    let api: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let w = ClaimWriter::new(ctx, &claim.namespace().unwrap_or_default());
     let claim_ref = claim.object_ref(&());
     let step = match decision {
         ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
@@ -453,7 +454,7 @@ async fn reconcile_inner<P: Provisioner>(
                     ),
                 )
                 .await;
-            release(ctx, &api, &claim).await
+            release(&w, &claim).await
         }
         ClaimDecision::RejectDataSource => {
             let source = data_source(&claim).unwrap_or_default();
@@ -474,37 +475,36 @@ async fn reconcile_inner<P: Provisioner>(
                     ),
                 )
                 .await;
-            release(ctx, &api, &claim).await
+            release(&w, &claim).await
         }
-        ClaimDecision::ReleaseIntent => release(ctx, &api, &claim).await,
+        ClaimDecision::ReleaseIntent => release(&w, &claim).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
-            expand(ctx, &api, &claim, &pv, bytes).await
+            expand(ctx, &w, &claim, &pv, bytes).await
         }
         ClaimDecision::RecordIntent => {
-            match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
+            match w.add_intent(claim.as_ref()).await {
                 // Deleted after the cache showed it: nothing was started, and
                 // the deletion arrives on the watch (decided as Deleting).
-                Ok(super::Added::Deleting) => {
+                Ok(Added::Deleting) => {
                     tracing::info!("claim is being deleted; not provisioning it");
                     Step::Done
                 }
-                Ok(super::Added::Added(patched, applied_to)) => {
+                Ok(Added::Added(patched, _)) => {
                     // Our own patch must not count as "the claim changed".
                     rv = patched.resource_version().unwrap_or_default();
-                    ctx.claim_versions.wrote_over(&claim, &applied_to, &rv);
                     let class = class.expect("decide checked the class");
-                    provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
+                    provision(ctx, &w, Arc::new(patched), &class, &pv_name).await
                 }
                 Err(e) => Step::Retry(format!("recording provisioning intent on {key}: {e}")),
             }
         }
         ClaimDecision::Provision => {
             let class = class.expect("decide checked the class");
-            provision(ctx, &api, claim.clone(), &class, &pv_name).await
+            provision(ctx, &w, claim.clone(), &class, &pv_name).await
         }
-        ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &api, &claim, &pv_name).await,
-        ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &api, &claim, &node).await,
+        ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &w, &claim, &pv_name).await,
+        ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &w, &claim, &node).await,
     };
     let recheck = stand_in && matches!(step, Step::Done);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
@@ -535,7 +535,7 @@ async fn reconcile_inner<P: Provisioner>(
 /// The Warning event comes from the instance whose patch won.
 async fn node_gone_reschedule<P>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     node: &str,
 ) -> Step {
@@ -547,17 +547,8 @@ async fn node_gone_reschedule<P>(
         Err(e) => return Step::Retry(format!("reading Node {node}: {e}")),
     }
     let seen = claim.resource_version().unwrap_or_default();
-    match api
-        .patch(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(reschedule_patch(&seen, None)),
-        )
-        .await
-    {
-        Ok(patched) => {
-            let after = patched.resource_version().unwrap_or_default();
-            ctx.claim_versions.wrote_over(claim, &seen, &after);
+    match w.reschedule(claim, reschedule_patch(&seen, None)).await {
+        Ok(_) => {
             ctx.events
                 .publish_for(
                     &claim.object_ref(&()),
@@ -585,7 +576,7 @@ async fn node_gone_reschedule<P>(
 /// lags; `expand` must be idempotent).
 async fn expand<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     pv: &PersistentVolume,
     bytes: u64,
@@ -610,28 +601,12 @@ async fn expand<P: Provisioner>(
             _ => Step::Retry(msg),
         };
     }
-    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let capacity = json!({"storage": request.0});
-    match pvs
-        .patch(
-            &pv_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"capacity": capacity}})),
-        )
-        .await
-    {
-        // Until the PV cache has it, decisions use the raised capacity.
-        Ok(patched) => ctx.saved_pvs.saved(patched),
-        Err(e) => return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}")),
+    // Until the PV cache has it, decisions use the raised capacity.
+    if let Err(e) = w.pv_capacity(&pv_name, &capacity).await {
+        return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}"));
     }
-    if let Err(e) = api
-        .patch_status(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"capacity": capacity}})),
-        )
-        .await
-    {
+    if let Err(e) = w.claim_capacity(claim, &capacity).await {
         return Step::Retry(format!("updating the claim's status.capacity: {e}"));
     }
     ctx.events
@@ -645,12 +620,8 @@ async fn expand<P: Provisioner>(
 }
 
 /// Removes the intent finalizer (if the claim has it).
-async fn release<P>(
-    ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
-    claim: &PersistentVolumeClaim,
-) -> Step {
-    match release_version(ctx, api, claim).await {
+async fn release(w: &ClaimWriter<'_>, claim: &PersistentVolumeClaim) -> Step {
+    match release_version(w, claim).await {
         Ok(_) => Step::Done,
         Err(step) => step,
     }
@@ -658,19 +629,15 @@ async fn release<P>(
 
 /// [`release`], returning the resourceVersion its patch made (`None`: no
 /// patch was needed).
-async fn release_version<P>(
-    ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+async fn release_version(
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
 ) -> Result<Option<String>, Step> {
     if !has_intent(claim) {
         return Ok(None);
     }
-    match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
-        Ok(patched) => Ok(patched.map(|(applied_to, after)| {
-            ctx.claim_versions.wrote_over(claim, &applied_to, &after);
-            after
-        })),
+    match w.release_intent(claim).await {
+        Ok(at) => Ok(at),
         Err(e) => Err(Step::Retry(format!("releasing provisioning intent: {e}"))),
     }
 }
@@ -682,7 +649,7 @@ async fn release_version<P>(
 /// until it changes.
 async fn refuse<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     pv: &PersistentVolume,
     why: String,
@@ -722,7 +689,7 @@ async fn refuse<P: Provisioner>(
             msg.clone(),
         )
         .await;
-    match release_version(ctx, api, claim).await {
+    match release_version(w, claim).await {
         Ok(at) => Step::Final { msg, at },
         Err(step) => step,
     }
@@ -745,7 +712,7 @@ fn options(
 
 async fn provision<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: Arc<PersistentVolumeClaim>,
     class: &StorageClass,
     pv_name: &str,
@@ -776,7 +743,7 @@ async fn provision<P: Provisioner>(
         }
         Err(ProvisionError::Ignored(msg)) => {
             tracing::debug!(%msg, "provisioner ignored the claim");
-            return release(ctx, api, &claim).await;
+            return release(w, &claim).await;
         }
         Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
             ctx.events
@@ -795,21 +762,9 @@ async fn provision<P: Provisioner>(
                 .iter()
                 .position(|f| f == a::PROVISIONING_FINALIZER);
             let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
-            return match api
-                .patch(
-                    &claim.name_any(),
-                    &PatchParams::default(),
-                    &Patch::<()>::Json(patch),
-                )
-                .await
-            {
-                Ok(patched) => {
-                    // guarded by the claim's own resourceVersion
-                    let seen = claim.resource_version().unwrap_or_default();
-                    let after = patched.resource_version().unwrap_or_default();
-                    ctx.claim_versions.wrote_over(&claim, &seen, &after);
-                    Step::Done
-                }
+            // guarded by the claim's own resourceVersion
+            return match w.reschedule(&claim, patch).await {
+                Ok(_) => Step::Done,
                 Err(e) if is_status(&e, 404) => Step::Done,
                 Err(e) => Step::Retry(format!("removing the selected node: {e}")),
             };
@@ -854,9 +809,9 @@ async fn provision<P: Provisioner>(
             "the volume {} made for claim {key} does not fit it ({misfit}), so the PV controller would never bind it",
             ctx.opts.provisioner_name
         );
-        return refuse(ctx, api, &claim, &pv, why).await;
+        return refuse(ctx, w, &claim, &pv, why).await;
     }
-    match save_pv(ctx, &pv, &claim).await {
+    match w.create_pv(&pv, &claim).await {
         Err(SaveError::Invalid(status)) => {
             ctx.metrics
                 .provision_failed_total
@@ -864,10 +819,9 @@ async fn provision<P: Provisioner>(
                 .inc();
             let why =
                 format!("the API server refused PersistentVolume {pv_name} as invalid: {status}");
-            refuse(ctx, api, &claim, &pv, why).await
+            refuse(ctx, w, &claim, &pv, why).await
         }
-        Ok(saved) => {
-            ctx.saved_pvs.saved(saved);
+        Ok(()) => {
             ctx.metrics.provision_total.get_or_create(&label).inc();
             ctx.metrics
                 .provision_duration
@@ -881,7 +835,7 @@ async fn provision<P: Provisioner>(
                 )
                 .await;
             tracing::info!(pv = pv_name, "provisioned");
-            release(ctx, api, &claim).await
+            release(w, &claim).await
         }
         Err(SaveError::Failed(save_err)) => {
             ctx.metrics
@@ -923,59 +877,9 @@ async fn provision<P: Provisioner>(
     }
 }
 
-/// Why [`save_pv`] did not save the PV.
-#[derive(Debug)]
-enum SaveError {
-    /// 422: the API server's validation refused the PV (the message names
-    /// the fields). The same PV is refused every time: not retried.
-    Invalid(String),
-    /// Anything else, after the retries.
-    Failed(String),
-}
-
-/// Create `pv`, retrying with backoff; returns the PV as stored. A 409 whose
-/// existing PV belongs to the same claim (UID) is success; one that belongs
-/// to another claim is not. A 422 is returned at once.
-async fn save_pv<P>(
-    ctx: &Ctx<P>,
-    pv: &PersistentVolume,
-    claim: &PersistentVolumeClaim,
-) -> Result<PersistentVolume, SaveError> {
-    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    let name = pv.name_any();
-    let mut delay = ctx.opts.pv_save_retry_interval;
-    let attempts = ctx.opts.pv_save_retries.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        match api.create(&PostParams::default(), pv).await {
-            Ok(created) => return Ok(created),
-            Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
-                Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(existing),
-                Ok(Some(_)) => {
-                    return Err(SaveError::Failed(format!(
-                        "PersistentVolume {name} already exists and is bound to another claim; delete it or override the PV name"
-                    )))
-                }
-                Ok(None) => last = format!("create {name}: conflict, then not found"),
-                Err(e) => last = format!("reading existing {name}: {e}"),
-            },
-            Err(kube::Error::Api(status)) if status.code == 422 => {
-                return Err(SaveError::Invalid(status.message))
-            }
-            Err(e) => last = format!("create {name}: {e}"),
-        }
-        tracing::warn!(attempt, error = %last, "saving PV failed");
-        if attempt < attempts {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(ctx.opts.retry_interval_max);
-        }
-    }
-    Err(SaveError::Failed(last))
-}
-
 async fn cleanup_deleted<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     pv_name: &str,
 ) -> Step {
@@ -984,7 +888,7 @@ async fn cleanup_deleted<P: Provisioner>(
     // The cache may lag: a PV saved a moment ago must not lose its volume.
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match pvs.get_opt(pv_name).await {
-        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(ctx, api, claim).await,
+        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(w, claim).await,
         Ok(_) => {}
         Err(e) => return Step::Retry(format!("reading PersistentVolume {pv_name}: {e}")),
     }
@@ -1016,9 +920,9 @@ async fn cleanup_deleted<P: Provisioner>(
         Ok(p) => {
             let pv = build_pv(pv_name, claim, &class, p, false);
             match ctx.provisioner.delete(&pv).await {
-                Ok(()) => release(ctx, api, claim).await,
+                Ok(()) => release(w, claim).await,
                 Err(crate::provisioner::DeleteError::InProgress(_)) => Step::Poll,
-                Err(crate::provisioner::DeleteError::Ignored(_)) => release(ctx, api, claim).await,
+                Err(crate::provisioner::DeleteError::Ignored(_)) => release(w, claim).await,
                 Err(e) => {
                     let msg = format!(
                         "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
@@ -1037,7 +941,7 @@ async fn cleanup_deleted<P: Provisioner>(
         }
         Err(ProvisionError::InProgress(_)) => Step::Poll,
         // Every other error promises no backend volume exists.
-        Err(_) => release(ctx, api, claim).await,
+        Err(_) => release(w, claim).await,
     }
 }
 
