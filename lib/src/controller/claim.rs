@@ -6,7 +6,7 @@
 //! [`crate::controller`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{
     Node, PersistentVolume, PersistentVolumeClaim, TypedObjectReference,
@@ -20,7 +20,8 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::finalizers::{is_status, Added};
-use super::writer::{ClaimWriter, SaveError};
+use super::outcome::{self, Act, Deleted, Event, Unsaved};
+use super::writer::ClaimWriter;
 use super::{finish, key_of, pv::build_pv, Ctx, Scope, Step};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
@@ -506,13 +507,9 @@ async fn reconcile_inner<P: Provisioner>(
         ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &w, &claim, &pv_name).await,
         ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &w, &claim, &node).await,
     };
-    let recheck = stand_in && matches!(step, Step::Done);
+    let recheck = outcome::stand_in_recheck(stand_in, &step);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
-    let action = if recheck {
-        Action::requeue(super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1))
-    } else {
-        action
-    };
+    let action = recheck.map_or(action, Action::requeue);
     if let Some(n) = gave_up {
         ctx.events
             .publish_for(
@@ -642,56 +639,53 @@ async fn release_version(
     }
 }
 
-/// A volume was made but its PV must not be saved, and trying again would
-/// only repeat that (`why`: the API server refused the PV as invalid, or
-/// the volume does not fit the claim): delete the backend volume once,
-/// say why in a Warning event, release the intent and give up on the claim
-/// until it changes.
-async fn refuse<P: Provisioner>(
+/// Performs `act` (see [`Act`]): publish, write, step. Decides nothing.
+async fn perform<P>(
     ctx: &Ctx<P>,
     w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
-    pv: &PersistentVolume,
-    why: String,
+    act: Act,
 ) -> Step {
-    let pv_name = pv.name_any();
-    let claim_ref = claim.object_ref(&());
-    match ctx.provisioner.delete(pv).await {
-        Ok(()) | Err(crate::provisioner::DeleteError::Ignored(_)) => {}
-        Err(crate::provisioner::DeleteError::InProgress(msg)) => {
-            tracing::info!(%msg, "deleting the refused volume is in progress");
-            return Step::Poll;
+    let publish = |e: Event| async move {
+        ctx.events
+            .publish_for(&claim.object_ref(&()), e.reason, e.action, e.note)
+            .await
+    };
+    match act {
+        Act::Finish(event, step) => {
+            if let Some(e) = event {
+                publish(e).await;
+            }
+            step
         }
-        Err(e) => {
-            let msg = format!(
-                "{why}; deleting its backend volume {pv_name} failed too ({e}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
-                a::PROVISIONING_FINALIZER
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningCleanupFailed,
-                    EventAction::SavePersistentVolume,
-                    msg.clone(),
-                )
-                .await;
-            return Step::Retry(msg);
+        Act::Release(event) => {
+            if let Some(e) = event {
+                publish(e).await;
+            }
+            release(w, claim).await
         }
-    }
-    let msg = format!(
-        "{why}; deleted the backend volume {pv_name}; not retried until the claim changes: fix the provisioner or the StorageClass, then edit the claim or restart the provisioner"
-    );
-    ctx.events
-        .publish_for(
-            &claim_ref,
-            Reason::ProvisioningFailed,
-            EventAction::SavePersistentVolume,
-            msg.clone(),
-        )
-        .await;
-    match release_version(w, claim).await {
-        Ok(at) => Step::Final { msg, at },
-        Err(step) => step,
+        Act::GiveUp(e) => {
+            let msg = e.note.clone();
+            publish(e).await;
+            match release_version(w, claim).await {
+                Ok(at) => Step::Final { msg, at },
+                Err(step) => step,
+            }
+        }
+        Act::Reschedule(e) => {
+            publish(e).await;
+            let idx = claim
+                .finalizers()
+                .iter()
+                .position(|f| f == a::PROVISIONING_FINALIZER);
+            // guarded by the claim's own resourceVersion
+            let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
+            match w.reschedule(claim, patch).await {
+                Ok(_) => Step::Done,
+                Err(e) if is_status(&e, 404) => Step::Done,
+                Err(e) => Step::Retry(format!("removing the selected node: {e}")),
+            }
+        }
     }
 }
 
@@ -710,6 +704,8 @@ fn options(
     }
 }
 
+/// Provision the claim, save its PV, release the intent; on a failure, the
+/// [`outcome`](super::outcome) of it is performed.
 async fn provision<P: Provisioner>(
     ctx: &Ctx<P>,
     w: &ClaimWriter<'_>,
@@ -721,6 +717,12 @@ async fn provision<P: Provisioner>(
     let class_name = class.name_any();
     let label = Metrics::class(&class_name);
     let claim_ref = claim.object_ref(&());
+    let count_failure = || {
+        ctx.metrics
+            .provision_failed_total
+            .get_or_create(&label)
+            .inc();
+    };
     if ctx.opts.provisioning_event {
         ctx.events
             .publish(
@@ -737,53 +739,12 @@ async fn provision<P: Provisioner>(
         .await;
     let provisioned = match result {
         Ok(p) => p,
-        Err(ProvisionError::InProgress(msg)) => {
-            tracing::info!(%msg, "provisioning in progress");
-            return Step::Poll;
-        }
-        Err(ProvisionError::Ignored(msg)) => {
-            tracing::debug!(%msg, "provisioner ignored the claim");
-            return release(w, &claim).await;
-        }
-        Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::Reschedule,
-                    format!(
-                        "cannot provision on node {:?}: {msg}; asking the scheduler to pick another node",
-                        selected_node(&claim).unwrap_or_default()
-                    ),
-                )
-                .await;
-            let idx = claim
-                .finalizers()
-                .iter()
-                .position(|f| f == a::PROVISIONING_FINALIZER);
-            let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
-            // guarded by the claim's own resourceVersion
-            return match w.reschedule(&claim, patch).await {
-                Ok(_) => Step::Done,
-                Err(e) if is_status(&e, 404) => Step::Done,
-                Err(e) => Step::Retry(format!("removing the selected node: {e}")),
-            };
-        }
         Err(e) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            let infeasible = matches!(e, ProvisionError::Infeasible(_));
-            let msg = format!("failed to provision volume with StorageClass \"{class_name}\": {e}");
-            ctx.events
-                .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
-                .await;
-            return if infeasible {
-                Step::Slow(msg)
-            } else {
-                Step::Retry(msg)
-            };
+            let (act, counted) = outcome::provision_failed(&e, selected_node(&claim), &class_name);
+            if counted {
+                count_failure();
+            }
+            return perform(ctx, w, &claim, act).await;
         }
     };
 
@@ -800,83 +761,41 @@ async fn provision<P: Provisioner>(
             )
             .await;
     }
-    if let Some(misfit) = super::pv::misfit(&pv, &claim) {
-        ctx.metrics
-            .provision_failed_total
-            .get_or_create(&label)
-            .inc();
-        let why = format!(
+    let saved = match super::pv::misfit(&pv, &claim) {
+        Some(misfit) => Err(Unsaved::Refused(format!(
             "the volume {} made for claim {key} does not fit it ({misfit}), so the PV controller would never bind it",
             ctx.opts.provisioner_name
-        );
-        return refuse(ctx, w, &claim, &pv, why).await;
+        ))),
+        None => w
+            .create_pv(&pv, &claim)
+            .await
+            .map_err(|e| outcome::unsaved(pv_name, &e)),
+    };
+    if let Err(why) = saved {
+        count_failure();
+        let deleted = ctx.provisioner.delete(&pv).await;
+        let act = outcome::after_unsaved(pv_name, &why, deleted.as_ref().map(|_| ()));
+        return perform(ctx, w, &claim, act).await;
     }
-    match w.create_pv(&pv, &claim).await {
-        Err(SaveError::Invalid(status)) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            let why =
-                format!("the API server refused PersistentVolume {pv_name} as invalid: {status}");
-            refuse(ctx, w, &claim, &pv, why).await
-        }
-        Ok(()) => {
-            ctx.metrics.provision_total.get_or_create(&label).inc();
-            ctx.metrics
-                .provision_duration
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
-            ctx.events
-                .publish(
-                    &claim_ref,
-                    Reason::ProvisioningSucceeded,
-                    format!("Successfully provisioned volume {pv_name}"),
-                )
-                .await;
-            tracing::info!(pv = pv_name, "provisioned");
-            release(w, &claim).await
-        }
-        Err(SaveError::Failed(save_err)) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            match ctx.provisioner.delete(&pv).await {
-                Ok(()) => {
-                    let msg = format!(
-                        "failed to save PersistentVolume {pv_name} ({save_err}); deleted the backend volume and will retry provisioning"
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningFailed,
-                            EventAction::SavePersistentVolume,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
-                }
-                Err(del_err) => {
-                    let msg = format!(
-                        "failed to save PersistentVolume {pv_name} ({save_err}) and to delete its backend volume ({del_err}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
-                        a::PROVISIONING_FINALIZER
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningCleanupFailed,
-                            EventAction::SavePersistentVolume,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
-                }
-            }
-        }
-    }
+    ctx.metrics.provision_total.get_or_create(&label).inc();
+    ctx.metrics
+        .provision_duration
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    ctx.events
+        .publish(
+            &claim_ref,
+            Reason::ProvisioningSucceeded,
+            format!("Successfully provisioned volume {pv_name}"),
+        )
+        .await;
+    tracing::info!(pv = pv_name, "provisioned");
+    release(w, &claim).await
 }
 
+/// A claim deleted mid-provisioning: release it if its PV was saved (read
+/// live: the cache may lag), else make its volume again (`provision` is
+/// idempotent) and delete it, then release.
 async fn cleanup_deleted<P: Provisioner>(
     ctx: &Ctx<P>,
     w: &ClaimWriter<'_>,
@@ -884,65 +803,32 @@ async fn cleanup_deleted<P: Provisioner>(
     pv_name: &str,
 ) -> Step {
     let key = key_of(claim);
-    let claim_ref = claim.object_ref(&());
-    // The cache may lag: a PV saved a moment ago must not lose its volume.
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    match pvs.get_opt(pv_name).await {
-        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(w, claim).await,
-        Ok(_) => {}
-        Err(e) => return Step::Retry(format!("reading PersistentVolume {pv_name}: {e}")),
-    }
+    let live = pvs.get_opt(pv_name).await;
     let class_name = claim_class(claim).unwrap_or_default().to_string();
-    let Some(class) = ctx.classes.get(&ObjectRef::new(&class_name)) else {
-        let msg = format!(
-            "claim {key} was deleted while its volume was being provisioned, and StorageClass {class_name:?} is gone, so the volume {pv_name} cannot be found to delete it; re-create the class, or delete the backend volume by hand and remove finalizer {} from the claim",
-            a::PROVISIONING_FINALIZER
-        );
-        ctx.events
-            .publish_for(
-                &claim_ref,
-                Reason::ProvisioningCleanupFailed,
-                EventAction::Cleanup,
-                msg.clone(),
-            )
-            .await;
-        return Step::Retry(msg);
-    };
-    tracing::info!(
-        pv = pv_name,
-        "claim deleted mid-provisioning; cleaning up its backend volume"
-    );
-    match ctx
-        .provisioner
-        .provision(options(&ctx.scope, claim, &class, pv_name))
-        .await
-    {
-        Ok(p) => {
-            let pv = build_pv(pv_name, claim, &class, p, false);
-            match ctx.provisioner.delete(&pv).await {
-                Ok(()) => release(w, claim).await,
-                Err(crate::provisioner::DeleteError::InProgress(_)) => Step::Poll,
-                Err(crate::provisioner::DeleteError::Ignored(_)) => release(w, claim).await,
-                Err(e) => {
-                    let msg = format!(
-                        "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningCleanupFailed,
-                            EventAction::Cleanup,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
+    let class = ctx.classes.get(&ObjectRef::new(&class_name));
+    let act = match outcome::deleted_claim(&key, claim, pv_name, &class_name, live, class) {
+        Deleted::Act(act) => act,
+        Deleted::Remake(class) => {
+            tracing::info!(
+                pv = pv_name,
+                "claim deleted mid-provisioning; cleaning up its backend volume"
+            );
+            match ctx
+                .provisioner
+                .provision(options(&ctx.scope, claim, &class, pv_name))
+                .await
+            {
+                Ok(p) => {
+                    let pv = build_pv(pv_name, claim, &class, p, false);
+                    let deleted = ctx.provisioner.delete(&pv).await;
+                    outcome::after_cleanup_delete(&key, pv_name, deleted.as_ref().map(|_| ()))
                 }
+                Err(e) => outcome::after_cleanup_provision_failed(&e),
             }
         }
-        Err(ProvisionError::InProgress(_)) => Step::Poll,
-        // Every other error promises no backend volume exists.
-        Err(_) => release(w, claim).await,
-    }
+    };
+    perform(ctx, w, claim, act).await
 }
 
 #[cfg(test)]

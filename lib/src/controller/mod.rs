@@ -84,13 +84,14 @@
 //! versions this controller's writes replaced and the PVs it created, so a
 //! reconcile neither acts on a claim older than its own patches nor
 //! provisions again because the PV it just saved is not cached yet.
-//! Every write of the claim loop goes through [`writer`]'s `ClaimWriter`,
+//! Every write of the claim loop goes through `writer::ClaimWriter`,
 //! which records it there; no other code records (or forgets to).
 
 pub mod claim;
 pub mod compact;
 mod finalizers;
 pub mod orphans;
+mod outcome;
 mod own_writes;
 pub mod pv;
 pub mod volume;
@@ -348,7 +349,7 @@ pub(crate) struct Ctx<P> {
 }
 
 /// The result of one reconcile, before it becomes a requeue [`Action`].
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Finished: reset backoff, wait for the next change.
     Done,
