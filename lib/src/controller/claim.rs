@@ -21,8 +21,9 @@ use tracing::Instrument;
 
 use super::finalizers::{is_status, Added};
 use super::outcome::{self, Act, Deleted, Event, Unsaved};
+use super::step::{finish, key_of, Step};
 use super::writer::ClaimWriter;
-use super::{finish, key_of, pv::build_pv, Ctx, Scope, Step};
+use super::{pv::build_pv, Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::claim::pv_is_for;
+use super::step::Step;
 use super::writer::SaveError;
-use super::Step;
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::provisioner::{DeleteError, ProvisionError};

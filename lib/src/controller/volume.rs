@@ -14,7 +14,8 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::finalizers::{add_finalizer, is_status, remove_finalizer};
-use super::{finish, key_of, Ctx, Scope, Step};
+use super::step::{finish, key_of, Step};
+use super::{Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
