@@ -413,71 +413,13 @@ async fn reconcile_inner<P: Provisioner>(
     let claim_ref = claim.object_ref(&());
     let step = match decision {
         ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
-        ClaimDecision::NoNode => {
-            let msg = format!(
-                "{} runs one instance per node and cannot choose a node for claim {key}: its StorageClass {:?} uses Immediate binding without naming a node; use volumeBindingMode: WaitForFirstConsumer, or allowedTopologies with one {} value",
-                ctx.opts.provisioner_name,
-                claim_class(&claim).unwrap_or_default(),
-                a::HOSTNAME_LABEL,
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::NodeSelection,
-                    msg.clone(),
-                )
-                .await;
-            Step::Slow(msg)
-        }
-        ClaimDecision::ClassMissing(name) => {
-            let msg = format!(
-                "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::ClassLookup,
-                    msg.clone(),
-                )
-                .await;
-            Step::Retry(msg)
-        }
-        ClaimDecision::RejectBlock => {
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::VolumeModeCheck,
-                    format!(
-                        "{} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block",
-                        ctx.opts.provisioner_name
-                    ),
-                )
-                .await;
-            release(&w, &claim).await
-        }
-        ClaimDecision::RejectDataSource => {
-            let source = data_source(&claim).unwrap_or_default();
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::DataSourceCheck,
-                    format!(
-                        "{} cannot fill a volume from the claim's data source ({} {:?}{}); no volume is made rather than an empty one: remove dataSource/dataSourceRef, or use a class of a provisioner that supports it",
-                        ctx.opts.provisioner_name,
-                        source.kind,
-                        source.name,
-                        source
-                            .api_group
-                            .map(|g| format!(" in API group {g}"))
-                            .unwrap_or_default(),
-                    ),
-                )
-                .await;
-            release(&w, &claim).await
+        ClaimDecision::NoNode
+        | ClaimDecision::ClassMissing(_)
+        | ClaimDecision::RejectBlock
+        | ClaimDecision::RejectDataSource => {
+            let act = outcome::refusal(&decision, &ctx.opts.provisioner_name, key, &claim)
+                .expect("a refusing decision");
+            perform(ctx, &w, &claim, act).await
         }
         ClaimDecision::ReleaseIntent => release(&w, &claim).await,
         ClaimDecision::Expand(bytes) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
-use super::claim::pv_is_for;
+use super::claim::{claim_class, data_source, pv_is_for, ClaimDecision};
 use super::step::Step;
 use super::writer::SaveError;
 use crate::annotations as a;
@@ -54,6 +54,64 @@ pub(crate) enum Act {
     /// Publish the event, then remove the selected node (and the intent)
     /// with the reschedule patch.
     Reschedule(Event),
+}
+
+/// The act of a decision that refuses the claim (`NoNode`, `ClassMissing`,
+/// `RejectBlock`, `RejectDataSource`): a Warning saying what to fix, then a
+/// slow retry, a retry, or (nothing was started) the intent released.
+/// `None` for every other decision. `provisioner` is our name, `key` the
+/// claim's.
+pub(crate) fn refusal(
+    decision: &ClaimDecision,
+    provisioner: &str,
+    key: &str,
+    claim: &PersistentVolumeClaim,
+) -> Option<Act> {
+    let failed = |action, note: String| Event::new(Reason::ProvisioningFailed, action, note);
+    Some(match decision {
+        ClaimDecision::NoNode => {
+            let msg = format!(
+                "{provisioner} runs one instance per node and cannot choose a node for claim {key}: its StorageClass {:?} uses Immediate binding without naming a node; use volumeBindingMode: WaitForFirstConsumer, or allowedTopologies with one {} value",
+                claim_class(claim).unwrap_or_default(),
+                a::HOSTNAME_LABEL,
+            );
+            Act::Finish(
+                Some(failed(EventAction::NodeSelection, msg.clone())),
+                Step::Slow(msg),
+            )
+        }
+        ClaimDecision::ClassMissing(name) => {
+            let msg = format!(
+                "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
+            );
+            Act::Finish(
+                Some(failed(EventAction::ClassLookup, msg.clone())),
+                Step::Retry(msg),
+            )
+        }
+        ClaimDecision::RejectBlock => Act::Release(Some(failed(
+            EventAction::VolumeModeCheck,
+            format!(
+                "{provisioner} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block"
+            ),
+        ))),
+        ClaimDecision::RejectDataSource => {
+            let source = data_source(claim).unwrap_or_default();
+            Act::Release(Some(failed(
+                EventAction::DataSourceCheck,
+                format!(
+                    "{provisioner} cannot fill a volume from the claim's data source ({} {:?}{}); no volume is made rather than an empty one: remove dataSource/dataSourceRef, or use a class of a provisioner that supports it",
+                    source.kind,
+                    source.name,
+                    source
+                        .api_group
+                        .map(|g| format!(" in API group {g}"))
+                        .unwrap_or_default(),
+                ),
+            )))
+        }
+        _ => return None,
+    })
 }
 
 /// What `provision` answering `e` leads to, for a claim whose selected node
@@ -501,6 +559,55 @@ mod tests {
                 Step::Retry(gone.clone())
             ))
         );
+    }
+
+    #[test]
+    fn refusing_decisions_map_to_acts() {
+        let c = claim("ns", "c").class("fast").build();
+        let r = |d: ClaimDecision| refusal(&d, "example.com/p", "ns/c", &c);
+        let no_node = format!("example.com/p runs one instance per node and cannot choose a node for claim ns/c: its StorageClass \"fast\" uses Immediate binding without naming a node; use volumeBindingMode: WaitForFirstConsumer, or allowedTopologies with one {} value", a::HOSTNAME_LABEL);
+        let missing = "StorageClass \"gone\" of claim ns/c not found; create the class or fix the claim's storageClassName";
+        let pf = Reason::ProvisioningFailed;
+        assert_eq!(
+            r(ClaimDecision::NoNode),
+            Some(Act::Finish(
+                Some(ev(pf, EventAction::NodeSelection, &no_node)),
+                Step::Slow(no_node.clone())
+            ))
+        );
+        assert_eq!(
+            r(ClaimDecision::ClassMissing("gone".into())),
+            Some(Act::Finish(
+                Some(ev(pf, EventAction::ClassLookup, missing)),
+                Step::Retry(missing.into())
+            ))
+        );
+        assert_eq!(
+            r(ClaimDecision::RejectBlock),
+            Some(Act::Release(Some(ev(
+                pf,
+                EventAction::VolumeModeCheck,
+                "example.com/p does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block"
+            ))))
+        );
+        assert!(matches!(
+            r(ClaimDecision::RejectDataSource),
+            Some(Act::Release(Some(Event {
+                action: EventAction::DataSourceCheck,
+                ..
+            })))
+        ));
+        for d in [
+            ClaimDecision::WaitForNode,
+            ClaimDecision::RecordIntent,
+            ClaimDecision::Provision,
+            ClaimDecision::ReleaseIntent,
+            ClaimDecision::CleanupDeleted,
+            ClaimDecision::Expand(1),
+            ClaimDecision::NodeGone("n".into()),
+        ] {
+            assert_eq!(r(d.clone()), None, "{d:?}");
+        }
     }
 
     #[test]
