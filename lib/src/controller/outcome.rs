@@ -328,6 +328,7 @@ mod tests {
         let failed = "failed to provision volume with StorageClass \"fast\": boom";
         let infeasible = "failed to provision volume with StorageClass \"fast\": infeasible: full";
         let no_node = "failed to provision volume with StorageClass \"fast\": reschedule: r";
+        let plain = |msg: &str, step| Act::Finish(Some(ev(pf, EventAction::Default, msg)), step);
         let table: Vec<(E, Option<&str>, Act, bool)> =
             vec![
             (E::InProgress("x".into()), None, Act::Finish(None, Step::Poll), false),
@@ -347,28 +348,19 @@ mod tests {
             (
                 E::Reschedule("r".into()),
                 None,
-                Act::Finish(
-                    Some(ev(pf, EventAction::Default, no_node)),
-                    Step::Retry(no_node.into()),
-                ),
+                plain(no_node, Step::Retry(no_node.into())),
                 true,
             ),
             (
                 E::Failed("boom".into()),
                 Some("n"),
-                Act::Finish(
-                    Some(ev(pf, EventAction::Default, failed)),
-                    Step::Retry(failed.into()),
-                ),
+                plain(failed, Step::Retry(failed.into())),
                 true,
             ),
             (
                 E::Infeasible("full".into()),
                 None,
-                Act::Finish(
-                    Some(ev(pf, EventAction::Default, infeasible)),
-                    Step::Slow(infeasible.into()),
-                ),
+                plain(infeasible, Step::Slow(infeasible.into())),
                 true,
             ),
         ];
