@@ -6,20 +6,24 @@
 //! [`crate::controller`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{
     Node, PersistentVolume, PersistentVolumeClaim, TypedObjectReference,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::{finish, is_status, key_of, pv::build_pv, remove_finalizer, Ctx, Scope, Step};
+use super::finalizers::{is_status, Added};
+use super::outcome::{self, Act, Deleted, Event, Unsaved};
+use super::step::{finish, key_of, Step};
+use super::writer::ClaimWriter;
+use super::{pv::build_pv, Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
@@ -405,114 +409,50 @@ async fn reconcile_inner<P: Provisioner>(
         |c, s| ctx.provisioner.should_provision(c, s),
     );
     tracing::debug!(?decision, "decided");
-    let api: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let w = ClaimWriter::new(ctx, &claim.namespace().unwrap_or_default());
     let claim_ref = claim.object_ref(&());
     let step = match decision {
         ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
-        ClaimDecision::NoNode => {
-            let msg = format!(
-                "{} runs one instance per node and cannot choose a node for claim {key}: its StorageClass {:?} uses Immediate binding without naming a node; use volumeBindingMode: WaitForFirstConsumer, or allowedTopologies with one {} value",
-                ctx.opts.provisioner_name,
-                claim_class(&claim).unwrap_or_default(),
-                a::HOSTNAME_LABEL,
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::NodeSelection,
-                    msg.clone(),
-                )
-                .await;
-            Step::Slow(msg)
+        ClaimDecision::NoNode
+        | ClaimDecision::ClassMissing(_)
+        | ClaimDecision::RejectBlock
+        | ClaimDecision::RejectDataSource => {
+            let act = outcome::refusal(&decision, &ctx.opts.provisioner_name, key, &claim)
+                .expect("a refusing decision");
+            perform(ctx, &w, &claim, act).await
         }
-        ClaimDecision::ClassMissing(name) => {
-            let msg = format!(
-                "StorageClass {name:?} of claim {key} not found; create the class or fix the claim's storageClassName"
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::ClassLookup,
-                    msg.clone(),
-                )
-                .await;
-            Step::Retry(msg)
-        }
-        ClaimDecision::RejectBlock => {
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::VolumeModeCheck,
-                    format!(
-                        "{} does not support block volumes; use volumeMode: Filesystem or a class of a provisioner that supports Block",
-                        ctx.opts.provisioner_name
-                    ),
-                )
-                .await;
-            release(ctx, &api, &claim).await
-        }
-        ClaimDecision::RejectDataSource => {
-            let source = data_source(&claim).unwrap_or_default();
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::DataSourceCheck,
-                    format!(
-                        "{} cannot fill a volume from the claim's data source ({} {:?}{}); no volume is made rather than an empty one: remove dataSource/dataSourceRef, or use a class of a provisioner that supports it",
-                        ctx.opts.provisioner_name,
-                        source.kind,
-                        source.name,
-                        source
-                            .api_group
-                            .map(|g| format!(" in API group {g}"))
-                            .unwrap_or_default(),
-                    ),
-                )
-                .await;
-            release(ctx, &api, &claim).await
-        }
-        ClaimDecision::ReleaseIntent => release(ctx, &api, &claim).await,
+        ClaimDecision::ReleaseIntent => release(&w, &claim).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
-            expand(ctx, &api, &claim, &pv, bytes).await
+            expand(ctx, &w, &claim, &pv, bytes).await
         }
         ClaimDecision::RecordIntent => {
-            match super::add_finalizer(&api, claim.as_ref(), a::PROVISIONING_FINALIZER).await {
+            match w.add_intent(claim.as_ref()).await {
                 // Deleted after the cache showed it: nothing was started, and
                 // the deletion arrives on the watch (decided as Deleting).
-                Ok(super::Added::Deleting) => {
+                Ok(Added::Deleting) => {
                     tracing::info!("claim is being deleted; not provisioning it");
                     Step::Done
                 }
-                Ok(super::Added::Added(patched, applied_to)) => {
+                Ok(Added::Added(patched, _)) => {
                     // Our own patch must not count as "the claim changed".
                     rv = patched.resource_version().unwrap_or_default();
-                    ctx.claim_versions.wrote_over(&claim, &applied_to, &rv);
                     let class = class.expect("decide checked the class");
-                    provision(ctx, &api, Arc::new(patched), &class, &pv_name).await
+                    provision(ctx, &w, Arc::new(patched), &class, &pv_name).await
                 }
                 Err(e) => Step::Retry(format!("recording provisioning intent on {key}: {e}")),
             }
         }
         ClaimDecision::Provision => {
             let class = class.expect("decide checked the class");
-            provision(ctx, &api, claim.clone(), &class, &pv_name).await
+            provision(ctx, &w, claim.clone(), &class, &pv_name).await
         }
-        ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &api, &claim, &pv_name).await,
-        ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &api, &claim, &node).await,
+        ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &w, &claim, &pv_name).await,
+        ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &w, &claim, &node).await,
     };
-    let recheck = stand_in && matches!(step, Step::Done);
+    let recheck = outcome::stand_in_recheck(stand_in, &step);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
-    let action = if recheck {
-        Action::requeue(super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1))
-    } else {
-        action
-    };
+    let action = recheck.map_or(action, Action::requeue);
     if let Some(n) = gave_up {
         ctx.events
             .publish_for(
@@ -535,7 +475,7 @@ async fn reconcile_inner<P: Provisioner>(
 /// The Warning event comes from the instance whose patch won.
 async fn node_gone_reschedule<P>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     node: &str,
 ) -> Step {
@@ -547,17 +487,8 @@ async fn node_gone_reschedule<P>(
         Err(e) => return Step::Retry(format!("reading Node {node}: {e}")),
     }
     let seen = claim.resource_version().unwrap_or_default();
-    match api
-        .patch(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::<()>::Json(reschedule_patch(&seen, None)),
-        )
-        .await
-    {
-        Ok(patched) => {
-            let after = patched.resource_version().unwrap_or_default();
-            ctx.claim_versions.wrote_over(claim, &seen, &after);
+    match w.reschedule(claim, reschedule_patch(&seen, None)).await {
+        Ok(_) => {
             ctx.events
                 .publish_for(
                     &claim.object_ref(&()),
@@ -585,7 +516,7 @@ async fn node_gone_reschedule<P>(
 /// lags; `expand` must be idempotent).
 async fn expand<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     pv: &PersistentVolume,
     bytes: u64,
@@ -610,28 +541,12 @@ async fn expand<P: Provisioner>(
             _ => Step::Retry(msg),
         };
     }
-    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let capacity = json!({"storage": request.0});
-    match pvs
-        .patch(
-            &pv_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"capacity": capacity}})),
-        )
-        .await
-    {
-        // Until the PV cache has it, decisions use the raised capacity.
-        Ok(patched) => ctx.saved_pvs.saved(patched),
-        Err(e) => return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}")),
+    // Until the PV cache has it, decisions use the raised capacity.
+    if let Err(e) = w.pv_capacity(&pv_name, &capacity).await {
+        return Step::Retry(format!("raising the capacity of PV {pv_name}: {e}"));
     }
-    if let Err(e) = api
-        .patch_status(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"capacity": capacity}})),
-        )
-        .await
-    {
+    if let Err(e) = w.claim_capacity(claim, &capacity).await {
         return Step::Retry(format!("updating the claim's status.capacity: {e}"));
     }
     ctx.events
@@ -645,12 +560,8 @@ async fn expand<P: Provisioner>(
 }
 
 /// Removes the intent finalizer (if the claim has it).
-async fn release<P>(
-    ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
-    claim: &PersistentVolumeClaim,
-) -> Step {
-    match release_version(ctx, api, claim).await {
+async fn release(w: &ClaimWriter<'_>, claim: &PersistentVolumeClaim) -> Step {
+    match release_version(w, claim).await {
         Ok(_) => Step::Done,
         Err(step) => step,
     }
@@ -658,73 +569,66 @@ async fn release<P>(
 
 /// [`release`], returning the resourceVersion its patch made (`None`: no
 /// patch was needed).
-async fn release_version<P>(
-    ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+async fn release_version(
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
 ) -> Result<Option<String>, Step> {
     if !has_intent(claim) {
         return Ok(None);
     }
-    match remove_finalizer(api, claim, a::PROVISIONING_FINALIZER).await {
-        Ok(patched) => Ok(patched.map(|(applied_to, after)| {
-            ctx.claim_versions.wrote_over(claim, &applied_to, &after);
-            after
-        })),
+    match w.release_intent(claim).await {
+        Ok(at) => Ok(at),
         Err(e) => Err(Step::Retry(format!("releasing provisioning intent: {e}"))),
     }
 }
 
-/// A volume was made but its PV must not be saved, and trying again would
-/// only repeat that (`why`: the API server refused the PV as invalid, or
-/// the volume does not fit the claim): delete the backend volume once,
-/// say why in a Warning event, release the intent and give up on the claim
-/// until it changes.
-async fn refuse<P: Provisioner>(
+/// Performs `act` (see [`Act`]): publish, write, step. Decides nothing.
+async fn perform<P>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
-    pv: &PersistentVolume,
-    why: String,
+    act: Act,
 ) -> Step {
-    let pv_name = pv.name_any();
-    let claim_ref = claim.object_ref(&());
-    match ctx.provisioner.delete(pv).await {
-        Ok(()) | Err(crate::provisioner::DeleteError::Ignored(_)) => {}
-        Err(crate::provisioner::DeleteError::InProgress(msg)) => {
-            tracing::info!(%msg, "deleting the refused volume is in progress");
-            return Step::Poll;
+    let publish = |e: Event| async move {
+        ctx.events
+            .publish_for(&claim.object_ref(&()), e.reason, e.action, e.note)
+            .await
+    };
+    match act {
+        Act::Finish(event, step) => {
+            if let Some(e) = event {
+                publish(e).await;
+            }
+            step
         }
-        Err(e) => {
-            let msg = format!(
-                "{why}; deleting its backend volume {pv_name} failed too ({e}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
-                a::PROVISIONING_FINALIZER
-            );
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningCleanupFailed,
-                    EventAction::SavePersistentVolume,
-                    msg.clone(),
-                )
-                .await;
-            return Step::Retry(msg);
+        Act::Release(event) => {
+            if let Some(e) = event {
+                publish(e).await;
+            }
+            release(w, claim).await
         }
-    }
-    let msg = format!(
-        "{why}; deleted the backend volume {pv_name}; not retried until the claim changes: fix the provisioner or the StorageClass, then edit the claim or restart the provisioner"
-    );
-    ctx.events
-        .publish_for(
-            &claim_ref,
-            Reason::ProvisioningFailed,
-            EventAction::SavePersistentVolume,
-            msg.clone(),
-        )
-        .await;
-    match release_version(ctx, api, claim).await {
-        Ok(at) => Step::Final { msg, at },
-        Err(step) => step,
+        Act::GiveUp(e) => {
+            let msg = e.note.clone();
+            publish(e).await;
+            match release_version(w, claim).await {
+                Ok(at) => Step::Final { msg, at },
+                Err(step) => step,
+            }
+        }
+        Act::Reschedule(e) => {
+            publish(e).await;
+            let idx = claim
+                .finalizers()
+                .iter()
+                .position(|f| f == a::PROVISIONING_FINALIZER);
+            // guarded by the claim's own resourceVersion
+            let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
+            match w.reschedule(claim, patch).await {
+                Ok(_) => Step::Done,
+                Err(e) if is_status(&e, 404) => Step::Done,
+                Err(e) => Step::Retry(format!("removing the selected node: {e}")),
+            }
+        }
     }
 }
 
@@ -743,9 +647,11 @@ fn options(
     }
 }
 
+/// Provision the claim, save its PV, release the intent; on a failure, the
+/// [`outcome`](super::outcome) of it is performed.
 async fn provision<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: Arc<PersistentVolumeClaim>,
     class: &StorageClass,
     pv_name: &str,
@@ -754,6 +660,12 @@ async fn provision<P: Provisioner>(
     let class_name = class.name_any();
     let label = Metrics::class(&class_name);
     let claim_ref = claim.object_ref(&());
+    let count_failure = || {
+        ctx.metrics
+            .provision_failed_total
+            .get_or_create(&label)
+            .inc();
+    };
     if ctx.opts.provisioning_event {
         ctx.events
             .publish(
@@ -770,65 +682,12 @@ async fn provision<P: Provisioner>(
         .await;
     let provisioned = match result {
         Ok(p) => p,
-        Err(ProvisionError::InProgress(msg)) => {
-            tracing::info!(%msg, "provisioning in progress");
-            return Step::Poll;
-        }
-        Err(ProvisionError::Ignored(msg)) => {
-            tracing::debug!(%msg, "provisioner ignored the claim");
-            return release(ctx, api, &claim).await;
-        }
-        Err(ProvisionError::Reschedule(msg)) if selected_node(&claim).is_some() => {
-            ctx.events
-                .publish_for(
-                    &claim_ref,
-                    Reason::ProvisioningFailed,
-                    EventAction::Reschedule,
-                    format!(
-                        "cannot provision on node {:?}: {msg}; asking the scheduler to pick another node",
-                        selected_node(&claim).unwrap_or_default()
-                    ),
-                )
-                .await;
-            let idx = claim
-                .finalizers()
-                .iter()
-                .position(|f| f == a::PROVISIONING_FINALIZER);
-            let patch = reschedule_patch(&claim.resource_version().unwrap_or_default(), idx);
-            return match api
-                .patch(
-                    &claim.name_any(),
-                    &PatchParams::default(),
-                    &Patch::<()>::Json(patch),
-                )
-                .await
-            {
-                Ok(patched) => {
-                    // guarded by the claim's own resourceVersion
-                    let seen = claim.resource_version().unwrap_or_default();
-                    let after = patched.resource_version().unwrap_or_default();
-                    ctx.claim_versions.wrote_over(&claim, &seen, &after);
-                    Step::Done
-                }
-                Err(e) if is_status(&e, 404) => Step::Done,
-                Err(e) => Step::Retry(format!("removing the selected node: {e}")),
-            };
-        }
         Err(e) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            let infeasible = matches!(e, ProvisionError::Infeasible(_));
-            let msg = format!("failed to provision volume with StorageClass \"{class_name}\": {e}");
-            ctx.events
-                .publish(&claim_ref, Reason::ProvisioningFailed, msg.clone())
-                .await;
-            return if infeasible {
-                Step::Slow(msg)
-            } else {
-                Step::Retry(msg)
-            };
+            let (act, counted) = outcome::provision_failed(&e, selected_node(&claim), &class_name);
+            if counted {
+                count_failure();
+            }
+            return perform(ctx, w, &claim, act).await;
         }
     };
 
@@ -845,200 +704,74 @@ async fn provision<P: Provisioner>(
             )
             .await;
     }
-    if let Some(misfit) = super::pv::misfit(&pv, &claim) {
-        ctx.metrics
-            .provision_failed_total
-            .get_or_create(&label)
-            .inc();
-        let why = format!(
+    let saved = match super::pv::misfit(&pv, &claim) {
+        Some(misfit) => Err(Unsaved::Refused(format!(
             "the volume {} made for claim {key} does not fit it ({misfit}), so the PV controller would never bind it",
             ctx.opts.provisioner_name
-        );
-        return refuse(ctx, api, &claim, &pv, why).await;
+        ))),
+        None => w
+            .create_pv(&pv, &claim)
+            .await
+            .map_err(|e| outcome::unsaved(pv_name, &e)),
+    };
+    if let Err(why) = saved {
+        count_failure();
+        let deleted = ctx.provisioner.delete(&pv).await;
+        let act = outcome::after_unsaved(pv_name, &why, deleted.as_ref().map(|_| ()));
+        return perform(ctx, w, &claim, act).await;
     }
-    match save_pv(ctx, &pv, &claim).await {
-        Err(SaveError::Invalid(status)) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            let why =
-                format!("the API server refused PersistentVolume {pv_name} as invalid: {status}");
-            refuse(ctx, api, &claim, &pv, why).await
-        }
-        Ok(saved) => {
-            ctx.saved_pvs.saved(saved);
-            ctx.metrics.provision_total.get_or_create(&label).inc();
-            ctx.metrics
-                .provision_duration
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
-            ctx.events
-                .publish(
-                    &claim_ref,
-                    Reason::ProvisioningSucceeded,
-                    format!("Successfully provisioned volume {pv_name}"),
-                )
-                .await;
-            tracing::info!(pv = pv_name, "provisioned");
-            release(ctx, api, &claim).await
-        }
-        Err(SaveError::Failed(save_err)) => {
-            ctx.metrics
-                .provision_failed_total
-                .get_or_create(&label)
-                .inc();
-            match ctx.provisioner.delete(&pv).await {
-                Ok(()) => {
-                    let msg = format!(
-                        "failed to save PersistentVolume {pv_name} ({save_err}); deleted the backend volume and will retry provisioning"
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningFailed,
-                            EventAction::SavePersistentVolume,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
-                }
-                Err(del_err) => {
-                    let msg = format!(
-                        "failed to save PersistentVolume {pv_name} ({save_err}) and to delete its backend volume ({del_err}); the claim keeps finalizer {} and cleanup is retried; if you remove it by hand, delete the backend volume of {pv_name} manually",
-                        a::PROVISIONING_FINALIZER
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningCleanupFailed,
-                            EventAction::SavePersistentVolume,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
-                }
-            }
-        }
-    }
+    ctx.metrics.provision_total.get_or_create(&label).inc();
+    ctx.metrics
+        .provision_duration
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    ctx.events
+        .publish(
+            &claim_ref,
+            Reason::ProvisioningSucceeded,
+            format!("Successfully provisioned volume {pv_name}"),
+        )
+        .await;
+    tracing::info!(pv = pv_name, "provisioned");
+    release(w, &claim).await
 }
 
-/// Why [`save_pv`] did not save the PV.
-#[derive(Debug)]
-enum SaveError {
-    /// 422: the API server's validation refused the PV (the message names
-    /// the fields). The same PV is refused every time: not retried.
-    Invalid(String),
-    /// Anything else, after the retries.
-    Failed(String),
-}
-
-/// Create `pv`, retrying with backoff; returns the PV as stored. A 409 whose
-/// existing PV belongs to the same claim (UID) is success; one that belongs
-/// to another claim is not. A 422 is returned at once.
-async fn save_pv<P>(
-    ctx: &Ctx<P>,
-    pv: &PersistentVolume,
-    claim: &PersistentVolumeClaim,
-) -> Result<PersistentVolume, SaveError> {
-    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    let name = pv.name_any();
-    let mut delay = ctx.opts.pv_save_retry_interval;
-    let attempts = ctx.opts.pv_save_retries.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        match api.create(&PostParams::default(), pv).await {
-            Ok(created) => return Ok(created),
-            Err(e) if is_status(&e, 409) => match api.get_opt(&name).await {
-                Ok(Some(existing)) if pv_is_for(&existing, claim) => return Ok(existing),
-                Ok(Some(_)) => {
-                    return Err(SaveError::Failed(format!(
-                        "PersistentVolume {name} already exists and is bound to another claim; delete it or override the PV name"
-                    )))
-                }
-                Ok(None) => last = format!("create {name}: conflict, then not found"),
-                Err(e) => last = format!("reading existing {name}: {e}"),
-            },
-            Err(kube::Error::Api(status)) if status.code == 422 => {
-                return Err(SaveError::Invalid(status.message))
-            }
-            Err(e) => last = format!("create {name}: {e}"),
-        }
-        tracing::warn!(attempt, error = %last, "saving PV failed");
-        if attempt < attempts {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(ctx.opts.retry_interval_max);
-        }
-    }
-    Err(SaveError::Failed(last))
-}
-
+/// A claim deleted mid-provisioning: release it if its PV was saved (read
+/// live: the cache may lag), else make its volume again (`provision` is
+/// idempotent) and delete it, then release.
 async fn cleanup_deleted<P: Provisioner>(
     ctx: &Ctx<P>,
-    api: &Api<PersistentVolumeClaim>,
+    w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
     pv_name: &str,
 ) -> Step {
     let key = key_of(claim);
-    let claim_ref = claim.object_ref(&());
-    // The cache may lag: a PV saved a moment ago must not lose its volume.
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    match pvs.get_opt(pv_name).await {
-        Ok(Some(pv)) if pv_is_for(&pv, claim) => return release(ctx, api, claim).await,
-        Ok(_) => {}
-        Err(e) => return Step::Retry(format!("reading PersistentVolume {pv_name}: {e}")),
-    }
+    let live = pvs.get_opt(pv_name).await;
     let class_name = claim_class(claim).unwrap_or_default().to_string();
-    let Some(class) = ctx.classes.get(&ObjectRef::new(&class_name)) else {
-        let msg = format!(
-            "claim {key} was deleted while its volume was being provisioned, and StorageClass {class_name:?} is gone, so the volume {pv_name} cannot be found to delete it; re-create the class, or delete the backend volume by hand and remove finalizer {} from the claim",
-            a::PROVISIONING_FINALIZER
-        );
-        ctx.events
-            .publish_for(
-                &claim_ref,
-                Reason::ProvisioningCleanupFailed,
-                EventAction::Cleanup,
-                msg.clone(),
-            )
-            .await;
-        return Step::Retry(msg);
-    };
-    tracing::info!(
-        pv = pv_name,
-        "claim deleted mid-provisioning; cleaning up its backend volume"
-    );
-    match ctx
-        .provisioner
-        .provision(options(&ctx.scope, claim, &class, pv_name))
-        .await
-    {
-        Ok(p) => {
-            let pv = build_pv(pv_name, claim, &class, p, false);
-            match ctx.provisioner.delete(&pv).await {
-                Ok(()) => release(ctx, api, claim).await,
-                Err(crate::provisioner::DeleteError::InProgress(_)) => Step::Poll,
-                Err(crate::provisioner::DeleteError::Ignored(_)) => release(ctx, api, claim).await,
-                Err(e) => {
-                    let msg = format!(
-                        "claim {key} was deleted while being provisioned; deleting its backend volume {pv_name} failed: {e}; retrying"
-                    );
-                    ctx.events
-                        .publish_for(
-                            &claim_ref,
-                            Reason::ProvisioningCleanupFailed,
-                            EventAction::Cleanup,
-                            msg.clone(),
-                        )
-                        .await;
-                    Step::Retry(msg)
+    let class = ctx.classes.get(&ObjectRef::new(&class_name));
+    let act = match outcome::deleted_claim(&key, claim, pv_name, &class_name, live, class) {
+        Deleted::Act(act) => act,
+        Deleted::Remake(class) => {
+            tracing::info!(
+                pv = pv_name,
+                "claim deleted mid-provisioning; cleaning up its backend volume"
+            );
+            match ctx
+                .provisioner
+                .provision(options(&ctx.scope, claim, &class, pv_name))
+                .await
+            {
+                Ok(p) => {
+                    let pv = build_pv(pv_name, claim, &class, p, false);
+                    let deleted = ctx.provisioner.delete(&pv).await;
+                    outcome::after_cleanup_delete(&key, pv_name, deleted.as_ref().map(|_| ()))
                 }
+                Err(e) => outcome::after_cleanup_provision_failed(&e),
             }
         }
-        Err(ProvisionError::InProgress(_)) => Step::Poll,
-        // Every other error promises no backend volume exists.
-        Err(_) => release(ctx, api, claim).await,
-    }
+    };
+    perform(ctx, w, claim, act).await
 }
 
 #[cfg(test)]

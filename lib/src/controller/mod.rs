@@ -84,13 +84,21 @@
 //! versions this controller's writes replaced and the PVs it created, so a
 //! reconcile neither acts on a claim older than its own patches nor
 //! provisions again because the PV it just saved is not cached yet.
+//! Every write of the claim loop goes through `writer::ClaimWriter`,
+//! which records it there; no other code records (or forgets to).
 
 pub mod claim;
 pub mod compact;
+mod finalizers;
 pub mod orphans;
+mod outcome;
 mod own_writes;
 pub mod pv;
+mod step;
 pub mod volume;
+mod writer;
+
+pub use finalizers::{add_finalizer_patch, delete_if_unchanged, remove_finalizer_ops};
 
 use std::convert::Infallible;
 use std::fmt;
@@ -101,14 +109,12 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{BackoffPolicy, Backoffs};
@@ -341,29 +347,6 @@ pub(crate) struct Ctx<P> {
     pub(crate) claim_versions: own_writes::ClaimVersions,
     /// PVs we created that the PV cache may not have yet.
     pub(crate) saved_pvs: own_writes::SavedVolumes,
-}
-
-/// The result of one reconcile, before it becomes a requeue [`Action`].
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// Finished: reset backoff, wait for the next change.
-    Done,
-    /// An operation runs in the background: poll again.
-    Poll,
-    /// Failed (message for logs): retry with backoff / threshold.
-    Retry(String),
-    /// Infeasible: retry slowly.
-    Slow(String),
-    /// Failed in a way a retry repeats (the API server refused the object
-    /// as invalid, the volume does not fit the claim): no retry until the
-    /// object changes. `at` is the resourceVersion to give up at when the
-    /// reconcile itself wrote a newer version than the one it started from.
-    Final {
-        /// For the logs.
-        msg: String,
-        /// The version our own last write made, if any.
-        at: Option<String>,
-    },
 }
 
 /// The provisioning controller. Build it with [`ProvisionController::new`]
@@ -631,250 +614,9 @@ fn never<K>(_: Arc<K>, e: &Infallible, _: Arc<impl Send + Sync>) -> Action {
     match *e {}
 }
 
-/// `namespace/name` (or `name`) of an object, the key of its backoff entry.
-pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
-    match obj.meta().namespace.as_deref() {
-        Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
-        None => obj.meta().name.clone().unwrap_or_default(),
-    }
-}
-
-/// Delete parameters that make the API server refuse (409) to delete
-/// anything but exactly this version of `obj`: its UID (not a re-created
-/// namesake) and its resourceVersion (not changed since it was read, e.g.
-/// bound meanwhile).
-pub fn delete_if_unchanged<K: Resource>(obj: &K) -> DeleteParams {
-    DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: obj.meta().uid.clone(),
-            resource_version: obj.meta().resource_version.clone(),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Whether `err` is an API error with this HTTP status.
-pub(crate) fn is_status(err: &kube::Error, code: u16) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == code)
-}
-
-/// The JSON patch that adds finalizer `f` to an object whose current
-/// finalizers are `current`, guarded so a concurrent change fails it instead
-/// of being overwritten.
-pub fn add_finalizer_patch(
-    current: Option<&[String]>,
-    resource_version: &str,
-    f: &str,
-) -> json_patch::Patch {
-    let ops = match current {
-        Some(list) if !list.is_empty() => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": list},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": f},
-        ]),
-        _ => json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-            {"op": "add", "path": "/metadata/finalizers", "value": [f]},
-        ]),
-    };
-    serde_json::from_value(ops).expect("static JSON patch is valid")
-}
-
-/// JSON patch ops removing finalizer `f` at index `i` (guarded by a `test`).
-pub fn remove_finalizer_ops(i: usize, f: &str) -> Vec<serde_json::Value> {
-    vec![
-        json!({"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": f}),
-        json!({"op": "remove", "path": format!("/metadata/finalizers/{i}")}),
-    ]
-}
-
-fn patch_of(ops: Vec<serde_json::Value>) -> json_patch::Patch {
-    serde_json::from_value(serde_json::Value::Array(ops)).expect("JSON patch ops are valid")
-}
-
-/// What [`add_finalizer`] did.
-#[derive(Debug)]
-pub(crate) enum Added<K> {
-    /// The finalizer is on the object: the patched object and the
-    /// resourceVersion of the object the guard was built from.
-    Added(K, String),
-    /// The object is being deleted (or is gone): the API server refuses new
-    /// finalizers on it (422 `no new finalizers can be added if the object
-    /// is being deleted`), so nothing was added.
-    Deleting,
-}
-
-/// Add finalizer `f` to `obj` with a guarded JSON patch. No-op if present.
-/// If the object changed since it was read (the guard fails), it is re-read
-/// and the patch retried; if it is being deleted, the answer is
-/// [`Added::Deleting`], not an error: the real API server answers 422 to a
-/// new finalizer on such an object, and retrying cannot change that.
-pub(crate) async fn add_finalizer<K>(
-    api: &Api<K>,
-    obj: &K,
-    f: &str,
-) -> Result<Added<K>, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + fmt::Debug,
-{
-    let name = obj.name_any();
-    let mut current = obj.clone();
-    let mut last = None;
-    for _ in 0..5 {
-        let applied_to = current.meta().resource_version.clone().unwrap_or_default();
-        if current.finalizers().iter().any(|x| x == f) {
-            return Ok(Added::Added(current, applied_to));
-        }
-        if current.meta().deletion_timestamp.is_some() {
-            return Ok(Added::Deleting);
-        }
-        let patch = add_finalizer_patch(current.meta().finalizers.as_deref(), &applied_to, f);
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
-            Ok(o) => return Ok(Added::Added(o, applied_to)),
-            Err(e) if is_status(&e, 404) => return Ok(Added::Deleting),
-            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
-                // A failed guard, or (422) a deletion that began after the
-                // read: the re-read tells which.
-                tracing::debug!(error = %e, "object changed since read; re-reading");
-                last = Some(e);
-                match api.get_opt(&name).await? {
-                    Some(o) => current = o,
-                    None => return Ok(Added::Deleting),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.expect("loop ran"))
-}
-
-/// Remove finalizer `f` from `obj`: first with the index seen in `obj` (no
-/// read), then, if the object changed meanwhile, re-reading it. Gone object
-/// or absent finalizer = success. When it patched, returns the
-/// resourceVersion of the object the guard was built from and the one the
-/// patch made.
-pub(crate) async fn remove_finalizer<K>(
-    api: &Api<K>,
-    obj: &K,
-    f: &str,
-) -> Result<Option<(String, String)>, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + fmt::Debug,
-{
-    let name = obj.name_any();
-    let mut current = Some(obj.clone());
-    let mut last = None;
-    for _ in 0..5 {
-        let obj = match current.take() {
-            Some(o) => o,
-            None => match api.get_opt(&name).await? {
-                Some(o) => o,
-                None => return Ok(None),
-            },
-        };
-        let Some(i) = obj.finalizers().iter().position(|x| x == f) else {
-            return Ok(None);
-        };
-        match api
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::<()>::Json(patch_of(remove_finalizer_ops(i, f))),
-            )
-            .await
-        {
-            Ok(patched) => {
-                let before = obj.meta().resource_version.clone().unwrap_or_default();
-                let after = patched.meta().resource_version.clone().unwrap_or_default();
-                return Ok(Some((before, after)));
-            }
-            Err(e) if is_status(&e, 404) => return Ok(None),
-            // the `test` op failed: the list changed; re-read and retry
-            Err(e) if is_status(&e, 409) || is_status(&e, 422) => {
-                tracing::debug!(error = %e, "finalizer list changed; re-reading");
-                last = Some(e)
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.expect("loop ran"))
-}
-
-/// Map a reconcile result to the controller action, through the backoff
-/// bookkeeping. Returns the action and, when the threshold was reached, the
-/// number of failures (so the caller can say so in an event).
-pub(crate) fn finish(
-    backoffs: &Backoffs,
-    key: &str,
-    rv: &str,
-    step: Step,
-) -> (Action, Option<u32>) {
-    use crate::backoff::Retry;
-    match step {
-        Step::Done => {
-            backoffs.reset(key);
-            (Action::await_change(), None)
-        }
-        Step::Poll => (Action::requeue(backoffs.in_progress(key)), None),
-        Step::Slow(msg) => {
-            tracing::info!(%msg, "infeasible, retrying slowly");
-            (Action::requeue(backoffs.infeasible(key)), None)
-        }
-        Step::Final { msg, at } => {
-            tracing::warn!(%msg, "failed; not retried until the object changes");
-            backoffs.give_up(key, at.as_deref().unwrap_or(rv));
-            (Action::await_change(), None)
-        }
-        Step::Retry(msg) => match backoffs.failure(key, rv) {
-            Retry::After(d) => {
-                tracing::warn!(%msg, retry_in = ?d, "failed, will retry");
-                (Action::requeue(d), None)
-            }
-            Retry::GiveUp { failures } => {
-                tracing::error!(%msg, failures, "failed too often, giving up until the object changes");
-                (Action::await_change(), Some(failures))
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn add_finalizer_patch_guards_existing_list() {
-        let list = vec!["a".to_string()];
-        let p = serde_json::to_value(add_finalizer_patch(Some(&list), "7", "f")).unwrap();
-        assert_eq!(
-            p,
-            json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": ["a"]},
-                {"op": "add", "path": "/metadata/finalizers/-", "value": "f"},
-            ])
-        );
-        let p = serde_json::to_value(add_finalizer_patch(None, "7", "f")).unwrap();
-        assert_eq!(
-            p,
-            json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
-                {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
-            ])
-        );
-    }
-
-    #[test]
-    fn remove_finalizer_tests_the_index() {
-        assert_eq!(
-            remove_finalizer_ops(2, "f"),
-            vec![
-                json!({"op": "test", "path": "/metadata/finalizers/2", "value": "f"}),
-                json!({"op": "remove", "path": "/metadata/finalizers/2"}),
-            ]
-        );
-    }
 
     #[test]
     fn scope_names_include_additional() {

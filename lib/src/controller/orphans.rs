@@ -85,8 +85,9 @@ use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use super::compact::{self, Compact, Slim};
+use super::finalizers::{delete_if_unchanged, is_status, remove_finalizer};
 use super::volume::is_ours;
-use super::{delete_if_unchanged, is_status, remove_finalizer, Scope};
+use super::Scope;
 use crate::annotations as a;
 use crate::events::{Events, Reason};
 use crate::leader::{self, LeaderElection};

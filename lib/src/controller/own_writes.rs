@@ -88,7 +88,7 @@ impl ClaimVersions {
             .resource_version
             .as_deref()
             .unwrap_or_default();
-        self.wrote(&super::key_of(claim), &[seen, guard_rv], after);
+        self.wrote(&super::step::key_of(claim), &[seen, guard_rv], after);
     }
 
     /// Whether version `rv` of `key` was superseded by our own write (skip

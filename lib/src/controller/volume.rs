@@ -13,7 +13,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::{finish, is_status, key_of, remove_finalizer, Ctx, Scope, Step};
+use super::finalizers::{add_finalizer, is_status, remove_finalizer};
+use super::step::{finish, key_of, Step};
+use super::{Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::metrics::Metrics;
@@ -189,7 +191,7 @@ async fn reconcile_inner<P: Provisioner>(
     let step = match decision {
         VolumeDecision::Skip(_) => Step::Done,
         VolumeDecision::AddFinalizer => {
-            match super::add_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
+            match add_finalizer(&api, pv.as_ref(), a::PV_FINALIZER).await {
                 Ok(_) => Step::Done,
                 Err(e) => Step::Retry(format!("adding finalizer: {e}")),
             }
