@@ -46,6 +46,14 @@ pub struct ArchiveRecord {
 }
 
 impl ArchiveRecord {
+    /// How long the archive is kept, in words for an event.
+    pub fn kept(&self) -> &'static str {
+        match self.expires_at {
+            Some(_) => "until its archiveRetention has passed",
+            None => "until removed by hand",
+        }
+    }
+
     fn render(&self) -> String {
         let mut s = format!(
             "pv={}\nfrom={}\narchived={}\n",
@@ -256,10 +264,7 @@ pub fn sweep(
     let mut removed = Vec::new();
     for rec in archives.expired(now)? {
         archives.remove(&rec)?;
-        if let Some(id) = crate::quota::recorded_project_id(projects, &rec.pv)? {
-            crate::quota::clear_project_limit(root, id, &rec.pv);
-        }
-        crate::quota::release_project_id(projects, &rec.pv)?;
+        crate::quota::free_project(projects, root, &rec.pv)?;
         tracing::info!(
             archive = rec.name,
             pv = rec.pv,

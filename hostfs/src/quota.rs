@@ -573,6 +573,17 @@ pub fn release_project_id(state_dir: &Path, pv: &str) -> Result<(), QuotaError> 
     }
 }
 
+/// Frees the project id of `pv` once its files are gone (deleted, or an
+/// archive swept): clears the id's limit on the filesystem of `root` (best
+/// effort, see [`clear_project_limit`]) and forgets the id recorded in
+/// `state_dir`. Nothing to do for a PV without a recorded id.
+pub fn free_project(state_dir: &Path, root: &Path, pv: &str) -> Result<(), QuotaError> {
+    if let Some(id) = recorded_project_id(state_dir, pv)? {
+        clear_project_limit(root, id, pv);
+    }
+    release_project_id(state_dir, pv)
+}
+
 /// Removes the quota limit of a deleted volume's project (its files are
 /// gone, so its usage is 0), so the id is free of any limit before it is
 /// handed out again. Best effort: a failure is logged, the delete goes on

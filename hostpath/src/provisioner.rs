@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
 use crate::roots::{self, Layout, Roots};
-use hostfs::quota::{self, clear_project_limit, ProjectQuotas};
+use hostfs::quota::{self, ProjectQuotas};
 use hostfs::root::{Deleted, Release, Root, RootError};
 use kube::Resource;
 
@@ -324,12 +324,8 @@ impl Provisioner for HostPath {
             // (its files carry it): released only when the data is gone.
             if deleted == Deleted::Removed {
                 let projects = Self::projects_dir(root.path());
-                let state_err =
-                    |e: quota::QuotaError| RootError::BadPath(rel.clone(), e.to_string());
-                if let Some(id) = quota::recorded_project_id(&projects, &name).map_err(state_err)? {
-                    clear_project_limit(root.path(), id, &name);
-                }
-                quota::release_project_id(&projects, &name).map_err(state_err)?;
+                quota::free_project(&projects, root.path(), &name)
+                    .map_err(|e| RootError::BadPath(rel.clone(), e.to_string()))?;
             }
             Ok::<_, RootError>((rel, deleted))
         })
@@ -338,14 +334,11 @@ impl Provisioner for HostPath {
         match outcome {
             Ok((_, Deleted::Removed)) => Ok(()),
             Ok((rel, Deleted::Archived(rec))) => {
-                let keep = match rec.expires_at {
-                    Some(_) => "until its archiveRetention has passed",
-                    None => "until removed by hand",
-                };
                 let note = format!(
-                    "the data of {rel} was archived to {} on node {}, kept {keep}",
+                    "the data of {rel} was archived to {} on node {}, kept {}",
                     root.host_path(&rec.name).display(),
-                    self.node
+                    self.node,
+                    rec.kept()
                 );
                 self.publish(pv, Reason::VolumeArchived, note).await;
                 Ok(())

@@ -312,12 +312,8 @@ impl Provisioner for Nfs {
         let event = match on_delete {
             OnDelete::Delete => {
                 self.root.remove_volume_dir(&name).map_err(|e| failed(&e))?;
-                if let Some(id) = quota::recorded_project_id(&self.projects_dir(), &name)
-                    .map_err(|e| failed(&e))?
-                {
-                    quota::clear_project_limit(self.root.path(), id, &name);
-                }
-                quota::release_project_id(&self.projects_dir(), &name).map_err(|e| failed(&e))?;
+                quota::free_project(&self.projects_dir(), self.root.path(), &name)
+                    .map_err(|e| failed(&e))?;
                 tracing::info!(pv = name, "data removed");
                 None
             }
@@ -335,18 +331,15 @@ impl Provisioner for Nfs {
                     .archive_volume_dir(&name, SystemTime::now(), retention)
                     .map_err(|e| failed(&e))?;
                 archived.map(|rec| {
-                    let keep = match rec.expires_at {
-                        Some(_) => "until its archiveRetention has passed",
-                        None => "until removed by hand",
-                    };
                     let at = self.root.path().join(&rec.name);
                     (
                         Reason::VolumeArchived,
                         format!(
                             "the data of {} was archived to {} on the NFS server's disk \
-                             (not exported), kept {keep}",
+                             (not exported), kept {}",
                             record.path,
-                            at.display()
+                            at.display(),
+                            rec.kept()
                         ),
                     )
                 })
