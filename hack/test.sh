@@ -8,7 +8,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step shows the minutes and seconds since the run began, so a slow
+# step (the 30-minute warm goal) is found in the log, not guessed at.
+started=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)) "$*"; }
 
 # One full build, not an edit loop: incremental compilation only adds
 # gigabytes of cache here (set CARGO_INCREMENTAL=1 to keep it).

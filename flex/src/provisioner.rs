@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use external_storage::params::QuantityError;
 use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
     Provisioner,
@@ -44,12 +45,12 @@ impl Flex {
 
 /// The claim's storage request: as written, and in bytes (rounded up);
 /// empty and 0 when the claim requests no storage.
-pub fn request(claim: &PersistentVolumeClaim) -> Result<(String, u64), String> {
+pub fn request(claim: &PersistentVolumeClaim) -> Result<(String, u64), QuantityError> {
     Ok(external_storage::params::storage_request(claim)?.unwrap_or_default())
 }
 
 /// The request facts for the driver (pure).
-pub fn claim_info(opts: &ProvisionOptions) -> Result<ClaimInfo, String> {
+pub fn claim_info(opts: &ProvisionOptions) -> Result<ClaimInfo, QuantityError> {
     let meta = &opts.claim.metadata;
     let (request, request_bytes) = request(&opts.claim)?;
     Ok(ClaimInfo {
@@ -84,24 +85,50 @@ pub fn provisioned(driver_name: &str, options: BTreeMap<String, String>) -> Prov
     out
 }
 
+/// Why a PV is not this provisioner's to delete; nothing is deleted, and
+/// the message says what the operator can do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    /// The PV has no `flexVolume` source: no driver made it.
+    #[error(
+        "PV {pv} has no flexVolume source, so no driver made it; nothing was deleted: \
+         delete its storage by hand, then the PV"
+    )]
+    NoFlexSource {
+        /// The PV.
+        pv: String,
+    },
+    /// Another driver made it.
+    #[error(
+        "PV {pv} has flexVolume.driver {driver:?} but this provisioner runs --driver-name \
+         {ours:?}; nothing was deleted: run a provisioner with that driver, or delete the \
+         storage by hand"
+    )]
+    OtherDriver {
+        /// The PV.
+        pv: String,
+        /// The driver named on the PV.
+        driver: String,
+        /// This provisioner's `--driver-name`.
+        ours: String,
+    },
+}
+
 /// What to pass to `delete` for `pv`, or why it cannot be ours (pure).
 pub fn delete_request(
     pv: &PersistentVolume,
     driver_name: &str,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, NotOurs> {
     let name = pv.metadata.name.as_deref().unwrap_or_default();
     let Some(flex) = pv.spec.as_ref().and_then(|s| s.flex_volume.as_ref()) else {
-        return Err(format!(
-            "PV {name} has no flexVolume source, so no driver made it; nothing was deleted: \
-             delete its storage by hand, then the PV"
-        ));
+        return Err(NotOurs::NoFlexSource { pv: name.into() });
     };
     if flex.driver != driver_name {
-        return Err(format!(
-            "PV {name} has flexVolume.driver {:?} but this provisioner runs --driver-name {driver_name:?}; \
-             nothing was deleted: run a provisioner with that driver, or delete the storage by hand",
-            flex.driver
-        ));
+        return Err(NotOurs::OtherDriver {
+            pv: name.into(),
+            driver: flex.driver.clone(),
+            ours: driver_name.into(),
+        });
     }
     Ok(protocol::delete_request(
         name,
@@ -112,7 +139,7 @@ pub fn delete_request(
 #[async_trait]
 impl Provisioner for Flex {
     async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
-        let info = claim_info(&opts).map_err(ProvisionError::Infeasible)?;
+        let info = claim_info(&opts)?;
         let params = opts.storage_class.parameters.clone().unwrap_or_default();
         let request = protocol::provision_request(&params, &info)
             .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
@@ -127,7 +154,8 @@ impl Provisioner for Flex {
 
     async fn delete(&self, pv: &PersistentVolume) -> Result<(), DeleteError> {
         let name = pv.metadata.name.as_deref().unwrap_or_default();
-        let request = delete_request(pv, &self.driver_name).map_err(DeleteError::Failed)?;
+        let request = delete_request(pv, &self.driver_name)
+            .map_err(|e| DeleteError::Failed(e.to_string()))?;
         match self.driver.call("delete", name, &request).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.failure, Failure::NotSupported(_)) => {
@@ -168,7 +196,10 @@ mod tests {
         assert_eq!(request(&claim(Some("1Gi"))), Ok(("1Gi".into(), 1 << 30)));
         assert_eq!(request(&claim(Some("1500m"))), Ok(("1500m".into(), 2)));
         assert_eq!(request(&claim(None)), Ok((String::new(), 0)));
-        assert!(request(&claim(Some("lots"))).unwrap_err().contains("lots"));
+        assert!(request(&claim(Some("lots")))
+            .unwrap_err()
+            .to_string()
+            .contains("lots"));
     }
 
     #[test]
@@ -224,6 +255,8 @@ mod tests {
         assert_eq!(req["path"], "/b/pvc-1");
         assert_eq!(req[protocol::PV_NAME], "pvc-1");
         let e = delete_request(&pv, "other/driver").unwrap_err();
+        assert!(matches!(&e, NotOurs::OtherDriver { driver, .. } if driver == "example.com/dir"));
+        let e = e.to_string();
         assert!(
             e.contains("\"example.com/dir\"") && e.contains("nothing was deleted"),
             "{e}"
@@ -246,8 +279,8 @@ mod tests {
             spec: Some(PersistentVolumeSpec::default()),
             ..Default::default()
         };
-        assert!(delete_request(&pv, "d")
-            .unwrap_err()
-            .contains("no flexVolume"));
+        let e = delete_request(&pv, "d").unwrap_err();
+        assert_eq!(e, NotOurs::NoFlexSource { pv: "x".into() });
+        assert!(e.to_string().contains("no flexVolume"), "{e}");
     }
 }

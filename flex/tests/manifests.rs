@@ -77,14 +77,9 @@ fn the_deployment_flags_are_accepted_by_the_binary() {
     assert_eq!(mode.as_u64(), Some(0o555), "the driver must be executable");
     // --help exits 0 only if every flag parses; use the real flags with --help
     // appended, which clap validates up to the help request.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flex-provisioner"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    e2e_support::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_flex-provisioner"))
+            .args(&args)
+            .arg("--help"),
     );
 }

@@ -33,9 +33,19 @@ pub const NODE_LABEL: &str = "hostpath.external-storage.io/capacity-node";
 const MANAGER: &str = "hostpath-provisioner-capacity";
 const MIB: u64 = 1 << 20;
 
+/// A provisioner name that cannot name a `CSIDriver`, so no capacity can
+/// be published under it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--publish-capacity needs a provisioner name that can name a CSIDriver \
+     (a DNS subdomain of at most 63 characters, no `/`), e.g. \
+     hostpath.external-storage.io; `{0}` is not one"
+)]
+pub struct NotADriverName(pub String);
+
 /// Why the publisher cannot run for a provisioner name: a `CSIDriver`
 /// name is a DNS subdomain of at most 63 characters (no `/`).
-pub fn check_driver_name(name: &str) -> Result<(), String> {
+pub fn check_driver_name(name: &str) -> Result<(), NotADriverName> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -46,11 +56,7 @@ pub fn check_driver_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "--publish-capacity needs a provisioner name that can name a CSIDriver \
-             (a DNS subdomain of at most 63 characters, no `/`), e.g. \
-             hostpath.external-storage.io; `{name}` is not one"
-        ))
+        Err(NotADriverName(name.to_string()))
     }
 }
 
@@ -278,7 +284,7 @@ mod tests {
             "Upper.io",
             &"a".repeat(64),
         ] {
-            assert!(check_driver_name(bad).is_err(), "{bad}");
+            assert_eq!(check_driver_name(bad), Err(NotADriverName(bad.into())));
         }
     }
 

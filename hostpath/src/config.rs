@@ -219,7 +219,8 @@ pub fn summary(old: &Config, new: &Config) -> String {
 /// A configured root: absolute, normalized (no `.`, `..`, `//` or trailing
 /// `/`), not `/` itself, valid UTF-8.
 fn check_path(field: &str, path: &str) -> Result<PathBuf, ConfigError> {
-    let normal = external_storage::fields::absolute_dir(path).map_err(|m| err(field, m))?;
+    let normal =
+        external_storage::fields::absolute_dir(path).map_err(|e| err(field, e.to_string()))?;
     if normal.as_os_str() != path {
         return Err(err(
             field,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 
@@ -59,15 +59,13 @@ async fn main() -> anyhow::Result<()> {
     let common = cli
         .common
         .with_default_provisioner_name(hostpath_provisioner::PROVISIONER_NAME);
-    let Some(node) = common.node_name.clone().filter(|n| !n.is_empty()) else {
-        bail!("--node-name (or NODE_NAME) is required: the DaemonSet sets it from spec.nodeName");
-    };
+    let node = common.required_node_name()?;
     let config = match &cli.config {
         Some(path) => Config::load(path)
             .with_context(|| format!("invalid configuration {}", path.display()))?,
         None => Config::single_root(&cli.root),
     };
-    let layout = Layout::open(config, &node, None).map_err(anyhow::Error::msg)?;
+    let layout = Layout::open(config, &node, None)?;
     // Capacity without a configuration is of one root: `--root`, or the
     // first root of this node's top-level entry at start.
     let main_root = match &cli.config {
@@ -77,8 +75,14 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| cli.root.clone()),
     };
     let roots = Arc::new(Roots::new(layout));
+    // One client beside the controller's, with a rate limit of its own, for
+    // what runs apart from the claim loop: the capacity rounds (a list and a
+    // few writes each) and the events of config reloads and of archived and
+    // retained volumes, all published by one `Events` from this node.
+    let side_client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
+    let controller = common.provisioner_name.clone().unwrap_or_default();
+    let events = external_storage::events::Events::new(side_client.clone(), &controller, &node);
     if let Some(path) = &cli.config {
-        let client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
         let object = match &cli.config_map_name {
             Some(name) => {
                 external_storage::reload::config_map_ref(name, &common.leader_elect_namespace)
@@ -90,13 +94,11 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             },
         };
-        let controller = common.provisioner_name.clone().unwrap_or_default();
-        let events = external_storage::events::Events::new(client, &controller, &node);
         tokio::spawn(reload::watch(
             reload::reloader(path),
             roots.clone(),
             node.clone(),
-            events,
+            events.clone(),
             object,
             cli.config_poll_interval,
         ));
@@ -106,15 +108,13 @@ async fn main() -> anyhow::Result<()> {
         // default external-storage.io/hostpath) get no capacity; the main
         // name must be one that can.
         let main_name = common.provisioner_name.clone().unwrap_or_default();
-        capacity::check_driver_name(&main_name).map_err(anyhow::Error::msg)?;
+        capacity::check_driver_name(&main_name)?;
         let mut provisioners = vec![main_name];
         provisioners.extend(
             (common.additional_provisioner_names.iter())
                 .filter(|p| capacity::check_driver_name(p).is_ok())
                 .cloned(),
         );
-        // Its own client and rate limit: a round is a list and a few writes.
-        let client = external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
         let publisher = capacity::Publisher {
             provisioners,
             namespace: common.leader_elect_namespace.clone(),
@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 }) as Arc<dyn capacity::ClassRoom>
             }),
         };
-        tokio::spawn(publisher.run(client));
+        tokio::spawn(publisher.run(side_client));
     }
     // Used and limit bytes of every quota-enforced volume in every root in
     // force (a reload may change them), read from the kernel's project
@@ -147,10 +147,6 @@ async fn main() -> anyhow::Result<()> {
         r.register_collector(Box::new(usage));
     });
     // Archive and retain events go on the PV, from this node's instance.
-    let events_client =
-        external_storage::args::client(common.kubeconfig.as_deref(), 5.0, 10).await?;
-    let controller = common.provisioner_name.clone().unwrap_or_default();
-    let events = external_storage::events::Events::new(events_client, &controller, &node);
     let hostpath = Arc::new(HostPath::with_roots(roots, node, Some(events)));
     let sweeper = hostpath.clone();
     hostfs::archive::spawn_sweeper(cli.archive_sweep_interval, move || sweeper.sweep_archives());

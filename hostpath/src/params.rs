@@ -119,13 +119,10 @@ impl ClassParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use external_storage::fixtures::parameters;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<ClassParams, ParamError> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        ClassParams::parse(Some(&map))
+        ClassParams::parse(Some(&parameters(pairs)))
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use external_storage::events::{Events, Reason};
 use external_storage::ondelete::OnDelete;
+use external_storage::params::UnsupportedClaim;
 use external_storage::{
     async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
     Provisioner,
@@ -105,25 +106,22 @@ impl HostPath {
 }
 
 /// Why a claim cannot be served by a hostpath volume (pure, no I/O).
-pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
-    let spec = claim.spec.as_ref();
-    if spec.and_then(|s| s.selector.as_ref()).is_some() {
-        return Err("claims with a selector are not supported: remove spec.selector".into());
-    }
-    let modes = spec
+pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), UnsupportedClaim> {
+    external_storage::params::reject_selector(claim)?;
+    let modes = (claim.spec.as_ref())
         .and_then(|s| s.access_modes.as_ref())
         .cloned()
         .unwrap_or_default();
-    if let Some(bad) = modes
-        .iter()
+    match modes
+        .into_iter()
         .find(|m| !matches!(m.as_str(), "ReadWriteOnce" | "ReadWriteOncePod"))
     {
-        return Err(format!(
-            "access mode {bad} is not supported: a hostpath volume lives on one node; \
-             use ReadWriteOnce or ReadWriteOncePod"
-        ));
+        Some(mode) => Err(UnsupportedClaim::AccessMode {
+            mode,
+            why: "a hostpath volume lives on one node; use ReadWriteOnce or ReadWriteOncePod",
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The PV spec fragment for a directory at `path` on the node whose
@@ -180,8 +178,7 @@ pub fn host_path_of(pv: &PersistentVolume) -> Option<&str> {
 #[async_trait]
 impl Provisioner for HostPath {
     async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
-        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())
-            .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())?;
         // The library resolves the node: the scheduler's selected node, or
         // the one node an Immediate class's allowedTopologies names.
         let node = opts.selected_node.clone();
@@ -191,7 +188,7 @@ impl Provisioner for HostPath {
                 self.node
             )));
         }
-        check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        check_claim(&opts.claim)?;
         let class = opts
             .storage_class
             .metadata
@@ -202,9 +199,7 @@ impl Provisioner for HostPath {
         // some, so the scheduler is asked to pick again.
         let candidates = (self.roots.current().candidates(class, &self.node))
             .map_err(|e| ProvisionError::Reschedule(e.0))?;
-        let bytes = external_storage::params::storage_request(&opts.claim)
-            .map_err(ProvisionError::Infeasible)?
-            .map(|(_, bytes)| bytes);
+        let bytes = external_storage::params::storage_request(&opts.claim)?.map(|(_, bytes)| bytes);
         let meta = &opts.claim.metadata;
         let rel = params
             .path_pattern
@@ -387,10 +382,17 @@ mod tests {
         assert!(check_claim(&claim(&["ReadWriteOnce"], None)).is_ok());
         assert!(check_claim(&claim(&["ReadWriteOncePod"], None)).is_ok());
         let e = check_claim(&claim(&["ReadWriteMany"], None)).unwrap_err();
-        assert!(e.contains("ReadWriteMany is not supported"), "{e}");
+        assert!(
+            matches!(&e, UnsupportedClaim::AccessMode { mode, .. } if mode == "ReadWriteMany"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("ReadWriteMany is not supported"),
+            "{e}"
+        );
         let mut c = claim(&["ReadWriteOnce"], None);
         c.spec.as_mut().unwrap().selector = Some(LabelSelector::default());
-        assert!(check_claim(&c).unwrap_err().contains("selector"));
+        assert_eq!(check_claim(&c), Err(UnsupportedClaim::Selector));
     }
 
     #[test]

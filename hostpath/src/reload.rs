@@ -36,7 +36,7 @@ pub fn check(reloader: &mut Reloader<Config>, roots: &Roots, node: &str) -> Relo
                 roots.replace(layout);
                 Reload::Changed(config, what)
             }
-            Err(why) => reloader.refused(why),
+            Err(why) => reloader.refused(why.to_string()),
         },
         other => other,
     }

@@ -29,6 +29,55 @@ pub fn projects_dir(root: &Path) -> PathBuf {
     root.join(STATE_DIR).join("projects")
 }
 
+/// Why a configured root cannot be opened, or a PV has no open root here.
+/// Each message ends with what was (not) done and what the operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A root the configuration gives this node cannot be opened.
+    #[error("cannot open volume root {}: {source}", path.display())]
+    Open {
+        /// The configured root.
+        path: PathBuf,
+        /// Why it does not open.
+        #[source]
+        source: hostfs::root::RootError,
+    },
+    /// The root recorded on the PV is not in this node's configuration.
+    #[error(
+        "its root {recorded} is not in this node's configuration (roots in force: {in_force}): \
+         it was removed from the nodePathMap, so its ownership records cannot be checked; \
+         nothing was deleted: put the path back into the configuration, or remove the data \
+         and the PV by hand"
+    )]
+    RootNotConfigured {
+        /// The root the PV names.
+        recorded: String,
+        /// This node's roots, comma-separated (`none` for none).
+        in_force: String,
+    },
+    /// The PV (made before roots were recorded) lies under no configured root.
+    #[error(
+        "{} lies under none of this node's roots ({in_force}): if its root was removed from \
+         the configuration, nothing was deleted: put the path back, or remove the data and \
+         the PV by hand",
+        path.display()
+    )]
+    UnderNoRoot {
+        /// The PV's path.
+        path: PathBuf,
+        /// This node's roots, comma-separated (`none` for none).
+        in_force: String,
+    },
+    /// The PV's path is its root itself, or not below it.
+    #[error("{} does not lie under its root {}", path.display(), root.display())]
+    NotBelowRoot {
+        /// The PV's path.
+        path: PathBuf,
+        /// The root it names.
+        root: PathBuf,
+    },
+}
+
 /// A configuration and the roots it gives this node, opened.
 pub struct Layout {
     /// The configuration in force.
@@ -40,15 +89,19 @@ impl Layout {
     /// Opens every root `config` gives `node`, reusing those `previous`
     /// already has open. Fails, naming the path, if one cannot be opened
     /// (then nothing changes: the caller keeps the previous layout).
-    pub fn open(config: Config, node: &str, previous: Option<&Layout>) -> Result<Layout, String> {
+    pub fn open(
+        config: Config,
+        node: &str,
+        previous: Option<&Layout>,
+    ) -> Result<Layout, LayoutError> {
         let mut roots = BTreeMap::new();
         for path in config.roots_of(node) {
             let root = match previous.and_then(|p| p.roots.get(&path)) {
                 Some(r) => r.clone(),
-                None => Arc::new(
-                    Root::open(&path)
-                        .map_err(|e| format!("cannot open volume root {}: {e}", path.display()))?,
-                ),
+                None => Arc::new(Root::open(&path).map_err(|source| LayoutError::Open {
+                    path: path.clone(),
+                    source,
+                })?),
             };
             roots.insert(path, root);
         }
@@ -85,8 +138,8 @@ impl Layout {
         &self,
         host_path: &Path,
         recorded: Option<&str>,
-    ) -> Result<(Arc<Root>, String), String> {
-        let configured = || {
+    ) -> Result<(Arc<Root>, String), LayoutError> {
+        let in_force = || {
             let list: Vec<_> = self.roots.keys().map(|p| p.display().to_string()).collect();
             if list.is_empty() {
                 "none".to_string()
@@ -95,28 +148,22 @@ impl Layout {
             }
         };
         let root = match recorded {
-            Some(r) => self.roots.get(Path::new(r)).ok_or_else(|| {
-                format!(
-                    "its root {r} is not in this node's configuration (roots in force: {}): \
-                     it was removed from the nodePathMap, so its ownership records cannot be \
-                     checked; nothing was deleted: put the path back into the configuration, \
-                     or remove the data and the PV by hand",
-                    configured()
-                )
-            })?,
+            Some(r) => {
+                self.roots
+                    .get(Path::new(r))
+                    .ok_or_else(|| LayoutError::RootNotConfigured {
+                        recorded: r.to_string(),
+                        in_force: in_force(),
+                    })?
+            }
             None => self
                 .roots
                 .iter()
                 .find(|(p, _)| host_path.starts_with(p))
                 .map(|(_, r)| r)
-                .ok_or_else(|| {
-                    format!(
-                        "{} lies under none of this node's roots ({}): if its root was removed \
-                         from the configuration, nothing was deleted: put the path back, or \
-                         remove the data and the PV by hand",
-                        host_path.display(),
-                        configured()
-                    )
+                .ok_or_else(|| LayoutError::UnderNoRoot {
+                    path: host_path.to_path_buf(),
+                    in_force: in_force(),
                 })?,
         };
         let rel = host_path
@@ -124,12 +171,9 @@ impl Layout {
             .ok()
             .and_then(|r| r.to_str())
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "{} does not lie under its root {}",
-                    host_path.display(),
-                    root.path().display()
-                )
+            .ok_or_else(|| LayoutError::NotBelowRoot {
+                path: host_path.to_path_buf(),
+                root: root.path().to_path_buf(),
             })?;
         Ok((root.clone(), rel.to_string()))
     }
@@ -313,16 +357,26 @@ mod tests {
         let (root, _) = l.find(&t.join("b/ns/x"), Some(&b)).unwrap();
         assert_eq!(root.path(), t.join("b"));
         let e = l.find(&t.join("c/x"), None).err().unwrap();
+        assert!(matches!(e, LayoutError::UnderNoRoot { .. }), "{e}");
+        let e = e.to_string();
         assert!(e.contains("lies under none of this node's roots"), "{e}");
         let c = t.join("c").display().to_string();
         let e = l.find(&t.join("c/x"), Some(&c)).err().unwrap();
+        assert!(matches!(e, LayoutError::RootNotConfigured { .. }), "{e}");
+        let e = e.to_string();
         assert!(
             e.contains("removed from the nodePathMap") && e.contains("nothing was deleted"),
             "{e}"
         );
         // A recorded root the path does not lie under, or the root itself.
-        assert!(l.find(&t.join("a/x"), Some(&b)).is_err());
-        assert!(l.find(&t.join("b"), None).is_err());
+        assert!(matches!(
+            l.find(&t.join("a/x"), Some(&b)),
+            Err(LayoutError::NotBelowRoot { .. })
+        ));
+        assert!(matches!(
+            l.find(&t.join("b"), None),
+            Err(LayoutError::NotBelowRoot { .. })
+        ));
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use e2e_support::*;
-use hostfs::quota::{self, ProjectQuotas, Usage};
+use hostfs::quota::{self, ProjectQuotas};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
@@ -61,20 +61,7 @@ fn write_bytes(path: &Path, len: u64) -> Result<(), String> {
 fn quota_errno(fs: &str, message: &str, on: &Path) -> &'static str {
     if fs == "xfs" {
         assert!(message.contains("No space left on device"), "{message}");
-        let out = std::process::Command::new("df")
-            .args(["-B1", "--output=avail"])
-            .arg(on)
-            .output()
-            .expect("df");
-        let avail: u64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .expect("df prints the available bytes");
-        assert!(
-            avail > 64 * MIB,
-            "the filesystem itself is full: {avail} bytes free"
-        );
+        assert_filesystem_has_room(on, 64 * MIB);
         "ENOSPC (XFS project quota; filesystem not full)"
     } else {
         // strerror(EDQUOT)
@@ -174,13 +161,7 @@ async fn scenario(fs: &str, mnt: &Path) {
 
     // --- growing the claim raises the limit; the same write then fits
     std::fs::remove_file(dir.join("big")).unwrap();
-    resize_claim(c, "capped", "16Mi").await;
-    let pv = pvs(c).get(&pv_name).await.unwrap();
-    assert_eq!(
-        pv.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
-        "16Mi"
-    );
-    assert_eq!(quota::usage(&dir, project).unwrap().limit_bytes, 16 * MIB);
+    grow_and_check(c, "capped", &pv_name, &dir, project, ("16Mi", 16 * MIB)).await;
     write_bytes(&dir.join("big"), too_much).expect("12 MiB fit in the expanded 16 MiB");
     let used = quota::usage(&dir, project).unwrap().used_bytes;
     assert!(used >= too_much, "{used}");
@@ -191,19 +172,15 @@ async fn scenario(fs: &str, mnt: &Path) {
     );
 
     // --- delete: the project's limit is removed and its id is free again
-    delete_claim(c, "capped").await;
-    wait_pv_gone(c, &pv_name).await;
-    assert!(!dir.exists(), "the volume directory must be removed");
     let state = root.join(".hostpath-provisioner/projects").join(&pv_name);
-    assert!(!state.exists(), "{} must be gone", state.display());
-    assert_eq!(
-        quota::usage(&root, project).unwrap(),
-        Usage {
-            used_bytes: 0,
-            limit_bytes: 0
-        }
-    );
-    assert_eq!(scrape(port, &pv_name), (None, None));
+    delete_and_check_freed(
+        c,
+        ("capped", &pv_name),
+        (&dir, &state, &root),
+        project,
+        || scrape(port, &pv_name),
+    )
+    .await;
     create_claim(c, "next", "capped", "8Mi", json!({})).await;
     create_pod_for(c, "next", NODE).await;
     let next = wait_bound(c, "next").await;
@@ -219,16 +196,7 @@ async fn scenario(fs: &str, mnt: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_capacity_on_ext4_and_xfs_with_project_quotas() {
-    let mounts = quota_mounts();
-    if mounts.is_empty() {
-        let why = "SKIPPED: capacity enforcement NOT TESTED here: QUOTA_TEST_EXT4/QUOTA_TEST_XFS are unset \
-                   (this kernel has no quota support); hack/test-quota-vm.sh runs this test in a VM \
-                   with a quota-enabled kernel";
-        println!("{why}");
-        eprintln!("{why}");
-        return;
-    }
-    for (fs, mnt) in mounts {
+    for (fs, mnt) in quota_mounts_or_skip("capacity enforcement") {
         scenario(fs, &mnt).await;
     }
 }

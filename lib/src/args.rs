@@ -132,10 +132,36 @@ impl Args {
         }
         self
     }
+
+    /// The node of a node-local provisioner (one pod per node, from a
+    /// DaemonSet): `--node-name`, which such a provisioner cannot run
+    /// without. The error says where the DaemonSet sets it.
+    pub fn required_node_name(&self) -> Result<String, RunError> {
+        (self.node_name.clone().filter(|n| !n.is_empty())).ok_or_else(|| {
+            RunError::InvalidArgs(
+                "--node-name (or NODE_NAME) is required: the DaemonSet sets it from spec.nodeName"
+                    .into(),
+            )
+        })
+    }
+}
+
+/// Why a duration flag or parameter does not parse; each names the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number where one was expected.
+    #[error("invalid duration {0:?}: expected e.g. 500ms, 15s, 2m, 1h")]
+    NotANumber(String),
+    /// A unit other than `ms`, `s`, `m` or `h`.
+    #[error("invalid duration unit in {0:?}: use ms, s, m or h")]
+    Unit(String),
+    /// Negative, infinite or too large to be a duration.
+    #[error("invalid duration {0:?}: out of range")]
+    OutOfRange(String),
 }
 
 /// Parse `500ms`, `15s`, `2m`, `1h` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => (&s[..i], &s[i..]),
@@ -143,18 +169,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 15s, 2m, 1h"))?;
+        .map_err(|_| DurationError::NotANumber(s.to_string()))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+        _ => return Err(DurationError::Unit(s.to_string())),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| DurationError::OutOfRange(s.to_string()))
 }
 
 /// Validated settings.
@@ -433,8 +456,19 @@ mod tests {
         assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("x").is_err());
+        assert_eq!(parse_duration("5d"), Err(DurationError::Unit("5d".into())));
+        assert_eq!(
+            parse_duration("x"),
+            Err(DurationError::NotANumber("x".into()))
+        );
+        assert_eq!(
+            parse_duration("-5s"),
+            Err(DurationError::NotANumber("-5s".into()))
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999999h"),
+            Err(DurationError::OutOfRange("99999999999999999999999h".into()))
+        );
     }
 
     #[test]
@@ -470,6 +504,16 @@ mod tests {
         assert!(s.options.add_finalizer);
         assert_eq!(s.options.additional_provisioner_names, vec!["a", "b"]);
         assert_eq!(s.metrics_address, None);
+    }
+
+    #[test]
+    fn a_node_local_provisioner_needs_its_node_name() {
+        let named = parse(&["--node-name", "n1"]);
+        assert_eq!(named.required_node_name().unwrap(), "n1");
+        for args in [&[][..], &["--node-name", ""][..]] {
+            let e = parse(args).required_node_name().unwrap_err();
+            assert!(e.to_string().contains("--node-name"), "{e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,19 @@
 //! a volume expanded) happen once per object and step, so they are created
 //! directly: a recorder would hold each in memory for 6 minutes (at 10,000
 //! claims, tens of MiB) to merge a repeat that does not come.
+//!
+//! A Normal event does not hold up the work it describes: it goes into an
+//! outbox that one background task sends from, in order, one at a time, as
+//! client-go's broadcaster does. Awaiting each create cost a worker one API
+//! round trip per claim (of four on its path: the two finalizer patches,
+//! the PV create and the `ProvisioningSucceeded` event), and under a client
+//! rate limit every event took a token the next claim's PV create was
+//! waiting for; one sender takes at most one request slot beside the
+//! workers. The outbox holds at most [`OUTBOX`] events; beyond that a
+//! publish waits for room, so a slow API server slows the workers down
+//! instead of growing a queue. [`Events::flush`] waits until what was
+//! published before it is sent (the controller calls it when its workers
+//! stop). Warnings are awaited (see `emit`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +36,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::expiring::ExpiringMap;
 
@@ -214,12 +228,26 @@ fn object_key(object: &ObjectReference) -> String {
     }
 }
 
+/// Normal events waiting to be sent, at most, per [`Events`] and its clones.
+pub const OUTBOX: usize = 1024;
+
+/// What the sender task is handed.
+enum Outgoing {
+    /// A Normal event about an object, stamped when it was published.
+    Event(Box<(Event, ObjectReference, k8s_openapi::jiff::Timestamp)>),
+    /// Answer once everything before it was sent.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Publishes events for claims and volumes.
 #[derive(Clone)]
 pub struct Events {
     client: Client,
     reporter: Reporter,
     recorders: Arc<Mutex<ExpiringMap<Recorder>>>,
+    /// The outbox, with its sender task started on first use (so that a
+    /// publisher can be made outside a runtime).
+    outbox: Arc<std::sync::OnceLock<mpsc::Sender<Outgoing>>>,
 }
 
 impl Events {
@@ -236,7 +264,46 @@ impl Events {
             client,
             reporter,
             recorders: Arc::new(Mutex::new(ExpiringMap::new(RECORDER_IDLE))),
+            outbox: Arc::default(),
         }
+    }
+
+    /// Waits until every event published through this publisher (or a
+    /// clone) before the call has been sent or has failed, or `timeout` has
+    /// passed; `false` if some were still waiting then.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let (done, sent) = oneshot::channel();
+        let waited = async {
+            self.outbox().send(Outgoing::Flush(done)).await.ok()?;
+            sent.await.ok()
+        };
+        matches!(tokio::time::timeout(timeout, waited).await, Ok(Some(())))
+    }
+
+    /// The outbox; the first call starts its sender task, which ends when
+    /// the last clone of this publisher is dropped.
+    fn outbox(&self) -> &mpsc::Sender<Outgoing> {
+        self.outbox.get_or_init(|| {
+            let (tx, mut rx) = mpsc::channel(OUTBOX);
+            let (client, reporter) = (self.client.clone(), self.reporter.clone());
+            tokio::spawn(async move {
+                while let Some(out) = rx.recv().await {
+                    match out {
+                        Outgoing::Event(pending) => {
+                            let (ev, object, at) = *pending;
+                            if let Err(e) = create_direct(&client, &reporter, &ev, &object, at).await
+                            {
+                                tracing::warn!(reason = %ev.reason, error = %e, "failed to publish event");
+                            }
+                        }
+                        Outgoing::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            tx
+        })
     }
 
     /// The recorder of `object` (one per object: see the module docs).
@@ -310,60 +377,72 @@ impl Events {
             secondary: None,
         };
         let name = object.name.as_deref().unwrap_or_default();
+        // Warnings repeat while something fails: they go through the
+        // object's recorder and become a series. They are awaited, one at a
+        // time per caller: the recorder looks up its series before it
+        // creates and records after, so two repeats sent at once would make
+        // two Events.
+        if recorder_can_name(name) && ev.type_ == EventType::Warning {
+            if let Err(e) = self.recorder(object).publish(&ev, object).await {
+                tracing::warn!(reason, error = %e, "failed to publish event");
+            }
+            return;
+        }
         // Normal events (one per claim and step, once it works) are created
-        // without a recorder: a recorder's cache would hold each for 6
-        // minutes to merge a repeat that does not come (at 10,000 claims,
-        // tens of MiB). Warnings repeat while something fails: those go
-        // through the object's recorder and become a series.
-        let published = if recorder_can_name(name) && ev.type_ == EventType::Warning {
-            self.recorder(object).publish(&ev, object).await
-        } else {
-            self.create_direct(&ev, object).await
-        };
-        if let Err(e) = published {
-            tracing::warn!(reason, error = %e, "failed to publish event");
+        // directly, without a recorder (whose cache would hold each for 6
+        // minutes to merge a repeat that does not come: at 10,000 claims,
+        // tens of MiB), by the outbox's sender. Stamped now, not when sent.
+        let at = k8s_openapi::jiff::Timestamp::now();
+        let out = Outgoing::Event(Box::new((ev, object.clone(), at)));
+        if self.outbox().send(out).await.is_err() {
+            tracing::warn!(reason, "failed to publish event: the event sender stopped");
         }
     }
+}
 
-    /// Creates the event itself, named like the recorder names it
-    /// (`<object>.<hex nanoseconds>`), or with a [`short_event_name`] for an
-    /// object whose name leaves no room for that; no series: each repeat is
-    /// a new Event.
-    async fn create_direct(&self, ev: &Event, object: &ObjectReference) -> Result<(), kube::Error> {
-        use k8s_openapi::api::events::v1::Event as K8sEvent;
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
-        let event = K8sEvent {
-            action: Some(ev.action.clone()),
-            reason: Some(ev.reason.clone()),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(object.clone()),
-            note: ev.note.clone(),
-            metadata: kube::api::ObjectMeta {
-                namespace: Some(namespace.clone()),
-                name: Some(event_name(
-                    object.name.as_deref().unwrap_or_default(),
-                    now.as_nanosecond(),
-                )),
-                ..Default::default()
-            },
-            reporting_controller: Some(self.reporter.controller.clone()),
-            reporting_instance: self.reporter.instance.clone(),
-            type_: Some(
-                match ev.type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .into(),
-            ),
+/// Creates the event itself, named like the recorder names it
+/// (`<object>.<hex nanoseconds>`), or with a [`short_event_name`] for an
+/// object whose name leaves no room for that; no series: each repeat is
+/// a new Event.
+async fn create_direct(
+    client: &Client,
+    reporter: &Reporter,
+    ev: &Event,
+    object: &ObjectReference,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
+    let event = K8sEvent {
+        action: Some(ev.action.clone()),
+        reason: Some(ev.reason.clone()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(object.clone()),
+        note: ev.note.clone(),
+        metadata: kube::api::ObjectMeta {
+            namespace: Some(namespace.clone()),
+            name: Some(event_name(
+                object.name.as_deref().unwrap_or_default(),
+                now.as_nanosecond(),
+            )),
             ..Default::default()
-        };
-        kube::Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
-            .create(&Default::default(), &event)
-            .await
-            .map(|_| ())
-    }
+        },
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: reporter.instance.clone(),
+        type_: Some(
+            match ev.type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
+        ..Default::default()
+    };
+    kube::Api::<K8sEvent>::namespaced(client.clone(), &namespace)
+        .create(&Default::default(), &event)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -7,21 +7,35 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+/// Why a configured directory is unusable; each names the path as written
+/// (the caller adds the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirError {
+    /// Relative: it would depend on the provisioner's working directory.
+    #[error("{0:?} must be an absolute path")]
+    Relative(String),
+    /// Has a `.` or `..` component, which can climb out of what it seems to name.
+    #[error("{0:?} must not contain `.` or `..`")]
+    Dots(String),
+    /// `/`: the whole host.
+    #[error("`/` itself cannot be used: name a directory below it")]
+    Root,
+}
+
 /// A directory a configuration names: absolute, without `.` or `..`, not
-/// `/` itself. Returns it with repeated and trailing `/` dropped; the error
-/// says what is wrong with `s` (the caller adds the field).
-pub fn absolute_dir(s: &str) -> Result<PathBuf, String> {
+/// `/` itself. Returns it with repeated and trailing `/` dropped.
+pub fn absolute_dir(s: &str) -> Result<PathBuf, DirError> {
     let p = Path::new(s);
     if !p.is_absolute() {
-        return Err(format!("{s:?} must be an absolute path"));
+        return Err(DirError::Relative(s.to_string()));
     }
     if p.components()
         .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
     {
-        return Err(format!("{s:?} must not contain `.` or `..`"));
+        return Err(DirError::Dots(s.to_string()));
     }
     if p == Path::new("/") {
-        return Err("`/` itself cannot be used: name a directory below it".into());
+        return Err(DirError::Root);
     }
     Ok(p.components().collect())
 }
@@ -65,12 +79,16 @@ mod tests {
     #[test]
     fn directories_are_absolute_plain_and_not_the_root() {
         assert_eq!(absolute_dir("/a//b/"), Ok(PathBuf::from("/a/b")));
-        assert!(absolute_dir("a/b").unwrap_err().contains("absolute"));
-        assert!(absolute_dir("/a/../b").unwrap_err().contains("`..`"));
+        assert_eq!(absolute_dir("a/b"), Err(DirError::Relative("a/b".into())));
+        assert_eq!(
+            absolute_dir("/a/../b"),
+            Err(DirError::Dots("/a/../b".into()))
+        );
         // std drops a `.` inside a path: it names the same directory.
         assert_eq!(absolute_dir("/a/./b"), Ok(PathBuf::from("/a/b")));
-        assert!(absolute_dir("./b").is_err());
-        assert!(absolute_dir("/").unwrap_err().contains("`/` itself"));
+        assert_eq!(absolute_dir("./b"), Err(DirError::Relative("./b".into())));
+        assert_eq!(absolute_dir("/"), Err(DirError::Root));
+        assert!(DirError::Root.to_string().contains("`/` itself"));
     }
 
     #[test]

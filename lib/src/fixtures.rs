@@ -121,6 +121,15 @@ impl ClaimBuilder {
     }
 }
 
+/// StorageClass `parameters` from `(key, value)` pairs, as a parameter
+/// parser receives them.
+pub fn parameters(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Builder for a StorageClass.
 pub struct ClassBuilder(StorageClass);
 
@@ -161,6 +170,11 @@ impl ClassBuilder {
                 values: values.iter().map(|v| v.to_string()).collect(),
             }]),
         }]);
+        self
+    }
+    /// `parameters` from `(key, value)` pairs.
+    pub fn parameters(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.0.parameters = Some(parameters(pairs));
         self
     }
     /// Mount options.

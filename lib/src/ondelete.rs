@@ -122,7 +122,7 @@ pub struct DamagedPolicy {
 
 /// A retention: a positive duration such as `168h`, `30m` or `90s`.
 fn parse_retention(v: &str) -> Result<Duration, String> {
-    let d = crate::args::parse_duration(v)?;
+    let d = crate::args::parse_duration(v).map_err(|e| e.to_string())?;
     if d < Duration::from_secs(1) {
         return Err(format!("`{v}` is shorter than one second; use e.g. 168h"));
     }
@@ -133,12 +133,7 @@ fn parse_retention(v: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn class(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::fixtures::parameters as class;
 
     fn pv(annotations: BTreeMap<String, String>) -> PersistentVolume {
         let mut pv = PersistentVolume::default();

@@ -55,9 +55,54 @@ pub fn reject_unknown(params: &BTreeMap<String, String>, known: &[&str]) -> Resu
     }
 }
 
+/// A claim a provisioner cannot serve as it is written; the message says
+/// what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsupportedClaim {
+    /// `spec.selector`: a dynamic provisioner makes a new volume, it has no
+    /// existing ones to choose among by label.
+    #[error("claims with a selector are not supported: remove spec.selector")]
+    Selector,
+    /// An access mode the volume type cannot give.
+    #[error("access mode {mode} is not supported: {why}")]
+    AccessMode {
+        /// The mode the claim asks for.
+        mode: String,
+        /// Why not, and which modes to use instead.
+        why: &'static str,
+    },
+}
+
+/// Refuses a claim with a `spec.selector` (see [`UnsupportedClaim::Selector`]).
+pub fn reject_selector(claim: &PersistentVolumeClaim) -> Result<(), UnsupportedClaim> {
+    match claim.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+        Some(_) => Err(UnsupportedClaim::Selector),
+        None => Ok(()),
+    }
+}
+
+/// A storage quantity that cannot be a size in bytes; each names the
+/// quantity as written, so the message can go into a Warning as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// Not in Kubernetes' quantity syntax.
+    #[error("storage quantity {quantity:?} is not a quantity: {why}")]
+    NotAQuantity {
+        /// The quantity as written.
+        quantity: String,
+        /// The parser's explanation.
+        why: String,
+    },
+    /// Negative, or more bytes than 64 bits hold.
+    #[error("storage quantity {0:?} is out of range")]
+    OutOfRange(String),
+}
+
 /// The claim's `resources.requests.storage`: as written, and in bytes
 /// (fractions rounded up). `None` when the claim requests no storage.
-pub fn storage_request(claim: &PersistentVolumeClaim) -> Result<Option<(String, u64)>, String> {
+pub fn storage_request(
+    claim: &PersistentVolumeClaim,
+) -> Result<Option<(String, u64)>, QuantityError> {
     let Some(q) = claim
         .spec
         .as_ref()
@@ -71,11 +116,16 @@ pub fn storage_request(claim: &PersistentVolumeClaim) -> Result<Option<(String, 
 }
 
 /// A storage quantity in bytes, fractions rounded up (a request is a minimum).
-pub fn quantity_bytes(q: &Quantity) -> Result<u64, String> {
-    let parsed: ParsedQuantity = q
-        .clone()
-        .try_into()
-        .map_err(|e| format!("storage quantity {:?} is not a quantity: {e}", q.0))?;
+pub fn quantity_bytes(q: &Quantity) -> Result<u64, QuantityError> {
+    let parsed: ParsedQuantity =
+        q.clone()
+            .try_into()
+            .map_err(
+                |e: kube_quantity::ParseQuantityError| QuantityError::NotAQuantity {
+                    quantity: q.0.clone(),
+                    why: e.to_string(),
+                },
+            )?;
     // `to_bytes_u64` truncates a fraction ("1.5" → 1). Below 2^53 the f64
     // value is exact enough to tell.
     let exact = parsed.to_bytes_f64().filter(|f| f.is_finite() && *f >= 0.0);
@@ -83,7 +133,7 @@ pub fn quantity_bytes(q: &Quantity) -> Result<u64, String> {
         (Some(b), Some(f)) if f < (1u64 << 53) as f64 && f > b as f64 => Ok(b + 1),
         (Some(b), _) => Ok(b),
         (None, Some(f)) if f < u64::MAX as f64 => Ok(f.ceil() as u64),
-        _ => Err(format!("storage quantity {:?} is out of range", q.0)),
+        _ => Err(QuantityError::OutOfRange(q.0.clone())),
     }
 }
 
@@ -102,7 +152,15 @@ mod tests {
             Ok(Some(("1.5".into(), 2))),
             "fractions round up"
         );
-        assert!(bytes("lots").unwrap_err().contains("is not a quantity"));
+        assert!(matches!(
+            bytes("lots"),
+            Err(QuantityError::NotAQuantity { quantity, .. }) if quantity == "lots"
+        ));
+        assert_eq!(
+            bytes("-1Gi"),
+            Err(QuantityError::OutOfRange("-1Gi".into())),
+            "a negative size is no size"
+        );
         assert_eq!(storage_request(&claim("ns", "c").build()), Ok(None));
     }
 

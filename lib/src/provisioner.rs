@@ -110,6 +110,27 @@ pub enum ProvisionError {
     Infeasible(String),
 }
 
+/// Bad class parameters cannot be fixed by retrying soon: infeasible.
+impl From<crate::params::ParamError> for ProvisionError {
+    fn from(e: crate::params::ParamError) -> Self {
+        ProvisionError::Infeasible(e.to_string())
+    }
+}
+
+/// A request that is not a size stays so until the claim changes: infeasible.
+impl From<crate::params::QuantityError> for ProvisionError {
+    fn from(e: crate::params::QuantityError) -> Self {
+        ProvisionError::Infeasible(e.to_string())
+    }
+}
+
+/// A claim the provisioner cannot serve as written: infeasible.
+impl From<crate::params::UnsupportedClaim> for ProvisionError {
+    fn from(e: crate::params::UnsupportedClaim) -> Self {
+        ProvisionError::Infeasible(e.to_string())
+    }
+}
+
 /// Why [`Provisioner::delete`] did not delete the backend volume.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

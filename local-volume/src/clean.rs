@@ -562,15 +562,7 @@ mod tests {
             .await
             .unwrap();
         assert!(marker.exists());
-        let out = Command::new(&script)
-            .env("LOCAL_PV_BLKDEVICE", &dev)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        e2e_support::run_ok(Command::new(&script).env("LOCAL_PV_BLKDEVICE", &dev));
         let probe = Command::new("wipefs")
             .args(["--no-act", &dev])
             .output()

@@ -219,9 +219,14 @@ fn read_dir_layout(dir: &Path) -> Result<serde_yaml::Value, ConfigError> {
     Ok(serde_yaml::Value::Mapping(map))
 }
 
+/// A value that is not a Go duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration (e.g. 5m0s, 30s, 1h)")]
+pub struct NotAGoDuration(pub String);
+
 /// Parses a Go duration: `5m0s`, `1h30m`, `10s`, `250ms`.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 5m0s, 30s, 1h)");
+pub fn parse_go_duration(s: &str) -> Result<Duration, NotAGoDuration> {
+    let bad = || NotAGoDuration(s.to_string());
     let mut rest = s.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -251,11 +256,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         total += n * factor;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 fn absolute_dir(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
-    external_storage::fields::absolute_dir(s).map_err(|m| err(key, m))
+    external_storage::fields::absolute_dir(s).map_err(|e| err(key, e.to_string()))
 }
 
 fn valid_class_name(name: &str) -> bool {
@@ -422,7 +427,7 @@ impl TryFrom<RawConfig> for Config {
             Some(s) => match parse_go_duration(s) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => return Err(err("minResyncPeriod", "must be greater than zero")),
-                Err(e) => return Err(err("minResyncPeriod", e)),
+                Err(e) => return Err(err("minResyncPeriod", e.to_string())),
             },
         };
         for (i, l) in raw.node_labels_for_pv.iter().enumerate() {
@@ -617,8 +622,8 @@ useJobForCleaning: false
             parse_go_duration("250ms").unwrap(),
             Duration::from_millis(250)
         );
-        assert!(parse_go_duration("5").is_err());
-        assert!(parse_go_duration("5d").is_err());
+        assert_eq!(parse_go_duration("5"), Err(NotAGoDuration("5".into())));
+        assert_eq!(parse_go_duration("5d"), Err(NotAGoDuration("5d".into())));
         assert!(parse_go_duration("").is_err());
     }
 }

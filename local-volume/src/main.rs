@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use external_storage::args::{client, init_tracing, parse_duration, shutdown_on_signals};
 use external_storage::{ProvisionController, Settings};
-use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use local_volume_provisioner::config::Config;
 use local_volume_provisioner::discovery::Discovery;
@@ -73,9 +73,7 @@ async fn main() -> anyhow::Result<()> {
     if config.use_node_name_only {
         tracing::info!("useNodeNameOnly has no effect: PVs are tied to their node by label, not by provisioner name");
     }
-    let Some(node_name) = common.node_name.clone().filter(|n| !n.is_empty()) else {
-        bail!("--node-name (or NODE_NAME) is required: the DaemonSet sets it from spec.nodeName");
-    };
+    let node_name = common.required_node_name()?;
     if cli.discovery_period.is_zero() {
         bail!("--discovery-period must be greater than zero");
     }
@@ -120,13 +118,8 @@ async fn main() -> anyhow::Result<()> {
     .with_metrics(Arc::new(lib_metrics));
     let mut discovery = Discovery::start(client, volumes, scope, &identity, &shutdown);
     if cli.config_reload {
-        let object = cli.config_map_name.map(|name| ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("ConfigMap".into()),
-            namespace: Some(config_namespace),
-            name: Some(name),
-            ..Default::default()
-        });
+        let object = (cli.config_map_name.as_deref())
+            .map(|name| external_storage::reload::config_map_ref(name, &config_namespace));
         discovery = discovery.with_reload(reload::reloader(&cli.config), object);
     }
     if let Some(addr) = settings.metrics_address {

@@ -129,20 +129,46 @@ pub enum EntryKind {
     BlockDevice(u64),
 }
 
+/// Why a discovery entry is not a volume; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAVolume {
+    /// The entry cannot be examined.
+    #[error("cannot stat: {0}")]
+    Stat(#[source] io::Error),
+    /// A symlink to a directory (only block devices are linked).
+    #[error(
+        "a symlink to a directory: link block devices only; mount a filesystem on a directory \
+         here instead"
+    )]
+    LinkToDirectory,
+    /// A symlink to a file, socket or other non-device.
+    #[error("a symlink to something that is not a block device")]
+    LinkToOther,
+    /// A symlink whose target does not resolve.
+    #[error("a dangling symlink: {0}")]
+    Dangling(#[source] io::Error),
+    /// A directory that nothing is mounted on.
+    #[error(
+        "a plain directory, not a mount point: mount a filesystem on it (see the README) to \
+         offer it"
+    )]
+    PlainDirectory,
+    /// A regular file or anything else.
+    #[error("neither a mount point nor a block device")]
+    Neither,
+}
+
 /// What the entry at `path` (in a discovery directory) is: a mount point, a
 /// block device, or why neither.
-pub fn classify(path: &Path, mounts: &MountTable) -> Result<EntryKind, String> {
-    let lmeta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+pub fn classify(path: &Path, mounts: &MountTable) -> Result<EntryKind, NotAVolume> {
+    let lmeta = std::fs::symlink_metadata(path).map_err(NotAVolume::Stat)?;
     let ft = lmeta.file_type();
     if ft.is_symlink() {
         return match std::fs::metadata(path) {
             Ok(m) if m.file_type().is_block_device() => Ok(EntryKind::BlockDevice(m.rdev())),
-            Ok(m) if m.is_dir() => Err(
-                "a symlink to a directory: link block devices only; mount a filesystem on a directory here instead"
-                    .into(),
-            ),
-            Ok(_) => Err("a symlink to something that is not a block device".into()),
-            Err(e) => Err(format!("a dangling symlink: {e}")),
+            Ok(m) if m.is_dir() => Err(NotAVolume::LinkToDirectory),
+            Ok(_) => Err(NotAVolume::LinkToOther),
+            Err(e) => Err(NotAVolume::Dangling(e)),
         };
     }
     if ft.is_block_device() {
@@ -152,10 +178,10 @@ pub fn classify(path: &Path, mounts: &MountTable) -> Result<EntryKind, String> {
         return if mounts.is_mount_point(path) {
             Ok(EntryKind::MountPoint)
         } else {
-            Err("a plain directory, not a mount point: mount a filesystem on it (see the README) to offer it".into())
+            Err(NotAVolume::PlainDirectory)
         };
     }
-    Err("neither a mount point nor a block device".into())
+    Err(NotAVolume::Neither)
 }
 
 /// Reads the discovery directory of `class`. Fails only when the directory
@@ -180,7 +206,7 @@ pub fn scan_class(name: &str, class: &ClassConfig, mounts: &MountTable) -> io::R
             Ok(EntryKind::BlockDevice(rdev)) => block_device_bytes(rdev)
                 .map(|b| (false, b))
                 .map_err(|e| format!("cannot read the device size from sysfs: {e}")),
-            Err(reason) => Err(reason),
+            Err(reason) => Err(reason.to_string()),
         };
         match result {
             Ok((filesystem, bytes)) => scan.found.push(Found {
@@ -227,18 +253,18 @@ mod tests {
         symlink(&dir, tmp.path().join("dirlink")).unwrap();
         symlink(tmp.path().join("nowhere"), tmp.path().join("dangling")).unwrap();
         let empty = MountTable::default();
-        assert!(classify(&dir, &empty)
-            .unwrap_err()
-            .contains("not a mount point"));
-        assert!(classify(&tmp.path().join("file"), &empty).is_err());
-        assert!(classify(&tmp.path().join("dirlink"), &empty)
-            .unwrap_err()
-            .contains("symlink to a directory"));
-        assert!(classify(&tmp.path().join("dangling"), &empty)
-            .unwrap_err()
-            .contains("dangling"));
+        let e = classify(&dir, &empty).unwrap_err();
+        assert!(matches!(e, NotAVolume::PlainDirectory), "{e}");
+        assert!(e.to_string().contains("not a mount point"), "{e}");
+        let e = classify(&tmp.path().join("file"), &empty).unwrap_err();
+        assert!(matches!(e, NotAVolume::Neither), "{e}");
+        let e = classify(&tmp.path().join("dirlink"), &empty).unwrap_err();
+        assert!(matches!(e, NotAVolume::LinkToDirectory), "{e}");
+        let e = classify(&tmp.path().join("dangling"), &empty).unwrap_err();
+        assert!(matches!(e, NotAVolume::Dangling(_)), "{e}");
+        assert!(e.to_string().contains("dangling"), "{e}");
         let t = MountTable::from_entries([(dir.clone(), "0:1".to_string())]);
-        assert_eq!(classify(&dir, &t), Ok(EntryKind::MountPoint));
+        assert!(matches!(classify(&dir, &t), Ok(EntryKind::MountPoint)));
     }
 
     #[test]

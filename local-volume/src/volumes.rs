@@ -43,6 +43,42 @@ use crate::pv::{self, NodeInfo};
 use crate::scan::{classify, EntryKind, MountTable};
 use crate::state::{StateDir, VolumeState};
 
+/// A released PV this instance does not clean: the volume is left as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    /// Not the name discovery gives the entry.
+    #[error(
+        "{name} is not the PV this provisioner makes for entry {entry} of class {class} on \
+         node {node} (that is {expected}): a duplicate, an older provisioner's or a hand-made \
+         PV; the volume was not cleaned. Delete the PV by hand once you know whose data it is"
+    )]
+    OtherName {
+        /// The PV's name.
+        name: String,
+        /// The discovery entry its path names.
+        entry: String,
+        /// Its class.
+        class: String,
+        /// Its node.
+        node: String,
+        /// The name discovery gives that entry.
+        expected: String,
+    },
+    /// This instance's state does not know the volume as offered under it.
+    #[error(
+        "this instance has no record of offering {name} (its state for the volume is \
+         {state}): the volume was not cleaned; check which PV uses entry {entry}"
+    )]
+    NoRecord {
+        /// The PV's name.
+        name: String,
+        /// The recorded state, as debug text.
+        state: String,
+        /// The discovery entry.
+        entry: String,
+    },
+}
+
 /// Why `pv` (for `entry` of `class` on `node`) is not this instance's to
 /// clean (pure): its name is not the one discovery gives that entry, or
 /// this instance's state does not know the volume as offered under it.
@@ -52,24 +88,27 @@ pub fn check_ours(
     class: &str,
     node: &str,
     state: &VolumeState,
-) -> Result<(), String> {
+) -> Result<(), NotOurs> {
     let name = pv.metadata.name.as_deref().unwrap_or_default();
     let expected = pv::pv_name(entry, node, class);
     if name != expected {
-        return Err(format!(
-            "{name} is not the PV this provisioner makes for entry {entry} of class {class} on \
-             node {node} (that is {expected}): a duplicate, an older provisioner's or a hand-made \
-             PV; the volume was not cleaned. Delete the PV by hand once you know whose data it is"
-        ));
+        return Err(NotOurs::OtherName {
+            name: name.into(),
+            entry: entry.into(),
+            class: class.into(),
+            node: node.into(),
+            expected,
+        });
     }
     let uid = pv.metadata.uid.as_deref().unwrap_or_default();
     match state {
         VolumeState::Dirty => Ok(()),
         VolumeState::Cleaned { uid: done } if !uid.is_empty() && done == uid => Ok(()),
-        other => Err(format!(
-            "this instance has no record of offering {name} (its state for the volume is \
-             {other:?}): the volume was not cleaned; check which PV uses entry {entry}"
-        )),
+        other => Err(NotOurs::NoRecord {
+            name: name.into(),
+            state: format!("{other:?}"),
+            entry: entry.into(),
+        }),
     }
 }
 
@@ -295,7 +334,7 @@ impl Volumes {
         let path = class.mount_dir.join(entry);
         let kind = match classify(&path, &mounts) {
             Ok(k) => k,
-            Err(reason) => return Ok(Cleaned::Missing(reason)),
+            Err(reason) => return Ok(Cleaned::Missing(reason.to_string())),
         };
         let mode = match kind {
             EntryKind::MountPoint => "Filesystem",
@@ -418,7 +457,8 @@ impl Provisioner for LocalVolumes {
             .state
             .get(&name)
             .map_err(|e| DeleteError::Failed(format!("reading the state of {name}: {e}")))?;
-        check_ours(pv, &entry, &class_name, &v.node.name, &state).map_err(DeleteError::Failed)?;
+        check_ours(pv, &entry, &class_name, &v.node.name, &state)
+            .map_err(|e| DeleteError::Failed(e.to_string()))?;
         let uid = pv.metadata.uid.clone().unwrap_or_default();
         match v
             .clean(&name, &uid, &class_name, &entry, Duration::from_secs(2))
@@ -474,7 +514,8 @@ mod tests {
             &VolumeState::Dirty,
         )
         .unwrap_err();
-        assert!(e.contains(&name), "{e}");
+        assert!(matches!(&e, NotOurs::OtherName { expected, .. } if *expected == name));
+        assert!(e.to_string().contains(&name), "{e}");
         // The right name but for another node or class.
         for (node, class) in [("node-2", "fast"), ("node-1", "slow")] {
             assert!(check_ours(&mine, "vol1", class, node, &VolumeState::Dirty).is_err());
@@ -486,7 +527,8 @@ mod tests {
             VolumeState::Cleaned { uid: String::new() },
         ] {
             let e = check_ours(&mine, "vol1", "fast", "node-1", &state).unwrap_err();
-            assert!(e.contains("no record"), "{e}");
+            assert!(matches!(e, NotOurs::NoRecord { .. }), "{e}");
+            assert!(e.to_string().contains("no record"), "{e}");
         }
     }
 

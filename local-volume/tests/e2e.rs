@@ -372,11 +372,7 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
         "re-offered with the previous tenant's data"
     );
     assert!(recreated.spec.is_some());
-    let notes = events_about(&env.client, NODE).await;
-    assert!(
-        notes.iter().any(|(_, r, _)| r == "CleaningBeforeReuse"),
-        "{notes:?}"
-    );
+    wait_normal(&env.client, NODE, "CleaningBeforeReuse").await;
 
     // A volume that disappears while its PV is Available loses its PV.
     env.guard.umount(&vol2);
@@ -693,13 +689,16 @@ async fn config_changes_apply_without_restart_and_a_bad_one_is_refused() {
         .await;
     env.wait_pv(&pv_name("added", NODE, "local-new"), None, "Available")
         .await;
-    let events = events_about(&env.client, NODE).await;
-    assert!(
-        events.iter().any(|(ty, reason, note)| ty == "Normal"
-            && reason == "ConfigReloaded"
-            && note.contains("classes added: local-new; classes changed: local-fast")),
-        "{events:?}"
-    );
+    wait_for("the ConfigReloaded event naming both classes", || async {
+        (events_about(&env.client, NODE).await.iter())
+            .any(|(ty, reason, note)| {
+                ty == "Normal"
+                    && reason == "ConfigReloaded"
+                    && note.contains("classes added: local-new; classes changed: local-fast")
+            })
+            .then_some(())
+    })
+    .await;
     // PVs made under the old configuration are left as they are.
     assert!(pvs(&env.client)
         .get_opt(&pv_name("first", NODE, "local-fast"))

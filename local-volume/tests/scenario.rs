@@ -334,10 +334,7 @@ async fn scenario_local_volume_the_claim_of_a_deleted_node_binds_elsewhere() {
     wait_pv_deleting(&client, &gone_pv).await;
     let warning = wait_warning(&client, "data", "create it again").await;
     assert!(warning.contains(doomed), "{warning}");
-    assert!(events_about(&client, &gone_pv)
-        .await
-        .iter()
-        .any(|(_, reason, _)| reason == "DeletedNodeVolumeRemoved"));
+    wait_normal(&client, &gone_pv, "DeletedNodeVolumeRemoved").await;
     // Our finalizer waited for a cleaning only the vanished instance could
     // do: released.
     wait_for("our finalizer released", || {

@@ -122,7 +122,8 @@ impl ExportRoot {
     /// (only files whose text changes are written).
     pub fn open(path: &Path, clients: ClientList) -> Result<Self, RootError> {
         let shown = path.display().to_string();
-        ganesha::check_config_path(&shown).map_err(|e| RootError::BadRoot(shown.clone(), e))?;
+        ganesha::check_config_path(&shown)
+            .map_err(|e| RootError::BadRoot(shown.clone(), e.to_string()))?;
         std::fs::create_dir_all(path).map_err(io_err("create", &shown))?;
         let path = path.canonicalize().map_err(io_err("resolve", &shown))?;
         let dir =
@@ -267,7 +268,7 @@ impl ExportRoot {
             file: rel.clone(),
             why,
         };
-        let r = ganesha::parse_export_file(&text).map_err(bad)?;
+        let r = ganesha::parse_export_file(&text).map_err(|e| bad(e.to_string()))?;
         if r.pv != pv || r.path != self.volume_path(pv) {
             return Err(bad(format!(
                 "it names volume {} at {}, expected {pv} at {}",

@@ -46,20 +46,83 @@ pub struct ExportRecord {
 /// First line of an export file; the JSON record follows it on that line.
 pub const RECORD_HEADER: &str = "# nfs-provisioner export record (do not edit): ";
 
+/// A path that cannot go into a Ganesha config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not absolute.
+    #[error("`{0}` is not absolute")]
+    NotAbsolute(String),
+    /// Holds a character Ganesha's syntax cannot quote.
+    #[error("`{path}` contains {found:?}, which Ganesha's config syntax cannot hold")]
+    Unquotable {
+        /// The path.
+        path: String,
+        /// The first such character.
+        found: char,
+    },
+}
+
 /// Why a path cannot go into a Ganesha config.
-pub fn check_config_path(path: &str) -> Result<(), String> {
+pub fn check_config_path(path: &str) -> Result<(), PathError> {
     if !path.starts_with('/') {
-        return Err(format!("`{path}` is not absolute"));
+        return Err(PathError::NotAbsolute(path.to_string()));
     }
-    if let Some(c) = path
+    if let Some(found) = path
         .chars()
         .find(|c| matches!(c, '"' | '\\' | '\n' | '\r' | '#' | '{' | '}' | ';') || c.is_control())
     {
-        return Err(format!(
-            "`{path}` contains {c:?}, which Ganesha's config syntax cannot hold"
-        ));
+        return Err(PathError::Unquotable {
+            path: path.to_string(),
+            found,
+        });
     }
     Ok(())
+}
+
+/// An `--allowed-clients` entry or list that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientsError {
+    /// Neither an IP address nor a CIDR network.
+    #[error("`{0}` is not an IP address or CIDR network (e.g. 10.0.0.0/8)")]
+    NotAnAddress(String),
+    /// A prefix length that is no number or too long for the address.
+    #[error("`{net}`: the prefix length must be 0-{max}")]
+    Prefix {
+        /// The entry.
+        net: String,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// Host bits set beyond the prefix: a typo, not widened or narrowed.
+    #[error("`{net}` has host bits set beyond /{prefix}; did you mean {masked}/{prefix}?")]
+    HostBits {
+        /// The entry.
+        net: String,
+        /// Its prefix length.
+        prefix: u8,
+        /// The network it probably means.
+        masked: IpAddr,
+    },
+    /// No entry at all: every client would be locked out.
+    #[error("the client list is empty: name the networks of your nodes, e.g. 10.0.0.0/16")]
+    Empty,
+}
+
+/// An export file whose record cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The first line is not the record header.
+    #[error("the first line is not an nfs-provisioner record")]
+    NoHeader,
+    /// The record is not the JSON of an [`ExportRecord`].
+    #[error("the record does not parse: {0}")]
+    Json(String),
+    /// Export id 0 (the pseudo root) or 152 (Ganesha's own).
+    #[error("export id {0} is reserved")]
+    ReservedId(u16),
+    /// The recorded path could not be written back into a config.
+    #[error(transparent)]
+    Path(#[from] PathError),
 }
 
 /// The default client list: the private address ranges (RFC 1918, and
@@ -82,28 +145,32 @@ impl ClientNet {
     /// Parses `ADDR` or `ADDR/PREFIX`; host bits beyond the prefix must be
     /// zero (a typo like `10.1.2.3/8` is refused rather than silently
     /// widened or narrowed).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ClientsError> {
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
         let addr: IpAddr = a
             .parse()
-            .map_err(|_| format!("`{s}` is not an IP address or CIDR network (e.g. 10.0.0.0/8)"))?;
+            .map_err(|_| ClientsError::NotAnAddress(s.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0-{max}"))?,
-        };
+        let prefix =
+            match p {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                    ClientsError::Prefix {
+                        net: s.to_string(),
+                        max,
+                    }
+                })?,
+            };
         let masked = mask(addr, prefix);
         if masked != addr {
-            return Err(format!(
-                "`{s}` has host bits set beyond /{prefix}; did you mean {masked}/{prefix}?"
-            ));
+            return Err(ClientsError::HostBits {
+                net: s.to_string(),
+                prefix,
+                masked,
+            });
         }
         Ok(ClientNet { addr, prefix })
     }
@@ -152,7 +219,7 @@ impl ClientList {
     /// Parses a comma-separated list (`--allowed-clients`); blanks around
     /// entries are ignored, an empty list is refused (it would lock every
     /// client out, which is never what an operator means).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ClientsError> {
         let nets = s
             .split(',')
             .map(str::trim)
@@ -160,10 +227,7 @@ impl ClientList {
             .map(ClientNet::parse)
             .collect::<Result<Vec<_>, _>>()?;
         if nets.is_empty() {
-            return Err(
-                "the client list is empty: name the networks of your nodes, e.g. 10.0.0.0/16"
-                    .into(),
-            );
+            return Err(ClientsError::Empty);
         }
         Ok(ClientList(nets))
     }
@@ -197,8 +261,8 @@ impl std::fmt::Display for ClientList {
 }
 
 impl std::str::FromStr for ClientList {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ClientsError;
+    fn from_str(s: &str) -> Result<Self, ClientsError> {
         ClientList::parse(s)
     }
 }
@@ -268,14 +332,15 @@ pub fn export_file(r: &ExportRecord, clients: &ClientList) -> String {
 }
 
 /// Reads the record back from an export file.
-pub fn parse_export_file(text: &str) -> Result<ExportRecord, String> {
+pub fn parse_export_file(text: &str) -> Result<ExportRecord, RecordError> {
     let first = text.lines().next().unwrap_or_default();
     let json = first
         .strip_prefix(RECORD_HEADER)
-        .ok_or("the first line is not an nfs-provisioner record")?;
-    let r: ExportRecord = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        .ok_or(RecordError::NoHeader)?;
+    let r: ExportRecord =
+        serde_json::from_str(json).map_err(|e| RecordError::Json(e.to_string()))?;
     if r.export_id == 0 || r.export_id == 152 {
-        return Err(format!("export id {} is reserved", r.export_id));
+        return Err(RecordError::ReservedId(r.export_id));
     }
     check_config_path(&r.path)?;
     Ok(r)
@@ -463,7 +528,9 @@ mod tests {
             assert!(ClientList::parse(bad).is_err(), "{bad:?} must be refused");
         }
         let e = ClientList::parse("10.1.2.3/8").unwrap_err();
-        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
+        assert!(matches!(e, ClientsError::HostBits { prefix: 8, .. }), "{e}");
+        assert!(e.to_string().contains("did you mean 10.0.0.0/8"), "{e}");
+        assert_eq!(ClientList::parse(" , "), Err(ClientsError::Empty));
     }
 
     #[test]
@@ -471,16 +538,28 @@ mod tests {
         let text = export_file(&record(), &clients());
         assert!(text.starts_with(RECORD_HEADER));
         assert_eq!(parse_export_file(&text).unwrap(), record());
-        assert!(parse_export_file("EXPORT { }").is_err());
-        assert!(parse_export_file(&text.replace("\"export_id\":3", "\"export_id\":152")).is_err());
-        assert!(parse_export_file(&text.replace("/export/pvc-1", "/x\\\"y")).is_err());
-        assert!(parse_export_file(&text.replace("\"gid\"", "\"other\"")).is_err());
+        assert_eq!(parse_export_file("EXPORT { }"), Err(RecordError::NoHeader));
+        assert_eq!(
+            parse_export_file(&text.replace("\"export_id\":3", "\"export_id\":152")),
+            Err(RecordError::ReservedId(152))
+        );
+        assert!(matches!(
+            parse_export_file(&text.replace("/export/pvc-1", "/x\\\"y")),
+            Err(RecordError::Path(PathError::Unquotable { found: '"', .. }))
+        ));
+        assert!(matches!(
+            parse_export_file(&text.replace("\"gid\"", "\"other\"")),
+            Err(RecordError::Json(_))
+        ));
     }
 
     #[test]
     fn config_paths_must_be_plain() {
         assert!(check_config_path("/export/pvc-1").is_ok());
-        assert!(check_config_path("relative").is_err());
+        assert_eq!(
+            check_config_path("relative"),
+            Err(PathError::NotAbsolute("relative".into()))
+        );
         for bad in ["/a\"b", "/a;b", "/a\nb", "/a}b"] {
             assert!(check_config_path(bad).is_err(), "{bad:?}");
         }

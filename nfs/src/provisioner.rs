@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use external_storage::events::{Events, Reason};
 use external_storage::ondelete::OnDelete;
+use external_storage::params::UnsupportedClaim;
 use kube::Resource;
 
 use external_storage::{
@@ -37,17 +38,10 @@ pub struct Nfs {
     events: Option<Events>,
 }
 
-/// Why a claim cannot be served (pure).
-pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), String> {
-    if claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .is_some()
-    {
-        return Err("claims with a selector are not supported: remove spec.selector".into());
-    }
-    Ok(())
+/// Why a claim cannot be served (pure): any access mode works over NFS, a
+/// selector does not.
+pub fn check_claim(claim: &PersistentVolumeClaim) -> Result<(), UnsupportedClaim> {
+    external_storage::params::reject_selector(claim)
 }
 
 /// Where the quota project id of each `enforceCapacity` volume is recorded
@@ -77,6 +71,22 @@ pub fn has_identity(pv: &PersistentVolume, identity: &str) -> bool {
         .is_some_and(|v| v == identity)
 }
 
+/// No export id or GID left for a new volume.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Exhausted {
+    /// Every export id Ganesha allows is taken.
+    #[error("all 65533 export ids are in use on this server")]
+    ExportIds,
+    /// Every GID of the class's range is taken.
+    #[error("no free GID left in gidMin-gidMax ({min}-{max}): widen the range")]
+    Gids {
+        /// The class's `gidMin`.
+        min: u32,
+        /// The class's `gidMax`.
+        max: u32,
+    },
+}
+
 /// The record for a new volume: lowest free export id and, if asked for,
 /// GID, given the existing records (pure).
 pub fn new_record(
@@ -84,18 +94,15 @@ pub fn new_record(
     pv: &str,
     params: &ClassParams,
     existing: &[ExportRecord],
-) -> Result<ExportRecord, String> {
+) -> Result<ExportRecord, Exhausted> {
     let ids: BTreeSet<u16> = existing.iter().map(|r| r.export_id).collect();
-    let export_id = exports::lowest_free_export_id(&ids)
-        .ok_or("all 65533 export ids are in use on this server")?;
+    let export_id = exports::lowest_free_export_id(&ids).ok_or(Exhausted::ExportIds)?;
     let gid = match params.gid {
         GidPolicy::None => None,
         GidPolicy::Fixed(g) => Some(g),
         GidPolicy::Allocate { min, max } => {
             let used: BTreeSet<u32> = existing.iter().filter_map(|r| r.gid).collect();
-            Some(exports::lowest_free_gid(&used, min, max).ok_or_else(|| {
-                format!("no free GID left in gidMin-gidMax ({min}-{max}): widen the range")
-            })?)
+            Some(exports::lowest_free_gid(&used, min, max).ok_or(Exhausted::Gids { min, max })?)
         }
     };
     Ok(ExportRecord {
@@ -185,12 +192,10 @@ impl Nfs {
 #[async_trait]
 impl Provisioner for Nfs {
     async fn provision(&self, opts: ProvisionOptions) -> Result<Provisioned, ProvisionError> {
-        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())
-            .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
-        check_claim(&opts.claim).map_err(ProvisionError::Infeasible)?;
+        let params = ClassParams::parse(opts.storage_class.parameters.as_ref())?;
+        check_claim(&opts.claim)?;
         let quota = if params.enforce_capacity {
-            let bytes = external_storage::params::storage_request(&opts.claim)
-                .map_err(ProvisionError::Infeasible)?
+            let bytes = external_storage::params::storage_request(&opts.claim)?
                 .map(|(_, bytes)| bytes)
                 .ok_or_else(|| {
                     ProvisionError::Infeasible(
@@ -217,7 +222,7 @@ impl Provisioner for Nfs {
                     return Err(failed(&format!("cannot allocate safely: {e}")));
                 }
                 let r = new_record(&self.root, pv, &params, &existing)
-                    .map_err(ProvisionError::Infeasible)?;
+                    .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
                 self.root.write_record(&r).map_err(|e| failed(&e))?;
                 (r, true)
             }
@@ -460,7 +465,14 @@ mod tests {
             &full,
         )
         .unwrap_err();
-        assert!(e.contains("widen the range"), "{e}");
+        assert_eq!(
+            e,
+            Exhausted::Gids {
+                min: 5000,
+                max: 5001
+            }
+        );
+        assert!(e.to_string().contains("widen the range"), "{e}");
     }
 
     #[test]
@@ -489,7 +501,7 @@ mod tests {
             selector: Some(LabelSelector::default()),
             ..Default::default()
         });
-        assert!(check_claim(&c).unwrap_err().contains("selector"));
+        assert_eq!(check_claim(&c), Err(UnsupportedClaim::Selector));
         let s = volume_spec("10.0.0.1", "/export/pvc-1");
         let nfs = s.nfs.unwrap();
         assert_eq!(

@@ -22,7 +22,7 @@ mod common;
 
 use common::*;
 use e2e_support::*;
-use hostfs::quota::{self, ProjectQuotas, Usage};
+use hostfs::quota::{self, ProjectQuotas};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
@@ -158,20 +158,7 @@ async fn scenario(fs: &str, mnt: &Path) {
     // proof is the server side: the file stopped at the limit, the
     // project's quota is full, and the filesystem itself has room.
     assert!(e.contains("Failed to write"), "{e}");
-    let out = std::process::Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(&export_root)
-        .output()
-        .expect("df");
-    let avail: u64 = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df prints the available bytes");
-    assert!(
-        avail > 64 * MIB,
-        "the filesystem itself is full: {avail} bytes free"
-    );
+    let avail = assert_filesystem_has_room(&export_root, 64 * MIB);
     let at = quota::usage(&dir, project).unwrap();
     assert!(
         at.used_bytes + 64 * 1024 >= at.limit_bytes,
@@ -203,42 +190,28 @@ async fn scenario(fs: &str, mnt: &Path) {
     // The partial `big` stays (Ganesha may hold it open; removing it behind
     // the server's back need not free its blocks): 6 MiB more takes the
     // volume past the old 8 MiB limit and fits only under the raised one.
-    resize_claim(c, "capped", "16Mi").await;
-    let pv = pvs(c).get(&pv_name).await.unwrap();
-    assert_eq!(
-        pv.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
-        "16Mi"
-    );
-    assert_eq!(quota::usage(&dir, project).unwrap().limit_bytes, 16 * MIB);
+    grow_and_check(c, "capped", &pv_name, &dir, project, ("16Mi", 16 * MIB)).await;
     let more = 6 * MIB;
     nfs_put(&path, "big2", more, tmp.path()).expect("8 + 6 MiB fit in the expanded 16 MiB");
     assert_eq!(std::fs::metadata(dir.join("big2")).unwrap().len(), more);
     let used = quota::usage(&dir, project).unwrap().used_bytes;
     assert!(used > 8 * MIB + more - MIB, "{used}");
     assert_eq!(scrape(port, &pv_name), (Some(used), Some(16 * MIB)));
-    let events = events_about(c, "capped").await;
-    assert!(
-        events.iter().any(|(_, r, _)| r == "VolumeResizeSuccessful"),
-        "{events:?}"
-    );
+    wait_normal(c, "capped", "VolumeResizeSuccessful").await;
     println!(
         "quota-evidence: nfs {fs}: expanded to 16 MiB: NFSv3 write of {more} more bytes (past the old 8 MiB limit) succeeded; metrics used {used} capacity {}",
         16 * MIB
     );
 
     // --- delete: export and data gone, the project's limit removed, its id free
-    delete_claim(c, "capped").await;
-    wait_pv_gone(c, &pv_name).await;
-    assert!(!dir.exists(), "the data must be removed");
-    assert!(!state.exists(), "{} must be gone", state.display());
-    assert_eq!(
-        quota::usage(&export_root, project).unwrap(),
-        Usage {
-            used_bytes: 0,
-            limit_bytes: 0
-        }
-    );
-    assert_eq!(scrape(port, &pv_name), (None, None));
+    delete_and_check_freed(
+        c,
+        ("capped", &pv_name),
+        (&dir, &state, &export_root),
+        project,
+        || scrape(port, &pv_name),
+    )
+    .await;
     create_claim(
         c,
         "next",
@@ -275,13 +248,8 @@ async fn scenario(fs: &str, mnt: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_capacity_and_expand_on_ext4_and_xfs_through_nfs() {
-    let mounts = quota_mounts();
+    let mounts = quota_mounts_or_skip("NFS capacity enforcement");
     if mounts.is_empty() {
-        let why = "SKIPPED: NFS capacity enforcement NOT TESTED here: QUOTA_TEST_EXT4/QUOTA_TEST_XFS are \
-                   unset (this kernel has no quota support); hack/test-quota-vm.sh runs this test in a \
-                   VM with a quota-enabled kernel";
-        println!("{why}");
-        eprintln!("{why}");
         return;
     }
     preflight();

@@ -92,39 +92,17 @@ pub fn cluster_script() -> PathBuf {
 /// Runs `hack/cluster.sh ARGS`, panicking with its output on failure;
 /// returns its stdout.
 pub fn cluster_sh(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(cluster_script())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run hack/cluster.sh: {e}"));
-    assert!(
-        out.status.success(),
-        "hack/cluster.sh {} failed ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::run_ok(Command::new("bash").arg(cluster_script()).args(args))
 }
 
 /// Runs `kubectl ARGS` with `kubeconfig`, panicking with its output on failure.
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run kubectl: {e}"));
-    assert!(
-        out.status.success(),
-        "kubectl {} failed ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::run_ok(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args),
+    )
 }
 
 impl Cluster {

@@ -20,7 +20,10 @@ use serde_json::{json, Value};
 
 pub use cluster::{Backend, Cluster, Installed};
 pub use kube_testserver::TestServer;
-pub use quota::{quota_mounts, resize_claim, volume_metric, volume_metrics};
+pub use quota::{
+    assert_filesystem_has_room, delete_and_check_freed, grow_and_check, quota_mounts,
+    quota_mounts_or_skip, resize_claim, volume_metric, volume_metrics,
+};
 pub use rbac::assert_rbac_allows;
 
 pub mod cluster;
@@ -60,15 +63,28 @@ where
     }
 }
 
-/// Creates an object from JSON (`apiVersion` and `kind` are filled in).
-pub async fn create<K>(api: &Api<K>, mut body: Value) -> K
-where
+/// A Kubernetes object of a compiled-in kind that the API can send and
+/// receive: what the helpers here and the bench's checks take.
+pub trait Object:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Object for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + serde::Serialize
-        + std::fmt::Debug,
+        + std::fmt::Debug
 {
+}
+
+/// Creates an object from JSON (`apiVersion` and `kind` are filled in).
+pub async fn create<K: Object>(api: &Api<K>, mut body: Value) -> K {
     body["apiVersion"] = json!(K::api_version(&()));
     body["kind"] = json!(K::kind(&()));
     let obj: K = serde_json::from_value(body).expect("fixture JSON matches the kind");
@@ -85,6 +101,19 @@ pub fn claims(client: &Client) -> Api<PersistentVolumeClaim> {
 /// All PVs.
 pub fn pvs(client: &Client) -> Api<PersistentVolume> {
     Api::all(client.clone())
+}
+
+/// The names of every PV in the cluster, sorted: `assert_eq!(pv_names(..),
+/// Vec::<String>::new())` says which PVs exist when none should.
+pub async fn pv_names(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = (pvs(client).list(&Default::default()).await)
+        .expect("listing PVs")
+        .items
+        .into_iter()
+        .filter_map(|pv| pv.metadata.name)
+        .collect();
+    names.sort();
+    names
 }
 
 /// The pods of namespace `default`.
@@ -443,6 +472,23 @@ impl Drop for Binary {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a binary's
+/// Runs `cmd` and returns its stdout; panics, naming the command and
+/// showing its exit status, stdout and stderr, when it cannot start or fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `--metrics-address` and other listeners).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,15 +1,18 @@
 //! Fixtures of the capacity tests that hostpath and nfs share
 //! (`*/tests/capacity.rs`, run in the quota VM by `hack/test-quota-vm.sh`):
 //! which quota-enabled mounts this run was given, a volume's used and limit
-//! bytes as the provisioner's `/metrics` show them, and growing a claim.
+//! bytes as the provisioner's `/metrics` show them, growing a claim and
+//! checking the grown limit, and checking that a deleted volume's project
+//! is free.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use hostfs::quota::{self, Usage};
 use kube::api::{Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
-use crate::{claims, http_get, wait_for};
+use crate::{claims, delete_claim, http_get, pvs, wait_for, wait_pv_gone};
 
 /// The quota-enabled mounts this run was given, `(fs, path)`, from
 /// `QUOTA_TEST_EXT4` and `QUOTA_TEST_XFS`. With `QUOTA_VM` set (the quota
@@ -27,6 +30,89 @@ pub fn quota_mounts() -> Vec<(&'static str, PathBuf)> {
         );
     }
     mounts
+}
+
+/// Fails unless the filesystem holding `path` has more than `bytes` free
+/// (`df`): a write stopped by a quota proves nothing when the filesystem
+/// itself was full. Returns the free bytes.
+pub fn assert_filesystem_has_room(path: &Path, bytes: u64) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .expect("df");
+    let avail: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the available bytes");
+    assert!(
+        avail > bytes,
+        "the filesystem itself is full: {avail} bytes free"
+    );
+    avail
+}
+
+/// [`quota_mounts`], or, when there are none (this kernel has no quota
+/// support), none after saying loudly on stdout and stderr that `what` was
+/// not tested here and where it is.
+pub fn quota_mounts_or_skip(what: &str) -> Vec<(&'static str, PathBuf)> {
+    let mounts = quota_mounts();
+    if mounts.is_empty() {
+        let why = format!(
+            "SKIPPED: {what} NOT TESTED here: QUOTA_TEST_EXT4/QUOTA_TEST_XFS are unset (this \
+             kernel has no quota support); hack/test-quota-vm.sh runs this test in a VM with a \
+             quota-enabled kernel"
+        );
+        println!("{why}");
+        eprintln!("{why}");
+    }
+    mounts
+}
+
+/// Grows claim `claim` (bound to `pv`, whose directory `dir` is quota
+/// project `project`) to `size` (= `bytes`): the claim's status, the PV's
+/// capacity and the project's limit all say so.
+pub async fn grow_and_check(
+    client: &Client,
+    claim: &str,
+    pv: &str,
+    dir: &Path,
+    project: u32,
+    (size, bytes): (&str, u64),
+) {
+    resize_claim(client, claim, size).await;
+    let got = pvs(client).get(pv).await.unwrap();
+    assert_eq!(
+        got.spec.as_ref().unwrap().capacity.as_ref().unwrap()["storage"].0,
+        size
+    );
+    assert_eq!(quota::usage(dir, project).unwrap().limit_bytes, bytes);
+}
+
+/// Deletes claim `claim` and checks what its volume leaves: the PV `pv` and
+/// the volume's directory `dir` gone, the recorded project id `state` gone,
+/// no limit and no usage left on project `project` of the filesystem at
+/// `root`, and no metrics for the PV (`scrape` reads them).
+pub async fn delete_and_check_freed(
+    client: &Client,
+    (claim, pv): (&str, &str),
+    (dir, state, root): (&Path, &Path, &Path),
+    project: u32,
+    scrape: impl Fn() -> (Option<u64>, Option<u64>),
+) {
+    delete_claim(client, claim).await;
+    wait_pv_gone(client, pv).await;
+    assert!(!dir.exists(), "the volume directory must be removed");
+    assert!(!state.exists(), "{} must be gone", state.display());
+    assert_eq!(
+        quota::usage(root, project).unwrap(),
+        Usage {
+            used_bytes: 0,
+            limit_bytes: 0
+        }
+    );
+    assert_eq!(scrape(), (None, None));
 }
 
 /// The value of `name{persistentvolume="<pv>"}` in a Prometheus text body.

@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use super::finalizers::{is_status, Added};
 use super::outcome::{self, Act, Deleted, Event, Unsaved};
-use super::step::{finish, key_of, Step};
-use super::writer::ClaimWriter;
+use super::own_writes::ClaimWriter;
+use super::step::{finish, key_of, stand_in_recheck, Step};
 use super::{pv::build_pv, Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
@@ -409,7 +409,7 @@ async fn reconcile_inner<P: Provisioner>(
         |c, s| ctx.provisioner.should_provision(c, s),
     );
     tracing::debug!(?decision, "decided");
-    let w = ClaimWriter::new(ctx, &claim.namespace().unwrap_or_default());
+    let w = ClaimWriter::new(ctx, key, &claim.namespace().unwrap_or_default());
     let claim_ref = claim.object_ref(&());
     let step = match decision {
         ClaimDecision::Skip(_) | ClaimDecision::WaitForNode => Step::Done,
@@ -421,7 +421,7 @@ async fn reconcile_inner<P: Provisioner>(
                 .expect("a refusing decision");
             perform(ctx, &w, &claim, act).await
         }
-        ClaimDecision::ReleaseIntent => release(&w, &claim).await,
+        ClaimDecision::ReleaseIntent => release(&w, &claim, |_| Step::Done).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
             expand(ctx, &w, &claim, &pv, bytes).await
@@ -450,7 +450,7 @@ async fn reconcile_inner<P: Provisioner>(
         ClaimDecision::CleanupDeleted => cleanup_deleted(ctx, &w, &claim, &pv_name).await,
         ClaimDecision::NodeGone(node) => node_gone_reschedule(ctx, &w, &claim, &node).await,
     };
-    let recheck = outcome::stand_in_recheck(stand_in, &step);
+    let recheck = stand_in_recheck(stand_in, &step);
     let (action, gave_up) = finish(&ctx.claim_backoff, key, &rv, step);
     let action = recheck.map_or(action, Action::requeue);
     if let Some(n) = gave_up {
@@ -559,26 +559,16 @@ async fn expand<P: Provisioner>(
     Step::Done
 }
 
-/// Removes the intent finalizer (if the claim has it).
-async fn release(w: &ClaimWriter<'_>, claim: &PersistentVolumeClaim) -> Step {
-    match release_version(w, claim).await {
-        Ok(_) => Step::Done,
-        Err(step) => step,
-    }
-}
-
-/// [`release`], returning the resourceVersion its patch made (`None`: no
-/// patch was needed).
-async fn release_version(
+/// Removes the intent finalizer (if the claim has it), then `then` of the
+/// resourceVersion its patch made (`None`: no patch was needed).
+async fn release(
     w: &ClaimWriter<'_>,
     claim: &PersistentVolumeClaim,
-) -> Result<Option<String>, Step> {
-    if !has_intent(claim) {
-        return Ok(None);
-    }
+    then: impl FnOnce(Option<String>) -> Step,
+) -> Step {
     match w.release_intent(claim).await {
-        Ok(at) => Ok(at),
-        Err(e) => Err(Step::Retry(format!("releasing provisioning intent: {e}"))),
+        Ok(at) => then(at),
+        Err(e) => Step::Retry(format!("releasing provisioning intent: {e}")),
     }
 }
 
@@ -605,15 +595,12 @@ async fn perform<P>(
             if let Some(e) = event {
                 publish(e).await;
             }
-            release(w, claim).await
+            release(w, claim, |_| Step::Done).await
         }
         Act::GiveUp(e) => {
             let msg = e.note.clone();
             publish(e).await;
-            match release_version(w, claim).await {
-                Ok(at) => Step::Final { msg, at },
-                Err(step) => step,
-            }
+            release(w, claim, |at| Step::Final { msg, at }).await
         }
         Act::Reschedule(e) => {
             publish(e).await;
@@ -733,7 +720,7 @@ async fn provision<P: Provisioner>(
         )
         .await;
     tracing::info!(pv = pv_name, "provisioned");
-    release(w, &claim).await
+    release(w, &claim, |_| Step::Done).await
 }
 
 /// A claim deleted mid-provisioning: release it if its PV was saved (read

@@ -84,8 +84,8 @@
 //! versions this controller's writes replaced and the PVs it created, so a
 //! reconcile neither acts on a claim older than its own patches nor
 //! provisions again because the PV it just saved is not cached yet.
-//! Every write of the claim loop goes through `writer::ClaimWriter`,
-//! which records it there; no other code records (or forgets to).
+//! Every write of the claim loop goes through `own_writes::ClaimWriter`,
+//! which records it as it writes; no other code records (or forgets to).
 
 pub mod claim;
 pub mod compact;
@@ -96,7 +96,6 @@ mod own_writes;
 pub mod pv;
 mod step;
 pub mod volume;
-mod writer;
 
 pub use finalizers::{add_finalizer_patch, delete_if_unchanged, remove_finalizer_ops};
 
@@ -446,11 +445,12 @@ impl<P: Provisioner> ProvisionController<P> {
                     self.client.clone(),
                     self.opts.scope(),
                     policy,
-                    events,
+                    events.clone(),
                     self.metrics.clone(),
                     shutdown.clone(),
                 )
                 .await;
+                events.flush(Duration::from_secs(5)).await;
             }
         };
         let loops = async {
@@ -605,6 +605,11 @@ impl<P: Provisioner> ProvisionController<P> {
             _ = futures::future::join(volumes, claims) => {}
             _ = class_driver => {}
             _ = node_driver => {}
+        }
+        // Events still on their way describe work that was done: send them
+        // before a new leader's workers start (or the process exits).
+        if !ctx.events.flush(Duration::from_secs(5)).await {
+            tracing::warn!("some events were still being sent 5 s after the workers stopped");
         }
         tracing::info!("workers stopped");
     }

@@ -7,13 +7,11 @@
 //! Here each is a table-tested function returning an [`Act`], and
 //! `claim.rs` performs an `Act` in one `match` that decides nothing.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::claim::{claim_class, data_source, pv_is_for, ClaimDecision};
+use super::own_writes::SaveError;
 use super::step::Step;
-use super::writer::SaveError;
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
 use crate::provisioner::{DeleteError, ProvisionError};
@@ -301,15 +299,6 @@ pub(crate) fn deleted_claim<C>(
             Deleted::Act(Act::Finish(Some(event), Step::Retry(msg)))
         }
     }
-}
-
-/// The requeue that replaces the backoff's answer: a claim decided on our
-/// own saved PV (a stand-in, not yet cached) and done is looked at again
-/// once that record has expired, since the claim loop does not watch PVs
-/// and a PV deleted before the cache showed it would go unnoticed.
-pub(crate) fn stand_in_recheck(stand_in: bool, step: &Step) -> Option<Duration> {
-    (stand_in && matches!(step, Step::Done))
-        .then(|| super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -600,14 +589,5 @@ mod tests {
         ] {
             assert_eq!(r(d.clone()), None, "{d:?}");
         }
-    }
-
-    #[test]
-    fn only_a_done_stand_in_is_rechecked() {
-        let later = Some(super::super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1));
-        assert_eq!(stand_in_recheck(true, &Step::Done), later);
-        assert_eq!(stand_in_recheck(false, &Step::Done), None);
-        assert_eq!(stand_in_recheck(true, &Step::Poll), None);
-        assert_eq!(stand_in_recheck(true, &Step::Retry("x".into())), None);
     }
 }

@@ -1,8 +1,12 @@
 //! A reconcile's result ([`Step`]) and how it becomes a requeue through the
-//! backoff bookkeeping ([`finish`]), shared by the claim and volume loops.
+//! backoff bookkeeping ([`finish`]), shared by the claim and volume loops,
+//! and the claim loop's one exception to it: a claim decided on its own
+//! saved PV is looked at again ([`stand_in_recheck`]).
 //!
 //! Why a module of its own: both loops end every reconcile here, and
 //! `mod.rs` keeps to options and wiring.
+
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::Resource;
@@ -75,5 +79,28 @@ pub(crate) fn finish(
                 (Action::await_change(), Some(failures))
             }
         },
+    }
+}
+
+/// The requeue that replaces the backoff's answer: a claim decided on our
+/// own saved PV (a stand-in, not yet cached) and done is looked at again
+/// once that record has expired, since the claim loop does not watch PVs
+/// and a PV deleted before the cache showed it would go unnoticed.
+pub(crate) fn stand_in_recheck(stand_in: bool, step: &Step) -> Option<Duration> {
+    (stand_in && matches!(step, Step::Done))
+        .then(|| super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_done_stand_in_is_rechecked() {
+        let later = Some(super::super::own_writes::SAVED_PV_KEEP + Duration::from_secs(1));
+        assert_eq!(stand_in_recheck(true, &Step::Done), later);
+        assert_eq!(stand_in_recheck(false, &Step::Done), None);
+        assert_eq!(stand_in_recheck(true, &Step::Poll), None);
+        assert_eq!(stand_in_recheck(true, &Step::Retry("x".into())), None);
     }
 }

@@ -38,14 +38,7 @@ fn all(store: &Store, plural: &str) -> Vec<Value> {
 }
 
 /// Every object of kind `K` in the cluster, as JSON, through the API.
-async fn list_json<K>(client: &Client) -> Result<Vec<Value>, kube::Error>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
+async fn list_json<K: e2e_support::Object>(client: &Client) -> Result<Vec<Value>, kube::Error> {
     let api: Api<K> = Api::all(client.clone());
     let list = api.list(&ListParams::default()).await?;
     Ok(list
