@@ -113,7 +113,7 @@ cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster
 cargo run -q -p external-storage-bench --locked --bin chaos -- --quick --cluster real --provisioner hostpath
 
 step "fuzz: every target for a short fixed time (hack/fuzz.sh: cargo-fuzz with nightly, else the stable random-mutation driver)"
-FUZZ_SECONDS="${FUZZ_SECONDS:-15}" "$root/hack/fuzz.sh"
+FUZZ_SECONDS="${FUZZ_SECONDS:-6}" "$root/hack/fuzz.sh"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
