@@ -34,9 +34,9 @@ pub enum QuotaError {
     /// The mount table could not be read or the root is on no mount.
     #[error("cannot find the mount of {path}: {why}")]
     MountUnknown {
-        /// The root.
+        /// The volume root whose mount was looked for.
         path: PathBuf,
-        /// Why.
+        /// Why its mount could not be found (canonicalizing, the mount table).
         why: String,
     },
     /// The filesystem type has no project quotas.

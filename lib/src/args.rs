@@ -216,7 +216,7 @@ pub enum RunError {
     MetricsBind {
         /// The address.
         addr: SocketAddr,
-        /// Cause.
+        /// Why the address could not be bound (in use, not permitted, ...).
         #[source]
         source: std::io::Error,
     },

@@ -41,7 +41,7 @@ pub struct PvFacts {
     pub ours: bool,
     /// Points at the discovered entry.
     pub same_path: bool,
-    /// UID.
+    /// The PV's UID, the precondition of a delete.
     pub uid: String,
     /// The PV's `status.phase` (Available, Bound, Released, ...).
     pub phase: String,

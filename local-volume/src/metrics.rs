@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 /// behind the entry: a mount point or a block device).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct ClassMode {
-    /// StorageClass.
+    /// The StorageClass the entry's PVs are offered in.
     pub class: String,
     /// `Filesystem` or `Block`.
     pub mode: String,

@@ -128,7 +128,7 @@ pub struct Measured {
 pub struct Row {
     /// What ran.
     pub setup: Setup,
-    /// Timings.
+    /// Claim → PV and claim → Bound rates and latencies, RSS and CPU.
     pub measured: Measured,
     /// The provisioner's requests per volume (audit log, its user only).
     pub requests: PerVolume,

@@ -88,6 +88,7 @@
 //! which records it as it writes; no other code records (or forgets to).
 
 pub mod claim;
+mod claim_loop;
 pub mod compact;
 mod finalizers;
 pub mod orphans;
@@ -595,7 +596,7 @@ impl<P: Provisioner> ProvisionController<P> {
             let g3 = g2.clone();
             claim_ctrl
                 .graceful_shutdown_on(async move { g3.cancelled().await })
-                .run(claim::reconcile::<P>, never, ctx2)
+                .run(claim_loop::reconcile::<P>, never, ctx2)
                 .for_each(|_| futures::future::ready(()))
                 .await
         };

@@ -283,7 +283,7 @@ pub enum OrphanSkip {
 /// What the sweep does with one PV.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrphanDecision {
-    /// Nothing.
+    /// Leave the PV alone, for the reason given.
     Skip(OrphanSkip),
     /// Its node is missing, for less than the grace period so far.
     Wait {

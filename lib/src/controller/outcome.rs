@@ -1,11 +1,12 @@
 //! The claim loop's choices after an API or provisioner call answered, as
 //! pure functions: which event, which step, whether to release the intent.
 //!
-//! Why: `claim.rs`'s act phase used to map each `ProvisionError`, each PV
-//! save failure and each cleanup result to events, patches and retries
-//! inline, so those choices were only tested through a whole control plane.
+//! Why: the claim loop's act phase (now `claim_loop.rs`) used to map each
+//! `ProvisionError`, each PV save failure and each cleanup result to
+//! events, patches and retries inline, so those choices were only tested
+//! through a whole control plane.
 //! Here each is a table-tested function returning an [`Act`], and
-//! `claim.rs` performs an `Act` in one `match` that decides nothing.
+//! `claim_loop.rs` performs an `Act` in one `match` that decides nothing.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 

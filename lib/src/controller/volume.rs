@@ -97,7 +97,7 @@ pub enum Skip {
 /// What to do with a PV.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VolumeDecision {
-    /// Nothing.
+    /// Leave the PV alone, for the reason given.
     Skip(Skip),
     /// Add the PV finalizer (`--add-finalizer`).
     AddFinalizer,

@@ -139,15 +139,16 @@ impl World {
 /// Every violation found, by invariant, and what is worth knowing besides.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Invariant 1.
+    /// Invariant 1: backend volumes without a PV.
     pub leaked: Vec<String>,
-    /// Invariant 2.
+    /// Invariant 2: claims bound to more than one volume over the run.
     pub double: Vec<String>,
-    /// Invariant 3.
+    /// Invariant 3: backend volumes deleted while their PV kept them.
     pub data_deleted: Vec<String>,
-    /// Invariant 4.
+    /// Invariant 4: claims not Bound with no Warning event about them.
     pub silent_pending: Vec<String>,
-    /// Liveness.
+    /// Liveness: claims neither Bound nor explained by a Warning when the
+    /// run settled.
     pub unsettled: Vec<String>,
     /// Claims not Bound but with a Warning saying why.
     pub explained_pending: Vec<String>,
