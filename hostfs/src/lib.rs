@@ -8,7 +8,9 @@
 //! - [`op`]: the I/O error of a root operation (operation, path, cause);
 //! - [`root`]: a root directory opened once, every volume reached beneath
 //!   its handle without following symlinks, with ownership records outside
-//!   the volumes (a directory is deleted only when its record names it);
+//!   the volumes (a directory is deleted only when its record names it),
+//!   those records held in memory by the private `records` index (the
+//!   nesting checks read them on every claim);
 //! - [`quota`]: project quotas through the kernel interfaces, their ids and
 //!   limits, and `Q_GETQUOTA` usage as Prometheus gauges;
 //! - [`tree`]: removing a tenant's tree with bounded descriptors and memory;
@@ -20,6 +22,7 @@
 pub mod archive;
 pub mod op;
 pub mod quota;
+mod records;
 pub mod relpath;
 pub mod root;
 pub mod tree;

@@ -13,7 +13,9 @@
 //!
 //! Volumes never nest: a path that is an ancestor or a descendant of another
 //! recorded volume's path is refused at creation (checked against every
-//! record, under a lock, so two claims provisioned at once cannot both pass),
+//! record, under a lock, so two claims provisioned at once cannot both pass;
+//! the records are held in memory by [`crate::records`], read from disk
+//! once),
 //! and a volume that contains another recorded volume (left by an older
 //! version) is never removed. Otherwise the outer volume's user could swap
 //! the inner directory for a symlink before the inner pod mounts it, and
@@ -22,12 +24,14 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_fs_ext::DirExt;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Permissions, PermissionsExt};
 
 use crate::archive::{ArchiveRecord, Archives};
+use crate::records::{Dirs, RecordIndex};
 use crate::relpath::check_relative;
 
 /// The root's bookkeeping directory (never a volume).
@@ -40,6 +44,10 @@ const RECORDS: &str = ".hostpath-provisioner/volumes";
 /// Records of volumes given up with `onDelete: retain`: their directories
 /// stay, are never deleted by us, and no new volume may nest with them.
 const RETAINED: &str = ".hostpath-provisioner/retained";
+const DIRS: Dirs = Dirs {
+    volumes: RECORDS,
+    retained: RETAINED,
+};
 
 /// What can go wrong on the root.
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +115,10 @@ pub enum Deleted {
 pub struct Root {
     path: PathBuf,
     dir: Dir,
-    /// Serializes creations: the nesting check and the record write are one
-    /// step.
-    create: std::sync::Mutex<()>,
+    /// The records of this root, shared by every `Root` of this process on
+    /// the same path. Its lock serializes creations: the nesting check and
+    /// the record write are one step.
+    index: Arc<Mutex<RecordIndex>>,
     /// Archives of deleted volumes, at the top of the root.
     archives: Archives,
 }
@@ -165,9 +174,19 @@ impl Root {
         Ok(Root {
             path: path.to_path_buf(),
             dir,
-            create: std::sync::Mutex::new(()),
+            index: RecordIndex::for_root(path),
             archives,
         })
+    }
+
+    /// The record index, locked and up to date with the record directories.
+    fn index(&self) -> Result<MutexGuard<'_, RecordIndex>, RootError> {
+        // A panic while holding the lock cannot leave a half-updated map
+        // that disagrees with the disk for long: the next directory change
+        // makes it read again. Used as is.
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        index.refresh(&self.dir, DIRS)?;
+        Ok(index)
     }
 
     /// The archives of deleted volumes of this root.
@@ -206,14 +225,25 @@ impl Root {
     /// The first path other than `pv`'s volume that `rel` nests with: a
     /// recorded volume, a retained one, or an archive (named by its PV,
     /// `(archive) ` before the archive's name).
-    fn nested_with(&self, rel: &str, pv: &str) -> Result<Option<(String, String)>, RootError> {
-        let mut taken = self.records()?;
-        taken.retain(|(other, _)| other != pv);
-        taken.extend(self.retained()?);
-        taken.extend(
-            (self.archives.names()?.into_iter()).map(|name| (format!("(archive) {name}"), name)),
-        );
-        Ok(taken.into_iter().find(|(_, path)| nests(rel, path)))
+    fn nested_with(
+        &self,
+        index: &RecordIndex,
+        rel: &str,
+        pv: &str,
+    ) -> Result<Option<(String, String)>, RootError> {
+        let recorded = index.volumes.iter().filter(|(other, _)| *other != pv);
+        if let Some((other, path)) = recorded
+            .chain(index.retained.iter())
+            .find(|(_, path)| nests(rel, path))
+        {
+            return Ok(Some((other.to_string(), path.to_string())));
+        }
+        Ok(self
+            .archives
+            .names()?
+            .into_iter()
+            .find(|name| nests(rel, name))
+            .map(|name| (format!("(archive) {name}"), name)))
     }
 
     /// The root's host path.
@@ -232,8 +262,8 @@ impl Root {
     pub fn create_volume(&self, rel: &str, pv: &str, mode: u32) -> Result<PathBuf, RootError> {
         validate(rel)?;
         let record = record_name(pv)?;
-        let _serial = self.create.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((other, other_path)) = self.nested_with(rel, pv)? {
+        let mut index = self.index()?;
+        if let Some((other, other_path)) = self.nested_with(&index, rel, pv)? {
             return Err(if other_path == rel {
                 RootError::Taken {
                     path: rel.to_string(),
@@ -268,6 +298,7 @@ impl Root {
                 self.dir
                     .write(&record, rel)
                     .map_err(io_err("write ownership record", rel))?;
+                index.recorded(&self.dir, DIRS, pv, rel);
             }
             Err(e) => return Err(io_err("read ownership record", rel)(e)),
         }
@@ -309,11 +340,15 @@ impl Root {
         }
         validate(rel)?;
         // Removing (or moving) a tree that holds another volume would
-        // delete (or hide) its data.
+        // delete (or hide) its data. (Not locked for the removal itself: a
+        // creation inside `rel` meanwhile is refused, since `rel`'s record
+        // stays until the tree is gone.)
         let inside = self
-            .records()?
-            .into_iter()
-            .find(|(other, path)| other != pv && path.len() > rel.len() && nests(rel, path));
+            .index()?
+            .volumes
+            .iter()
+            .find(|(other, path)| *other != pv && path.len() > rel.len() && nests(rel, path))
+            .map(|(other, path)| (other.to_string(), path.to_string()));
         if let Some((other, other_path)) = inside {
             return Err(RootError::Nested {
                 path: rel.to_string(),
@@ -324,9 +359,11 @@ impl Root {
         let outcome = match how {
             Release::Retain => {
                 let kept = format!("{RETAINED}/{pv}");
+                let mut index = self.index()?;
                 self.dir
                     .write(&kept, rel)
                     .map_err(io_err("write retained record", rel))?;
+                index.retained(&self.dir, DIRS, pv, rel);
                 Deleted::Retained
             }
             Release::Delete | Release::Archive { .. } => match self.open_parent(rel, false) {
@@ -357,9 +394,11 @@ impl Root {
                 Err(e) => return Err(e),
             },
         };
+        let mut index = self.index()?;
         self.dir
             .remove_file(&record)
             .map_err(io_err("remove ownership record", rel))?;
+        index.removed(&self.dir, DIRS, pv);
         Ok(outcome)
     }
 
@@ -587,18 +626,35 @@ mod tests {
     }
 
     #[test]
+    fn a_second_root_on_the_same_path_sees_the_first_ones_volumes() {
+        // A configuration reload opens a new Root while the old one may
+        // still be finishing a claim: both check against the same records.
+        let (_t, first) = root();
+        first.create_volume("ns/a", "pvc-a", 0o777).unwrap();
+        let second = Root::open(first.path()).unwrap();
+        assert!(matches!(
+            second.create_volume("ns/a/b", "pvc-b", 0o777),
+            Err(RootError::Nested { .. })
+        ));
+        assert_eq!(
+            second.delete_volume("ns/a", "pvc-a").unwrap(),
+            Deleted::Removed
+        );
+        first.create_volume("ns/a/b", "pvc-b", 0o777).unwrap();
+    }
+
+    #[test]
     fn a_volume_holding_another_recorded_volume_is_never_removed() {
         let (_t, root) = root();
-        // As an older version could have left them: nested records.
-        let outer = root.create_volume("ns/a", "pvc-outer", 0o777).unwrap();
+        // As an older version could have left them, before this process
+        // read the records: nested volumes, both recorded.
+        let outer = root.path().join("ns/a");
         let inner = outer.join("b");
-        std::fs::create_dir(&inner).unwrap();
+        std::fs::create_dir_all(&inner).unwrap();
         std::fs::write(inner.join("precious"), b"inner").unwrap();
-        std::fs::write(
-            root.path().join(".hostpath-provisioner/volumes/pvc-inner"),
-            "ns/a/b",
-        )
-        .unwrap();
+        let records = root.path().join(".hostpath-provisioner/volumes");
+        std::fs::write(records.join("pvc-outer"), "ns/a").unwrap();
+        std::fs::write(records.join("pvc-inner"), "ns/a/b").unwrap();
         assert!(matches!(
             root.delete_volume("ns/a", "pvc-outer"),
             Err(RootError::Nested { .. })
