@@ -14,12 +14,12 @@
 //! Volumes never nest: a path that is an ancestor or a descendant of another
 //! recorded volume's path is refused at creation (checked against every
 //! record, under a lock, so two claims provisioned at once cannot both pass;
-//! the records are held in memory by [`crate::records`], read from disk
-//! once),
-//! and a volume that contains another recorded volume (left by an older
-//! version) is never removed. Otherwise the outer volume's user could swap
-//! the inner directory for a symlink before the inner pod mounts it, and
-//! deleting the outer volume would delete the inner one's data.
+//! the records are held in memory by the private `records` module, read
+//! from disk once), and a volume that contains another recorded volume
+//! (left by an older version) is never removed. Otherwise the outer
+//! volume's user could swap the inner directory for a symlink before the
+//! inner pod mounts it, and deleting the outer volume would delete the
+//! inner one's data.
 
 use std::io;
 use std::os::fd::AsFd;

@@ -148,10 +148,10 @@ pub fn data_source(claim: &PersistentVolumeClaim) -> Option<TypedObjectReference
 /// What the provisioner can serve, for [`decide`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Support {
-    /// `volumeMode: Block` claims ([`Provisioner::supports_block`]).
+    /// `volumeMode: Block` claims ([`Provisioner::supports_block`](crate::Provisioner::supports_block)).
     pub block: bool,
     /// This claim's data source, if it has one
-    /// ([`Provisioner::supports_data_source`]).
+    /// ([`Provisioner::supports_data_source`](crate::Provisioner::supports_data_source)).
     pub data_source: bool,
 }
 
