@@ -23,7 +23,7 @@ use super::claim::*;
 use super::finalizers::{is_status, Added};
 use super::outcome::{self, Act, Deleted, Event, Unsaved};
 use super::own_writes::ClaimWriter;
-use super::step::{finish, key_of, stand_in_recheck, Step};
+use super::step::{counted, finish, key_of, stand_in_recheck, Step};
 use super::{pv::build_pv, Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
@@ -44,19 +44,8 @@ pub(crate) async fn reconcile<P: Provisioner>(
         uid = claim.uid().unwrap_or_default(),
     );
     let key = key_of(claim.as_ref());
-    let gauge = ctx
-        .metrics
-        .in_progress
-        .get_or_create(&Metrics::queue("claim"))
-        .clone();
-    gauge.inc();
-    let action = reconcile_inner(claim, &ctx, &key).instrument(span).await;
-    gauge.dec();
-    ctx.metrics
-        .queue_depth
-        .get_or_create(&Metrics::queue("claim"))
-        .set(ctx.claim_backoff.len() as i64);
-    Ok(action)
+    let work = reconcile_inner(claim, &ctx, &key).instrument(span);
+    Ok(counted(&ctx.metrics, "claim", &ctx.claim_backoff, work).await)
 }
 
 async fn reconcile_inner<P: Provisioner>(

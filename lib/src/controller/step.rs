@@ -6,12 +6,14 @@
 //! Why a module of its own: both loops end every reconcile here, and
 //! `mod.rs` keeps to options and wiring.
 
+use std::future::Future;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::Resource;
 
 use crate::backoff::Backoffs;
+use crate::metrics::Metrics;
 
 /// The result of one reconcile, before it becomes a requeue [`Action`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +44,27 @@ pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
         Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
         None => obj.meta().name.clone().unwrap_or_default(),
     }
+}
+
+/// Runs one reconcile of `queue` (`claim` or `volume`), counted in the
+/// in-progress gauge while it runs; afterwards the queue-depth gauge is
+/// set to the objects `backoffs` holds. Both loops' entry points use it.
+pub(crate) async fn counted(
+    metrics: &Metrics,
+    queue: &str,
+    backoffs: &Backoffs,
+    reconcile: impl Future<Output = Action>,
+) -> Action {
+    let label = Metrics::queue(queue);
+    let gauge = metrics.in_progress.get_or_create(&label).clone();
+    gauge.inc();
+    let action = reconcile.await;
+    gauge.dec();
+    metrics
+        .queue_depth
+        .get_or_create(&label)
+        .set(backoffs.len() as i64);
+    action
 }
 
 /// Map a reconcile result to the controller action, through the backoff

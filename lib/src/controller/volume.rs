@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::finalizers::{add_finalizer, is_status, remove_finalizer};
-use super::step::{finish, key_of, Step};
+use super::step::{counted, finish, key_of, Step};
 use super::{Ctx, Scope};
 use crate::annotations as a;
 use crate::events::{Action as EventAction, Reason};
@@ -159,19 +159,8 @@ pub(crate) async fn reconcile<P: Provisioner>(
     drop(cached);
     let span = tracing::info_span!("volume", name = %pv.name_any());
     let key = key_of(pv.as_ref());
-    let gauge = ctx
-        .metrics
-        .in_progress
-        .get_or_create(&Metrics::queue("volume"))
-        .clone();
-    gauge.inc();
-    let action = reconcile_inner(pv, &ctx, &key).instrument(span).await;
-    gauge.dec();
-    ctx.metrics
-        .queue_depth
-        .get_or_create(&Metrics::queue("volume"))
-        .set(ctx.volume_backoff.len() as i64);
-    Ok(action)
+    let work = reconcile_inner(pv, &ctx, &key).instrument(span);
+    Ok(counted(&ctx.metrics, "volume", &ctx.volume_backoff, work).await)
 }
 
 async fn reconcile_inner<P: Provisioner>(
