@@ -196,30 +196,12 @@ impl Root {
 
     /// Every ownership record: (PV, relative path).
     pub fn records(&self) -> Result<Vec<(String, String)>, RootError> {
-        self.read_records(RECORDS)
+        Ok(owned(self.index()?.volumes.iter()))
     }
 
     /// Every record of a retained volume: (PV, relative path).
     pub fn retained(&self) -> Result<Vec<(String, String)>, RootError> {
-        self.read_records(RETAINED)
-    }
-
-    fn read_records(&self, dir: &str) -> Result<Vec<(String, String)>, RootError> {
-        let mut out = Vec::new();
-        for entry in self
-            .dir
-            .read_dir(dir)
-            .map_err(io_err("list ownership records", dir))?
-        {
-            let entry = entry.map_err(io_err("list ownership records", dir))?;
-            let pv = entry.file_name().to_string_lossy().to_string();
-            let rel = self
-                .dir
-                .read_to_string(format!("{dir}/{pv}"))
-                .map_err(io_err("read ownership record", dir))?;
-            out.push((pv, rel));
-        }
-        Ok(out)
+        Ok(owned(self.index()?.retained.iter()))
     }
 
     /// The first path other than `pv`'s volume that `rel` nests with: a
@@ -433,6 +415,12 @@ impl Root {
         }
         Ok((dir, leaf))
     }
+}
+
+fn owned<'a>(records: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    records
+        .map(|(pv, rel)| (pv.to_string(), rel.to_string()))
+        .collect()
 }
 
 fn validate(rel: &str) -> Result<(), RootError> {
