@@ -38,7 +38,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = external_storage::args::parse_command_line(flex_provisioner::PROVISIONER_NAME);
     if cli.driver_name.trim().is_empty() {
         bail!("--driver-name (FLEX_DRIVER_NAME) must not be empty: it becomes the PV's flexVolume.driver, e.g. example.com/lvm");
     }
@@ -46,9 +46,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("--driver-timeout must be greater than zero");
     }
     let path = check_executable(&cli.driver).context("the driver cannot be used")?;
-    let common = cli
-        .common
-        .with_default_provisioner_name(flex_provisioner::PROVISIONER_NAME);
+    let common = cli.common;
     let allow: Vec<String> = DEFAULT_ENV_ALLOW
         .iter()
         .map(|s| s.to_string())

@@ -55,10 +55,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let common = cli
-        .common
-        .with_default_provisioner_name(hostpath_provisioner::PROVISIONER_NAME);
+    let cli: Cli =
+        external_storage::args::parse_command_line(hostpath_provisioner::PROVISIONER_NAME);
+    let common = cli.common;
     let node = common.required_node_name()?;
     let config = match &cli.config {
         Some(path) => Config::load(path)

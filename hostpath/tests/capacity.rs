@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use e2e_support::*;
-use hostfs::quota::{self, ProjectQuotas};
+use hostfs::quota;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
@@ -70,16 +70,6 @@ fn quota_errno(fs: &str, message: &str, on: &Path) -> &'static str {
     }
 }
 
-/// `(used, capacity)` of `pv` on the provisioner's `/metrics`.
-fn scrape(port: u16, pv: &str) -> (Option<u64>, Option<u64>) {
-    volume_metrics(
-        port,
-        pv,
-        quota::USED_BYTES_METRIC,
-        quota::CAPACITY_BYTES_METRIC,
-    )
-}
-
 fn host_path(pv: &PersistentVolume) -> PathBuf {
     PathBuf::from(&pv.spec.as_ref().unwrap().host_path.as_ref().unwrap().path)
 }
@@ -91,11 +81,7 @@ fn project_of(pv: &PersistentVolume) -> u32 {
 }
 
 async fn scenario(fs: &str, mnt: &Path) {
-    let root = mnt.join("hostpath-root");
-    std::fs::create_dir_all(&root).unwrap();
-    ProjectQuotas::detect(&root)
-        .unwrap_or_else(|e| panic!("{fs} at {} must have project quotas: {e}", mnt.display()));
-    let ts = TestServer::start().await.expect("start kube-testserver");
+    let (root, ts) = quota_scenario(fs, mnt, "hostpath-root").await;
     let client = ts.client().await;
     let c = &client;
     create_node(c, NODE).await;
@@ -153,7 +139,7 @@ async fn scenario(fs: &str, mnt: &Path) {
         used > 7 * MIB && used <= 8 * MIB,
         "the failed write filled the quota: {used}"
     );
-    assert_eq!(scrape(port, &pv_name), (Some(used), Some(8 * MIB)));
+    assert_eq!(quota_metrics(port, &pv_name), (Some(used), Some(8 * MIB)));
     println!(
         "quota-evidence: hostpath {fs}: metrics {pv_name}: used {used} capacity {} bytes",
         8 * MIB
@@ -165,7 +151,7 @@ async fn scenario(fs: &str, mnt: &Path) {
     write_bytes(&dir.join("big"), too_much).expect("12 MiB fit in the expanded 16 MiB");
     let used = quota::usage(&dir, project).unwrap().used_bytes;
     assert!(used >= too_much, "{used}");
-    assert_eq!(scrape(port, &pv_name), (Some(used), Some(16 * MIB)));
+    assert_eq!(quota_metrics(port, &pv_name), (Some(used), Some(16 * MIB)));
     println!(
         "quota-evidence: hostpath {fs}: expanded to 16 MiB: write of {too_much} bytes succeeded; metrics used {used} capacity {}",
         16 * MIB
@@ -178,7 +164,7 @@ async fn scenario(fs: &str, mnt: &Path) {
         ("capped", &pv_name),
         (&dir, &state, &root),
         project,
-        || scrape(port, &pv_name),
+        || quota_metrics(port, &pv_name),
     )
     .await;
     create_claim(c, "next", "capped", "8Mi", json!({})).await;

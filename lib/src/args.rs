@@ -124,6 +124,36 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+/// Parses a provisioner binary's command line: its own clap struct `C`,
+/// which flattens [`Args`], with `default_name` as `--provisioner-name`'s
+/// default (shown in `--help`). An empty `--provisioner-name` or
+/// `PROVISIONER_NAME` (a chart value left blank) also means the default.
+/// Bad input exits with clap's message, as `C::parse()` would.
+pub fn parse_command_line<C: Parser>(default_name: &'static str) -> C {
+    parse_command_line_from(default_name, std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse_command_line`] of `args` (the first is the program's name).
+pub fn parse_command_line_from<C, I, T>(
+    default_name: &'static str,
+    args: I,
+) -> Result<C, clap::Error>
+where
+    C: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let or_default = move |v: &str| -> Result<String, std::convert::Infallible> {
+        Ok(if v.is_empty() { default_name } else { v }.to_string())
+    };
+    let mut matches = C::command()
+        .mut_arg("provisioner_name", |a| {
+            a.default_value(default_name).value_parser(or_default)
+        })
+        .try_get_matches_from(args)?;
+    C::from_arg_matches_mut(&mut matches)
+}
+
 impl Args {
     /// Use `name` when `--provisioner-name` was not given.
     pub fn with_default_provisioner_name(mut self, name: &str) -> Self {
@@ -575,5 +605,41 @@ mod tests {
         assert!(e.to_string().contains("renew-deadline"), "{e}");
         let s = parse(&[]).with_default_provisioner_name("d");
         assert_eq!(s.provisioner_name.as_deref(), Some("d"));
+    }
+
+    /// A binary's own flags beside the shared ones, as the provisioners
+    /// have them.
+    #[derive(Debug, Parser)]
+    struct BinaryCli {
+        #[arg(long, default_value = "/x")]
+        root: PathBuf,
+        #[command(flatten)]
+        common: Args,
+    }
+
+    #[test]
+    fn a_binary_command_line_gets_its_default_provisioner_name() {
+        let parse = |args: &[&str]| {
+            parse_command_line_from::<BinaryCli, _, _>(
+                "example.com/d",
+                std::iter::once("bin").chain(args.iter().copied()),
+            )
+        };
+        let name = |c: BinaryCli| c.common.provisioner_name;
+        assert_eq!(name(parse(&[]).unwrap()).as_deref(), Some("example.com/d"));
+        let given = parse(&["--provisioner-name", "mine", "--root", "/r"]).unwrap();
+        assert_eq!(given.root, PathBuf::from("/r"));
+        assert_eq!(name(given).as_deref(), Some("mine"));
+        assert_eq!(
+            name(parse(&["--provisioner-name="]).unwrap()).as_deref(),
+            Some("example.com/d"),
+            "an empty name means the default"
+        );
+        let e = parse(&["--no-such-flag"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = help.render().to_string();
+        assert!(help.contains("[default: example.com/d]"), "{help}");
     }
 }

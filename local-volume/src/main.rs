@@ -63,10 +63,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let common = cli
-        .common
-        .with_default_provisioner_name(local_volume_provisioner::PROVISIONER_NAME);
+    let cli: Cli =
+        external_storage::args::parse_command_line(local_volume_provisioner::PROVISIONER_NAME);
+    let common = cli.common;
     init_tracing(common.log_format);
     let config = Config::load(&cli.config)
         .with_context(|| format!("invalid configuration {}", cli.config.display()))?;

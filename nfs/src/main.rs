@@ -92,10 +92,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let mut common = cli
-        .common
-        .with_default_provisioner_name(nfs_provisioner::PROVISIONER_NAME);
+    let cli: Cli = external_storage::args::parse_command_line(nfs_provisioner::PROVISIONER_NAME);
+    let mut common = cli.common;
     // One server, one disk: there is no standby that could take over the
     // volumes, so there is nothing to elect.
     common.leader_elect = false;

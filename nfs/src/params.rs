@@ -154,12 +154,19 @@ mod tests {
     }
 
     #[test]
-    fn defaults() {
-        let p = ClassParams::parse(None).unwrap();
-        assert_eq!(p.gid, GidPolicy::None);
-        assert!(p.root_squash, "root is squashed unless the class opts out");
-        assert!(!parse(&[("rootSquash", "false")]).unwrap().root_squash);
-        assert!(!p.enforce_capacity);
+    fn a_class_without_parameters_gets_every_default() {
+        let defaults = ClassParams {
+            gid: GidPolicy::None,
+            root_squash: true,
+            enforce_capacity: false,
+            on_delete: external_storage::ondelete::OnDelete::Delete,
+        };
+        assert_eq!(ClassParams::parse(None).unwrap(), defaults);
+        assert_eq!(parse(&[]).unwrap(), defaults, "an empty map is no map");
+        assert!(
+            !parse(&[("rootSquash", "false")]).unwrap().root_squash,
+            "root is squashed unless the class opts out"
+        );
     }
 
     #[test]

@@ -22,21 +22,12 @@ mod common;
 
 use common::*;
 use e2e_support::*;
-use hostfs::quota::{self, ProjectQuotas};
+use hostfs::quota;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/nfs";
 const MIB: u64 = 1 << 20;
-
-fn scrape(port: u16, pv: &str) -> (Option<u64>, Option<u64>) {
-    volume_metrics(
-        port,
-        pv,
-        quota::USED_BYTES_METRIC,
-        quota::CAPACITY_BYTES_METRIC,
-    )
-}
 
 /// `nfs-cp` of a `len`-byte local file to `file` in export `path`: the
 /// client's output as the error.
@@ -58,11 +49,7 @@ fn nfs_put(path: &str, file: &str, len: u64, tmp: &Path) -> Result<(), String> {
 }
 
 async fn scenario(fs: &str, mnt: &Path) {
-    let export_root = mnt.join("nfs-export");
-    std::fs::create_dir_all(&export_root).unwrap();
-    ProjectQuotas::detect(&export_root)
-        .unwrap_or_else(|e| panic!("{fs} at {} must have project quotas: {e}", mnt.display()));
-    let ts = TestServer::start().await.expect("start kube-testserver");
+    let (export_root, ts) = quota_scenario(fs, mnt, "nfs-export").await;
     let client = ts.client().await;
     let c = &client;
     let tmp = tempfile::tempdir().unwrap();
@@ -180,7 +167,7 @@ async fn scenario(fs: &str, mnt: &Path) {
     // --- /metrics from the quota
     let used = quota::usage(&dir, project).unwrap().used_bytes;
     assert!(used <= 8 * MIB, "{used}");
-    assert_eq!(scrape(port, &pv_name), (Some(used), Some(8 * MIB)));
+    assert_eq!(quota_metrics(port, &pv_name), (Some(used), Some(8 * MIB)));
     println!(
         "quota-evidence: nfs {fs}: metrics {pv_name}: used {used} capacity {} bytes",
         8 * MIB
@@ -196,7 +183,7 @@ async fn scenario(fs: &str, mnt: &Path) {
     assert_eq!(std::fs::metadata(dir.join("big2")).unwrap().len(), more);
     let used = quota::usage(&dir, project).unwrap().used_bytes;
     assert!(used > 8 * MIB + more - MIB, "{used}");
-    assert_eq!(scrape(port, &pv_name), (Some(used), Some(16 * MIB)));
+    assert_eq!(quota_metrics(port, &pv_name), (Some(used), Some(16 * MIB)));
     wait_normal(c, "capped", "VolumeResizeSuccessful").await;
     println!(
         "quota-evidence: nfs {fs}: expanded to 16 MiB: NFSv3 write of {more} more bytes (past the old 8 MiB limit) succeeded; metrics used {used} capacity {}",
@@ -209,7 +196,7 @@ async fn scenario(fs: &str, mnt: &Path) {
         ("capped", &pv_name),
         (&dir, &state, &export_root),
         project,
-        || scrape(port, &pv_name),
+        || quota_metrics(port, &pv_name),
     )
     .await;
     create_claim(

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 pub use cluster::{Backend, Cluster, Installed};
 pub use kube_testserver::TestServer;
 pub use quota::{
-    assert_filesystem_has_room, delete_and_check_freed, grow_and_check, quota_mounts,
-    quota_mounts_or_skip, resize_claim, volume_metric, volume_metrics,
+    assert_filesystem_has_room, delete_and_check_freed, grow_and_check, quota_metrics,
+    quota_mounts, quota_mounts_or_skip, quota_scenario, resize_claim, volume_metric,
 };
 pub use rbac::assert_rbac_allows;
 

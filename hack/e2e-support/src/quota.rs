@@ -1,15 +1,17 @@
 //! Fixtures of the capacity tests that hostpath and nfs share
 //! (`*/tests/capacity.rs`, run in the quota VM by `hack/test-quota-vm.sh`):
-//! which quota-enabled mounts this run was given, a volume's used and limit
+//! which quota-enabled mounts this run was given, the scenario's opening (a
+//! quota-checked root and a kube-testserver), a volume's used and limit
 //! bytes as the provisioner's `/metrics` show them, growing a claim and
 //! checking the grown limit, and checking that a deleted volume's project
 //! is free.
 
 use std::path::{Path, PathBuf};
 
-use hostfs::quota::{self, Usage};
+use hostfs::quota::{self, ProjectQuotas, Usage};
 use kube::api::{Patch, PatchParams};
 use kube::Client;
+use kube_testserver::TestServer;
 use serde_json::json;
 
 use crate::{claims, delete_claim, http_get, pvs, wait_for, wait_pv_gone};
@@ -123,20 +125,29 @@ pub fn volume_metric(body: &str, name: &str, pv: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `(used, capacity)` of `pv` on the `/metrics` at `port`, read from the
-/// gauges named `used` and `capacity`.
-pub fn volume_metrics(
-    port: u16,
-    pv: &str,
-    used: &str,
-    capacity: &str,
-) -> (Option<u64>, Option<u64>) {
+/// `(used, capacity)` of `pv` on the `/metrics` at `port`: the quota
+/// gauges hostfs exports (`USED_BYTES_METRIC`, `CAPACITY_BYTES_METRIC`),
+/// the same for every provisioner that enforces capacity.
+pub fn quota_metrics(port: u16, pv: &str) -> (Option<u64>, Option<u64>) {
     let (status, body) = http_get(port, "/metrics").expect("/metrics answers");
     assert_eq!(status, 200, "{body}");
     (
-        volume_metric(&body, used, pv),
-        volume_metric(&body, capacity, pv),
+        volume_metric(&body, quota::USED_BYTES_METRIC, pv),
+        volume_metric(&body, quota::CAPACITY_BYTES_METRIC, pv),
     )
+}
+
+/// The opening of a capacity scenario on the `fs` mount `mnt`: the
+/// provisioner's root `mnt/<dir>` made, project quotas on it checked (a
+/// panic naming the filesystem when the mount has none: the test was told it
+/// has), and a kube-testserver started. Returns the root and the server.
+pub async fn quota_scenario(fs: &str, mnt: &Path, dir: &str) -> (PathBuf, TestServer) {
+    let root = mnt.join(dir);
+    std::fs::create_dir_all(&root).unwrap();
+    ProjectQuotas::detect(&root)
+        .unwrap_or_else(|e| panic!("{fs} at {} must have project quotas: {e}", mnt.display()));
+    let ts = TestServer::start().await.expect("start kube-testserver");
+    (root, ts)
 }
 
 /// Asks for `size` on claim `claim` and waits until its `status.capacity`
