@@ -11,6 +11,8 @@
 //!   the volumes (a directory is deleted only when its record names it),
 //!   those records held in memory by the private `records` index (the
 //!   nesting checks read them on every claim);
+//! - [`stamp`]: when a directory last changed, how in-memory record caches
+//!   (the records index, nfs's export records) notice others' changes;
 //! - [`quota`]: project quotas through the kernel interfaces, their ids and
 //!   limits, and `Q_GETQUOTA` usage as Prometheus gauges;
 //! - [`tree`]: removing a tenant's tree with bounded descriptors and memory;
@@ -25,4 +27,5 @@ pub mod quota;
 mod records;
 pub mod relpath;
 pub mod root;
+pub mod stamp;
 pub mod tree;

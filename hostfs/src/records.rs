@@ -18,36 +18,18 @@
 //! as one of ours could be missed until the next change.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cap_std::fs::{Dir, MetadataExt};
+use cap_std::fs::Dir;
 
 use crate::op::{io_err, OpError};
-
-/// When a record directory last changed (an entry added or removed), and
-/// which directory it is: an index read at another stamp is stale.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-fn stamp_of(root: &Dir, dir: &str) -> io::Result<Stamp> {
-    let m = root.symlink_metadata(dir)?;
-    Ok(Stamp {
-        ino: m.ino(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
-}
+use crate::stamp::DirStamp;
 
 /// The records of one record directory: PV name → relative path.
 #[derive(Debug, Default)]
 pub(crate) struct Records {
-    stamp: Option<Stamp>,
+    stamp: Option<DirStamp>,
     by_pv: HashMap<String, String>,
 }
 
@@ -55,7 +37,7 @@ impl Records {
     /// The records, read again from `dir` under `root` if it changed since
     /// they were read.
     fn refresh(&mut self, root: &Dir, dir: &str) -> Result<(), OpError> {
-        let now = stamp_of(root, dir).map_err(io_err("stat ownership records", dir))?;
+        let now = DirStamp::of(root, dir).map_err(io_err("stat ownership records", dir))?;
         if self.stamp == Some(now) {
             return Ok(());
         }
@@ -81,7 +63,7 @@ impl Records {
     fn wrote(&mut self, root: &Dir, dir: &str, change: impl FnOnce(&mut HashMap<String, String>)) {
         change(&mut self.by_pv);
         // A failed stat leaves the index to be read again next time.
-        self.stamp = stamp_of(root, dir).ok();
+        self.stamp = DirStamp::of(root, dir).ok();
     }
 
     /// (PV, relative path) of every record.
@@ -206,9 +188,9 @@ mod tests {
         // Another process's write: the directory's stamp changes. Wait for
         // the coarse file-time clock to move on, so the stamp must differ
         // (a barrier on the stamp itself, not a fixed sleep).
-        let before = stamp_of(&d, "v").unwrap();
+        let before = DirStamp::of(&d, "v").unwrap();
         let mut n = 0;
-        while stamp_of(&d, "v").unwrap() == before {
+        while DirStamp::of(&d, "v").unwrap() == before {
             d.write(format!("v/other-{n}"), "x").unwrap();
             n += 1;
         }

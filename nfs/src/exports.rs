@@ -19,15 +19,25 @@
 //! rendered with it, and [`ExportRoot::open`] rewrites the files of existing
 //! records whenever the list changed, so narrowing `--allowed-clients`
 //! narrows every volume at the next start, not only new ones.
+//!
+//! The records are held in memory once read ([`ExportRoot::with_records`]):
+//! every fresh claim allocates its export id and GID against all of them,
+//! and reading one file per volume on every claim made provisioning
+//! quadratic (the pattern issue 16 found in hostfs). This process is the
+//! records' only writer; a change behind its back (an operator removing a
+//! file) is noticed by the exports directory's stamp, and a damaged record
+//! is read again on every call, so one fixed in place counts at once.
 
-use std::collections::BTreeSet;
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use hostfs::archive::{ArchiveRecord, Archives};
+use hostfs::stamp::DirStamp;
 
 use crate::ganesha::{self, ClientList, ExportRecord};
 
@@ -114,6 +124,17 @@ pub struct ExportRoot {
     dir: Dir,
     clients: ClientList,
     archives: Archives,
+    cache: Mutex<RecordCache>,
+}
+
+/// The export records as last read or written, and the exports
+/// directory's stamp at that moment (`None`: read again).
+#[derive(Debug, Default)]
+struct RecordCache {
+    stamp: Option<DirStamp>,
+    good: BTreeMap<String, ExportRecord>,
+    /// Record files that could not be read or parsed, by PV name.
+    damaged: BTreeSet<String>,
 }
 
 impl ExportRoot {
@@ -139,6 +160,7 @@ impl ExportRoot {
             dir,
             clients,
             archives,
+            cache: Mutex::default(),
         };
         let (records, _damaged) = root.records()?;
         for r in records {
@@ -231,10 +253,53 @@ impl ExportRoot {
             .map_err(io_err("rename", rel))
     }
 
-    /// Every readable record, and the files that are not (name, why).
+    /// Every readable record (by export id), and the files that are not.
     pub fn records(&self) -> Result<(Vec<ExportRecord>, Vec<RootError>), RootError> {
-        let mut good = Vec::new();
+        self.with_records(|all| {
+            let mut good: Vec<_> = all.cloned().collect();
+            good.sort_by_key(|r| r.export_id);
+            good
+        })
+    }
+
+    /// `f` of every readable record (from memory, read again when the
+    /// exports directory changed behind our back), and the errors of the
+    /// record files that are damaged (each read again now). The records
+    /// stay locked while `f` runs: keep it short.
+    pub fn with_records<R>(
+        &self,
+        f: impl FnOnce(btree_map::Values<'_, String, ExportRecord>) -> R,
+    ) -> Result<(R, Vec<RootError>), RootError> {
+        let mut cache = self.cache();
+        let now = DirStamp::of(&self.dir, EXPORTS).map_err(io_err("stat", EXPORTS))?;
+        if cache.stamp != Some(now) {
+            *cache = self.read_records()?;
+            // The stamp from before the read: a change during it reads again.
+            cache.stamp = Some(now);
+        }
         let mut bad = Vec::new();
+        for pv in std::mem::take(&mut cache.damaged) {
+            match self.record(&pv) {
+                Ok(Some(r)) => {
+                    cache.good.insert(pv, r);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    bad.push(e);
+                    cache.damaged.insert(pv);
+                }
+            }
+        }
+        Ok((f(cache.good.values()), bad))
+    }
+
+    fn cache(&self) -> MutexGuard<'_, RecordCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every record file from disk.
+    fn read_records(&self) -> Result<RecordCache, RootError> {
+        let mut read = RecordCache::default();
         let entries = self
             .dir
             .read_dir(EXPORTS)
@@ -246,13 +311,36 @@ impl ExportRoot {
                 continue;
             };
             match self.record(pv) {
-                Ok(Some(r)) => good.push(r),
+                Ok(Some(r)) => {
+                    read.good.insert(pv.to_string(), r);
+                }
                 Ok(None) => {}
-                Err(e) => bad.push(e),
+                Err(_) => {
+                    read.damaged.insert(pv.to_string());
+                }
             }
         }
-        good.sort_by_key(|r| r.export_id);
-        Ok((good, bad))
+        Ok(read)
+    }
+
+    /// Runs `write`, a change of ours to the exports directory, and applies
+    /// `change` to the cache when it succeeded and the cache was up to date
+    /// before it; otherwise the cache is read again at the next call.
+    fn write_cached(
+        &self,
+        write: impl FnOnce() -> Result<(), RootError>,
+        change: impl FnOnce(&mut RecordCache),
+    ) -> Result<(), RootError> {
+        let mut cache = self.cache();
+        let before = DirStamp::of(&self.dir, EXPORTS).ok();
+        let result = write();
+        if result.is_ok() && before.is_some() && cache.stamp == before {
+            change(&mut cache);
+            cache.stamp = DirStamp::of(&self.dir, EXPORTS).ok();
+        } else {
+            cache.stamp = None;
+        }
+        result
     }
 
     /// The record of `pv`, if any.
@@ -264,11 +352,17 @@ impl ExportRoot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("read", &rel)(e)),
         };
+        self.parse_record(pv, &rel, &text).map(Some)
+    }
+
+    /// The record in `text`, the file `rel` of `pv`, if it is one this
+    /// root would export.
+    fn parse_record(&self, pv: &str, rel: &str, text: &str) -> Result<ExportRecord, RootError> {
         let bad = |why: String| RootError::BadRecord {
-            file: rel.clone(),
+            file: rel.to_string(),
             why,
         };
-        let r = ganesha::parse_export_file(&text).map_err(|e| bad(e.to_string()))?;
+        let r = ganesha::parse_export_file(text).map_err(|e| bad(e.to_string()))?;
         if r.pv != pv || r.path != self.volume_path(pv) {
             return Err(bad(format!(
                 "it names volume {} at {}, expected {pv} at {}",
@@ -277,15 +371,23 @@ impl ExportRoot {
                 self.volume_path(pv)
             )));
         }
-        Ok(Some(r))
+        Ok(r)
     }
 
-    /// Writes (atomically) the record of `r.pv`.
+    /// Writes (atomically) the record of `r.pv`. A record that would not
+    /// read back (a reserved export id, a path outside this root) is
+    /// refused, so what memory holds is what the disk says.
     pub fn write_record(&self, r: &ExportRecord) -> Result<(), RootError> {
         check_name(&r.pv)?;
-        self.write_atomic(
-            &format!("{EXPORTS}/{}.conf", r.pv),
-            &ganesha::export_file(r, &self.clients),
+        let rel = format!("{EXPORTS}/{}.conf", r.pv);
+        let text = ganesha::export_file(r, &self.clients);
+        self.parse_record(&r.pv, &rel, &text)?;
+        self.write_cached(
+            || self.write_atomic(&rel, &text),
+            |cache| {
+                cache.damaged.remove(&r.pv);
+                cache.good.insert(r.pv.clone(), r.clone());
+            },
         )
     }
 
@@ -293,10 +395,16 @@ impl ExportRoot {
     pub fn remove_record(&self, pv: &str) -> Result<(), RootError> {
         check_name(pv)?;
         let rel = format!("{EXPORTS}/{pv}.conf");
-        match self.dir.remove_file(&rel) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &rel)(e)),
-            _ => Ok(()),
-        }
+        self.write_cached(
+            || match self.dir.remove_file(&rel) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &rel)(e)),
+                _ => Ok(()),
+            },
+            |cache| {
+                cache.damaged.remove(pv);
+                cache.good.remove(pv);
+            },
+        )
     }
 
     /// Makes the directory of `pv` (idempotent), owned by root and `gid`,
@@ -437,6 +545,79 @@ mod tests {
         root.remove_record("pvc-a").unwrap();
         root.remove_record("pvc-a").unwrap();
         assert_eq!(root.record("pvc-a").unwrap(), None);
+    }
+
+    fn pvs(root: &ExportRoot) -> (Vec<String>, usize) {
+        let (good, bad) = root.records().unwrap();
+        (good.into_iter().map(|r| r.pv).collect(), bad.len())
+    }
+
+    #[test]
+    fn a_record_that_would_not_read_back_is_not_written() {
+        let (_t, root) = root();
+        for id in [0, 152] {
+            let err = root.write_record(&record(&root, "pvc-a", id)).unwrap_err();
+            assert!(matches!(err, RootError::BadRecord { .. }), "{err}");
+        }
+        let mut elsewhere = record(&root, "pvc-a", 1);
+        elsewhere.path = root.volume_path("pvc-b");
+        assert!(root.write_record(&elsewhere).is_err());
+        assert_eq!(root.record("pvc-a").unwrap(), None);
+        assert_eq!(pvs(&root), (vec![], 0));
+    }
+
+    #[test]
+    fn records_are_read_once_and_follow_our_own_writes() {
+        let (_t, root) = root();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        assert_eq!(pvs(&root), (vec!["pvc-a".to_string()], 0));
+        root.write_record(&record(&root, "pvc-b", 2)).unwrap();
+        root.remove_record("pvc-a").unwrap();
+        // Proof that memory, not the disk, answers: a record's content
+        // changed in place (the directory unchanged) is not read again.
+        std::fs::write(root.record_path("pvc-b"), "garbage").unwrap();
+        assert_eq!(pvs(&root), (vec!["pvc-b".to_string()], 0));
+    }
+
+    #[test]
+    fn a_record_removed_or_added_behind_our_back_is_seen() {
+        let (_t, root) = root();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        assert_eq!(pvs(&root).0, ["pvc-a"]);
+        let before = DirStamp::of(&root.dir, EXPORTS).unwrap();
+        std::fs::remove_file(root.record_path("pvc-a")).unwrap();
+        // Other records until the coarse file-time clock moves on, so the
+        // directory's stamp must differ (a barrier on the stamp itself).
+        let mut n = 0;
+        while DirStamp::of(&root.dir, EXPORTS).unwrap() == before {
+            let pv = format!("pvc-other-{n}");
+            let text = ganesha::export_file(&record(&root, &pv, 10 + n), root.clients());
+            std::fs::write(root.record_path(&pv), text).unwrap();
+            n += 1;
+        }
+        let (got, bad) = pvs(&root);
+        assert_eq!((got.len(), bad), (usize::from(n), 0));
+        assert!(!got.contains(&"pvc-a".to_string()), "{got:?}");
+    }
+
+    #[test]
+    fn a_damaged_record_is_read_again_every_time_so_a_fix_counts_at_once() {
+        let (_t, root) = root();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        std::fs::write(root.record_path("pvc-c"), "garbage").unwrap();
+        assert_eq!(pvs(&root), (vec!["pvc-a".to_string()], 1));
+        // Fixed in place: the directory does not change, the record counts.
+        let fixed = ganesha::export_file(&record(&root, "pvc-c", 3), root.clients());
+        std::fs::write(root.record_path("pvc-c"), fixed).unwrap();
+        assert_eq!(
+            pvs(&root),
+            (vec!["pvc-a".to_string(), "pvc-c".to_string()], 0)
+        );
+        // And a new id is allocated past both.
+        let (r, _) = root
+            .with_records(|all| all.map(|r| r.export_id).max())
+            .unwrap();
+        assert_eq!(r, Some(3));
     }
 
     #[test]

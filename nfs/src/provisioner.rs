@@ -89,19 +89,19 @@ pub enum Exhausted {
 
 /// The record for a new volume: lowest free export id and, if asked for,
 /// GID, given the existing records (pure).
-pub fn new_record(
+pub fn new_record<'a>(
     root: &ExportRoot,
     pv: &str,
     params: &ClassParams,
-    existing: &[ExportRecord],
+    existing: impl IntoIterator<Item = &'a ExportRecord> + Clone,
 ) -> Result<ExportRecord, Exhausted> {
-    let ids: BTreeSet<u16> = existing.iter().map(|r| r.export_id).collect();
+    let ids: BTreeSet<u16> = existing.clone().into_iter().map(|r| r.export_id).collect();
     let export_id = exports::lowest_free_export_id(&ids).ok_or(Exhausted::ExportIds)?;
     let gid = match params.gid {
         GidPolicy::None => None,
         GidPolicy::Fixed(g) => Some(g),
         GidPolicy::Allocate { min, max } => {
-            let used: BTreeSet<u32> = existing.iter().filter_map(|r| r.gid).collect();
+            let used: BTreeSet<u32> = existing.into_iter().filter_map(|r| r.gid).collect();
             Some(exports::lowest_free_gid(&used, min, max).ok_or(Exhausted::Gids { min, max })?)
         }
     };
@@ -216,13 +216,15 @@ impl Provisioner for Nfs {
         let (record, fresh) = match self.root.record(pv).map_err(|e| failed(&e))? {
             Some(r) => (r, false),
             None => {
-                let (existing, damaged) = self.root.records().map_err(|e| failed(&e))?;
+                let (r, damaged) = self
+                    .root
+                    .with_records(|existing| new_record(&self.root, pv, &params, existing))
+                    .map_err(|e| failed(&e))?;
                 if let Some(e) = damaged.first() {
                     // A damaged record may hold an id or GID in use.
                     return Err(failed(&format!("cannot allocate safely: {e}")));
                 }
-                let r = new_record(&self.root, pv, &params, &existing)
-                    .map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
+                let r = r.map_err(|e| ProvisionError::Infeasible(e.to_string()))?;
                 self.root.write_record(&r).map_err(|e| failed(&e))?;
                 (r, true)
             }
