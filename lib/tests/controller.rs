@@ -93,6 +93,34 @@ async fn provision_bind_then_delete_on_release() {
     ctrl.stop().await;
 }
 
+/// The claim cache fills from a list read in pages (`compact::LIST_PAGE_SIZE`):
+/// claims that exist before the controller starts, more than two pages of
+/// them, are all provisioned, so no page is lost between continue tokens.
+#[tokio::test]
+async fn claims_listed_over_several_pages_are_all_provisioned() {
+    let page = external_storage::controller::compact::LIST_PAGE_SIZE as usize;
+    let (ts, client) = server().await;
+    create_class(&client, "fast", false, "Delete").await;
+    let names: Vec<String> = (0..2 * page + 7).map(|i| format!("early-{i:03}")).collect();
+    for name in &names {
+        create_scheduled_claim(&client, name, "fast", None).await;
+    }
+    let before = ts.stats().count("list", "persistentvolumeclaims");
+    let mem = Mem::new();
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    for name in &names {
+        wait_bound(&client, name).await;
+    }
+    let lists = ts.stats().count("list", "persistentvolumeclaims") - before;
+    assert!(
+        lists >= 3,
+        "{} claims read in {lists} list request(s)",
+        names.len()
+    );
+    assert_eq!(mem.volumes.lock().unwrap().len(), names.len());
+    ctrl.stop().await;
+}
+
 #[tokio::test]
 async fn the_provisioning_event_is_optional() {
     let (_ts, client) = server().await;

@@ -495,7 +495,7 @@ impl<P: Provisioner> ProvisionController<P> {
         .for_each(|_| futures::future::ready(()));
 
         let cfg = ControllerConfig::default().concurrency(self.opts.workers);
-        let mut pv_watch = watcher::Config::default();
+        let mut pv_watch = compact::watch_config();
         if let Some(selector) = &self.opts.pv_label_selector {
             pv_watch = pv_watch.labels(selector);
         }
@@ -538,7 +538,7 @@ impl<P: Provisioner> ProvisionController<P> {
             let (claims, claim_writer) = reflector::store::<Compact<PersistentVolumeClaim>>();
             let claim_stream = watcher(
                 Api::<PersistentVolumeClaim>::all(client.clone()),
-                watcher::Config::default(),
+                compact::watch_config(),
             )
             .default_backoff()
             .map_ok(compact::event)

@@ -489,7 +489,7 @@ impl Sweeper {
         let (pvs, pv_writer) = reflector::store::<Compact<PersistentVolume>>();
         let pv_driver = watcher(
             Api::<PersistentVolume>::all(self.client.clone()),
-            watcher::Config::default(),
+            compact::watch_config(),
         )
         .default_backoff()
         .map_ok(compact::event)
