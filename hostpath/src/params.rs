@@ -121,10 +121,6 @@ mod tests {
     use super::*;
     use external_storage::fixtures::parameters;
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<ClassParams, ParamError> {
-        ClassParams::parse(Some(&parameters(pairs)))
-    }
-
     #[test]
     fn defaults() {
         let p = ClassParams::parse(None).unwrap();
@@ -137,15 +133,15 @@ mod tests {
 
     #[test]
     fn valid_values() {
-        let p = parse(&[
+        let class = parameters(&[
             ("volumeType", "local"),
             ("mode", "0750"),
             ("enforceCapacity", "true"),
             ("pathPattern", "{{ .PVC.Namespace }}/{{ .PVC.Name }}"),
             ("onDelete", "archive"),
             ("archiveRetention", "168h"),
-        ])
-        .unwrap();
+        ]);
+        let p = ClassParams::parse(Some(&class)).unwrap();
         assert_eq!(
             p.on_delete,
             OnDelete::Archive {
@@ -176,7 +172,7 @@ mod tests {
             ("size", "1", "unknown parameter; allowed: pathPattern"),
         ];
         for (param, value, expect) in cases {
-            let e = parse(&[(param, value)]).unwrap_err();
+            let e = ClassParams::parse(Some(&parameters(&[(param, value)]))).unwrap_err();
             assert_eq!(e.param, *param);
             assert!(e.to_string().contains(expect), "{param}={value}: {e}");
         }
