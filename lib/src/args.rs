@@ -155,14 +155,6 @@ where
 }
 
 impl Args {
-    /// Use `name` when `--provisioner-name` was not given.
-    pub fn with_default_provisioner_name(mut self, name: &str) -> Self {
-        if self.provisioner_name.as_deref().is_none_or(str::is_empty) {
-            self.provisioner_name = Some(name.to_string());
-        }
-        self
-    }
-
     /// The node of a node-local provisioner (one pod per node, from a
     /// DaemonSet): `--node-name`, which such a provisioner cannot run
     /// without. The error says where the DaemonSet sets it.
@@ -603,7 +595,7 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("renew-deadline"), "{e}");
-        let s = parse(&[]).with_default_provisioner_name("d");
+        let s: Args = parse_command_line_from("d", ["prov"]).unwrap();
         assert_eq!(s.provisioner_name.as_deref(), Some("d"));
     }
 

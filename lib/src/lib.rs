@@ -43,8 +43,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     use clap::Parser;
-//!     let args = Args::parse().with_default_provisioner_name("example.com/hostpath");
+//!     let args: Args = external_storage::args::parse_command_line("example.com/hostpath");
 //!     external_storage::run(args, HostPath).await?;
 //!     Ok(())
 //! }

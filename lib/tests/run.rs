@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
 use common::*;
+use external_storage::args::parse_command_line_from;
 use external_storage::Args;
 use kube::api::Api;
 use kube_testserver::TestServer;
@@ -19,19 +19,21 @@ async fn run_until_provisions_from_parsed_args() {
     let ts = TestServer::start().await.unwrap();
     let client = ts.client().await;
     create_class(&client, "fast", false, "Delete").await;
-    let args = Args::try_parse_from([
-        "prov",
-        "--kubeconfig",
-        ts.kubeconfig_path().to_str().unwrap(),
-        "--metrics-address",
-        "",
-        "--leader-elect-namespace",
-        "default",
-        "--retry-interval-start",
-        "100ms",
-    ])
-    .unwrap()
-    .with_default_provisioner_name(PROVISIONER);
+    let args: Args = parse_command_line_from(
+        PROVISIONER,
+        [
+            "prov",
+            "--kubeconfig",
+            ts.kubeconfig_path().to_str().unwrap(),
+            "--metrics-address",
+            "",
+            "--leader-elect-namespace",
+            "default",
+            "--retry-interval-start",
+            "100ms",
+        ],
+    )
+    .unwrap();
     let mem = Mem::new();
     let token = CancellationToken::new();
     let task = tokio::spawn(external_storage::run_until(
