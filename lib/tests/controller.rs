@@ -331,6 +331,50 @@ async fn claim_deleted_mid_provision_does_not_leak() {
     ctrl.stop().await;
 }
 
+/// The intent is released beside the workers once the PV is saved; a
+/// release the API refuses is tried again, and the claim is not left with
+/// its finalizer.
+#[tokio::test]
+async fn a_failed_intent_release_is_tried_again() {
+    let (ts, client) = server().await;
+    let mem = Mem::new();
+    mem.knobs().gate = Some(Gate::AfterCreate);
+    let ctrl = spawn(client.clone(), mem.clone(), fast_options());
+    create_class(&client, "fast", false, "Delete").await;
+    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
+    let name = pv_name(&c);
+    wait_for("provisioner blocked", || async {
+        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // Every claim patch fails from here: the release cannot succeed.
+    ts.faults().set_error_rate(
+        Some("patch"),
+        Some("persistentvolumeclaims"),
+        FaultKind::InternalError,
+        1.0,
+    );
+    mem.open_gate();
+    wait_for("PV saved", || async {
+        pvs(&client).get_opt(&name).await.ok()?.map(|_| ())
+    })
+    .await;
+    let held = claims(&client).get("c1").await.unwrap();
+    assert!(
+        has_finalizer(&held, a::PROVISIONING_FINALIZER),
+        "released although every claim patch failed"
+    );
+    ts.faults().clear();
+    wait_for("intent released after the failures", || async {
+        let c = claims(&client).get("c1").await.ok()?;
+        (!has_finalizer(&c, a::PROVISIONING_FINALIZER)).then_some(())
+    })
+    .await;
+    wait_bound(&client, "c1").await;
+    assert_eq!(mem.times_created(&name), 1);
+    ctrl.stop().await;
+}
+
 /// Kill the controller at a step of provisioning, delete the claim, start a
 /// new controller: the backend volume must be gone and the claim released.
 async fn killed_at(step: &str) {

@@ -18,25 +18,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// built when missing with `cargo build -p hostpath-provisioner` (same
 /// profile). A binary that dies before `/readyz` fails the run with its log.
 pub fn locate_or_build() -> anyhow::Result<PathBuf> {
+    locate_or_build_binary("hostpath-provisioner", "hostpath-provisioner")
+}
+
+/// Binary `bin` of workspace package `package`, found or built like
+/// [`locate_or_build`]'s.
+pub fn locate_or_build_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("locating this executable")?;
     let dir = me.parent().context("executable has no directory")?;
-    let exe = dir.join("hostpath-provisioner");
+    let exe = dir.join(bin);
     if exe.exists() {
         return Ok(exe);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "hostpath-provisioner",
-        "-p",
-        "external-storage-bench",
-    ]);
+    cmd.args(["build", "-p", package, "-p", "external-storage-bench"]);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    eprintln!("building the hostpath binary: {cmd:?}");
+    eprintln!("building {bin}: {cmd:?}");
     let status = cmd.status().with_context(|| format!("running {cargo}"))?;
     if !status.success() || !exe.exists() {
         bail!("could not build {}; run {cmd:?} by hand", exe.display());
@@ -116,6 +116,14 @@ impl Process {
             metrics_port: 0,
             log,
         })
+    }
+
+    /// The port of its metrics server, for [`wait_ready`](Self::wait_ready)
+    /// of a process started with [`Process::start_plain`] whose own
+    /// arguments give it `--metrics-address 127.0.0.1:<port>`.
+    pub fn with_metrics_port(mut self, port: u16) -> Self {
+        self.metrics_port = port;
+        self
     }
 
     /// Polls the log every 5 ms until it contains `needle`; returns the

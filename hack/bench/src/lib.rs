@@ -7,7 +7,9 @@
 //!   and start-up time of the real hostpath binary) and prints one table per
 //!   run; with `--cluster real` it runs the hostpath binary and the Go
 //!   anchor (`anchor/`, on sig-storage-lib-external-provisioner) side by
-//!   side on the real control plane of `hack/cluster.sh` ([`real`]);
+//!   side on the real control plane of `hack/cluster.sh` ([`real`]); with
+//!   `--local-volume N` it times the local-volume binary discovering N
+//!   mounted directories ([`local_volume`]);
 //! - `chaos` runs two leader-elected replicas over one in-memory backend while
 //!   claims come and go under injected API errors, latency, dropped watches, a
 //!   server restart and leader kills, then checks the invariants a user relies
@@ -25,6 +27,7 @@ pub mod backend;
 pub mod chaos;
 pub mod hostpath;
 pub mod latency;
+pub mod local_volume;
 pub mod machine;
 pub mod objects;
 pub mod preload;

@@ -50,7 +50,7 @@ pub(crate) async fn reconcile<P: Provisioner>(
 
 async fn reconcile_inner<P: Provisioner>(
     claim: Arc<PersistentVolumeClaim>,
-    ctx: &Ctx<P>,
+    ctx: &Arc<Ctx<P>>,
     key: &str,
 ) -> Action {
     let mut rv = claim.resource_version().unwrap_or_default();
@@ -318,7 +318,7 @@ fn options(
 /// Provision the claim, save its PV, release the intent; on a failure, the
 /// [`outcome`](super::outcome) of it is performed.
 async fn provision<P: Provisioner>(
-    ctx: &Ctx<P>,
+    ctx: &Arc<Ctx<P>>,
     w: &ClaimWriter<'_>,
     claim: Arc<PersistentVolumeClaim>,
     class: &StorageClass,
@@ -401,7 +401,50 @@ async fn provision<P: Provisioner>(
         )
         .await;
     tracing::info!(pv = pv_name, "provisioned");
-    release(w, &claim, |_| Step::Done).await
+    // Waiting for a slot here is the backpressure (module `release`).
+    let slot = ctx.releases.slot().await;
+    let (ctx2, key) = (Arc::clone(ctx), key.clone());
+    ctx.releases
+        .spawn(release_saved(ctx2, claim, key, slot).in_current_span());
+    Step::Done
+}
+
+/// Attempts of [`release_saved`] before it leaves the release to the
+/// claim's next reconcile.
+const RELEASE_ATTEMPTS: u32 = 5;
+
+/// Releases the intent of `claim`, whose PV is saved (run beside the
+/// workers, module `release`; `slot` is its place among the requests in
+/// flight), retried with the claim backoff's delays, without a slot while
+/// it waits. A release that still fails is left to the claim's next
+/// reconcile, which finds intent and PV together
+/// (`ClaimDecision::ReleaseIntent`).
+async fn release_saved<P: Provisioner>(
+    ctx: Arc<Ctx<P>>,
+    claim: Arc<PersistentVolumeClaim>,
+    key: String,
+    slot: super::release::Slot,
+) {
+    let w = ClaimWriter::new(&ctx, &key, &claim.namespace().unwrap_or_default());
+    let mut delay = ctx.opts.retry_interval_start;
+    let mut slot = Some(slot);
+    for attempt in 1..=RELEASE_ATTEMPTS {
+        let held = match slot.take() {
+            Some(s) => s,
+            None => ctx.releases.slot().await,
+        };
+        let result = w.release_intent(&claim).await;
+        drop(held);
+        let Err(error) = result else { return };
+        tracing::warn!(attempt, %error, retry_in = ?delay, "releasing provisioning intent failed");
+        if attempt == RELEASE_ATTEMPTS {
+            break;
+        }
+        // A stop ends this task here too (`Releases::spawn`).
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(ctx.opts.retry_interval_max);
+    }
+    tracing::warn!("provisioning intent not released; the claim's next reconcile releases it");
 }
 
 /// A claim deleted mid-provisioning: release it if its PV was saved (read

@@ -6,7 +6,9 @@
 //! `workers` reconciles in parallel. A reconcile reads the object and the
 //! reflector stores (StorageClasses, PVs), calls a *pure* decision function
 //! ([`claim::decide`], [`volume::decide`]) and then one `match` performs the
-//! API calls. Retry timing comes from [`crate::backoff`].
+//! API calls. Retry timing comes from [`crate::backoff`]. A loop reconciles
+//! each single change, and after every (re)list its whole cache (module
+//! `relist`: a reconcile must not read the cache while a relist is half in).
 //!
 //! # Leak-proof provisioning
 //!
@@ -21,7 +23,9 @@
 //!    onto it (*record intent*). Only then is `provision` called.
 //! 2. `provision` returns; the PV (named deterministically, `pvc-<uid>`) is
 //!    created. A 409 whose existing PV has our claim's UID counts as saved.
-//! 3. Once the PV exists, the finalizer is removed (*release intent*).
+//! 3. Once the PV exists, the finalizer is removed (*release intent*), by a
+//!    task beside the workers (module `release`): the worker goes on to the next
+//!    claim without waiting for that patch.
 //!
 //! ## Failure paths
 //! - The PV cannot be saved: retried `pv_save_retries` times with backoff,
@@ -95,6 +99,8 @@ pub mod orphans;
 mod outcome;
 mod own_writes;
 pub mod pv;
+mod release;
+mod relist;
 mod step;
 pub mod volume;
 
@@ -347,6 +353,8 @@ pub(crate) struct Ctx<P> {
     pub(crate) claim_versions: own_writes::ClaimVersions,
     /// PVs we created that the PV cache may not have yet.
     pub(crate) saved_pvs: own_writes::SavedVolumes,
+    /// Intent releases under way beside the workers ([`release`]).
+    pub(crate) releases: release::Releases,
 }
 
 /// The provisioning controller. Build it with [`ProvisionController::new`]
@@ -504,9 +512,13 @@ impl<P: Provisioner> ProvisionController<P> {
         let pv_stream = watcher(Api::<PersistentVolume>::all(client.clone()), pv_watch)
             .default_backoff()
             .map_ok(compact::event)
-            .reflect(pv_writer)
-            .applied_objects();
-        let pv_ctrl = Controller::for_stream(pv_stream, pvs.clone()).with_config(cfg.clone());
+            .reflect(pv_writer);
+        // Changes one by one; after each (re)list, the whole store (module
+        // `relist`: never a reconcile of a list still being read).
+        let (pv_changes, pv_relists) = relist::split(pv_stream);
+        let pv_ctrl = Controller::for_stream(pv_changes, pvs.clone())
+            .with_config(cfg.clone())
+            .reconcile_all_on(pv_relists);
         // Nodes, metadata only (a claim loop must notice a selected node that
         // was deleted, also one no instance serves in node-local mode). A
         // deleted Node reconciles every claim once: rare, and decisions on
@@ -542,10 +554,11 @@ impl<P: Provisioner> ProvisionController<P> {
             )
             .default_backoff()
             .map_ok(compact::event)
-            .reflect(claim_writer)
-            .applied_objects();
-            Controller::for_stream(claim_stream, claims)
+            .reflect(claim_writer);
+            let (claim_changes, claim_relists) = relist::split(claim_stream);
+            Controller::for_stream(claim_changes, claims)
                 .with_config(cfg)
+                .reconcile_all_on(claim_relists)
                 .reconcile_all_on(node_gone_rx)
         });
 
@@ -575,7 +588,11 @@ impl<P: Provisioner> ProvisionController<P> {
             }),
             claim_versions: Default::default(),
             saved_pvs: Default::default(),
+            releases: release::Releases::new(self.opts.workers.into()),
         });
+        // Dropped with this future (a crash, a lost lease): the releases
+        // under way stop too; a graceful stop drains them below first.
+        let _stop_releases = ctx.releases.stop_on_drop();
 
         let g1 = graceful.clone();
         let volumes = pv_ctrl
@@ -607,8 +624,12 @@ impl<P: Provisioner> ProvisionController<P> {
             _ = class_driver => {}
             _ = node_driver => {}
         }
-        // Events still on their way describe work that was done: send them
-        // before a new leader's workers start (or the process exits).
+        // Releases under way finish their one patch; then the events still
+        // on their way, which describe work that was done, are sent before a
+        // new leader's workers start (or the process exits).
+        if !ctx.releases.drain(Duration::from_secs(5)).await {
+            tracing::warn!("some provisioning intents were still being released 5 s after the workers stopped; the next reconcile of their claims releases them");
+        }
         if !ctx.events.flush(Duration::from_secs(5)).await {
             tracing::warn!("some events were still being sent 5 s after the workers stopped");
         }

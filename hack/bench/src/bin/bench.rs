@@ -10,6 +10,7 @@
 //! cargo run -p external-storage-bench --release --bin bench -- --quick
 //! cargo run -p external-storage-bench --release --bin bench            # 100/1,000 claims, memory with 10,000 cached
 //! cargo run -p external-storage-bench --release --bin bench -- --sizes 10000 --no-hostpath --cached 0
+//! cargo run -p external-storage-bench --release --bin bench -- --no-mem --no-hostpath --cached 0 --local-volume 1000,10000
 //! ```
 
 use std::time::{Duration, Instant};
@@ -103,6 +104,11 @@ struct Cli {
     /// (default: 1000 with --quick, else 1000,10000; 0 skips the table).
     #[arg(long, value_delimiter = ',')]
     cached: Vec<usize>,
+    /// Mounted directories the local-volume binary discovers, one row each
+    /// (e.g. 1000,10000; none by default). Needs root: its mounts are made
+    /// in a mount namespace of its own.
+    #[arg(long, value_delimiter = ',')]
+    local_volume: Vec<usize>,
     /// Change events the test server keeps for watch resumption (a watch
     /// that falls further behind gets 410 Gone and re-lists).
     #[arg(long, default_value_t = Config::default().watch_history)]
@@ -247,6 +253,9 @@ async fn main() -> anyhow::Result<()> {
             ]);
         }
         println!("{}", t.render());
+    }
+    if !cli.local_volume.is_empty() {
+        println!("{}", local_volume_table(&cli, tmp.path()).await?);
     }
     println!("total bench time: {:.1?}", begun.elapsed());
     if rows.iter().any(|r| !r.measured.complete) {
@@ -488,6 +497,49 @@ async fn run_hostpath(
         settled_rss_kib: settled,
         ready: Some(ready),
     })
+}
+
+/// The local-volume rows (`--local-volume`), one fresh test server each.
+async fn local_volume_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<String> {
+    let exe =
+        hostpath::locate_or_build_binary("local-volume-provisioner", "local-volume-provisioner")?;
+    let mut t = Table::new(&[
+        "local-volume binary, N mounted directories",
+        "start → ready",
+        "start → N PVs",
+        "PVs/s",
+        "API req/PV",
+        "by verb (per PV)",
+        "peak RSS (N PVs cached)",
+        "RSS settled (10 s later)",
+        "CPU-s / 1,000 PVs",
+    ]);
+    let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    for &n in &cli.local_volume {
+        eprintln!("local-volume with {n} mounted directories ...");
+        let ts = server(cli).await?;
+        let r = external_storage_bench::local_volume::run(&ts, &exe, tmp, NODE, n)
+            .await
+            .with_context(|| format!("local-volume {n}"))?;
+        eprintln!(
+            "  {} PVs in {:.2?} ({n} bind mounts took {:.2?})",
+            r.pvs, r.all_pvs, r.mounts
+        );
+        t.row(vec![
+            n.to_string(),
+            format!("{:.0} ms", r.ready.as_secs_f64() * 1e3),
+            format!("{:.0} ms", r.all_pvs.as_secs_f64() * 1e3),
+            format!("{:.1}", r.pvs as f64 / r.all_pvs.as_secs_f64().max(1e-9)),
+            format!("{:.2}", r.requests.total),
+            r.requests.verbs_cell(),
+            mib(r.peak_rss_kib),
+            mib(r.settled_rss_kib),
+            r.cpu_seconds.map_or("n/a".into(), |c| {
+                format!("{:.2}", c * 1000.0 / r.pvs.max(1) as f64)
+            }),
+        ]);
+    }
+    Ok(t.render())
 }
 
 /// Starts the hostpath binary against `n` preloaded bound claims and PVs;
