@@ -126,7 +126,7 @@ pub async fn run(ts: &TestServer, client: &Client, w: &Workload) -> anyhow::Resu
     let deadline = tokio::time::Instant::now() + w.timeout;
     let scan = |bound_at: &mut HashMap<String, Instant>| -> usize {
         // Fallback after a lagged subscription: read the store.
-        let page = store.list(pvc_res, Some("default"), &|_| true, None, None);
+        let page = store.list(pvc_res, Some("default"), &|_| true);
         let now = Instant::now();
         let mut settled_count = 0;
         for c in &page.items {

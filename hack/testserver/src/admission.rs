@@ -24,13 +24,7 @@ pub fn on_create(store: &Store, res: ResId, obj: &mut Value) {
             .is_none_or(Value::is_null)
         && crate::wellknown::claim_class(obj).is_empty()
     {
-        let classes = store.list(
-            id("storage.k8s.io", "storageclasses"),
-            None,
-            &|_| true,
-            None,
-            None,
-        );
+        let classes = store.list(id("storage.k8s.io", "storageclasses"), None, &|_| true);
         let default = classes
             .items
             .iter()
@@ -66,7 +60,7 @@ fn allocate_cluster_ip(store: &Store, obj: &mut Value) {
         return;
     }
     let used: std::collections::HashSet<String> = store
-        .list(id("", "services"), None, &|_| true, None, None)
+        .list(id("", "services"), None, &|_| true)
         .items
         .iter()
         .filter_map(|s| s.pointer("/spec/clusterIP")?.as_str().map(String::from))
@@ -117,7 +111,7 @@ pub fn on_namespace_deleted(store: &Store, ns: &str) {
         if !info.namespaced {
             continue;
         }
-        let page = store.list(res, Some(ns), &|_| true, None, None);
+        let page = store.list(res, Some(ns), &|_| true);
         for o in page.items {
             if let Some(name) = meta_str(&o, "name") {
                 let _ = store.delete(res, ns, name, None, None);

@@ -21,7 +21,7 @@ use crate::registry::RESOURCES;
 use crate::request::{build_filter, is_true, json_response, parse_path, query_map, ResPath};
 use crate::state::AppState;
 use crate::status::ApiError;
-use crate::store::meta_str;
+use crate::store::{meta_str, Continue};
 
 /// How stats, faults and the access log see one request.
 pub struct RequestClass {
@@ -202,6 +202,24 @@ fn hex_decode(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// The continue token: opaque to clients, here the hex of
+/// `rv NUL namespace NUL name`.
+fn continue_token(c: &Continue) -> String {
+    hex_encode(&format!("{}\u{0}{}\u{0}{}", c.rv, c.ns, c.name))
+}
+
+fn parse_continue(token: &str) -> Option<Continue> {
+    let s = hex_decode(token)?;
+    let mut parts = s.splitn(3, '\u{0}');
+    let rv = parts.next()?.parse().ok()?;
+    let (ns, name) = (parts.next()?, parts.next()?);
+    Some(Continue {
+        rv,
+        ns: ns.to_string(),
+        name: name.to_string(),
+    })
+}
+
 fn list(
     st: &AppState,
     rp: &ResPath,
@@ -218,26 +236,25 @@ fn list(
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(ApiError::bad_request("invalid limit")),
     };
-    let after = match q.get("continue").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            let s =
-                hex_decode(c).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-            let (ns, name) = s
-                .split_once('\u{0}')
-                .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-            Some((ns.to_string(), name.to_string()))
-        }
+    let from = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            parse_continue(c).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?,
+        ),
         None => None,
     };
-    let page = st
-        .store
-        .list(storage_res(rp.res), rp.ns.as_deref(), &filter, after, limit);
+    let page = st.store.list_page(
+        storage_res(rp.res),
+        rp.ns.as_deref(),
+        &filter,
+        from.as_ref(),
+        limit,
+    )?;
     if crate::discovery::wants_table(headers) {
         return Ok(crate::discovery::table(info, &page.items, page.rv));
     }
     let mut meta = json!({"resourceVersion": page.rv.to_string()});
-    if let Some((ns, name)) = &page.next {
-        meta["continue"] = json!(hex_encode(&format!("{ns}\u{0}{name}")));
+    if let Some(next) = &page.next {
+        meta["continue"] = json!(continue_token(next));
         meta["remainingItemCount"] = json!(page.remaining);
     }
     let mut out = Vec::with_capacity(256 + page.items.len() * 512);
@@ -615,7 +632,7 @@ fn delete_collection(
     let filter = build_filter(rp, q)?;
     let page = st
         .store
-        .list(storage_res(rp.res), rp.ns.as_deref(), &filter, None, None);
+        .list(storage_res(rp.res), rp.ns.as_deref(), &filter);
     let mut items = Vec::new();
     for o in page.items {
         let ns = meta_str(&o, "namespace").unwrap_or("");

@@ -88,14 +88,26 @@ pub enum WatchStart {
     Replay(Vec<Arc<Event>>),
 }
 
+/// Where a paged list goes on: the resourceVersion its first page showed
+/// and the last key returned (what the continue token encodes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Continue {
+    /// The list's resourceVersion: every page shows the store as of it.
+    pub rv: u64,
+    /// Namespace of the last object returned.
+    pub ns: String,
+    /// Name of the last object returned.
+    pub name: String,
+}
+
 /// A page of a list.
 pub struct ListPage {
     /// The objects of this page, in key order (namespace, then name).
     pub items: Vec<Arc<Value>>,
-    /// Store resourceVersion at list time.
+    /// The resourceVersion the list shows (its first page's).
     pub rv: u64,
-    /// If more items remain: the (namespace, name) of the last item returned.
-    pub next: Option<(String, String)>,
+    /// If more items remain: where the next page starts.
+    pub next: Option<Continue>,
     /// Number of matching items after this page.
     pub remaining: usize,
 }
@@ -192,28 +204,94 @@ impl Store {
             .cloned()
     }
 
-    /// Lists objects of `res` (optionally in one namespace) matching `filter`,
-    /// starting after `after`, at most `limit` items.
-    pub fn list(
+    /// Lists every object of `res` (optionally in one namespace) matching
+    /// `filter`, as it is now.
+    pub fn list(&self, res: ResId, ns: Option<&str>, filter: &dyn Fn(&Value) -> bool) -> ListPage {
+        self.list_page(res, ns, filter, None, None)
+            .expect("a list from the start reads the current state, which is always there")
+    }
+
+    /// One page of a list: at most `limit` objects of `res` (optionally in
+    /// one namespace) matching `filter`, after `from`'s key.
+    ///
+    /// Like the real API server (etcd's MVCC), every page of a list shows
+    /// the store as it was at the first page's resourceVersion: later
+    /// changes of `res` are undone from the history ring. A client that
+    /// starts its watch at the list's resourceVersion therefore sees every
+    /// change after it, also of objects on earlier pages. When the history
+    /// no longer reaches back that far, the continue token has expired:
+    /// 410, and the client lists again (as after etcd's compaction).
+    pub fn list_page(
         &self,
         res: ResId,
         ns: Option<&str>,
         filter: &dyn Fn(&Value) -> bool,
-        after: Option<(String, String)>,
+        from: Option<&Continue>,
         limit: Option<usize>,
-    ) -> ListPage {
+    ) -> Result<ListPage, ApiError> {
         let inner = self.lock();
-        let start = match after {
-            Some((a_ns, a_name)) => Bound::Excluded((res, a_ns, a_name)),
+        let at = from.map_or(inner.rv, |c| c.rv);
+        // State before the changes after `at`, newest undone first, so the
+        // oldest change's `prev` (the state at `at`) wins. `None`: the
+        // object did not exist yet.
+        let mut undone: BTreeMap<Key, Option<Arc<Value>>> = BTreeMap::new();
+        if at < inner.rv {
+            let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
+            if at + 1 < oldest {
+                return Err(ApiError::gone(format!(
+                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {at}, oldest kept {}). You can start a new list without the continue parameter.",
+                    oldest.saturating_sub(1)
+                )));
+            }
+            for ev in inner.history.iter().rev().take_while(|e| e.rv > at) {
+                if ev.res != res {
+                    continue;
+                }
+                let key = (
+                    res,
+                    meta_str(&ev.object, "namespace").unwrap_or("").to_string(),
+                    meta_str(&ev.object, "name").unwrap_or("").to_string(),
+                );
+                let before = match ev.etype {
+                    EventType::Added => None,
+                    EventType::Modified | EventType::Deleted => ev.prev.clone(),
+                };
+                undone.insert(key, before);
+            }
+        }
+        let lower = match from {
+            Some(c) => Bound::Excluded((res, c.ns.clone(), c.name.clone())),
             None => Bound::Included((res, ns.unwrap_or("").to_string(), String::new())),
         };
+        let range = (lower, Bound::Unbounded);
+        let mut now = inner
+            .objects
+            .range(range.clone())
+            .map(|(k, v)| (k, Some(v)))
+            .peekable();
+        let mut then = undone.range(range).map(|(k, v)| (k, v.as_ref())).peekable();
+        // Both in key order: merged, the undone state wins on equal keys.
+        let at_snapshot = std::iter::from_fn(|| match (now.peek(), then.peek()) {
+            (None, None) => None,
+            (Some(_), None) => now.next(),
+            (None, Some(_)) => then.next(),
+            (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+                std::cmp::Ordering::Less => now.next(),
+                std::cmp::Ordering::Greater => then.next(),
+                std::cmp::Ordering::Equal => {
+                    now.next();
+                    then.next()
+                }
+            },
+        });
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0;
-        for ((r, o_ns, o_name), obj) in inner.objects.range((start, Bound::Unbounded)) {
+        for ((r, o_ns, o_name), obj) in at_snapshot {
             if *r != res {
                 break;
             }
+            let Some(obj) = obj else { continue };
             if let Some(ns) = ns {
                 if o_ns != ns {
                     if o_ns.as_str() > ns {
@@ -230,19 +308,23 @@ impl Store {
                 continue;
             }
             if limit.is_some_and(|l| items.len() + 1 == l) {
-                next = Some((o_ns.clone(), o_name.clone()));
+                next = Some(Continue {
+                    rv: at,
+                    ns: o_ns.clone(),
+                    name: o_name.clone(),
+                });
             }
             items.push(obj.clone());
         }
         if remaining == 0 {
             next = None;
         }
-        ListPage {
+        Ok(ListPage {
             items,
-            rv: inner.rv,
+            rv: at,
             next,
             remaining,
-        }
+        })
     }
 
     /// Creates an object, filling in server-set metadata.

@@ -287,13 +287,7 @@ async fn wait_for_first_consumer_with_scheduler() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn controllers_can_be_disabled_and_do_not_count_in_stats() {
-    let srv = TestServer::start_with(kube_testserver::Config {
-        binder: false,
-        scheduler: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let srv = TestServer::start_with(without_controllers()).await.unwrap();
     // Never started, so no pass of theirs can come later: the Pending
     // phase below is final, with no waiting.
     assert_eq!(srv.controllers_running(), Vec::<&str>::new());

@@ -30,7 +30,7 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 
 fn all(store: &Store, plural: &str) -> Vec<Value> {
     store
-        .list(id("", plural), None, &|_| true, None, None)
+        .list(id("", plural), None, &|_| true)
         .items
         .into_iter()
         .map(|v| (*v).clone())

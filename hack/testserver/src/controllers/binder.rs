@@ -80,9 +80,7 @@ fn deleting(v: &Value) -> bool {
 }
 
 fn list(store: &Store, group: &str, plural: &str) -> Vec<Arc<Value>> {
-    store
-        .list(id(group, plural), None, &|_| true, None, None)
-        .items
+    store.list(id(group, plural), None, &|_| true).items
 }
 
 /// Whether `node` satisfies the PV's `spec.nodeAffinity.required`, as the

@@ -41,7 +41,7 @@ fn ready(node: &Value) -> bool {
 
 /// One scheduling pass over all pods.
 pub fn pass(store: &Store) {
-    let all = |g: &str, p: &str| store.list(id(g, p), None, &|_| true, None, None).items;
+    let all = |g: &str, p: &str| store.list(id(g, p), None, &|_| true).items;
     let nodes = all("", "nodes");
     let classes: HashMap<String, Arc<Value>> = all("storage.k8s.io", "storageclasses")
         .into_iter()

@@ -55,6 +55,16 @@ pub async fn raw(
     (code, head.to_string(), body.to_string())
 }
 
+/// A server configuration without the in-process binder and scheduler:
+/// only what a test itself writes changes the store.
+pub fn without_controllers() -> kube_testserver::Config {
+    kube_testserver::Config {
+        binder: false,
+        scheduler: false,
+        ..Default::default()
+    }
+}
+
 pub fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
