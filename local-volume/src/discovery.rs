@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use external_storage::controller::compact::{self, Compact};
 use external_storage::controller::volume::is_ours;
 use external_storage::controller::{delete_if_unchanged, Scope};
 use external_storage::events::Events;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
@@ -127,7 +128,9 @@ pub struct Discovery {
     scope: Scope,
     provisioner: String,
     events: Events,
-    pvs: Store<PersistentVolume>,
+    /// This node's PVs, compact (the library's cache form: 10,000 full
+    /// PVs held ~100 MiB here).
+    pvs: Store<Compact<PersistentVolume>>,
     classes: Store<StorageClass>,
     reported: HashMap<String, Instant>,
     /// The configuration this pass works with (taken at its start).
@@ -153,9 +156,10 @@ impl Discovery {
         let (pvs, pv_writer) = reflector::store();
         let pv_stream = watcher(
             Api::<PersistentVolume>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
+            compact::watch_config().labels(&selector),
         )
         .default_backoff()
+        .map_ok(compact::event)
         .reflect(pv_writer)
         .for_each(|_| futures::future::ready(()));
         let (classes, class_writer) = reflector::store();
@@ -354,20 +358,21 @@ impl Discovery {
                 *bytes += pv::round_capacity(found.bytes) as i64;
                 self.found(found, &facts).await;
             }
-            // PVs of this class whose volume is gone.
-            let ours: Vec<Arc<PersistentVolume>> = self
+            // PVs of this class whose volume is gone (each cached PV is
+            // decoded one at a time; only those are kept).
+            let gone: Vec<(PersistentVolume, String)> = self
                 .pvs
                 .state()
                 .into_iter()
-                .filter(|p| pv::class_of(p) == Some(class_name.as_str()) && is_ours(&self.scope, p))
+                .filter_map(|c| {
+                    let p = c.get();
+                    let ours =
+                        pv::class_of(&p) == Some(class_name.as_str()) && is_ours(&self.scope, &p);
+                    let entry = pv::entry_of(&p, &class).filter(|e| ours && !seen.contains(e))?;
+                    Some((p, entry))
+                })
                 .collect();
-            for p in ours {
-                let Some(entry) = pv::entry_of(&p, &class) else {
-                    continue;
-                };
-                if seen.contains(&entry) {
-                    continue;
-                }
+            for (p, entry) in gone {
                 let why = scan
                     .unusable
                     .iter()
@@ -394,8 +399,8 @@ impl Discovery {
     async fn found(&mut self, found: &Found, facts: &ClassFacts) {
         let name = pv::pv_name(&found.entry, &self.volumes.node.name, &found.class);
         let class = &self.config.classes[&found.class];
-        let existing = self.pvs.get(&ObjectRef::new(&name));
-        let pv_facts = existing.as_deref().map(|p| {
+        let existing = self.pvs.get(&ObjectRef::new(&name)).map(|c| c.get());
+        let pv_facts = existing.as_ref().map(|p| {
             PvFacts::of(
                 p,
                 &self.scope,
