@@ -102,6 +102,9 @@ async fn reconcile_inner<P: Provisioner>(
                 .expect("a refusing decision");
             perform(ctx, &w, &claim, act).await
         }
+        // Our own release of it is under way (module `release`): look again
+        // once it is done rather than send a second one.
+        ClaimDecision::ReleaseIntent if ctx.releases.is_pending(key) => Step::Poll,
         ClaimDecision::ReleaseIntent => release(&w, &claim, |_| Step::Done).await,
         ClaimDecision::Expand(bytes) => {
             let pv = pv.expect("decide checked the PV");
@@ -404,8 +407,10 @@ async fn provision<P: Provisioner>(
     // Waiting for a slot here is the backpressure (module `release`).
     let slot = ctx.releases.slot().await;
     let (ctx2, key) = (Arc::clone(ctx), key.clone());
-    ctx.releases
-        .spawn(release_saved(ctx2, claim, key, slot).in_current_span());
+    ctx.releases.spawn(
+        &key.clone(),
+        release_saved(ctx2, claim, key, slot).in_current_span(),
+    );
     Step::Done
 }
 

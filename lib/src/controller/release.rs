@@ -11,6 +11,10 @@
 //! ([`ClaimDecision::ReleaseIntent`](super::claim::ClaimDecision)) as it
 //! always did after a crash between the two writes.
 //!
+//! While a claim's release is under way, a reconcile of that claim that
+//! would release it too does not ([`Releases::is_pending`]; it polls
+//! instead): two releases at once cost a refused patch and a re-read each.
+//!
 //! Bounded: at most as many release requests are in flight as there are
 //! workers; a worker with one more waits for a slot (a slow API server slows
 //! the workers down instead of growing a queue). A release that failed
@@ -20,8 +24,9 @@
 //! if the workers' future is dropped instead (a crash, a lost lease), the
 //! releases stop with it at their next await ([`Releases::stop_on_drop`]).
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -34,6 +39,8 @@ pub(crate) type Slot = OwnedSemaphorePermit;
 /// The releases of one leadership term's workers.
 pub(crate) struct Releases {
     slots: Arc<Semaphore>,
+    /// Keys (`namespace/name`) of the claims whose release is under way.
+    pending: Arc<Mutex<HashSet<String>>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -43,6 +50,7 @@ impl Releases {
     pub(crate) fn new(in_flight: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(in_flight.max(1))),
+            pending: Default::default(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
         }
@@ -57,19 +65,27 @@ impl Releases {
             .expect("the semaphore is never closed")
     }
 
-    /// Runs `release` (which holds a [`Slot`] while it sends) in a task of
-    /// its own; the task ends early when the releases are stopped.
-    pub(crate) fn spawn<F>(&self, release: F)
+    /// Runs `release` of the claim with `key` (it holds a [`Slot`] while it
+    /// sends) in a task of its own; the claim counts as pending until the
+    /// task ends, early when the releases are stopped.
+    pub(crate) fn spawn<F>(&self, key: &str, release: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let stop = self.stop.clone();
+        let pending = Pending::enter(&self.pending, key);
         self.tasks.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = release => {}
             }
+            drop(pending);
         });
+    }
+
+    /// Whether a release of the claim with `key` is under way.
+    pub(crate) fn is_pending(&self, key: &str) -> bool {
+        self.pending.lock().expect("poisoned").contains(key)
     }
 
     /// Stops every release when the returned guard is dropped, unless
@@ -91,6 +107,29 @@ impl Releases {
     }
 }
 
+/// A claim's entry in the pending set, left when dropped (also when the
+/// task is cancelled).
+struct Pending {
+    set: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Pending {
+    fn enter(set: &Arc<Mutex<HashSet<String>>>, key: &str) -> Self {
+        set.lock().expect("poisoned").insert(key.to_string());
+        Self {
+            set: Arc::clone(set),
+            key: key.to_string(),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.set.lock().expect("poisoned").remove(&self.key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,7 +143,7 @@ mod tests {
         for _ in 0..2 {
             let done = done.clone();
             let slot = r.slot().await;
-            r.spawn(async move {
+            r.spawn("ns/c", async move {
                 tokio::task::yield_now().await;
                 done.fetch_add(1, Ordering::SeqCst);
                 drop(slot);
@@ -120,10 +159,11 @@ mod tests {
         let gate = Arc::new(Notify::new());
         let g = gate.clone();
         let slot = r.slot().await;
-        r.spawn(async move {
+        r.spawn("ns/a", async move {
             g.notified().await;
             drop(slot);
         });
+        assert!(r.is_pending("ns/a") && !r.is_pending("ns/b"));
         let second = tokio::spawn({
             let r = r.clone();
             async move { drop(r.slot().await) }
@@ -136,19 +176,23 @@ mod tests {
         gate.notify_one();
         second.await.unwrap();
         assert!(r.drain(Duration::from_secs(30)).await);
+        assert!(
+            !r.is_pending("ns/a"),
+            "still pending after its release ended"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_guard_stops_releases_and_drain_gives_up_on_time() {
         let r = Releases::new(1);
         let guard = r.stop_on_drop();
-        r.spawn(futures::future::pending());
+        r.spawn("ns/a", futures::future::pending());
         drop(guard);
         // Stopped by the guard: drain finds nothing left to wait for.
         assert!(r.drain(Duration::from_secs(1)).await);
 
         let r = Releases::new(1);
-        r.spawn(futures::future::pending());
+        r.spawn("ns/a", futures::future::pending());
         // A release that never ends is stopped once `within` has passed.
         assert!(!r.drain(Duration::from_secs(1)).await);
     }
