@@ -308,12 +308,7 @@ async fn claim_deleted_mid_provision_does_not_leak() {
     mem.knobs().gate = Some(Gate::AfterCreate);
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
-    let name = pv_name(&c);
-    wait_for("provisioner blocked", || async {
-        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
-    })
-    .await;
+    let name = claim_held_at_gate(&client, &mem, "c1", "fast").await;
     assert!(mem.has(&name));
     delete_claim(&client, "c1").await;
     let cl = claims(&client).get("c1").await.unwrap();
@@ -341,24 +336,8 @@ async fn a_failed_intent_release_is_tried_again() {
     mem.knobs().gate = Some(Gate::AfterCreate);
     let ctrl = spawn(client.clone(), mem.clone(), fast_options());
     create_class(&client, "fast", false, "Delete").await;
-    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
-    let name = pv_name(&c);
-    wait_for("provisioner blocked", || async {
-        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
-    })
-    .await;
-    // Every claim patch fails from here: the release cannot succeed.
-    ts.faults().set_error_rate(
-        Some("patch"),
-        Some("persistentvolumeclaims"),
-        FaultKind::InternalError,
-        1.0,
-    );
-    mem.open_gate();
-    wait_for("PV saved", || async {
-        pvs(&client).get_opt(&name).await.ok()?.map(|_| ())
-    })
-    .await;
+    let name = claim_held_at_gate(&client, &mem, "c1", "fast").await;
+    save_pv_with_claim_patches_failing(&ts, &client, &mem, &name).await;
     let held = claims(&client).get("c1").await.unwrap();
     assert!(
         has_finalizer(&held, a::PROVISIONING_FINALIZER),
@@ -386,12 +365,7 @@ async fn killed_at(step: &str) {
         _ => Gate::AfterCreate,
     });
     let first = spawn(client.clone(), mem.clone(), fast_options());
-    let c = create_scheduled_claim(&client, "c1", "fast", None).await;
-    let name = pv_name(&c);
-    wait_for("provisioner blocked", || async {
-        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
-    })
-    .await;
+    let name = claim_held_at_gate(&client, &mem, "c1", "fast").await;
     let cl = claims(&client).get("c1").await.unwrap();
     assert!(
         has_finalizer(&cl, a::PROVISIONING_FINALIZER),
@@ -399,17 +373,7 @@ async fn killed_at(step: &str) {
     );
     if step == "after-pv-saved" {
         // the PV gets saved, but releasing the intent fails; then crash
-        ts.faults().set_error_rate(
-            Some("patch"),
-            Some("persistentvolumeclaims"),
-            FaultKind::InternalError,
-            1.0,
-        );
-        mem.open_gate();
-        wait_for("PV saved", || async {
-            pvs(&client).get_opt(&name).await.ok()?.map(|_| ())
-        })
-        .await;
+        save_pv_with_claim_patches_failing(&ts, &client, &mem, &name).await;
     }
     first.kill().await;
     ts.faults().clear();

@@ -406,10 +406,9 @@ async fn provision<P: Provisioner>(
     tracing::info!(pv = pv_name, "provisioned");
     // Waiting for a slot here is the backpressure (module `release`).
     let slot = ctx.releases.slot().await;
-    let (ctx2, key) = (Arc::clone(ctx), key.clone());
     ctx.releases.spawn(
-        &key.clone(),
-        release_saved(ctx2, claim, key, slot).in_current_span(),
+        &key,
+        release_saved(Arc::clone(ctx), claim, key.clone(), slot).in_current_span(),
     );
     Step::Done
 }

@@ -14,6 +14,11 @@
 //! While a claim's release is under way, a reconcile of that claim that
 //! would release it too does not ([`Releases::is_pending`]; it polls
 //! instead): two releases at once cost a refused patch and a re-read each.
+//! Why a set of its own rather than marking the claim's version superseded
+//! in `own_writes::ClaimVersions`: a skipped version waits for the next
+//! change, and a release that fails five times makes none, so its claim
+//! would wait for the next relist; a polled claim decides again on its own
+//! once the release is over, whichever way it went.
 //!
 //! Bounded: at most as many release requests are in flight as there are
 //! workers; a worker with one more waits for a slot (a slow API server slows

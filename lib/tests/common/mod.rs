@@ -294,6 +294,39 @@ pub fn pv_name(claim: &PersistentVolumeClaim) -> String {
     format!("pvc-{}", claim.metadata.uid.as_deref().unwrap())
 }
 
+/// Creates the scheduled claim `name` in `class` and waits until `mem`
+/// (gated, e.g. `Gate::AfterCreate`) holds its provisioning at the gate;
+/// returns the claim's PV name.
+pub async fn claim_held_at_gate(client: &Client, mem: &Mem, name: &str, class: &str) -> String {
+    let c = create_scheduled_claim(client, name, class, None).await;
+    wait_for("provisioner blocked", || async {
+        (mem.waiting.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    pv_name(&c)
+}
+
+/// From now every claim patch fails (the intent cannot be released); opens
+/// `mem`'s gate and waits until the PV `pv` is saved.
+pub async fn save_pv_with_claim_patches_failing(
+    ts: &kube_testserver::TestServer,
+    client: &Client,
+    mem: &Mem,
+    pv: &str,
+) {
+    ts.faults().set_error_rate(
+        Some("patch"),
+        Some("persistentvolumeclaims"),
+        kube_testserver::FaultKind::InternalError,
+        1.0,
+    );
+    mem.open_gate();
+    wait_for("PV saved", || async {
+        pvs(client).get_opt(pv).await.ok()?.map(|_| ())
+    })
+    .await;
+}
+
 /// Waits until claim `name` no longer exists.
 pub async fn wait_claim_gone(client: &Client, name: &str) {
     let api = claims(client);
