@@ -6,7 +6,7 @@
 //! optimistic concurrency, finalizers, generation) live here so that the
 //! HTTP handlers and the in-process controllers share them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{vec_deque, BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -72,6 +72,22 @@ struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
     history: VecDeque<Arc<Event>>,
     cap: usize,
+}
+
+impl Inner {
+    /// The changes after resourceVersion `rv`, oldest first; or, when the
+    /// history ring no longer reaches back to `rv` (it was compacted or
+    /// overrun), `Err` with the oldest resourceVersion it can still answer
+    /// from. Lists (undoing changes) and watches (replaying them) share it.
+    fn changes_since(&self, rv: u64) -> Result<vec_deque::Iter<'_, Arc<Event>>, u64> {
+        let oldest = self.history.front().map_or(self.rv + 1, |e| e.rv);
+        if rv + 1 < oldest {
+            return Err(oldest - 1);
+        }
+        // The ring is in resourceVersion order.
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        Ok(self.history.range(start..))
+    }
 }
 
 /// The shared store.
@@ -236,14 +252,12 @@ impl Store {
         // object did not exist yet.
         let mut undone: BTreeMap<Key, Option<Arc<Value>>> = BTreeMap::new();
         if at < inner.rv {
-            let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
-            if at + 1 < oldest {
-                return Err(ApiError::gone(format!(
-                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {at}, oldest kept {}). You can start a new list without the continue parameter.",
-                    oldest.saturating_sub(1)
-                )));
-            }
-            for ev in inner.history.iter().rev().take_while(|e| e.rv > at) {
+            let changes = inner.changes_since(at).map_err(|oldest| {
+                ApiError::gone(format!(
+                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {at}, oldest kept {oldest}). You can start a new list without the continue parameter."
+                ))
+            })?;
+            for ev in changes.rev() {
                 if ev.res != res {
                     continue;
                 }
@@ -687,22 +701,10 @@ impl Store {
                     .collect(),
             ),
             Some(n) => {
-                let oldest = inner.history.front().map(|e| e.rv).unwrap_or(inner.rv + 1);
-                if n + 1 < oldest {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {} ({})",
-                        n,
-                        oldest - 1
-                    )));
-                }
-                WatchStart::Replay(
-                    inner
-                        .history
-                        .iter()
-                        .filter(|e| e.rv > n && e.res == res)
-                        .cloned()
-                        .collect(),
-                )
+                let changes = inner.changes_since(n).map_err(|oldest| {
+                    ApiError::gone(format!("too old resource version: {n} ({oldest})"))
+                })?;
+                WatchStart::Replay(changes.filter(|e| e.res == res).cloned().collect())
             }
         };
         Ok((start, inner.rv, rx))

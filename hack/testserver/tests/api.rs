@@ -222,11 +222,7 @@ async fn selectors_and_pagination() {
 async fn every_page_of_a_list_shows_its_first_pages_version() {
     let srv = TestServer::start_with(without_controllers()).await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
-    for i in 0..25 {
-        api.create(&PostParams::default(), &cm(&format!("cm-{i:02}")))
-            .await
-            .unwrap();
-    }
+    create_cms(&api, (0..25).map(|i| format!("cm-{i:02}"))).await;
     let page1 = api.list(&ListParams::default().limit(10)).await.unwrap();
     let rv = page1.metadata.resource_version.clone().unwrap();
     let token = page1.metadata.continue_.clone().unwrap();
@@ -310,11 +306,7 @@ async fn a_continue_token_older_than_the_history_expires() {
     .await
     .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
-    for i in 0..5 {
-        api.create(&PostParams::default(), &cm(&format!("cm-{i}")))
-            .await
-            .unwrap();
-    }
+    create_cms(&api, (0..5).map(|i| format!("cm-{i}"))).await;
     let page1 = api.list(&ListParams::default().limit(2)).await.unwrap();
     let token = page1.metadata.continue_.clone().unwrap();
     // No change yet: the token still works.
@@ -323,11 +315,7 @@ async fn a_continue_token_older_than_the_history_expires() {
         .await
         .unwrap();
     assert_eq!(page2.items.len(), 2);
-    for i in 5..9 {
-        api.create(&PostParams::default(), &cm(&format!("cm-{i}")))
-            .await
-            .unwrap();
-    }
+    create_cms(&api, (5..9).map(|i| format!("cm-{i}"))).await;
     let s = status(
         api.list(&ListParams::default().limit(2).continue_token(&token))
             .await

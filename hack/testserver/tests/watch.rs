@@ -151,11 +151,7 @@ async fn too_old_resource_version_is_410_expired() {
     .await
     .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(srv.client().await, "default");
-    for i in 0..20 {
-        api.create(&PostParams::default(), &cm(&format!("c{i}")))
-            .await
-            .unwrap();
-    }
+    create_cms(&api, (0..20).map(|i| format!("c{i}"))).await;
     let evs: Vec<_> = api
         .watch(&WatchParams::default().timeout(5), "2")
         .await
@@ -247,11 +243,7 @@ async fn reflector_converges_after_drop_and_expiry() {
         futures::pin_mut!(stream);
         while stream.next().await.is_some() {}
     });
-    for i in 0..5 {
-        api.create(&PostParams::default(), &cm(&format!("r{i}")))
-            .await
-            .unwrap();
-    }
+    create_cms(&api, (0..5).map(|i| format!("r{i}"))).await;
     let r = reader.clone();
     eventually("reflector sees 5", || {
         let r = r.clone();

@@ -69,6 +69,15 @@ pub fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
 
+/// Creates one ConfigMap per name (see [`cm`]) through `api`, in order.
+pub async fn create_cms(api: &kube::Api<ConfigMap>, names: impl IntoIterator<Item = String>) {
+    for name in names {
+        api.create(&kube::api::PostParams::default(), &cm(&name))
+            .await
+            .unwrap();
+    }
+}
+
 pub fn pvc(name: &str, class: Option<&str>, size: &str) -> PersistentVolumeClaim {
     let mut v = json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
     if let Some(c) = class {
