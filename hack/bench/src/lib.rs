@@ -9,7 +9,9 @@
 //!   anchor (`anchor/`, on sig-storage-lib-external-provisioner) side by
 //!   side on the real control plane of `hack/cluster.sh` ([`real`]); with
 //!   `--local-volume N` it times the local-volume binary discovering N
-//!   mounted directories ([`local_volume`]);
+//!   mounted directories ([`local_volume`]); with `--nfs N` it runs the nfs
+//!   binary and its NFS-Ganesha through N claims and a restart over their
+//!   exports ([`nfs`]);
 //! - `chaos` runs two leader-elected replicas over one in-memory backend while
 //!   claims come and go under injected API errors, latency, dropped watches, a
 //!   server restart and leader kills, then checks the invariants a user relies
@@ -29,6 +31,7 @@ pub mod hostpath;
 pub mod latency;
 pub mod local_volume;
 pub mod machine;
+pub mod nfs;
 pub mod objects;
 pub mod preload;
 pub mod real;

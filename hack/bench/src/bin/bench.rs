@@ -11,6 +11,7 @@
 //! cargo run -p external-storage-bench --release --bin bench            # 100/1,000 claims, memory with 10,000 cached
 //! cargo run -p external-storage-bench --release --bin bench -- --sizes 10000 --no-hostpath --cached 0
 //! cargo run -p external-storage-bench --release --bin bench -- --no-mem --no-hostpath --cached 0 --local-volume 1000,10000
+//! cargo run -p external-storage-bench --release --bin bench -- --no-mem --no-hostpath --cached 0 --nfs 1000,10000
 //! ```
 
 use std::time::{Duration, Instant};
@@ -109,6 +110,11 @@ struct Cli {
     /// in a mount namespace of its own.
     #[arg(long, value_delimiter = ',')]
     local_volume: Vec<usize>,
+    /// Claims the nfs binary (with its NFS-Ganesha) provisions, one row
+    /// each, then a restart over their exports (e.g. 1000,10000; none by
+    /// default). Needs root and nfs-ganesha; one Ganesha per machine.
+    #[arg(long, value_delimiter = ',')]
+    nfs: Vec<usize>,
     /// Change events the test server keeps for watch resumption (a watch
     /// that falls further behind gets 410 Gone and re-lists).
     #[arg(long, default_value_t = Config::default().watch_history)]
@@ -217,7 +223,9 @@ async fn main() -> anyhow::Result<()> {
         );
         rows.push(row);
     }
-    println!("{}", render(&rows));
+    if !rows.is_empty() {
+        println!("{}", render(&rows));
+    }
     let skip_cached = cli.cached == [0];
     if let Some(exe) = exe.as_ref().filter(|_| !skip_cached) {
         let cached = if !cli.cached.is_empty() {
@@ -256,6 +264,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if !cli.local_volume.is_empty() {
         println!("{}", local_volume_table(&cli, tmp.path()).await?);
+    }
+    if !cli.nfs.is_empty() {
+        println!("{}", nfs_table(&cli, tmp.path()).await?);
     }
     println!("total bench time: {:.1?}", begun.elapsed());
     if rows.iter().any(|r| !r.measured.complete) {
@@ -537,6 +548,62 @@ async fn local_volume_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<
             r.cpu_seconds.map_or("n/a".into(), |c| {
                 format!("{:.2}", c * 1000.0 / r.pvs.max(1) as f64)
             }),
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// The nfs rows (`--nfs`), one fresh test server each.
+async fn nfs_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<String> {
+    let exe = hostpath::locate_or_build_binary("nfs-provisioner", "nfs-provisioner")?;
+    let mut t = Table::new(&[
+        "nfs binary + Ganesha, N claims",
+        "start → ready (no exports)",
+        "N claims → Bound",
+        "claims/s",
+        "p50 / p99 to Bound",
+        "API req/vol",
+        "by verb (per volume)",
+        "peak RSS",
+        "RSS settled (10 s later)",
+        "CPU-s / 1,000 claims",
+        "Ganesha RSS (N exports)",
+        "restart → ready (N exports)",
+        "peak RSS after restart (N PVs cached)",
+    ]);
+    let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    for &n in &cli.nfs {
+        eprintln!("nfs with {n} claims ...");
+        let ts = server(cli).await?;
+        let timeout = Duration::from_secs(cli.timeout.unwrap_or(1800));
+        let r = external_storage_bench::nfs::run(&ts, &exe, tmp, n, timeout)
+            .await
+            .with_context(|| format!("nfs {n}"))?;
+        eprintln!(
+            "  {n} claims Bound in {:.2?}; restart over {n} exports ready in {:.2?}",
+            r.burst.elapsed, r.restart_ready
+        );
+        t.row(vec![
+            n.to_string(),
+            ms(r.ready),
+            ms(r.burst.elapsed),
+            format!("{:.1}", r.burst.per_second()),
+            format!(
+                "{} / {}",
+                ms(r.burst.latencies.percentile(50.0)),
+                ms(r.burst.latencies.percentile(99.0))
+            ),
+            format!("{:.2}", r.burst.requests.total),
+            r.burst.requests.verbs_cell(),
+            mib(r.peak_rss_kib),
+            mib(r.settled_rss_kib),
+            r.cpu_seconds.map_or("n/a".into(), |c| {
+                format!("{:.2}", c * 1000.0 / r.claims.max(1) as f64)
+            }),
+            mib(r.ganesha_rss_kib),
+            ms(r.restart_ready),
+            mib(r.restart_peak_rss_kib),
         ]);
     }
     Ok(t.render())
