@@ -25,6 +25,7 @@ pub mod params;
 pub mod provisioner;
 pub mod rpc;
 pub mod server;
+pub mod startup;
 
 /// The default provisioner name (StorageClass `provisioner`).
 pub const PROVISIONER_NAME: &str = "external-storage.io/nfs";

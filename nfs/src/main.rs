@@ -70,6 +70,11 @@ struct Cli {
     /// Time between health probes of the server.
     #[arg(long, env = "PROBE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     probe_interval: Duration,
+    /// How long a starting server may go without answering and without
+    /// using CPU before it is restarted (a busy one, reading thousands of
+    /// exports, is waited for up to 30 minutes).
+    #[arg(long, env = "START_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    start_timeout: Duration,
     /// How long an unresponsive server is tolerated before a restart.
     #[arg(long, env = "UNRESPONSIVE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     unresponsive_timeout: Duration,
@@ -145,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
             dbus_daemon: cli.dbus_daemon_binary,
             rpcbind: cli.rpcbind_binary,
             probe_interval: cli.probe_interval,
-            start_timeout: Duration::from_secs(60),
+            start_timeout: cli.start_timeout,
             unresponsive_timeout: cli.unresponsive_timeout,
         },
         root.clone(),

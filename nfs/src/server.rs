@@ -3,7 +3,8 @@
 //!
 //! Expected flow: start rpcbind and the bus, render Ganesha's config with
 //! every recorded export inline, start Ganesha, wait until NFS and MOUNT
-//! answer an RPC `NULL` and D-Bus answers, make the live exports equal the
+//! answer an RPC `NULL` and D-Bus answers (for as long as Ganesha keeps
+//! working through its config: [`crate::startup`]), make the live exports equal the
 //! records (add missing, withdraw unrecorded), then report ready. While
 //! running, probe every `probe_interval`; a failed probe makes us not ready,
 //! a server unresponsive for `unresponsive_timeout` is killed. Any child
@@ -33,6 +34,7 @@ use crate::dbus::{DbusError, ExportMgr};
 use crate::exports::{ExportRoot, RootError};
 use crate::ganesha::{self, CoreConfig};
 use crate::rpc;
+use crate::startup::{self, StartWatch, Verdict};
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -55,7 +57,8 @@ pub struct ServerConfig {
     pub rpcbind: PathBuf,
     /// Time between health probes.
     pub probe_interval: Duration,
-    /// How long Ganesha may take to answer after a start.
+    /// How long a starting child may go without answering and without
+    /// using CPU before it counts as hung (see [`crate::startup`]).
     pub start_timeout: Duration,
     /// How long a running Ganesha may fail probes before it is restarted.
     pub unresponsive_timeout: Duration,
@@ -424,8 +427,10 @@ impl Server {
         Ok(())
     }
 
-    /// Polls `check` until it succeeds, the child exits, or the start
-    /// timeout passes.
+    /// Polls `check` until it succeeds, the child exits, or the child has
+    /// neither answered nor used CPU for the start timeout (a busy child,
+    /// such as Ganesha reading thousands of exports, is waited for up to
+    /// [`startup::MAX_START`]).
     async fn wait_until<F, Fut, E>(
         &self,
         what: &'static str,
@@ -437,7 +442,8 @@ impl Server {
         Fut: std::future::Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let deadline = Instant::now() + self.cfg.start_timeout;
+        let began = Instant::now();
+        let mut watch = StartWatch::new(began, self.cfg.start_timeout);
         loop {
             let err = match check().await {
                 Ok(()) => return Ok(()),
@@ -449,10 +455,19 @@ impl Server {
                     status: status.to_string(),
                 });
             }
-            if Instant::now() >= deadline {
+            let cpu = child
+                .as_ref()
+                .and_then(Child::id)
+                .and_then(startup::cpu_ticks);
+            let why = match watch.observe(Instant::now(), cpu) {
+                Verdict::Wait => None,
+                Verdict::Idle => Some(format!("idle for {:?}", self.cfg.start_timeout)),
+                Verdict::TooLong => Some(format!("still busy after {:?}", startup::MAX_START)),
+            };
+            if let Some(why) = why {
                 return Err(ServerError::StartTimeout(format!(
-                    "{what} not answering after {:?}: {err}",
-                    self.cfg.start_timeout
+                    "{what} not answering after {:?} ({why}): {err}",
+                    began.elapsed()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

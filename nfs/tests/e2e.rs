@@ -45,6 +45,11 @@ impl Env {
     }
 
     fn spawn_allowing(&self, run: &str, clients: &str) -> Binary {
+        self.spawn_with(run, clients, &[])
+    }
+
+    /// The provisioner admitting `clients`, with `extra` arguments.
+    fn spawn_with(&self, run: &str, clients: &str, extra: &[&str]) -> Binary {
         let log_dir = self.tmp.path().join(run);
         std::fs::create_dir_all(&log_dir).unwrap();
         let metrics = format!("127.0.0.1:{}", self.metrics_port);
@@ -83,7 +88,11 @@ impl Env {
                 &metrics,
                 "--archive-sweep-interval",
                 "1s",
-            ],
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
             &log_dir,
         )
     }
@@ -442,8 +451,33 @@ async fn nfs_ganesha_end_to_end() {
         .terminate(Duration::from_secs(30))
         .expect("exits on SIGTERM");
     assert!(status.success(), "{status}");
-    provisioner = env.spawn("run3");
-    env.wait_ready().await;
+    // --- a Ganesha slow to start (as with thousands of exports) is waited
+    // for while it works: here it computes for 3 s before it starts, far
+    // past --start-timeout 1s; a fixed deadline restarted it forever.
+    let slow = env.tmp.path().join("slow-ganesha");
+    std::fs::write(
+        &slow,
+        "#!/usr/bin/env python3\nimport os, sys, time\nend = time.time() + 3\n\
+         while time.time() < end:\n    pass\nos.execvp('ganesha.nfsd', ['ganesha.nfsd'] + sys.argv[1:])\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let slow_arg = slow.to_str().unwrap();
+    provisioner = env.spawn_with(
+        "run3",
+        "127.0.0.1",
+        &["--ganesha-binary", slow_arg, "--start-timeout", "1s"],
+    );
+    let took = env.wait_ready().await;
+    assert!(
+        took >= Duration::from_secs(3),
+        "the slow start ran: {took:?}"
+    );
+    let log = provisioner.log();
+    assert!(
+        !log.contains("not answering"),
+        "not restarted while busy:\n{log}"
+    );
     assert_eq!(
         nfs_read(&one_path, "hello.bin").expect("listed again: access is back"),
         payload
