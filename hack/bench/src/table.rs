@@ -1,4 +1,17 @@
-//! A Markdown table, so a run's output pastes straight into docs.
+//! A Markdown table, so a run's output pastes straight into docs, and the
+//! cell formats its tables share.
+
+use std::time::Duration;
+
+/// A size in KiB as a `MiB` cell with one decimal; `n/a` when unknown.
+pub fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// A duration as a whole-milliseconds cell.
+pub fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
 
 /// Rows under a header, printed as a Markdown table.
 #[derive(Debug, Clone)]

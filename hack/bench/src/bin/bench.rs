@@ -26,7 +26,7 @@ use external_storage_bench::machine::Machine;
 use external_storage_bench::objects;
 use external_storage_bench::preload;
 use external_storage_bench::real;
-use external_storage_bench::table::Table;
+use external_storage_bench::table::{mib, ms, Table};
 use external_storage_bench::throughput::{self, Measured, Workload};
 use kube_testserver::{Config, TestServer};
 use tokio_util::sync::CancellationToken;
@@ -248,13 +248,10 @@ async fn main() -> anyhow::Result<()> {
             let r = run_cached(exe, tmp.path(), n, &cli)
                 .await
                 .with_context(|| format!("cached {n}"))?;
-            let mib = |k: Option<u64>| {
-                k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-            };
             t.row(vec![
                 r.objects.to_string(),
-                format!("{:.0} ms", r.ready.as_secs_f64() * 1e3),
-                format!("{:.0} ms", r.watching.as_secs_f64() * 1e3),
+                ms(r.ready),
+                ms(r.watching),
                 mib(r.rss_ready_kib),
                 mib(r.rss_kib),
                 mib(r.settled_kib),
@@ -360,17 +357,14 @@ fn render(rows: &[Row]) -> String {
                 format!("{} (timeout)", m.bound)
             },
             format!("{:.1}", m.per_second()),
-            format!("{:.0} ms", m.latencies.percentile(50.0).as_secs_f64() * 1e3),
-            format!("{:.0} ms", m.latencies.percentile(99.0).as_secs_f64() * 1e3),
+            ms(m.latencies.percentile(50.0)),
+            ms(m.latencies.percentile(99.0)),
             format!("{:.2}", m.requests.total),
             m.requests.verbs_cell(),
-            r.peak_rss_kib.map_or("n/a (in-process)".into(), |k| {
-                format!("{:.1} MiB", k as f64 / 1024.0)
-            }),
-            r.settled_rss_kib
-                .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            r.ready
-                .map_or("n/a".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
+            r.peak_rss_kib
+                .map_or("n/a (in-process)".into(), |k| mib(Some(k))),
+            mib(r.settled_rss_kib),
+            r.ready.map_or("n/a".into(), ms),
         ]);
     }
     t.render()
@@ -525,7 +519,6 @@ async fn local_volume_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<
         "RSS settled (10 s later)",
         "CPU-s / 1,000 PVs",
     ]);
-    let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     for &n in &cli.local_volume {
         eprintln!("local-volume with {n} mounted directories ...");
         let ts = server(cli).await?;
@@ -538,8 +531,8 @@ async fn local_volume_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<
         );
         t.row(vec![
             n.to_string(),
-            format!("{:.0} ms", r.ready.as_secs_f64() * 1e3),
-            format!("{:.0} ms", r.all_pvs.as_secs_f64() * 1e3),
+            ms(r.ready),
+            ms(r.all_pvs),
             format!("{:.1}", r.pvs as f64 / r.all_pvs.as_secs_f64().max(1e-9)),
             format!("{:.2}", r.requests.total),
             r.requests.verbs_cell(),
@@ -571,8 +564,6 @@ async fn nfs_table(cli: &Cli, tmp: &std::path::Path) -> anyhow::Result<String> {
         "restart → ready (N exports)",
         "peak RSS after restart (N PVs cached)",
     ]);
-    let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
     for &n in &cli.nfs {
         eprintln!("nfs with {n} claims ...");
         let ts = server(cli).await?;
