@@ -2,14 +2,23 @@
 # The real Kubernetes control plane for tests, on loopback: etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler, built from
 # their Go modules (hack/cluster/kube, hack/cluster/etcd) and cached by
-# version. No kubelet: Nodes are API objects, pods are scheduled but never
-# run. See hack/README.md ("The real control plane").
+# version. By default no kubelet: Nodes are API objects (`node`), pods are
+# scheduled but never run. With `up DIR --kubelets` the control plane is
+# ready for real nodes (hack/node.sh): the apiserver also listens on this
+# machine's address and advertises it as the `kubernetes` Service's endpoint
+# (pods reach it as 10.96.0.1:443 with in-cluster config), and the workload
+# and node-lifecycle controllers run. See hack/README.md ("The real control
+# plane", "Real nodes").
 #
 # Usage:
 #   hack/cluster.sh build                    build the binaries once (cached), print their directory
-#   hack/cluster.sh up DIR                   start everything, write DIR/kubeconfig (cluster admin)
+#   hack/cluster.sh build-node               build kubelet and kube-proxy once (cached), print their directory
+#   hack/cluster.sh up DIR [--kubelets]      start everything, write DIR/kubeconfig (cluster admin);
+#                                            --kubelets: serve real nodes (hack/node.sh)
 #   hack/cluster.sh down DIR                 stop what `up DIR` started, by pid
 #   hack/cluster.sh token DIR NS SA          print a kubeconfig authenticating as ServiceAccount NS/SA
+#   hack/cluster.sh kubelet-kubeconfig DIR NAME SERVER
+#                                            print a kubeconfig for the kubelet of Node NAME (system:node:NAME)
 #   hack/cluster.sh node DIR NAME [HOSTNAME] make a Ready, schedulable Node (hostname label defaults to NAME)
 #   hack/cluster.sh restart DIR              restart kube-apiserver (same flags and data)
 #   hack/cluster.sh compact DIR              compact etcd's history to now (older watches get 410)
@@ -25,6 +34,7 @@ ETCD_VERSION=$(module_version 'go\.etcd\.io/etcd/server/v3' "$root/hack/cluster/
 cache=${EXTERNAL_STORAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/external-storage}
 kube_bin=$cache/kube-$KUBE_VERSION
 etcd_bin=$cache/etcd-$ETCD_VERSION
+node_bin=$cache/kube-node-$KUBE_VERSION
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { echo "cluster.sh: $*" >&2; }
@@ -46,19 +56,24 @@ go_build() {
   log "$(basename "$out") built in $((SECONDS - start)) s"
 }
 
+# -X flags that give the binaries their release version (a module build has none).
+version_ldflags() {
+  local minor=${KUBE_VERSION#v1.}
+  minor=${minor%%.*}
+  local pkg x=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    x+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  printf '%s' "$x"
+}
+
 build() {
   command -v go >/dev/null || die "go not found: the control plane is built from its Go modules (Go 1.24+)"
   if [ ! -x "$kube_bin/kube-apiserver" ] || [ ! -x "$kube_bin/kube-controller-manager" ] ||
     [ ! -x "$kube_bin/kube-scheduler" ]; then
     log "building Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler) from the Go module proxy into $kube_bin; a cold build takes many minutes on 2 cores"
-    local minor=${KUBE_VERSION#v1.}
-    minor=${minor%%.*}
-    local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version x=""
-    for pkg in $v $cv; do
-      x+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-      x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    done
-    go_build "$root/hack/cluster/kube" "$kube_bin" "-s -w$x" \
+    go_build "$root/hack/cluster/kube" "$kube_bin" "-s -w$(version_ldflags)" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler
   fi
@@ -67,6 +82,21 @@ build() {
     go_build "$root/hack/cluster/etcd" "$etcd_bin" "-s -w" go.etcd.io/etcd/server/v3
     mv "$etcd_bin/server" "$etcd_bin/etcd"
   fi
+}
+
+# The IPv4 address this machine reaches the network from (its default route's source).
+machine_ip() {
+  ip -4 route get 1.1.1.1 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }' | grep .
+}
+
+# The node binaries (kubelet, kube-proxy) of the same release, for hack/node.sh,
+# in their own cache directory.
+build_node() {
+  command -v go >/dev/null || die "go not found: the node binaries are built from their Go modules (Go 1.24+)"
+  [ -x "$node_bin/kubelet" ] && [ -x "$node_bin/kube-proxy" ] && return 0
+  log "building Kubernetes $KUBE_VERSION (kubelet, kube-proxy) from the Go module proxy into $node_bin"
+  go_build "$root/hack/cluster/kube" "$node_bin" "-s -w$(version_ldflags)" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 
 free_port() {
@@ -133,7 +163,12 @@ pki() {
     openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
       -days 3650 -out "$p/$1.crt" -extfile <(printf '%s\n' "${3:-basicConstraints=CA:FALSE}") 2>/dev/null
   }
-  cert apiserver /CN=kube-apiserver "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"
+  # 10.96.0.1 is the `kubernetes` Service (the first address of
+  # --service-cluster-ip-range): what in-cluster clients dial.
+  local san="subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
+  san+=",DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  [ -z "${host_ip:-}" ] || san+=",IP:$host_ip"
+  cert apiserver /CN=kube-apiserver "$san"
   cert admin "/O=system:masters/CN=cluster-admin"
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
@@ -150,7 +185,16 @@ up() {
   local t0=$SECONDS
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  rm -rf "$dir/etcd-data" "$dir/pki" "$dir"/*.log "$dir"/*.pid
+  rm -rf "$dir/etcd-data" "$dir/pki" "$dir"/*.log "$dir"/*.pid "$dir/host-ip"
+  # Real nodes' pods reach the apiserver through the `kubernetes` Service,
+  # whose endpoint is the advertised address: loopback cannot be one (the
+  # apiserver refuses to advertise it), so serve on this machine's address.
+  local bind=127.0.0.1 advertise=127.0.0.1
+  if [ "$kubelets" = 1 ]; then
+    host_ip=$(machine_ip) || die "--kubelets: no IPv4 address with a default route on this machine"
+    echo "$host_ip" >"$dir/host-ip"
+    bind=0.0.0.0 advertise=$host_ip
+  fi
   pki
 
   local etcd_port etcd_peer api_port kcm_port sched_port
@@ -181,7 +225,7 @@ YAML
   # TaintNodesByCondition); none is disabled.
   start apiserver "$kube_bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$bind" --advertise-address "$advertise" --secure-port "$api_port" \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" \
     --authorization-mode Node,RBAC \
@@ -197,13 +241,23 @@ YAML
   wait_healthy apiserver "https://127.0.0.1:$api_port/readyz" "$dir/apiserver.pid" \
     --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key"
 
-  # The controllers a storage provisioner meets, and no node-lifecycle
-  # controller: Nodes made by `node` stay Ready without a kubelet.
+  # The controllers a storage provisioner meets. Without --kubelets no
+  # node-lifecycle controller: Nodes made by `node` stay Ready without a
+  # kubelet. With it, what real nodes need: the workload controllers that
+  # turn the shipped DaemonSets, Deployments and StatefulSets into pods, the
+  # node lifecycle (lifts the not-ready taint once a kubelet reports Ready),
+  # Service endpoints (kube-proxy), pod garbage collection and attach/detach.
   local controllers=persistentvolume-binder-controller,persistentvolume-expander-controller
   controllers+=,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller
   controllers+=,garbage-collector-controller,namespace-controller
   controllers+=,serviceaccount-controller,serviceaccount-token-controller
   controllers+=,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller
+  if [ "$kubelets" = 1 ]; then
+    controllers+=,daemonset-controller,replicaset-controller,deployment-controller,statefulset-controller
+    controllers+=,node-lifecycle-controller,taint-eviction-controller,endpoints-controller
+    controllers+=,endpointslice-controller,pod-garbage-collector-controller
+    controllers+=,persistentvolume-attach-detach-controller
+  fi
   start controller-manager "$kube_bin/kube-controller-manager" \
     --kubeconfig "$dir/kubeconfig" --controllers "$controllers" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
@@ -267,6 +321,26 @@ token() {
   rm -f "$file"
 }
 
+# A kubeconfig for the kubelet of Node NAME: a client certificate in group
+# system:nodes as system:node:NAME (the Node authorizer's identity), for the
+# apiserver at SERVER (an address the node can reach).
+kubelet_kubeconfig() {
+  local name=${1:-} server=${2:-}
+  [ -n "${dir:-}" ] && [ -n "$name" ] && [ -n "$server" ] ||
+    die "usage: hack/cluster.sh kubelet-kubeconfig DIR NAME SERVER"
+  local p=$dir/pki file
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:nodes/CN=system:node:$name" \
+    -keyout "$p/kubelet-$name.key" -out "$p/kubelet-$name.csr" 2>/dev/null
+  openssl x509 -req -in "$p/kubelet-$name.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -days 3650 -out "$p/kubelet-$name.crt" 2>/dev/null
+  file=$(mktemp "$dir/kubelet-XXXXXX")
+  write_kubeconfig "$file" "$(cat "$dir/apiserver.port")" \
+    --client-certificate "$p/kubelet-$name.crt" --client-key "$p/kubelet-$name.key" --embed-certs
+  kubectl config --kubeconfig "$file" set-cluster local --server "$server" >/dev/null
+  cat "$file"
+  rm -f "$file"
+}
+
 node() {
   local name=${1:-} hostname=${2:-${1:-}}
   [ -n "${dir:-}" ] && [ -n "$name" ] || die "usage: hack/cluster.sh node DIR NAME [HOSTNAME-LABEL]"
@@ -312,9 +386,19 @@ compact() {
 
 cmd=${1:-}
 dir=${2:-}
+kubelets=0
 case "$cmd" in
   build) build && echo "$kube_bin $etcd_bin" ;;
-  up) up ;;
+  build-node) build_node && echo "$node_bin" ;;
+  up)
+    case "${3:-}" in
+      "") ;;
+      --kubelets) kubelets=1 ;;
+      *) die "usage: hack/cluster.sh up DIR [--kubelets]" ;;
+    esac
+    up
+    ;;
+  kubelet-kubeconfig) kubelet_kubeconfig "${@:3}" ;;
   down) down ;;
   token) token "${@:3}" ;;
   node) node "${@:3}" ;;

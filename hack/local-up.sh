@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # The main job, on one machine: a real Kubernetes control plane
 # (hack/cluster.sh: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, built from their Go modules on first use), two Nodes
+# kube-scheduler, built from their Go modules on first use) and a real node
+# (hack/node.sh: kubelet, containerd, runc, CNI bridge, kube-proxy), and
+# kubectl doing what an operator does: `kubectl apply -f deploy/hostpath`
+# (the shipped DaemonSet runs as a real pod from the image
+# hack/build-images.sh builds, imported under the name deploy/ uses), then
+# the example claim and pod: the kubelet mounts the volume, the pod writes
+# /data/hello, and the run prints that file as read on the node. Then the
+# claim is deleted and the PV and directory must go.
+#
+# --testserver is the quick variant: kube-testserver, two API-object Nodes
 # (one named by its FQDN, labelled with its short host name), each with its
-# hostpath provisioner instance (the DaemonSet's pods, run locally as the
-# deploy/ ServiceAccount, roots under a temp dir), and kubectl doing what an
-# operator does: `kubectl apply -f deploy/hostpath`, then the example claim
-# and pod, until the scheduler has placed the pod and the PV controller has
-# bound the claim; prints the PV and its directory on disk, then deletes the
-# claim and checks both are gone. No kubelet: the pod is scheduled, never run.
+# hostpath provisioner instance run locally (no kubelet: the pod is
+# scheduled, never run).
 #
 # Usage: hack/local-up.sh [hostpath] [--keep] [--testserver] [--helm]
-#   --helm: install with `helm install` from deploy/hostpath/chart instead.
+#   --helm:       install with `helm install` from deploy/hostpath/chart instead.
 #   --keep:       stay up after the round trip (KUBECONFIG printed); Ctrl-C cleans up.
-#   --testserver: kube-testserver instead of the real control plane (seconds, no Go).
+#   --testserver: kube-testserver and local processes instead of the real control plane and node (seconds, no Go).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,10 +39,19 @@ done
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ "$backend" = real ]; then "$root/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true; fi
+  if [ "$backend" = real ]; then
+    if [ $rc -ne 0 ]; then
+      echo "==> failed: the node's container logs" >&2
+      "$root/hack/node.sh" logs "$work/cluster" >&2 || true
+    fi
+    "$root/hack/node.sh" down "$work/cluster" >/dev/null 2>&1 || true
+    "$root/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
+  exit $rc
 }
 trap cleanup EXIT
 
@@ -45,8 +59,10 @@ if [ "$backend" = testserver ]; then
   echo "==> building kube-testserver and hostpath-provisioner"
   cargo build -q -p kube-testserver -p hostpath-provisioner
 else
-  echo "==> building hostpath-provisioner"
-  cargo build -q -p hostpath-provisioner
+  echo "==> the hostpath image (hack/build-images.sh --debug hostpath) and the node's binaries and images (hack/node.sh build)"
+  hack/build-images.sh --debug hostpath >"$work/build-images.log" 2>&1 ||
+    { tail -n 30 "$work/build-images.log" >&2; exit 1; }
+  hack/node.sh build
 fi
 bin=$root/target/debug
 export KUBECONFIG=$work/kubeconfig
@@ -59,9 +75,13 @@ if [ "$backend" = testserver ]; then
   for _ in $(seq 100); do [ -s "$KUBECONFIG" ] && kubectl get ns >/dev/null 2>&1 && break; sleep 0.1; done
   echo "==> kube-testserver on http://127.0.0.1:$port (KUBECONFIG=$KUBECONFIG)"
 else
-  echo "==> the real control plane (hack/cluster.sh up; the first run builds it from the Go module proxy)"
-  hack/cluster.sh up "$work/cluster"
+  echo "==> the real control plane and a real node (hack/cluster.sh up --kubelets, hack/node.sh up)"
+  hack/cluster.sh up "$work/cluster" --kubelets
   cp "$work/cluster/kubeconfig" "$KUBECONFIG"
+  hack/node.sh up "$work/cluster" node-1
+  image=$(grep -ho 'image: *[^ ]*' deploy/hostpath/03-daemonset.yaml | awk '{ print $2 }')
+  hack/node.sh import "$work/cluster" target/images/hostpath-provisioner-debug.tar "$image"
+  echo "==> imported target/images/hostpath-provisioner-debug.tar as $image"
 fi
 
 if [ "$installer" = helm ]; then
@@ -76,20 +96,47 @@ else
   kubectl apply -f deploy/hostpath
 fi
 
-if [ "$backend" = testserver ]; then
-  provisioner_kubeconfig=$KUBECONFIG
-else
-  # The binaries authenticate as the DaemonSet's ServiceAccount: the real
-  # RBAC authorizer judges every call they make.
-  provisioner_kubeconfig=$work/provisioner.kubeconfig
-  hack/cluster.sh token "$work/cluster" hostpath-provisioner hostpath-provisioner >"$provisioner_kubeconfig"
+if [ "$backend" = real ]; then
+  kubectl -n hostpath-provisioner rollout status ds/hostpath-provisioner --timeout=180s
+  node=$(kubectl -n hostpath-provisioner get pods -o jsonpath='{.items[0].spec.nodeName}')
+  echo "==> the DaemonSet's pod runs on node $node"
+  echo "==> kubectl apply -f deploy/hostpath/examples"
+  kubectl apply -f deploy/hostpath/examples
+  kubectl wait --for=condition=Ready pod/hostpath-example --timeout=180s
+  pv=$(kubectl get pvc hostpath-example -o jsonpath='{.spec.volumeName}')
+  dir=$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')
+  kubectl get pvc hostpath-example
+  kubectl get pv "$pv"
+  for _ in $(seq 100); do [ -s "$dir/hello" ] && break; sleep 0.1; done
+  echo "==> the pod wrote into its volume; on node $node, $dir/hello holds:"
+  ls -ln "$dir/hello"
+  cat "$dir/hello"
+  [ "$(cat "$dir/hello")" = hello ] || { echo "local-up: $dir/hello does not hold what the pod wrote" >&2; exit 1; }
+  echo "==> deleting the pod and the claim: the PV and the directory go"
+  t0=$SECONDS
+  kubectl delete pod hostpath-example
+  echo "    pod stopped and deleted in $((SECONDS - t0)) s"
+  kubectl delete pvc hostpath-example
+  for _ in $(seq 600); do kubectl get pv "$pv" >/dev/null 2>&1 || break; sleep 0.1; done
+  if kubectl get pv "$pv" >/dev/null 2>&1 || [ -e "$dir" ]; then
+    echo "local-up: PV $pv or $dir still exists" >&2
+    exit 1
+  fi
+  echo "==> done: PV $pv and $dir are gone"
+  if [ "$keep" = "--keep" ]; then
+    echo "Running; KUBECONFIG=$KUBECONFIG (try: kubectl apply -f deploy/hostpath/examples; pod logs in /var/log/pods). Ctrl-C to stop."
+    sleep infinity &
+    wait
+  fi
+  exit 0
 fi
+
+provisioner_kubeconfig=$KUBECONFIG
 
 echo "==> two Ready nodes, each with its provisioner instance (the DaemonSet's pods, run locally)"
 for entry in "${nodes[@]}"; do
   read -r node hostname <<<"$entry"
-  if [ "$backend" = testserver ]; then
-    kubectl apply -f - <<YAML
+  kubectl apply -f - <<YAML
 apiVersion: v1
 kind: Node
 metadata:
@@ -98,9 +145,6 @@ metadata:
 status:
   conditions: [{type: Ready, status: "True"}]
 YAML
-  else
-    hack/cluster.sh node "$work/cluster" "$node" "$hostname"
-  fi
   NODE_NAME=$node "$bin/hostpath-provisioner" --kubeconfig "$provisioner_kubeconfig" \
     --root "$work/$node" --metrics-address 127.0.0.1:0 >"$work/provisioner-$node.log" 2>&1 &
   pids+=($!)

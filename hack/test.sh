@@ -40,10 +40,13 @@ command -v go >/dev/null || { echo "go not found: the real control plane is buil
 go version
 # Debian packages the end-to-end tests use: NFS-Ganesha and its helpers plus
 # the libnfs userspace client (nfs), loop devices and wipe tools
-# (local-volume), and the image tools (buildah, skopeo, debootstrap).
-# Installed only when missing.
+# (local-volume), the image tools (buildah, skopeo, debootstrap), and what a
+# real node runs (containerd, runc, the CNI plugins, iptables and conntrack
+# for kube-proxy; busybox-static and gcc for the offline workload and pause
+# images). Installed only when missing.
 packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs xfsprogs coreutils
-  buildah skopeo debootstrap)
+  buildah skopeo debootstrap containerd runc containernetworking-plugins iptables conntrack busybox-static
+  gcc libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -82,17 +85,20 @@ hack/build-images.sh --debug
 step "images run: hostpath, flex and nfs from their image's root filesystem against kube-testserver"
 hack/test-images.sh --debug
 
+step "real node: hack/test-node.sh (kubelet + containerd on this machine; the shipped manifests and images of hostpath, local-volume, flex and nfs as real pods, volumes written and read back by pods)"
+hack/test-node.sh
+
 step "quotas on a real quota kernel: hack/test-quota-vm.sh (qemu VM, ext4 and XFS with prjquota; hostpath and nfs capacity, expansion, usage metrics)"
 hack/test-quota-vm.sh
 
 step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests, manifest checks and image build"
 hack/test-new-provisioner.sh
 
-step "local-up: kubectl apply -f deploy/hostpath on the real control plane, 2 nodes, claim to Bound and back"
+step "local-up: kubectl apply -f deploy/hostpath on the real control plane and a real node; the example pod writes into its volume"
 hack/local-up.sh hostpath
 step "local-up --testserver: the same against kube-testserver"
 hack/local-up.sh hostpath --testserver
-step "local-up --helm: helm install deploy/hostpath/chart on the real control plane, claim to Bound and back"
+step "local-up --helm: helm install deploy/hostpath/chart on the real control plane and a real node, the same round trip"
 hack/local-up.sh hostpath --helm
 
 # The quick benchmark and chaos runs, in the test build's profile: they show

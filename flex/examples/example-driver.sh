@@ -21,7 +21,8 @@
 # only a volume whose record matches the PV's options (a missing record
 # means nothing of ours is left: success).
 #
-# Replies go to stdout as one JSON object; logs go to stderr. POSIX sh plus
+# Replies go to stdout as one JSON object; provision and delete log to
+# stderr, node-side calls log nothing (see the dispatch below). POSIX sh plus
 # coreutils (mkdir, rm, mv, dd); mkfs.ext4 only for fsType=ext4.
 # The JSON argument is the provisioner's flat, compact object of strings; a
 # value this script reads must not contain '"' or '\'.
@@ -215,6 +216,13 @@ unmount() {
     printf '{"status":"Success"}\n'
     exit 0
 }
+
+# The kubelet reads a node-side call's stdout and stderr together as its
+# reply (FlexVolume's driver call uses combined output): node-side calls
+# print the JSON reply and nothing else; a failure's cause is in its message.
+case ${1:-} in
+    init | mount | unmount) exec 2>/dev/null ;;
+esac
 
 case ${1:-} in
     init) printf '{"status":"Success","capabilities":{"attach":false}}\n' ;;

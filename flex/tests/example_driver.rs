@@ -29,6 +29,26 @@ fn call(args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap(), reply)
 }
 
+/// A node-side call (init, mount, unmount) as the kubelet makes it: the
+/// kubelet parses stdout and stderr together as the reply (FlexVolume's
+/// driver call reads combined output), so the driver must print the JSON
+/// reply and nothing else on either. A real kubelet showed the mount
+/// failing with "invalid character 'e'" when the driver logged to stderr.
+fn node_call(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(driver())
+        .args(args)
+        .env_remove("FLEX_EXAMPLE_BASE_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "node-side `{}` wrote to stderr, which the kubelet reads as part of its reply: {:?}",
+        args[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    call(args)
+}
+
 fn provision(base: &Path, pv: &str, extra: Value) -> (i32, Value) {
     let mut req = json!({"baseDir": base.to_str().unwrap(), "kubernetes.io/pvOrVolumeName": pv, "requestBytes": "16777216"});
     req.as_object_mut()
@@ -174,16 +194,16 @@ fn the_node_side_mounts_and_unmounts() {
     let mnt = tmp.path().join("mnt");
     let m = mnt.to_str().unwrap();
     let _guard = Unmount(mnt.clone());
-    let (code, r) = call(&["mount", m, &opts.to_string()]);
+    let (code, r) = node_call(&["mount", m, &opts.to_string()]);
     assert_eq!(code, 0, "{r}");
     std::fs::write(mnt.join("f"), b"through the mount").unwrap();
     assert_eq!(
         std::fs::read(base.join("pvc-d/f")).unwrap(),
         b"through the mount"
     );
-    assert_eq!(call(&["unmount", m]).0, 0);
+    assert_eq!(node_call(&["unmount", m]).0, 0);
     assert!(!mnt.join("f").exists(), "unmounted");
-    assert_eq!(call(&["unmount", m]).0, 0, "unmount is idempotent");
+    assert_eq!(node_call(&["unmount", m]).0, 0, "unmount is idempotent");
 
     // an ext4 image, mounted read-only when the kubelet asks for ro
     if Command::new("mkfs.ext4").arg("-V").output().is_err() {
@@ -211,4 +231,17 @@ fn the_node_side_mounts_and_unmounts() {
         r["message"].as_str().unwrap().contains("fsType: ext4"),
         "{r}"
     );
+}
+
+#[test]
+fn node_side_calls_print_only_their_json_reply() {
+    let (code, r) = node_call(&["init"]);
+    assert_eq!((code, &r["capabilities"]["attach"]), (0, &json!(false)), "{r}");
+    // a failure's cause is in the reply's message, not on stderr
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let opts = json!({"path": tmp.path().join("missing").to_str().unwrap(), "type": "loop"});
+    let (code, r) = node_call(&["mount", mnt.to_str().unwrap(), &opts.to_string()]);
+    assert_eq!((code, r["status"].as_str()), (1, Some("Failure")), "{r}");
+    assert!(!r["message"].as_str().unwrap_or("").is_empty(), "{r}");
 }
