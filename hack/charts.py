@@ -187,19 +187,25 @@ def generate(name, spec, out):
             ]
             lines = ["{{- if .Values.createNamespace }}"] + lines + ["{{- end }}"]
         if f == spec["workload"]:
+            # Every container of the workload (an init container included)
+            # runs the provisioner's image: all of them follow the value.
+            first = True
             for k, s in enumerate(lines):
                 m = re.match(r"^(\s*)image: (\S+):(\S+)$", s)
                 if m:
-                    values.add("The provisioner's image.", "image.repository", m.group(2))
-                    values.add("", "image.tag", m.group(3))
+                    if first:
+                        values.add("The provisioner's image.", "image.repository", m.group(2))
+                        values.add("", "image.tag", m.group(3))
+                        first = False
                     lines[k] = f'{m.group(1)}image: "{{{{ .Values.image.repository }}}}:{{{{ .Values.image.tag }}}}"'
-                    break
+            first = True
             for k, s in enumerate(lines):
                 m = re.match(r"^(\s*)imagePullPolicy: (\S+)$", s)
                 if m:
-                    values.add("", "image.pullPolicy", m.group(2))
+                    if first:
+                        values.add("", "image.pullPolicy", m.group(2))
+                        first = False
                     lines[k] = f"{m.group(1)}imagePullPolicy: {{{{ .Values.image.pullPolicy }}}}"
-                    break
             if spec["provisioner"]:
                 i, _, indent = block(lines, "env")
                 pad = " " * (indent + 2)
@@ -321,8 +327,9 @@ def check_set(name, rendered):
         if kind in ("DaemonSet", "Deployment", "StatefulSet"):
             pod = d["spec"]["template"]["spec"]
             c = pod["containers"][0]
-            if not c["image"].endswith(":" + SET["image.tag"]):
-                bad.append(f"image {c['image']}")
+            for each in pod.get("initContainers", []) + pod["containers"]:
+                if not each["image"].endswith(":" + SET["image.tag"]):
+                    bad.append(f"image {each['image']} of {each['name']}")
             if pod.get("nodeSelector") != {"disk": SET["nodeSelector.disk"]}:
                 bad.append(f"nodeSelector {pod.get('nodeSelector')}")
             env = {e["name"]: e.get("value") for e in c.get("env", [])}

@@ -236,7 +236,11 @@ fn the_node_side_mounts_and_unmounts() {
 #[test]
 fn node_side_calls_print_only_their_json_reply() {
     let (code, r) = node_call(&["init"]);
-    assert_eq!((code, &r["capabilities"]["attach"]), (0, &json!(false)), "{r}");
+    assert_eq!(
+        (code, &r["capabilities"]["attach"]),
+        (0, &json!(false)),
+        "{r}"
+    );
     // a failure's cause is in the reply's message, not on stderr
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");

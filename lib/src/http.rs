@@ -1,7 +1,10 @@
 //! The one small HTTP server of a provisioner: `/metrics` (Prometheus text),
 //! `/healthz` (the process is alive) and `/readyz` (the controller runs, as
 //! leader or as a standby campaigning for the Lease, and whatever else the
-//! provisioner waits for: [`serve_all_ready`]).
+//! provisioner waits for: [`serve_all_ready`]). A provisioner that knows
+//! why it is not ready says so in `/readyz`'s body ([`serve_explained`]):
+//! the kubelet puts that body in the pod's `Readiness probe failed` event,
+//! where an operator looks first.
 //!
 //! A provisioner's own metrics go into the same registry
 //! ([`Metrics::with_registry`]), so one server and one exposition serve both.
@@ -19,19 +22,36 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+/// Why a provisioner is not ready, asked when `/readyz` answers 503
+/// (`None`: no reason known).
+pub type NotReadyReason = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     ready: Vec<Arc<AtomicBool>>,
+    reason: Option<NotReadyReason>,
 }
 
 /// The router serving the three endpoints; ready when every flag is set.
 pub fn router(metrics: Arc<Metrics>, ready: Vec<Arc<AtomicBool>>) -> Router {
+    router_explained(metrics, ready, None)
+}
+
+fn router_explained(
+    metrics: Arc<Metrics>,
+    ready: Vec<Arc<AtomicBool>>,
+    reason: Option<NotReadyReason>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, ready })
+        .with_state(AppState {
+            metrics,
+            ready,
+            reason,
+        })
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
@@ -46,9 +66,14 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.ready.iter().all(|r| r.load(Ordering::Acquire)) {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        let why = s.reason.as_ref().and_then(|r| r());
+        let body = match why {
+            Some(why) => format!("not ready: {why}"),
+            None => "not ready".to_string(),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
@@ -74,9 +99,21 @@ pub async fn serve_all_ready(
     ready: Vec<Arc<AtomicBool>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_explained(addr, metrics, ready, None, shutdown).await
+}
+
+/// As [`serve_all_ready`], and while not ready `/readyz` answers
+/// `not ready: <reason>` with what `reason` returns.
+pub async fn serve_explained(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Vec<Arc<AtomicBool>>,
+    reason: Option<NotReadyReason>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(metrics, ready);
+    let app = router_explained(metrics, ready, reason);
     let handle = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -7,6 +7,10 @@
 //! <root>/.nfs-provisioner/exports/<pv>.conf the export record: a JSON comment
 //!                                           line + the EXPORT block Ganesha reads
 //! <root>/.nfs-provisioner/recovery/         NFSv4 client recovery state
+//! <root>/.nfs-provisioner/canary/           empty; exported for a moment at
+//!                                           every start to prove Ganesha can
+//!                                           export (never a volume: volume
+//!                                           names cannot start with a dot)
 //! ```
 //! The state directory is never exported (exports are `<root>/<pv>` only), so
 //! clients cannot forge records. Everything goes through a `cap_std` handle on
@@ -46,10 +50,12 @@ pub const STATE_DIR: &str = ".nfs-provisioner";
 const EXPORTS: &str = ".nfs-provisioner/exports";
 const IDENTITY: &str = ".nfs-provisioner/identity";
 const RECOVERY: &str = ".nfs-provisioner/recovery";
+const CANARY: &str = ".nfs-provisioner/canary";
 
 /// Export ids that are never handed out: 0 is Ganesha's pseudo root, 152
-/// the anchor's pseudo-root fsid (`152.152`).
-pub const RESERVED_EXPORT_IDS: [u16; 2] = [0, 152];
+/// the anchor's pseudo-root fsid (`152.152`), 65535 the readiness canary
+/// ([`ganesha::CANARY_EXPORT_ID`]).
+pub const RESERVED_EXPORT_IDS: [u16; 3] = [0, 152, ganesha::CANARY_EXPORT_ID];
 
 /// Directory mode without a GID: anyone may write (like the anchor).
 pub const MODE_NO_GID: u32 = 0o777;
@@ -213,6 +219,28 @@ impl ExportRoot {
     /// Where Ganesha keeps NFSv4 recovery state.
     pub fn recovery_root(&self) -> PathBuf {
         self.path.join(RECOVERY)
+    }
+
+    /// Makes (idempotent) the readiness canary's directory, empty, mode
+    /// 0700, and returns its absolute path. A symlink or file in its place
+    /// is refused.
+    pub fn canary_dir(&self) -> Result<String, RootError> {
+        match self.dir.create_dir(CANARY) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create", CANARY)(e)),
+        }
+        use nix::fcntl::OFlag;
+        let fd = nix::fcntl::openat(
+            self.dir.as_fd(),
+            CANARY,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|_| RootError::NotADirectory(CANARY.to_string()))?;
+        nix::sys::stat::fchmod(fd.as_fd(), nix::sys::stat::Mode::from_bits_truncate(0o700))
+            .map_err(|e| io_err("chmod", CANARY)(e.into()))?;
+        Ok(self.path.join(CANARY).display().to_string())
     }
 
     /// The absolute path of a volume's directory (= its export path).

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub struct ExportRecord {
     /// The PV this export serves (also the directory's name).
     pub pv: String,
-    /// Ganesha's export id (1..=65535, never 152).
+    /// Ganesha's export id (1..=65534, never 152; 65535 is the canary's).
     pub export_id: u16,
     /// Absolute path of the directory (= NFS path in the PV).
     pub path: String,
@@ -117,7 +117,8 @@ pub enum RecordError {
     /// The record is not the JSON of an [`ExportRecord`].
     #[error("the record does not parse: {0}")]
     Json(String),
-    /// Export id 0 (the pseudo root) or 152 (Ganesha's own).
+    /// Export id 0 (the pseudo root), 152 (Ganesha's own) or
+    /// [`CANARY_EXPORT_ID`].
     #[error("export id {0} is reserved")]
     ReservedId(u16),
     /// The recorded path could not be written back into a config.
@@ -302,6 +303,32 @@ pub fn export_block(r: &ExportRecord, clients: &ClientList) -> String {
     )
 }
 
+/// The export id of the readiness canary ([`canary_block`]): never a
+/// volume's (the allocation counts up from 1 and skips it).
+pub const CANARY_EXPORT_ID: u16 = u16::MAX;
+
+/// The `EXPORT` block of the readiness canary: an empty directory of the
+/// state directory, exported for a moment to prove that Ganesha can export
+/// (the VFS FSAL takes a file handle of it, as of every volume), and
+/// withdrawn at once. No `CLIENT` block and `Access_Type = None`: no client
+/// may mount or read it while it is live.
+pub fn canary_block(path: &str) -> String {
+    format!(
+        "EXPORT {{\n\
+         \tExport_Id = {id};\n\
+         \tPath = \"{path}\";\n\
+         \tPseudo = \"{path}\";\n\
+         \tAccess_Type = None;\n\
+         \tSquash = Root_Squash;\n\
+         \tSecType = sys;\n\
+         \tProtocols = 3, 4;\n\
+         \tFilesystem_Id = {id}.{id};\n\
+         \tFSAL {{ Name = VFS; }}\n\
+         }}\n",
+        id = CANARY_EXPORT_ID,
+    )
+}
+
 /// The NFSv4 pseudo root (export 0): without it Ganesha makes one that any
 /// client may list, and its listing names every export. Only `clients` may
 /// read its directory structure (`MDONLY_RO`, Ganesha's default for it).
@@ -339,7 +366,7 @@ pub fn parse_export_file(text: &str) -> Result<ExportRecord, RecordError> {
         .ok_or(RecordError::NoHeader)?;
     let r: ExportRecord =
         serde_json::from_str(json).map_err(|e| RecordError::Json(e.to_string()))?;
-    if r.export_id == 0 || r.export_id == 152 {
+    if r.export_id == 0 || r.export_id == 152 || r.export_id == CANARY_EXPORT_ID {
         return Err(RecordError::ReservedId(r.export_id));
     }
     check_config_path(&r.path)?;

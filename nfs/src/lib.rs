@@ -16,6 +16,8 @@
 //!   and every recorded export is live.
 //! - [`address`]: which server address goes into the PVs.
 //! - [`provisioner`]: the [`external_storage::Provisioner`] implementation.
+//! - [`seccomp`]: the container's seccomp profile (the runtime default plus
+//!   `name_to_handle_at`) and its installation for the kubelet.
 
 pub mod address;
 pub mod dbus;
@@ -24,6 +26,7 @@ pub mod ganesha;
 pub mod params;
 pub mod provisioner;
 pub mod rpc;
+pub mod seccomp;
 pub mod server;
 pub mod startup;
 

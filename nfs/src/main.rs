@@ -20,6 +20,7 @@ use nfs_provisioner::address;
 use nfs_provisioner::exports::ExportRoot;
 use nfs_provisioner::ganesha::{self, ClientList, CoreConfig};
 use nfs_provisioner::provisioner::Nfs;
+use nfs_provisioner::seccomp;
 use nfs_provisioner::server::{Server, ServerConfig};
 
 /// NFS provisioner: an NFS-Ganesha server in a pod, an export per claim.
@@ -93,11 +94,39 @@ struct Cli {
     archive_sweep_interval: Duration,
     #[command(flatten)]
     common: external_storage::Args,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// One-shot tasks instead of serving.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Writes the NFS container's seccomp profile to
+    /// DIR/external-storage/nfs-ganesha.json (atomically; nothing is written
+    /// when it is already there) and exits. DIR is the kubelet's seccomp
+    /// directory, `<kubelet root>/seccomp`.
+    InstallSeccompProfile {
+        /// The kubelet's seccomp directory (as mounted in this container).
+        #[arg(long, default_value = "/var/lib/kubelet/seccomp")]
+        dir: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = external_storage::args::parse_command_line(nfs_provisioner::PROVISIONER_NAME);
+    if let Some(Command::InstallSeccompProfile { dir }) = &cli.command {
+        return match seccomp::install(dir)? {
+            seccomp::Installed::Written(path) => {
+                println!("seccomp profile written to {}", path.display());
+                Ok(())
+            }
+            seccomp::Installed::Unchanged(path) => {
+                println!("seccomp profile at {} is current", path.display());
+                Ok(())
+            }
+        };
+    }
     let mut common = cli.common;
     // One server, one disk: there is no standby that could take over the
     // volumes, so there is nothing to elect.
@@ -180,18 +209,30 @@ async fn main() -> anyhow::Result<()> {
     let controller = ProvisionController::new(client, provisioner, settings.options)
         .with_metrics(Arc::new(metrics));
     let ready = Arc::new(AtomicBool::new(false));
+    let controller_ready = controller.ready_flag();
     if let Some(addr) = settings.metrics_address {
-        let (bound, _) = external_storage::http::serve(
+        // /readyz says why it is not ready: the server's reason (Ganesha's
+        // own error text when it cannot export), else the controller.
+        let reason: external_storage::http::NotReadyReason = {
+            let (server, controller_ready) = (server.clone(), controller_ready.clone());
+            Arc::new(move || {
+                server.not_ready_reason().or_else(|| {
+                    (!controller_ready.load(Ordering::Acquire))
+                        .then(|| "the provisioning controller is not running yet".to_string())
+                })
+            })
+        };
+        let (bound, _) = external_storage::http::serve_explained(
             addr,
             controller.metrics(),
-            ready.clone(),
+            vec![ready.clone()],
+            Some(reason),
             shutdown.clone(),
         )
         .await
         .with_context(|| format!("binding the metrics address {addr}"))?;
         tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     }
-    let controller_ready = controller.ready_flag();
     {
         let (server, ready, shutdown) = (server.clone(), ready.clone(), shutdown.clone());
         tokio::spawn(async move {

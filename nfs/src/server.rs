@@ -5,13 +5,28 @@
 //! every recorded export inline, start Ganesha, wait until NFS and MOUNT
 //! answer an RPC `NULL` and D-Bus answers (for as long as Ganesha keeps
 //! working through its config: [`crate::startup`]), make the live exports equal the
-//! records (add missing, withdraw unrecorded), then report ready. While
+//! records (add missing, withdraw unrecorded), prove that Ganesha can
+//! export at all (the canary, below), then report ready. While
 //! running, probe every `probe_interval`; a failed probe makes us not ready,
 //! a server unresponsive for `unresponsive_timeout` is killed. Any child
 //! exiting restarts Ganesha (and the dead helper) with exponential backoff
 //! (1 s doubling to 30 s, reset after a minute of uptime).
 //!
-//! Guarantees: ready implies every valid record is a live export; export
+//! The canary: answering RPC and D-Bus does not mean Ganesha can export. A
+//! container whose seccomp profile refuses `name_to_handle_at` (containerd's
+//! `RuntimeDefault` before 1.6.22/1.7.3 without `CAP_SYS_ADMIN`) runs a
+//! Ganesha that answers every probe and fails every `AddExport` with
+//! `EPERM`; with no records to re-add at start, nothing noticed, the pod
+//! was Ready and every claim failed. So after every (re)start, before
+//! ready, the server adds and at once removes an export of an empty
+//! directory in the state directory (`.nfs-provisioner/canary`: volume names
+//! cannot start with a dot; export id [`ganesha::CANARY_EXPORT_ID`], which
+//! no volume gets; no client access). Until that works the server stays
+//! not ready, [`Server::not_ready_reason`] (and so `/readyz`) carries
+//! Ganesha's answer, and the canary is tried again every `probe_interval`.
+//!
+//! Guarantees: ready implies every valid record is a live export and an
+//! `AddExport` just worked; export
 //! changes (provision, delete, reconcile) are serialized by one lock, so a
 //! restart never resurrects an export being withdrawn. Children get
 //! `PR_SET_PDEATHSIG` (SIGKILL), so a killed provisioner does not leave a
@@ -115,6 +130,7 @@ pub struct Server {
     cfg: ServerConfig,
     root: Arc<ExportRoot>,
     ready: Arc<AtomicBool>,
+    reason: RwLock<Option<String>>,
     mgr: RwLock<Option<ExportMgr>>,
     ops: Mutex<()>,
 }
@@ -214,6 +230,7 @@ impl Server {
             cfg,
             root,
             ready: Arc::new(AtomicBool::new(false)),
+            reason: RwLock::new(Some("starting".to_string())),
             mgr: RwLock::new(None),
             ops: Mutex::new(()),
         }
@@ -224,9 +241,31 @@ impl Server {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Why the server is not ready (the last failure of a start, a probe
+    /// or the export canary); `None` while ready.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.is_ready() {
+            return None;
+        }
+        self.reason.read().expect("lock").clone()
+    }
+
     fn set_ready(&self, ready: bool) {
+        if ready {
+            *self.reason.write().expect("lock") = None;
+        }
         if self.ready.swap(ready, Ordering::AcqRel) != ready {
             tracing::info!(ready, "NFS server readiness changed");
+        }
+    }
+
+    /// Not ready, because of `why`; logged when the reason changes.
+    fn set_not_ready(&self, why: String) {
+        self.set_ready(false);
+        let mut reason = self.reason.write().expect("lock");
+        if reason.as_deref() != Some(why.as_str()) {
+            tracing::warn!(reason = why, "NFS server not ready");
+            *reason = Some(why);
         }
     }
 
@@ -269,6 +308,7 @@ impl Server {
             }
             if let Err(e) = result {
                 tracing::error!(error = %e, "NFS server down; restarting in {backoff:?}");
+                *self.reason.write().expect("lock") = Some(format!("{e} (restarting)"));
             }
             if started.elapsed() >= STABLE {
                 backoff = BACKOFF_START;
@@ -350,9 +390,34 @@ impl Server {
         }
         *self.mgr.write().expect("lock") = Some(mgr);
         drop(guard);
-        tracing::info!(exports = records.len(), "NFS server ready");
-        self.set_ready(true);
+        tracing::info!(exports = records.len(), "recorded exports live");
         self.monitor(kids, shutdown).await
+    }
+
+    /// Adds and removes the canary export: `Err` with Ganesha's answer when
+    /// it cannot export (see the module docs). Callers hold the ops lock.
+    async fn export_canary(&self, mgr: &ExportMgr) -> Result<(), String> {
+        let dir = self
+            .root
+            .canary_dir()
+            .map_err(|e| format!("preparing the export canary: {e}"))?;
+        let conf = self.cfg.run_dir.join("canary.conf");
+        std::fs::write(&conf, ganesha::canary_block(&dir))
+            .map_err(|e| format!("writing {}: {e}", conf.display()))?;
+        let id = ganesha::CANARY_EXPORT_ID;
+        let withdraw = || async {
+            mgr.remove_export(id)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("withdrawing the export canary: {e}"))
+        };
+        // One left live by an attempt that was cut short.
+        withdraw().await?;
+        let added = mgr.add_export(&conf, &dir).await;
+        withdraw().await?;
+        added.map(|_| ()).map_err(|e| {
+            format!("Ganesha cannot export (a test export of {dir} failed; is name_to_handle_at allowed by the container's seccomp profile? see docs/security.md): {e}")
+        })
     }
 
     async fn ensure_rpcbind(&self, kids: &mut Children) -> Result<(), ServerError> {
@@ -526,6 +591,9 @@ impl Server {
             .clone()
             .ok_or(ServerError::NotReady)?;
         let mut failing_since: Option<Instant> = None;
+        // Proved once per start, before the first ready.
+        let mut can_export = false;
+        let mut first = true;
         loop {
             let exited = |what: &'static str, s: std::io::Result<ExitStatus>| ServerError::Exited {
                 what,
@@ -536,17 +604,27 @@ impl Server {
                 s = wait_opt(&mut kids.ganesha) => { kids.ganesha = None; return Err(exited("ganesha.nfsd", s)) }
                 s = wait_opt(&mut kids.bus) => { kids.bus = None; return Err(exited("dbus-daemon", s)) }
                 s = wait_opt(&mut kids.rpcbind) => { kids.rpcbind = None; return Err(exited("rpcbind", s)) }
-                _ = tokio::time::sleep(self.cfg.probe_interval) => {}
+                _ = tokio::time::sleep(self.cfg.probe_interval), if !first => {}
+                _ = std::future::ready(()), if first => {}
             }
+            first = false;
             match self.probe(&mgr).await {
                 Ok(()) => {
                     failing_since = None;
+                    if !can_export {
+                        let _guard = self.ops.lock().await;
+                        if let Err(why) = self.export_canary(&mgr).await {
+                            self.set_not_ready(why);
+                            continue;
+                        }
+                        can_export = true;
+                        tracing::info!("NFS server ready");
+                    }
                     self.set_ready(true);
                 }
                 Err(e) => {
-                    self.set_ready(false);
+                    self.set_not_ready(format!("probe failed: {e}"));
                     let since = *failing_since.get_or_insert_with(Instant::now);
-                    tracing::warn!(error = e, "NFS server probe failed");
                     if since.elapsed() >= self.cfg.unresponsive_timeout {
                         stop("ganesha.nfsd", &mut kids.ganesha, false).await;
                         return Err(ServerError::Unresponsive(since.elapsed(), e));

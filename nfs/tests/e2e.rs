@@ -261,6 +261,38 @@ async fn nfs_ganesha_end_to_end() {
         nfs_ls(&format!("{root}/.nfs-provisioner"), 3).is_err(),
         "the state dir must not be exported"
     );
+    // The readiness canary (an export of .nfs-provisioner/canary added and
+    // withdrawn before ready) leaves no export, and no directory a client
+    // could see: not over NFSv3 or v4, not in the pseudo root's listing,
+    // nothing beside the volumes.
+    let canary = format!("{root}/.nfs-provisioner/canary");
+    assert!(
+        nfs_ls(&canary, 3).is_err(),
+        "the canary is not exported (v3)"
+    );
+    assert!(
+        nfs_ls(&canary, 4).is_err(),
+        "the canary is not exported (v4)"
+    );
+    let pseudo = nfs_ls(&root, 4).expect("the pseudo directory of the export root");
+    assert!(
+        !pseudo.contains(".nfs-provisioner"),
+        "the pseudo root shows no path to the canary: {pseudo}"
+    );
+    assert_eq!(
+        std::fs::read_dir(Path::new(&canary)).unwrap().count(),
+        0,
+        "the canary directory stays empty"
+    );
+    let mut tops: Vec<String> = std::fs::read_dir(env.export_root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    tops.sort();
+    let mut expected = vec![".nfs-provisioner".to_string()];
+    expected.extend([&one, &two].map(|pv| pv.metadata.name.clone().unwrap()));
+    expected.sort();
+    assert_eq!(tops, expected, "no canary beside the volumes");
 
     // --- GID allocation: group, setgid mode, annotation
     create_class(
