@@ -189,11 +189,15 @@ up() {
   # Real nodes' pods reach the apiserver through the `kubernetes` Service,
   # whose endpoint is the advertised address: loopback cannot be one (the
   # apiserver refuses to advertise it), so serve on this machine's address.
-  local bind=127.0.0.1 advertise=127.0.0.1
+  local bind=127.0.0.1 advertise=127.0.0.1 kubelet_flags=()
   if [ "$kubelets" = 1 ]; then
     host_ip=$(machine_ip) || die "--kubelets: no IPv4 address with a default route on this machine"
     echo "$host_ip" >"$dir/host-ip"
     bind=0.0.0.0 advertise=$host_ip
+    # kubectl logs/exec: the apiserver dials the kubelet at the Node's
+    # address (its name resolves nowhere) with the admin certificate.
+    kubelet_flags=(--kubelet-preferred-address-types InternalIP,Hostname
+      --kubelet-client-certificate "$dir/pki/admin.crt" --kubelet-client-key "$dir/pki/admin.key")
   fi
   pki
 
@@ -220,7 +224,9 @@ omitStages: [RequestReceived]
 rules:
 - level: Metadata
 YAML
-  # The default admission plugins stay on (they include
+  # Privileged containers are allowed, as kubeadm and the distributions
+  # allow them (the binary's default refuses them); PodSecurity admission
+  # decides per namespace. The default admission plugins stay on (they include
   # StorageObjectInUseProtection, DefaultStorageClass, ServiceAccount,
   # TaintNodesByCondition); none is disabled.
   start apiserver "$kube_bin/kube-apiserver" \
@@ -235,7 +241,7 @@ YAML
     --enable-admission-plugins StorageObjectInUseProtection,DefaultStorageClass \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
     --audit-log-format json --audit-log-mode blocking \
-    --profiling=false
+    "${kubelet_flags[@]}" --allow-privileged=true --profiling=false
   write_kubeconfig "$dir/kubeconfig" "$api_port" \
     --client-certificate "$dir/pki/admin.crt" --client-key "$dir/pki/admin.key" --embed-certs
   wait_healthy apiserver "https://127.0.0.1:$api_port/readyz" "$dir/apiserver.pid" \

@@ -37,6 +37,8 @@ for arg in "$@"; do
 done
 
 work=$(mktemp -d)
+made_root=
+[ -e /var/lib/hostpath-provisioner ] || made_root=/var/lib/hostpath-provisioner
 pids=()
 cleanup() {
   local rc=$?
@@ -49,6 +51,8 @@ cleanup() {
     fi
     "$root/hack/node.sh" down "$work/cluster" >/dev/null 2>&1 || true
     "$root/hack/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
+    # The DaemonSet's hostPath root, if this run made it.
+    [ -n "$made_root" ] && rm -rf --one-file-system "$made_root"
   fi
   rm -rf "$work"
   exit $rc

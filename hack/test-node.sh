@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every provisioner end to end as real pods on a real node: the control plane
 # (hack/cluster.sh up --kubelets) and a node on this machine (hack/node.sh:
-# kubelet, containerd, runc, CNI bridge, kube-proxy). The shipped manifests go
+# kubelet, containerd, runc, CNI bridge, kube-proxy); the nfs scenario's
+# clients run on a second node in a qemu guest (hack/node-vm.sh), which has
+# the kernel NFS client this machine lacks. The shipped manifests go
 # in unmodified through `kubectl apply -f deploy/<x>`, their pods run from the
 # images hack/build-images.sh built (imported under exactly the names deploy/
 # uses) with their shipped securityContext, and the kubelet mounts the
@@ -34,6 +36,7 @@ source "$root/hack/node/e2e-lib.sh"
 work=$(mktemp -d /tmp/test-node.XXXXXX)
 cluster=$work/cluster
 NODE=node-1
+GUEST=guest-1
 finish() {
   local rc=$?
   if [ $rc -ne 0 ]; then
@@ -42,7 +45,13 @@ finish() {
     KUBECONFIG=$cluster/kubeconfig kubectl get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 40 >&2 || true
     "$root/hack/node.sh" logs "$cluster" >&2 || true
     tail -n 30 "$cluster/node/kubelet.log" >&2 2>/dev/null || true
+    if [ -d "$cluster/vm-$GUEST" ]; then
+      echo "----- guest $GUEST: container logs, kubelet, console" >&2
+      "$root/hack/node-vm.sh" logs "$cluster" "$GUEST" >&2 || true
+      tail -n 30 "$cluster/vm-$GUEST/kubelet.log" "$cluster/vm-$GUEST/console.log" >&2 2>/dev/null || true
+    fi
   fi
+  [ ! -d "$cluster/vm-$GUEST" ] || "$root/hack/node-vm.sh" down "$cluster" "$GUEST" >/dev/null 2>&1 || true
   "$root/hack/node.sh" down "$cluster" >/dev/null 2>&1 || true
   "$root/hack/cluster.sh" down "$cluster" >/dev/null 2>&1 || true
   for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null || true; done

@@ -53,70 +53,9 @@ fi
 # the libnfs client for the nfs tests.
 packages=(linux-image-amd64 initramfs-tools kmod ca-certificates netbase util-linux e2fsprogs xfsprogs iproute2 procps
   nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils)
-# The guest's PID 1: mounts the pseudo filesystems and the job share, runs
-# the job's script with the console as its output, powers off.
-guest_init='#!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-for m in proc:/proc sysfs:/sys devtmpfs:/dev tmpfs:/run tmpfs:/tmp; do
-  t=${m%%:*}; d=${m#*:}
-  mountpoint -q "$d" || mount -t "$t" "$t" "$d"
-done
-mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
-modprobe 9pnet_virtio; modprobe 9p
-mkdir -p /job
-if mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 job /job; then
-  sh /job/run.sh >/dev/console 2>&1
-else
-  echo "QUOTA-VM: cannot mount the job share" >/dev/console
-fi
-sync
-echo o >/proc/sysrq-trigger
-sleep 30'
-recipe_version=2
-hash=$(printf '%s\n' "$recipe_version" "${packages[*]}" "$guest_init" | sha256sum | cut -c1-16)
-cache_root=${EXTERNAL_STORAGE_CACHE:-$HOME/.cache/external-storage}
-image=$cache_root/quota-vm-$hash
-if [ -f "$image/rootfs.img" ] && [ -f "$image/vmlinuz" ] && [ -f "$image/initrd.img" ]; then
-  echo "guest image: $image (cached)"
-else
-  step "building the guest image (debootstrap bookworm + ${#packages[@]} packages) into $image"
-  t_img=$(now)
-  mkdir -p "$cache_root"
-  build=$(mktemp -d "$cache_root/.quota-vm-build.XXXXXX")
-  fs=$build/rootfs
-  cleanup_build() {
-    for d in dev/pts dev proc sys; do umount "$fs/$d" 2>/dev/null || true; done
-    rm -rf "$build"
-  }
-  trap cleanup_build EXIT
-  debootstrap --variant=minbase bookworm "$fs" http://deb.debian.org/debian >"$build/debootstrap.log" 2>&1 || {
-    tail -30 "$build/debootstrap.log"; exit 1; }
-  # Services are never started in the chroot.
-  printf '#!/bin/sh\nexit 101\n' >"$fs/usr/sbin/policy-rc.d"
-  chmod +x "$fs/usr/sbin/policy-rc.d"
-  mount --bind /dev "$fs/dev"; mount -t devpts devpts "$fs/dev/pts"
-  mount -t proc proc "$fs/proc"; mount -t sysfs sysfs "$fs/sys"
-  chroot "$fs" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${packages[@]}" >"$build/apt.log" 2>&1 || { tail -30 "$build/apt.log"; exit 1; }
-  chroot "$fs" apt-get clean
-  for d in dev/pts dev proc sys; do umount "$fs/$d"; done
-  rm -f "$fs/usr/sbin/policy-rc.d"
-  printf '%s\n' "$guest_init" >"$fs/sbin/quota-vm-init"
-  chmod 755 "$fs/sbin/quota-vm-init"
-  # Ganesha's VFS FSAL finds the export's filesystem in /etc/mtab.
-  ln -sf ../proc/self/mounts "$fs/etc/mtab"
-  echo quota-vm >"$fs/etc/hostname"
-  printf '127.0.0.1 localhost quota-vm\n::1 localhost\n' >"$fs/etc/hosts"
-  cp "$(ls "$fs"/boot/vmlinuz-* | sort -V | tail -1)" "$build/vmlinuz"
-  cp "$(ls "$fs"/boot/initrd.img-* | sort -V | tail -1)" "$build/initrd.img"
-  mkfs.ext4 -q -L quota-vm-root -d "$fs" "$build/rootfs.img" 2G
-  rm -rf "$fs"
-  # Older images of other recipes are not needed any more.
-  rm -rf "$cache_root"/quota-vm-*
-  trap - EXIT
-  mv "$build" "$image"
-  echo "guest image built in $(since "$t_img") s: $(du -sh "$image" | cut -f1)"
-fi
+# shellcheck source=hack/lib/vm.sh
+source "$root/hack/lib/vm.sh"
+vm_image quota-vm 3 "$(vm_init)" "${packages[@]}"
 [ "${1:-}" = --image-only ] && exit 0
 
 # --- the test binaries (host build, same Debian 12 glibc as the guest)
@@ -184,20 +123,9 @@ EOF
 
 # --- boot
 step "booting the guest ($(basename "$image"))"
-# KVM when it can run this kernel, else software emulation. /dev/kvm can be
-# there and still not run a stock kernel (a nested host's paravirtual KVM,
-# kvm-pvm, boots only PVM-enabled guests: qemu starts and the guest hangs
-# silently), so a bare kernel boot must print its banner within 20 s first.
-accel=tcg
-if [ -w /dev/kvm ] && (set +o pipefail
-  timeout 20 qemu-system-x86_64 -accel kvm -cpu max -m 256 -nodefaults -display none -serial stdio \
-    -monitor none -nic none -no-reboot -kernel "$image/vmlinuz" \
-    -append "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 init=/nonexistent" </dev/null 2>&1 |
-    grep -q -m1 'Linux version'); then
-  accel=kvm
-else
-  echo "KVM unusable here (no writable /dev/kvm, or the kernel did not boot under it in 20 s): software emulation (TCG)"
-fi
+# KVM when it can run this kernel, else software emulation (TCG).
+accel=$(vm_accel "$image")
+[ "$accel" = kvm ] || echo "KVM unusable here (no writable /dev/kvm, or the kernel did not boot under it in 20 s): software emulation (TCG)"
 accel=(-accel "$accel")
 virtfs=(-virtfs "local,path=$root,mount_tag=src,security_model=none,readonly=on"
   -virtfs "local,path=$job,mount_tag=job,security_model=none")
@@ -211,7 +139,7 @@ set +e
 timeout "${QUOTA_VM_TIMEOUT:-900}" qemu-system-x86_64 "${accel[@]}" -cpu max -smp 2 -m 2048 \
   -nodefaults -display none -serial stdio -monitor none -nic none -no-reboot \
   -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 init=/sbin/quota-vm-init panic=-1 quiet loglevel=3" \
+  -append "root=/dev/vda rw console=ttyS0 init=/sbin/vm-init panic=-1 quiet loglevel=3" \
   -drive "file=$image/rootfs.img,format=raw,if=virtio,snapshot=on" \
   -drive "file=$job/ext4.img,format=raw,if=virtio" \
   -drive "file=$job/xfs.img,format=raw,if=virtio" \

@@ -43,10 +43,10 @@ go version
 # (local-volume), the image tools (buildah, skopeo, debootstrap), and what a
 # real node runs (containerd, runc, the CNI plugins, iptables and conntrack
 # for kube-proxy; busybox-static and gcc for the offline workload and pause
-# images). Installed only when missing.
+# images; qemu for the guest node and the quota VM). Installed only when missing.
 packages=(nfs-ganesha nfs-ganesha-vfs rpcbind dbus libnfs-utils util-linux e2fsprogs xfsprogs coreutils
   buildah skopeo debootstrap containerd runc containernetworking-plugins iptables conntrack busybox-static
-  gcc libc6-dev)
+  gcc libc6-dev qemu-system-x86)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -85,7 +85,7 @@ hack/build-images.sh --debug
 step "images run: hostpath, flex and nfs from their image's root filesystem against kube-testserver"
 hack/test-images.sh --debug
 
-step "real node: hack/test-node.sh (kubelet + containerd on this machine; the shipped manifests and images of hostpath, local-volume, flex and nfs as real pods, volumes written and read back by pods)"
+step "real node: hack/test-node.sh (kubelet + containerd on this machine, nfs clients on a qemu guest node; the shipped manifests and images of hostpath, local-volume, flex and nfs as real pods, volumes written and read back by pods)"
 hack/test-node.sh
 
 step "quotas on a real quota kernel: hack/test-quota-vm.sh (qemu VM, ext4 and XFS with prjquota; hostpath and nfs capacity, expansion, usage metrics)"

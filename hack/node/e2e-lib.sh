@@ -7,6 +7,17 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# wait_for SECONDS WHAT CONDITION: evaluates the shell CONDITION every half
+# second until it holds; after SECONDS fails with "WHAT".
+wait_for() {
+  local timeout=$1 what=$2 deadline=$((SECONDS + $1))
+  shift 2
+  until eval "$*"; do
+    [ $SECONDS -lt $deadline ] || fail "$what (waited $timeout s)"
+    sleep 0.5
+  done
+}
+
 # import_image PROVISIONER: its image archive, tagged with every image name
 # deploy/PROVISIONER uses.
 import_image() {
@@ -104,6 +115,11 @@ write_then_read() {
   [ "$got" = "$token" ] || fail "the reader of $ns/$c read '$got', the writer wrote '$token'"
   kubectl -n "$ns" delete pod "$c-reader" --wait=true >/dev/null
   echo "$token"
+}
+
+# pv_states CLASS: "<volumeMode>/<phase>" of each PV of CLASS, a line each.
+pv_states() {
+  kubectl get pv -o jsonpath="{range .items[?(@.spec.storageClassName==\"$1\")]}{.spec.volumeMode}/{.status.phase}{\"\\n\"}{end}"
 }
 
 # wait_gone KIND NAME [NAMESPACE] [TIMEOUT]

@@ -23,7 +23,6 @@ mod common;
 use common::*;
 use e2e_support::*;
 use hostfs::quota;
-use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/nfs";
@@ -56,54 +55,13 @@ async fn scenario(fs: &str, mnt: &Path) {
     let run_dir = tmp.path().join("run");
     let _reaper = Reaper(run_dir.clone());
     let port = free_port();
-    let _: Service = create(
-        &kube::Api::namespaced(c.clone(), "default"),
-        json!({"metadata": {"name": "nfs"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "nfs", "port": 2049}]}}),
-    )
-    .await;
-    let (nfs, mnt_port, metrics) = (
-        NFS_PORT.to_string(),
-        MOUNT_PORT.to_string(),
-        format!("127.0.0.1:{port}"),
-    );
-    let mut provisioner = Binary::spawn(
-        env!("CARGO_BIN_EXE_nfs-provisioner"),
+    nfs_service(c).await;
+    let mut provisioner = Server::new(&export_root, &run_dir, port).spawn(
         &ts.kubeconfig_as(PROVISIONER_USER).unwrap(),
-        &[
-            "--export-root",
-            export_root.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-            "--service-name",
-            "nfs",
-            "--service-namespace",
-            "default",
-            "--bind-address",
-            "127.0.0.1",
-            "--allowed-clients",
-            "127.0.0.1",
-            "--nfs-port",
-            &nfs,
-            "--mount-port",
-            &mnt_port,
-            "--grace-period",
-            "0",
-            "--probe-interval",
-            "300ms",
-            "--retry-interval-start",
-            "200ms",
-            "--retry-interval-max",
-            "2s",
-            "--metrics-address",
-            &metrics,
-        ],
         tmp.path(),
+        &[],
     );
-    wait_for(
-        "/readyz 200",
-        || async move { is_ready(port).then_some(()) },
-    )
-    .await;
+    wait_ready(port).await;
     let classes: kube::Api<k8s_openapi::api::storage::v1::StorageClass> = kube::Api::all(c.clone());
     create(
         &classes,

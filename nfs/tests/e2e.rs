@@ -19,7 +19,7 @@ mod common;
 
 use common::*;
 use e2e_support::*;
-use k8s_openapi::api::core::v1::{PersistentVolume, Service};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Client;
 use serde_json::json;
 
@@ -52,59 +52,23 @@ impl Env {
     fn spawn_with(&self, run: &str, clients: &str, extra: &[&str]) -> Binary {
         let log_dir = self.tmp.path().join(run);
         std::fs::create_dir_all(&log_dir).unwrap();
-        let metrics = format!("127.0.0.1:{}", self.metrics_port);
-        let (nfs, mnt) = (NFS_PORT.to_string(), MOUNT_PORT.to_string());
         let root = self.export_root();
         let run_dir = self.tmp.path().join("run");
-        Binary::spawn(
-            env!("CARGO_BIN_EXE_nfs-provisioner"),
-            &self.kubeconfig,
-            &[
-                "--export-root",
-                root.to_str().unwrap(),
-                "--run-dir",
-                run_dir.to_str().unwrap(),
-                "--service-name",
-                "nfs",
-                "--service-namespace",
-                "default",
-                "--bind-address",
-                "127.0.0.1",
-                "--allowed-clients",
-                clients,
-                "--nfs-port",
-                &nfs,
-                "--mount-port",
-                &mnt,
-                "--grace-period",
-                "0",
-                "--probe-interval",
-                "300ms",
-                "--retry-interval-start",
-                "200ms",
-                "--retry-interval-max",
-                "2s",
-                "--metrics-address",
-                &metrics,
-                "--archive-sweep-interval",
-                "1s",
-            ]
+        let extra: Vec<&str> = ["--archive-sweep-interval", "1s"]
             .iter()
             .chain(extra)
             .copied()
-            .collect::<Vec<_>>(),
-            &log_dir,
-        )
+            .collect();
+        Server {
+            allowed_clients: clients,
+            ..Server::new(&root, &run_dir, self.metrics_port)
+        }
+        .spawn(&self.kubeconfig, &log_dir, &extra)
     }
 
     async fn wait_ready(&self) -> Duration {
         let start = Instant::now();
-        let port = self.metrics_port;
-        wait_for(
-            "/readyz 200",
-            || async move { is_ready(port).then_some(()) },
-        )
-        .await;
+        wait_ready(self.metrics_port).await;
         start.elapsed()
     }
 
@@ -167,11 +131,7 @@ async fn nfs_ganesha_end_to_end() {
     };
     let c = &env.client;
     // The server address comes from this Service's ClusterIP.
-    let _: Service = create(
-        &kube::Api::namespaced(c.clone(), "default"),
-        json!({"metadata": {"name": "nfs"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "nfs", "port": 2049}]}}),
-    )
-    .await;
+    nfs_service(c).await;
     create_class(c, "nfs", PROVISIONER, "Delete", false, json!({})).await;
 
     let run_dir = env.tmp.path().join("run");

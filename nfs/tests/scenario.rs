@@ -26,44 +26,17 @@ async fn scenario_nfs_export_write_read_delete_and_retain() {
     let export_root = tmp.path().join("export");
     let _reaper = Reaper(run_dir.clone());
     let metrics_port = free_port();
-    let (nfs, mnt) = (NFS_PORT.to_string(), MOUNT_PORT.to_string());
-    let _server = Binary::spawn(
-        env!("CARGO_BIN_EXE_nfs-provisioner"),
-        &installed.kubeconfig,
-        &[
-            "--export-root",
-            export_root.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-            "--service-name",
-            "nfs-provisioner",
-            "--service-namespace",
-            &installed.namespace,
-            "--bind-address",
-            "127.0.0.1",
-            // The test client is on loopback; the shipped default admits
-            // only the private ranges.
-            "--allowed-clients",
-            "127.0.0.1",
-            "--nfs-port",
-            &nfs,
-            "--mount-port",
-            &mnt,
-            "--grace-period",
-            "0",
-            "--retry-interval-start",
-            "200ms",
-            "--retry-interval-max",
-            "2s",
-            "--metrics-address",
-            &format!("127.0.0.1:{metrics_port}"),
-        ],
-        tmp.path(),
-    );
-    wait_for("/readyz 200", || async move {
-        is_ready(metrics_port).then_some(())
-    })
-    .await;
+    let _server = Server {
+        service_name: "nfs-provisioner",
+        service_namespace: &installed.namespace,
+        // The test client is on loopback; the shipped default admits only
+        // the private ranges.
+        allowed_clients: "127.0.0.1",
+        probe_interval: None,
+        ..Server::new(&export_root, &run_dir, metrics_port)
+    }
+    .spawn(&installed.kubeconfig, tmp.path(), &[]);
+    wait_ready(metrics_port).await;
     let service: Service = kube::Api::namespaced(client.clone(), &installed.namespace)
         .get("nfs-provisioner")
         .await

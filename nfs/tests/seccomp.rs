@@ -23,7 +23,7 @@ mod common;
 
 use common::*;
 use e2e_support::*;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use serde_json::json;
 
 const PROVISIONER: &str = "external-storage.io/nfs";
@@ -59,49 +59,18 @@ if libc.prctl(22, ul(2), ctypes.byref(fprog), ul(0), ul(0)) != 0:  # PR_SET_SECC
 os.execvp("ganesha.nfsd", ["ganesha.nfsd"] + sys.argv[1:])
 "#;
 
+/// The provisioner on `tmp`'s export root, its log in `tmp/<run>`.
 fn spawn(kubeconfig: &Path, tmp: &Path, run: &str, metrics_port: u16, extra: &[&str]) -> Binary {
     let log_dir = tmp.join(run);
     std::fs::create_dir_all(&log_dir).unwrap();
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let (nfs, mnt) = (NFS_PORT.to_string(), MOUNT_PORT.to_string());
     let root = tmp.join("export");
     std::fs::create_dir_all(&root).unwrap();
     let run_dir = tmp.join("run");
-    let mut args = vec![
-        "--export-root",
-        root.to_str().unwrap(),
-        "--run-dir",
-        run_dir.to_str().unwrap(),
-        "--service-name",
-        "nfs",
-        "--service-namespace",
-        "default",
-        "--bind-address",
-        "127.0.0.1",
-        "--allowed-clients",
-        "127.0.0.1",
-        "--nfs-port",
-        &nfs,
-        "--mount-port",
-        &mnt,
-        "--grace-period",
-        "0",
-        "--probe-interval",
-        "300ms",
-        "--retry-interval-start",
-        "200ms",
-        "--retry-interval-max",
-        "1s",
-        "--metrics-address",
-        &metrics,
-    ];
-    args.extend_from_slice(extra);
-    Binary::spawn(
-        env!("CARGO_BIN_EXE_nfs-provisioner"),
-        kubeconfig,
-        &args,
-        &log_dir,
-    )
+    Server {
+        retry_interval_max: "1s",
+        ..Server::new(&root, &run_dir, metrics_port)
+    }
+    .spawn(kubeconfig, &log_dir, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,11 +81,7 @@ async fn not_ready_while_ganesha_cannot_export() {
     let kubeconfig = ts.kubeconfig_as(PROVISIONER_USER).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
-    let _: Service = create(
-        &kube::Api::namespaced(c.clone(), "default"),
-        json!({"metadata": {"name": "nfs"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "nfs", "port": 2049}]}}),
-    )
-    .await;
+    nfs_service(&c).await;
     create_class(&c, "nfs", PROVISIONER, "Delete", false, json!({})).await;
     let _reaper = Reaper(tmp.path().join("run"));
 
@@ -201,10 +166,7 @@ async fn not_ready_while_ganesha_cannot_export() {
     // Without the filter the same server becomes ready and provisions the
     // claim that waited.
     let mut provisioner = spawn(&kubeconfig, tmp.path(), "allowed", metrics_port, &[]);
-    wait_for("/readyz 200", || async move {
-        is_ready(metrics_port).then_some(())
-    })
-    .await;
+    wait_ready(metrics_port).await;
     let pv = wait_bound(&c, "waiting").await;
     let path = nfs_path(&pv);
     nfs_write(&path, "f", b"exportable", tmp.path());

@@ -1,18 +1,137 @@
-//! What the nfs scenario tests share: the libnfs userspace client (the
-//! kernel here has no NFS client) on the test ports, the root and tool
-//! preflight, and a reaper for the server processes the provisioner starts.
+//! What the nfs scenario tests share: the provisioner binary's command line
+//! on the test ports ([`Server`]) and the Service whose ClusterIP it
+//! publishes, the libnfs userspace client (the kernel here has no NFS
+//! client) on those ports, the root and tool preflight, and a reaper for the
+//! server processes the provisioner starts.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use e2e_support::{create, is_ready, wait_for, Binary};
+use k8s_openapi::api::core::v1::{PersistentVolume, Service};
+use serde_json::json;
 
 /// The NFS port the tests give Ganesha (not 2049: a host may run its own).
 pub const NFS_PORT: u16 = 32049;
 /// The MOUNT protocol port the tests give Ganesha.
 pub const MOUNT_PORT: u16 = 32048;
+
+/// How a test starts the `nfs-provisioner` binary: Ganesha bound to
+/// 127.0.0.1 on [`NFS_PORT`] and [`MOUNT_PORT`], no grace period, quick
+/// canary retries, `/metrics` and `/readyz` on 127.0.0.1:`metrics_port`.
+/// [`Server::new`] has what most tests want; a test sets a field where it
+/// differs.
+pub struct Server<'a> {
+    /// `--export-root`.
+    pub export_root: &'a Path,
+    /// `--run-dir`: where the provisioner writes Ganesha's pid files (give
+    /// the same directory to a [`Reaper`]).
+    pub run_dir: &'a Path,
+    /// `--service-name`: the Service whose ClusterIP goes into every PV.
+    pub service_name: &'a str,
+    /// `--service-namespace`.
+    pub service_namespace: &'a str,
+    /// `--allowed-clients`.
+    pub allowed_clients: &'a str,
+    /// `--probe-interval`; `None` leaves the binary's default.
+    pub probe_interval: Option<&'a str>,
+    /// `--retry-interval-max`.
+    pub retry_interval_max: &'a str,
+    /// The port of `--metrics-address` on 127.0.0.1.
+    pub metrics_port: u16,
+}
+
+impl<'a> Server<'a> {
+    /// Serving [`nfs_service`] (`nfs` in `default`) to 127.0.0.1 only (where
+    /// the tests' NFS client connects from), probing every 300 ms, retrying
+    /// at most every 2 s.
+    pub fn new(export_root: &'a Path, run_dir: &'a Path, metrics_port: u16) -> Self {
+        Server {
+            export_root,
+            run_dir,
+            service_name: "nfs",
+            service_namespace: "default",
+            allowed_clients: "127.0.0.1",
+            probe_interval: Some("300ms"),
+            retry_interval_max: "2s",
+            metrics_port,
+        }
+    }
+
+    /// The command line, then `extra`.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--export-root",
+            self.export_root.to_str().unwrap(),
+            "--run-dir",
+            self.run_dir.to_str().unwrap(),
+            "--service-name",
+            self.service_name,
+            "--service-namespace",
+            self.service_namespace,
+            "--bind-address",
+            "127.0.0.1",
+            "--allowed-clients",
+            self.allowed_clients,
+            "--nfs-port",
+            &NFS_PORT.to_string(),
+            "--mount-port",
+            &MOUNT_PORT.to_string(),
+            "--grace-period",
+            "0",
+        ]
+        .map(String::from)
+        .into();
+        if let Some(interval) = self.probe_interval {
+            args.extend(["--probe-interval".into(), interval.into()]);
+        }
+        args.extend(
+            [
+                "--retry-interval-start",
+                "200ms",
+                "--retry-interval-max",
+                self.retry_interval_max,
+                "--metrics-address",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ]
+            .map(String::from),
+        );
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// Starts the binary as `kubeconfig`'s user, its log in `log_dir`.
+    pub fn spawn(&self, kubeconfig: &Path, log_dir: &Path, extra: &[&str]) -> Binary {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Binary::spawn(
+            env!("CARGO_BIN_EXE_nfs-provisioner"),
+            kubeconfig,
+            &args,
+            log_dir,
+        )
+    }
+}
+
+/// Waits until the provisioner with `/readyz` on `metrics_port` is ready.
+pub async fn wait_ready(metrics_port: u16) {
+    wait_for("/readyz 200", || async move {
+        is_ready(metrics_port).then_some(())
+    })
+    .await;
+}
+
+/// Creates the Service [`Server::new`] names, `nfs` in `default`, with the
+/// ClusterIP 127.0.0.1: the server address the provisioner puts in every PV.
+pub async fn nfs_service(client: &kube::Client) -> Service {
+    create(
+        &kube::Api::namespaced(client.clone(), "default"),
+        json!({"metadata": {"name": "nfs"}, "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "nfs", "port": 2049}]}}),
+    )
+    .await
+}
 
 /// An `nfs://` URL of `file` in export `path` on 127.0.0.1 for libnfs.
 pub fn url(path: &str, file: &str, version: u8) -> String {
