@@ -11,6 +11,9 @@
 //!   the volumes (a directory is deleted only when its record names it),
 //!   those records held in memory by the private `records` index (the
 //!   nesting checks read them on every claim);
+//! - [`intent`]: pending records, the provisioning intent kept on the
+//!   provisioner's own disk (for whom a volume is being made, until its PV
+//!   is saved), which the controller's intent sweep reads;
 //! - [`stamp`]: when a directory last changed, how in-memory record caches
 //!   (the records index, nfs's export records) notice others' changes;
 //! - [`quota`]: project quotas through the kernel interfaces, their ids and
@@ -22,6 +25,7 @@
 //! Nothing here talks to Kubernetes.
 
 pub mod archive;
+pub mod intent;
 pub mod op;
 pub mod quota;
 mod records;

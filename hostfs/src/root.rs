@@ -31,6 +31,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Permissions, PermissionsExt};
 
 use crate::archive::{ArchiveRecord, Archives};
+use crate::intent::{Claimant, Pending, PendingRecords};
 use crate::records::{Dirs, RecordIndex};
 use crate::relpath::check_relative;
 
@@ -44,6 +45,9 @@ const RECORDS: &str = ".hostpath-provisioner/volumes";
 /// Records of volumes given up with `onDelete: retain`: their directories
 /// stay, are never deleted by us, and no new volume may nest with them.
 const RETAINED: &str = ".hostpath-provisioner/retained";
+/// Pending records (module [`crate::intent`]): volumes being made whose PV
+/// is not known to be saved.
+const PENDING: &str = ".hostpath-provisioner/pending";
 const DIRS: Dirs = Dirs {
     volumes: RECORDS,
     retained: RETAINED,
@@ -111,6 +115,17 @@ pub enum Deleted {
     },
 }
 
+/// What [`Root::discard_pending`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Discarded {
+    /// The pending record is gone, and the volume with it (as said).
+    Done(Deleted),
+    /// No pending record for this PV (saved, or already discarded).
+    NotPending,
+    /// The pending record names another claim UID (shown): nothing touched.
+    OtherClaim(String),
+}
+
 /// The root directory under which every volume of this node lives.
 pub struct Root {
     path: PathBuf,
@@ -170,6 +185,8 @@ impl Root {
             .map_err(io_err("chmod state dir", STATE_DIR))?;
         dir.create_dir_all(RETAINED)
             .map_err(io_err("create state dir", RETAINED))?;
+        dir.create_dir_all(PENDING)
+            .map_err(io_err("create state dir", PENDING))?;
         let archives = Archives::open(&dir, STATE_DIR)?;
         Ok(Root {
             path: path.to_path_buf(),
@@ -226,6 +243,49 @@ impl Root {
             .into_iter()
             .find(|name| nests(rel, name))
             .map(|name| (format!("(archive) {name}"), name)))
+    }
+
+    fn pending_records(&self) -> PendingRecords<'_> {
+        PendingRecords::new(&self.dir, PENDING)
+    }
+
+    /// Records that a volume is being made for `pv` on behalf of
+    /// `claimant` (call before [`create_volume`](Self::create_volume); a
+    /// later call refreshes its time).
+    pub fn mark_pending(&self, pv: &str, claimant: &Claimant) -> Result<(), RootError> {
+        Ok(self.pending_records().record(pv, claimant)?)
+    }
+
+    /// The PV of `pv` is saved: its pending record goes (idempotent).
+    pub fn mark_saved(&self, pv: &str) -> Result<(), RootError> {
+        self.pending_records().clear(pv)?;
+        Ok(())
+    }
+
+    /// Every pending record of this root.
+    pub fn pending(&self) -> Result<Vec<Pending>, RootError> {
+        Ok(self.pending_records().list()?)
+    }
+
+    /// Removes the volume of `pv` and its records, if and only if its
+    /// pending record names `claim_uid` (and, for the directory, its
+    /// ownership record names it: [`release_volume`](Self::release_volume)).
+    pub fn discard_pending(&self, pv: &str, claim_uid: &str) -> Result<Discarded, RootError> {
+        let records = self.pending_records();
+        let Some(pending) = records.read(pv)? else {
+            return Ok(Discarded::NotPending);
+        };
+        if claim_uid.is_empty() || pending.claimant.uid != claim_uid {
+            return Ok(Discarded::OtherClaim(pending.claimant.uid));
+        }
+        let record = record_name(pv)?;
+        let outcome = match self.dir.read_to_string(&record) {
+            Ok(rel) => self.release_volume(&rel, pv, Release::Delete)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Deleted::NotOurs,
+            Err(e) => return Err(io_err("read ownership record", pv)(e)),
+        };
+        records.clear(pv)?;
+        Ok(Discarded::Done(outcome))
     }
 
     /// The root's host path.
@@ -314,7 +374,11 @@ impl Root {
         let record = record_name(pv)?;
         let recorded = match self.dir.read_to_string(&record) {
             Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Deleted::NotOurs),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A record written before a volume that was never made.
+                self.pending_records().clear(pv)?;
+                return Ok(Deleted::NotOurs);
+            }
             Err(e) => return Err(io_err("read ownership record", rel)(e)),
         };
         if recorded != rel {
@@ -381,6 +445,8 @@ impl Root {
             .remove_file(&record)
             .map_err(io_err("remove ownership record", rel))?;
         index.removed(&self.dir, DIRS, pv);
+        drop(index);
+        self.pending_records().clear(pv)?;
         Ok(outcome)
     }
 
@@ -450,6 +516,67 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = Root::open(&tmp.path().join("root")).unwrap();
         (tmp, root)
+    }
+
+    fn claimant(uid: &str) -> Claimant {
+        Claimant {
+            namespace: "ns".into(),
+            name: "claim".into(),
+            uid: uid.into(),
+        }
+    }
+
+    #[test]
+    fn a_pending_volume_is_discarded_only_for_its_claim_uid_and_only_while_pending() {
+        let (_t, root) = root();
+        root.mark_pending("pvc-1", &claimant("u1")).unwrap();
+        let p = root.create_volume("ns/claim", "pvc-1", 0o770).unwrap();
+        std::fs::write(p.join("data"), "x").unwrap();
+        assert_eq!(root.pending().unwrap().len(), 1);
+        assert_eq!(
+            root.discard_pending("pvc-1", "u2").unwrap(),
+            Discarded::OtherClaim("u1".into())
+        );
+        assert_eq!(
+            root.discard_pending("pvc-1", "").unwrap(),
+            Discarded::OtherClaim("u1".into())
+        );
+        assert!(p.join("data").exists());
+        // Saved: never discarded again.
+        root.mark_saved("pvc-1").unwrap();
+        assert!(root.pending().unwrap().is_empty());
+        assert_eq!(
+            root.discard_pending("pvc-1", "u1").unwrap(),
+            Discarded::NotPending
+        );
+        assert!(p.join("data").exists());
+        // Pending again (a crash before the mark): discarded, records too.
+        root.mark_pending("pvc-1", &claimant("u1")).unwrap();
+        assert_eq!(
+            root.discard_pending("pvc-1", "u1").unwrap(),
+            Discarded::Done(Deleted::Removed)
+        );
+        assert!(!p.exists());
+        assert!(root.records().unwrap().is_empty() && root.pending().unwrap().is_empty());
+        // Pending, but the crash came before the directory: only the record goes.
+        root.mark_pending("pvc-2", &claimant("u2")).unwrap();
+        assert_eq!(
+            root.discard_pending("pvc-2", "u2").unwrap(),
+            Discarded::Done(Deleted::NotOurs)
+        );
+        assert!(root.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_a_volume_clears_its_pending_record() {
+        let (_t, root) = root();
+        root.mark_pending("pvc-1", &claimant("u1")).unwrap();
+        root.create_volume("a", "pvc-1", 0o770).unwrap();
+        assert_eq!(root.delete_volume("a", "pvc-1").unwrap(), Deleted::Removed);
+        assert!(root.pending().unwrap().is_empty());
+        root.mark_pending("pvc-2", &claimant("u2")).unwrap();
+        assert_eq!(root.delete_volume("b", "pvc-2").unwrap(), Deleted::NotOurs);
+        assert!(root.pending().unwrap().is_empty());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use external_storage::events::{Events, Reason};
 use external_storage::ondelete::OnDelete;
 use external_storage::params::UnsupportedClaim;
 use external_storage::{
-    async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
-    Provisioner,
+    async_trait, DeleteError, IntentRecords, PendingVolume, PersistentVolume, ProvisionError,
+    ProvisionOptions, Provisioned, Provisioner,
 };
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, LocalVolumeSource, NodeSelector, NodeSelectorRequirement,
@@ -24,8 +24,9 @@ use k8s_openapi::api::core::v1::{
 use crate::params::{ClassParams, VolumeType};
 use crate::pattern::PatternInput;
 use crate::roots::{self, Layout, Roots};
+use hostfs::intent::Claimant;
 use hostfs::quota::{self, ProjectQuotas};
-use hostfs::root::{Deleted, Release, Root, RootError};
+use hostfs::root::{Deleted, Discarded, Release, Root, RootError};
 use kube::Resource;
 
 /// Annotation on our PVs: the directory, relative to the root.
@@ -216,6 +217,11 @@ impl Provisioner for HostPath {
 
         let pv_name = opts.pv_name.clone();
         let rel_for_fs = rel.clone();
+        let claimant = Claimant {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+        };
         let (root_path, path, project) = tokio::task::spawn_blocking(
             move || -> Result<(PathBuf, PathBuf, Option<u32>), ProvisionError> {
                 let root = roots::pick(&candidates).ok_or_else(|| {
@@ -233,6 +239,10 @@ impl Provisioner for HostPath {
                 } else {
                     None
                 };
+                // The intent first (module docs of `hostfs::intent`): a
+                // crash after this leaves a record the intent sweep reads.
+                root.mark_pending(&pv_name, &claimant)
+                    .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                 let path = root
                     .create_volume(&rel_for_fs, &pv_name, params.mode)
                     .map_err(|e| ProvisionError::Failed(e.to_string()))?;
@@ -265,6 +275,12 @@ impl Provisioner for HostPath {
         }
         out.annotations.extend(params.on_delete.annotations());
         Ok(out)
+    }
+
+    /// Ours are the pending records of `hostfs` (the claim loop then sends
+    /// no intent finalizer patches).
+    fn intent_records(&self) -> Option<&dyn IntentRecords> {
+        Some(self)
     }
 
     /// Expansion: without `enforceCapacity` the size is nominal (a directory
@@ -360,6 +376,62 @@ impl Provisioner for HostPath {
             ))),
             Err(e) => Err(DeleteError::Failed(e.to_string())),
         }
+    }
+}
+
+/// The pending records of every root in force (`hostfs::intent`), for the
+/// controller's intent sweep. A root dropped from the configuration is not
+/// swept (its records cannot be checked against a root we do not hold).
+#[async_trait]
+impl IntentRecords for HostPath {
+    async fn pending(&self) -> Result<Vec<PendingVolume>, String> {
+        let roots: Vec<Arc<Root>> = self.roots.current().roots().cloned().collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for root in roots {
+                let pending = root
+                    .pending()
+                    .map_err(|e| format!("{}: {e}", root.path().display()))?;
+                out.extend(pending.into_iter().map(|p| PendingVolume {
+                    pv_name: p.pv,
+                    claim_namespace: p.claimant.namespace,
+                    claim_name: p.claimant.name,
+                    claim_uid: p.claimant.uid,
+                    recorded_at: p.recorded_at,
+                }));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| format!("listing pending records: {e}"))?
+    }
+
+    async fn mark_saved(&self, pv_name: &str) -> Result<(), String> {
+        // One unlink per root: cheap enough for the worker's own thread.
+        for root in self.roots.current().roots() {
+            root.mark_saved(pv_name)
+                .map_err(|e| format!("{}: {e}", root.path().display()))?;
+        }
+        Ok(())
+    }
+
+    async fn discard(&self, volume: &PendingVolume) -> Result<(), DeleteError> {
+        let roots: Vec<Arc<Root>> = self.roots.current().roots().cloned().collect();
+        let (pv, uid) = (volume.pv_name.clone(), volume.claim_uid.clone());
+        tokio::task::spawn_blocking(move || {
+            for root in roots {
+                let done = root
+                    .discard_pending(&pv, &uid)
+                    .map_err(|e| DeleteError::Failed(e.to_string()))?;
+                if done == Discarded::Done(Deleted::Removed) {
+                    quota::free_project(&Self::projects_dir(root.path()), root.path(), &pv)
+                        .map_err(|e| DeleteError::Failed(e.to_string()))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| DeleteError::Failed(format!("discard task failed: {e}")))?
     }
 }
 

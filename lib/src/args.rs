@@ -119,6 +119,13 @@ pub struct Args {
     /// `--leader-elect-namespace`. Absent or 0 = off.
     #[arg(long, env = "DELETE_VOLUMES_OF_DELETED_NODES_AFTER", value_parser = parse_duration)]
     pub delete_volumes_of_deleted_nodes_after: Option<Duration>,
+    /// For a provisioner whose backend records provisioning intent itself
+    /// (hostpath, nfs): how long a backend volume may stay without its PV
+    /// before the intent sweep checks, with live reads, whether its claim
+    /// is gone and removes it. Longer than any provisioning takes; a
+    /// volume whose claim still waits for it is never removed.
+    #[arg(long, env = "PENDING_VOLUME_GRACE", default_value = "10m", value_parser = parse_duration)]
+    pub pending_volume_grace: Duration,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -324,6 +331,12 @@ impl TryFrom<Args> for Settings {
         options.infeasible_retry_interval = a.infeasible_retry_interval;
         options.failed_provision_threshold = a.failed_provision_threshold;
         options.failed_delete_threshold = a.failed_delete_threshold;
+        if a.pending_volume_grace.is_zero() {
+            return Err(RunError::InvalidArgs(
+                "--pending-volume-grace must be longer than any provisioning takes, not 0".into(),
+            ));
+        }
+        options.pending_volume_grace = a.pending_volume_grace;
         options.identity = identity;
         Ok(Settings {
             options,

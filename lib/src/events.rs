@@ -18,16 +18,18 @@
 //! claims, tens of MiB) to merge a repeat that does not come.
 //!
 //! A Normal event does not hold up the work it describes: it goes into an
-//! outbox that one background task sends from, in order, one at a time, as
-//! client-go's broadcaster does. Awaiting each create cost a worker one API
-//! round trip per claim (of four on its path: the two finalizer patches,
-//! the PV create and the `ProvisioningSucceeded` event), and under a client
-//! rate limit every event took a token the next claim's PV create was
-//! waiting for; one sender takes at most one request slot beside the
-//! workers. The outbox holds at most [`OUTBOX`] events; beyond that a
-//! publish waits for room, so a slow API server slows the workers down
-//! instead of growing a queue. [`Events::flush`] waits until what was
-//! published before it is sent (the controller calls it when its workers
+//! outbox that one background task sends from, in order of publishing, with
+//! up to [`IN_FLIGHT`] creates on the wire at once (client-go's
+//! broadcaster sends one at a time and drops what its queue cannot hold).
+//! Awaiting each create cost a worker one API round trip per claim, and
+//! under a client rate limit every event took a token the next claim's PV
+//! create was waiting for; the sender takes at most [`IN_FLIGHT`] request
+//! slots beside the workers. The outbox holds at most [`OUTBOX`] events;
+//! beyond that a publish waits for room, so a slow API server slows the
+//! workers down instead of growing a queue, and no event is dropped unsent
+//! (a publisher made [`counted`](Events::counted) counts the sent and the
+//! refused). [`Events::flush`] waits until what was published before it is
+//! sent (the controller calls it when its workers
 //! stop). Warnings are awaited (see `emit`).
 
 use std::sync::{Arc, Mutex};
@@ -231,6 +233,11 @@ fn object_key(object: &ObjectReference) -> String {
 /// Normal events waiting to be sent, at most, per [`Events`] and its clones.
 pub const OUTBOX: usize = 1024;
 
+/// Normal events the sender task has on the wire at once: enough that a
+/// burst of new volumes is not paced by one event's round trip, few enough
+/// to leave the workers the client's rate-limit tokens.
+pub const IN_FLIGHT: usize = 4;
+
 /// What the sender task is handed.
 enum Outgoing {
     /// A Normal event about an object, stamped when it was published.
@@ -248,6 +255,8 @@ pub struct Events {
     /// The outbox, with its sender task started on first use (so that a
     /// publisher can be made outside a runtime).
     outbox: Arc<std::sync::OnceLock<mpsc::Sender<Outgoing>>>,
+    /// Where sent and failed Normal events are counted, if anywhere.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Events {
@@ -265,7 +274,16 @@ impl Events {
             reporter,
             recorders: Arc::new(Mutex::new(ExpiringMap::new(RECORDER_IDLE))),
             outbox: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// The same publisher, counting its Normal events in `metrics`
+    /// (`controller_events_sent_total`, `controller_events_failed_total`).
+    /// Call before the first publish.
+    pub fn counted(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Waits until every event published through this publisher (or a
@@ -286,21 +304,47 @@ impl Events {
         self.outbox.get_or_init(|| {
             let (tx, mut rx) = mpsc::channel(OUTBOX);
             let (client, reporter) = (self.client.clone(), self.reporter.clone());
-            tokio::spawn(async move {
-                while let Some(out) = rx.recv().await {
-                    match out {
-                        Outgoing::Event(pending) => {
-                            let (ev, object, at) = *pending;
-                            if let Err(e) = create_direct(&client, &reporter, &ev, &object, at).await
-                            {
-                                tracing::warn!(reason = %ev.reason, error = %e, "failed to publish event");
-                            }
-                        }
-                        Outgoing::Flush(done) => {
-                            let _ = done.send(());
-                        }
+            let metrics = self.metrics.clone();
+            let send = move |pending: Box<(
+                Event,
+                ObjectReference,
+                k8s_openapi::jiff::Timestamp,
+            )>| {
+                let (client, reporter, metrics) =
+                    (client.clone(), reporter.clone(), metrics.clone());
+                async move {
+                    let (ev, object, at) = *pending;
+                    let result = create_direct(&client, &reporter, &ev, &object, at).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(reason = %ev.reason, error = %e, "failed to publish event");
+                    }
+                    if let Some(m) = metrics {
+                        match result {
+                            Ok(()) => m.events_sent_total.inc(),
+                            Err(_) => m.events_failed_total.inc(),
+                        };
                     }
                 }
+            };
+            tokio::spawn(async move {
+                use futures::StreamExt;
+                // Up to IN_FLIGHT creates at once; a flush answers once
+                // everything before it has been sent.
+                let mut in_flight = futures::stream::FuturesUnordered::new();
+                loop {
+                    tokio::select! {
+                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                        out = rx.recv(), if in_flight.len() < IN_FLIGHT => match out {
+                            None => break,
+                            Some(Outgoing::Event(pending)) => in_flight.push(send(pending)),
+                            Some(Outgoing::Flush(done)) => {
+                                while in_flight.next().await.is_some() {}
+                                let _ = done.send(());
+                            }
+                        },
+                    }
+                }
+                while in_flight.next().await.is_some() {}
             });
             tx
         })

@@ -80,4 +80,7 @@ pub use metrics::Metrics;
 /// The metrics crate of [`Metrics`], for a provisioner's own metrics
 /// ([`Metrics::with_registry`]).
 pub use prometheus_client;
-pub use provisioner::{DeleteError, ProvisionError, ProvisionOptions, Provisioned, Provisioner};
+pub use provisioner::{
+    DeleteError, IntentRecords, PendingVolume, ProvisionError, ProvisionOptions, Provisioned,
+    Provisioner,
+};

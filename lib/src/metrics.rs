@@ -64,6 +64,17 @@ pub struct Metrics {
     /// `controller_deleted_node_missing_hostnames`: hostnames our PVs are
     /// pinned to that no Node carries, as of the last round.
     pub deleted_node_missing_hostnames: Gauge,
+    /// `controller_pending_volumes`: backend volumes whose intent record was
+    /// still pending at the last intent sweep (`controller/intent_sweep.rs`).
+    pub pending_volumes: Gauge,
+    /// `controller_pending_volumes_discarded_total`: pending volumes the
+    /// intent sweep removed (their claim was gone and no PV was saved).
+    pub pending_volumes_discarded_total: Counter,
+    /// `controller_events_sent_total`: Normal events created by the outbox.
+    pub events_sent_total: Counter,
+    /// `controller_events_failed_total`: Normal events the API server
+    /// refused or that could not be sent (logged; none is dropped unsent).
+    pub events_failed_total: Counter,
 }
 
 impl Default for Metrics {
@@ -106,6 +117,10 @@ impl Metrics {
             deleted_node_sweeper: Gauge::default(),
             deleted_node_sweeps_total: Counter::default(),
             deleted_node_missing_hostnames: Gauge::default(),
+            pending_volumes: Gauge::default(),
+            pending_volumes_discarded_total: Counter::default(),
+            events_sent_total: Counter::default(),
+            events_failed_total: Counter::default(),
             registry: Registry::default(),
         };
         let sub = registry.sub_registry_with_prefix("controller");
@@ -173,6 +188,26 @@ impl Metrics {
             "deleted_node_missing_hostnames",
             "Hostnames our PVs are pinned to that no Node carries",
             m.deleted_node_missing_hostnames.clone(),
+        );
+        sub.register(
+            "pending_volumes",
+            "Backend volumes whose intent record was pending at the last intent sweep",
+            m.pending_volumes.clone(),
+        );
+        sub.register(
+            "pending_volumes_discarded",
+            "Pending backend volumes the intent sweep removed (claim gone, no PV saved)",
+            m.pending_volumes_discarded_total.clone(),
+        );
+        sub.register(
+            "events_sent",
+            "Normal events created",
+            m.events_sent_total.clone(),
+        );
+        sub.register(
+            "events_failed",
+            "Normal events that could not be created",
+            m.events_failed_total.clone(),
         );
         register(&mut registry);
         Metrics { registry, ..m }

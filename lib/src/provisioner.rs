@@ -149,6 +149,51 @@ pub enum DeleteError {
     Ignored(String),
 }
 
+/// A backend volume whose PV may not be saved yet, as the backend's own
+/// intent record describes it ([`IntentRecords::pending`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingVolume {
+    /// The PV name the volume was made for (its identity).
+    pub pv_name: String,
+    /// The claim it was made for: namespace, name and UID.
+    pub claim_namespace: String,
+    /// See `claim_namespace`.
+    pub claim_name: String,
+    /// See `claim_namespace`; the sweep compares it with the live claim's.
+    pub claim_uid: String,
+    /// When the record was last written (each `provision` call rewrites
+    /// it): the sweep waits out its grace period from here.
+    pub recorded_at: std::time::SystemTime,
+}
+
+/// Optional capability ([`Provisioner::intent_records`]): the backend
+/// itself records, durably and before the volume exists, that a volume is
+/// being made for a claim (state *pending*), and marks the record *saved*
+/// once its PV exists.
+///
+/// A provisioner that offers this spares every claim the two intent
+/// finalizer patches: the controller then relies on these records instead,
+/// and a sweep removes a pending volume whose PV was never saved, once its
+/// claim is gone (see `controller/intent_sweep.rs` for the rules). The
+/// contract:
+/// - `provision` writes (or rewrites) the pending record, with the claim's
+///   namespace, name and UID, before it makes anything;
+/// - `delete` of the volume also removes its pending record;
+/// - [`discard`](Self::discard) removes a still-pending volume, through the
+///   same ownership checks as `delete`, and nothing that is not pending for
+///   that claim UID.
+#[async_trait]
+pub trait IntentRecords: Send + Sync {
+    /// Every volume whose record is still pending.
+    async fn pending(&self) -> Result<Vec<PendingVolume>, String>;
+    /// The PV of `pv_name` is saved: mark its record so (idempotent; the
+    /// sweep retries a mark that failed).
+    async fn mark_saved(&self, pv_name: &str) -> Result<(), String>;
+    /// Remove the pending volume `volume` and its record, only if the record
+    /// is still pending for `volume.claim_uid`.
+    async fn discard(&self, volume: &PendingVolume) -> Result<(), DeleteError>;
+}
+
 /// A storage provisioner: makes and removes backend volumes.
 ///
 /// Both operations must be idempotent: `provision` for a `pv_name` whose
@@ -193,6 +238,13 @@ pub trait Provisioner: Send + Sync + 'static {
         false
     }
 
+    /// The backend's intent records, if it keeps them ([`IntentRecords`]).
+    /// `None` (the default): the controller records intent on the claim
+    /// with the finalizer `external-storage.io/provisioning`.
+    fn intent_records(&self) -> Option<&dyn IntentRecords> {
+        None
+    }
+
     /// Grow the backend volume of `pv` to at least `bytes`. Called when a
     /// bound claim of a class with `allowVolumeExpansion: true` requests more
     /// than its PV's capacity; on `Ok` the controller raises the PV's capacity
@@ -230,6 +282,9 @@ impl<P: Provisioner + ?Sized> Provisioner for std::sync::Arc<P> {
     async fn expand(&self, pv: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
         (**self).expand(pv, bytes).await
     }
+    fn intent_records(&self) -> Option<&dyn IntentRecords> {
+        (**self).intent_records()
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +318,22 @@ mod tests {
         async fn expand(&self, _: &PersistentVolume, bytes: u64) -> Result<(), ProvisionError> {
             Err(ProvisionError::Failed(format!("contrary expand {bytes}")))
         }
+        fn intent_records(&self) -> Option<&dyn IntentRecords> {
+            Some(self)
+        }
+    }
+
+    #[async_trait]
+    impl IntentRecords for Contrary {
+        async fn pending(&self) -> Result<Vec<PendingVolume>, String> {
+            Err("contrary pending".into())
+        }
+        async fn mark_saved(&self, _: &str) -> Result<(), String> {
+            Err("contrary mark".into())
+        }
+        async fn discard(&self, _: &PendingVolume) -> Result<(), DeleteError> {
+            Err(DeleteError::Failed("contrary discard".into()))
+        }
     }
 
     /// The trait's defaults, for contrast: each differs from `Contrary`.
@@ -278,7 +349,9 @@ mod tests {
         }
     }
 
-    async fn answers<P: Provisioner>(p: &P) -> (bool, bool, bool, bool, String, String) {
+    type Answers = (bool, bool, bool, bool, String, String, bool);
+
+    async fn answers<P: Provisioner>(p: &P) -> Answers {
         let (pv, claim, class) = (
             PersistentVolume::default(),
             PersistentVolumeClaim::default(),
@@ -292,6 +365,7 @@ mod tests {
             p.supports_data_source(&source),
             format!("{:?}", p.expand(&pv, 7).await),
             format!("{:?}", p.delete(&pv).await),
+            p.intent_records().is_some(),
         )
     }
 
@@ -306,7 +380,8 @@ mod tests {
                 && direct.2 != defaults.2
                 && direct.3 != defaults.3
                 && direct.4 != defaults.4
-                && direct.5 != defaults.5,
+                && direct.5 != defaults.5
+                && direct.6 != defaults.6,
             "{direct:?} vs {defaults:?}"
         );
         assert!(direct.4.contains("contrary expand 7"), "{}", direct.4);

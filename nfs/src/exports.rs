@@ -6,6 +6,9 @@
 //! <root>/.nfs-provisioner/identity          this instance's UUID (PV annotation)
 //! <root>/.nfs-provisioner/exports/<pv>.conf the export record: a JSON comment
 //!                                           line + the EXPORT block Ganesha reads
+//! <root>/.nfs-provisioner/pending/<pv>      for whom a volume is being made,
+//!                                           until its PV is saved
+//!                                           (`hostfs::intent`)
 //! <root>/.nfs-provisioner/recovery/         NFSv4 client recovery state
 //! <root>/.nfs-provisioner/canary/           empty; exported for a moment at
 //!                                           every start to prove Ganesha can
@@ -51,6 +54,9 @@ const EXPORTS: &str = ".nfs-provisioner/exports";
 const IDENTITY: &str = ".nfs-provisioner/identity";
 const RECOVERY: &str = ".nfs-provisioner/recovery";
 const CANARY: &str = ".nfs-provisioner/canary";
+/// Pending records (`hostfs::intent`): volumes being made whose PV is not
+/// known to be saved.
+const PENDING: &str = ".nfs-provisioner/pending";
 
 /// Export ids that are never handed out: 0 is Ganesha's pseudo root, 152
 /// the anchor's pseudo-root fsid (`152.152`), 65535 the readiness canary
@@ -155,7 +161,7 @@ impl ExportRoot {
         let path = path.canonicalize().map_err(io_err("resolve", &shown))?;
         let dir =
             Dir::open_ambient_dir(&path, ambient_authority()).map_err(io_err("open", &shown))?;
-        for d in [EXPORTS, RECOVERY] {
+        for d in [EXPORTS, RECOVERY, PENDING] {
             dir.create_dir_all(d).map_err(io_err("create", d))?;
         }
         // Archives sit at the top of the root, never exported (exports are
@@ -433,6 +439,12 @@ impl ExportRoot {
                 cache.good.remove(pv);
             },
         )
+    }
+
+    /// The pending records of this root (the provisioning intent, kept
+    /// here instead of on the claim: `hostfs::intent`).
+    pub fn pending_records(&self) -> hostfs::intent::PendingRecords<'_> {
+        hostfs::intent::PendingRecords::new(&self.dir, PENDING)
     }
 
     /// Makes the directory of `pv` (idempotent), owned by root and `gid`,

@@ -17,9 +17,10 @@ use external_storage::params::UnsupportedClaim;
 use kube::Resource;
 
 use external_storage::{
-    async_trait, DeleteError, PersistentVolume, ProvisionError, ProvisionOptions, Provisioned,
-    Provisioner,
+    async_trait, DeleteError, IntentRecords, PendingVolume, PersistentVolume, ProvisionError,
+    ProvisionOptions, Provisioned, Provisioner,
 };
+use hostfs::intent::Claimant;
 use hostfs::quota::{self, ProjectQuotas};
 use k8s_openapi::api::core::v1::{NFSVolumeSource, PersistentVolumeClaim, PersistentVolumeSpec};
 
@@ -213,6 +214,18 @@ impl Provisioner for Nfs {
         let mgr = self.server.export_mgr().map_err(|e| failed(&e))?;
         let _guard = self.server.lock().await;
         let pv = opts.pv_name.as_str();
+        // The intent first: a crash after this leaves a record the
+        // controller's intent sweep reads (`hostfs::intent`).
+        let m = &opts.claim.metadata;
+        let claimant = Claimant {
+            namespace: m.namespace.clone().unwrap_or_default(),
+            name: m.name.clone().unwrap_or_default(),
+            uid: m.uid.clone().unwrap_or_default(),
+        };
+        self.root
+            .pending_records()
+            .record(pv, &claimant)
+            .map_err(|e| failed(&e))?;
         let (record, fresh) = match self.root.record(pv).map_err(|e| failed(&e))? {
             Some(r) => (r, false),
             None => {
@@ -288,6 +301,10 @@ impl Provisioner for Nfs {
                 pv = name,
                 "no export record for this PV: nothing of ours to delete"
             );
+            self.root
+                .pending_records()
+                .clear(&name)
+                .map_err(|e| failed(&e))?;
             return Ok(());
         };
         let pv_path = pv
@@ -353,6 +370,10 @@ impl Provisioner for Nfs {
             }
         };
         self.root.remove_record(&name).map_err(|e| failed(&e))?;
+        self.root
+            .pending_records()
+            .clear(&name)
+            .map_err(|e| failed(&e))?;
         if let Some((reason, note)) = event {
             self.publish(pv, reason, note).await;
         }
@@ -361,6 +382,12 @@ impl Provisioner for Nfs {
 
     fn should_delete(&self, pv: &PersistentVolume) -> bool {
         has_identity(pv, &self.identity)
+    }
+
+    /// Ours are the pending records of the export root (the claim loop then
+    /// sends no intent finalizer patches).
+    fn intent_records(&self) -> Option<&dyn IntentRecords> {
+        Some(self)
     }
 
     /// Expansion: a volume with a recorded quota project (made by an
@@ -399,6 +426,65 @@ impl Provisioner for Nfs {
         q.set_limit(std::path::Path::new(&record.path), project, bytes)
             .map_err(|e| failed(&e))?;
         tracing::info!(pv = name, project, bytes, "quota raised");
+        Ok(())
+    }
+}
+
+/// The export root's pending records (`hostfs::intent`), for the
+/// controller's intent sweep.
+#[async_trait]
+impl IntentRecords for Nfs {
+    async fn pending(&self) -> Result<Vec<PendingVolume>, String> {
+        let pending = self
+            .root
+            .pending_records()
+            .list()
+            .map_err(|e| e.to_string())?;
+        Ok(pending
+            .into_iter()
+            .map(|p| PendingVolume {
+                pv_name: p.pv,
+                claim_namespace: p.claimant.namespace,
+                claim_name: p.claimant.name,
+                claim_uid: p.claimant.uid,
+                recorded_at: p.recorded_at,
+            })
+            .collect())
+    }
+
+    async fn mark_saved(&self, pv_name: &str) -> Result<(), String> {
+        self.root
+            .pending_records()
+            .clear(pv_name)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Withdraws the export, removes the directory, frees the quota id and
+    /// removes the records, all only while the pending record names this
+    /// claim UID (checked under the server lock every volume change takes).
+    async fn discard(&self, volume: &PendingVolume) -> Result<(), DeleteError> {
+        let failed = |e: &dyn std::fmt::Display| DeleteError::Failed(e.to_string());
+        let pv = volume.pv_name.as_str();
+        let mgr = self.server.export_mgr().map_err(|e| failed(&e))?;
+        let _guard = self.server.lock().await;
+        let records = self.root.pending_records();
+        let Some(pending) = records.read(pv).map_err(|e| failed(&e))? else {
+            return Ok(());
+        };
+        if volume.claim_uid.is_empty() || pending.claimant.uid != volume.claim_uid {
+            return Ok(());
+        }
+        if let Some(record) = self.root.record(pv).map_err(|e| failed(&e))? {
+            mgr.remove_export(record.export_id)
+                .await
+                .map_err(|e| failed(&e))?;
+            self.root.remove_volume_dir(pv).map_err(|e| failed(&e))?;
+            quota::free_project(&self.projects_dir(), self.root.path(), pv)
+                .map_err(|e| failed(&e))?;
+            self.root.remove_record(pv).map_err(|e| failed(&e))?;
+        }
+        records.clear(pv).map_err(|e| failed(&e))?;
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::Client;
 
-use crate::chaos::control_plane::{audit_by_verb, ControlPlane};
+use crate::chaos::control_plane::{audit_by_agent, audit_by_verb, ControlPlane};
 use crate::hostpath::Process;
 use crate::latency::Latencies;
 use crate::objects;
@@ -136,6 +136,12 @@ pub struct Row {
     pub peak_rss_kib: Option<u64>,
     /// CPU seconds from ready to settled.
     pub cpu_seconds: Option<f64>,
+    /// kube-controller-manager's requests per volume, and its 409
+    /// Conflicts per volume (audit log, by its user agent).
+    pub kcm: (f64, f64),
+    /// Claims with a `ProvisioningSucceeded` event, and Bound claims without
+    /// one (the events dropped).
+    pub events: (usize, usize),
 }
 
 /// The rows `opts` asks for, in table order: per kube-controller-manager
@@ -313,12 +319,18 @@ async fn run_on(
         setup.claims
     );
     let requests = per_volume(&audit_by_verb(&audit, &user), measured.bound);
+    let (kcm, conflicts) = audit_by_agent(&audit, "kube-controller-manager/");
+    let n = measured.bound.max(1) as f64;
+    let sent = events_sent(&admin).await?;
+    let dropped = measured.bound.saturating_sub(sent);
     Ok(Row {
         setup: setup.clone(),
         measured,
         requests,
         peak_rss_kib,
         cpu_seconds,
+        kcm: (kcm as f64 / n, conflicts as f64 / n),
+        events: (sent, dropped),
     })
 }
 
@@ -364,6 +376,22 @@ fn read_from(path: &Path, offset: u64) -> Vec<u8> {
         }
     }
     out
+}
+
+/// How many claims of the bench's namespace have a `ProvisioningSucceeded`
+/// event (read after the provisioner's requests drained).
+async fn events_sent(admin: &Client) -> anyhow::Result<usize> {
+    use k8s_openapi::api::core::v1::Event;
+    let events: Api<Event> = Api::namespaced(admin.clone(), "default");
+    let lp = kube::api::ListParams::default().fields("reason=ProvisioningSucceeded");
+    let list = events.list(&lp).await.context("listing events")?;
+    let claims: std::collections::BTreeSet<String> = list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("PersistentVolumeClaim"))
+        .filter_map(|e| e.involved_object.name)
+        .collect();
+    Ok(claims.len())
 }
 
 /// `(verb, resource) → count` divided by `volumes`.
@@ -573,8 +601,9 @@ fn ms(d: Duration) -> f64 {
 
 /// The numbers of a row, in the table's ratio columns' order:
 /// PV claims/s, PV p50, PV p99, Bound claims/s, Bound p50, Bound p99,
-/// requests per volume, peak RSS KiB, CPU-s per 1,000 claims.
-fn figures(r: &Row) -> [Option<f64>; 9] {
+/// requests per volume, peak RSS KiB, CPU-s per 1,000 claims,
+/// kube-controller-manager's requests per volume.
+fn figures(r: &Row) -> [Option<f64>; 10] {
     let m = &r.measured;
     [
         Some(per_s(m.pvs, m.pv_elapsed)),
@@ -587,6 +616,7 @@ fn figures(r: &Row) -> [Option<f64>; 9] {
         r.peak_rss_kib.map(|k| k as f64),
         r.cpu_seconds
             .map(|c| c / r.setup.claims.max(1) as f64 * 1000.0),
+        Some(r.kcm.0),
     ]
 }
 
@@ -612,6 +642,8 @@ fn cells(r: &Row, anchor_version: &str) -> Vec<String> {
         r.requests.verbs_cell(),
         f[7].map_or("n/a".into(), |k| format!("{:.1} MiB", k / 1024.0)),
         f[8].map_or("n/a".into(), |c| format!("{c:.2}")),
+        format!("{} / {}", r.events.0, r.events.1),
+        format!("{:.2} ({:.2} 409s)", r.kcm.0, r.kcm.1),
     ]
 }
 
@@ -632,6 +664,8 @@ pub fn render(rows: &[Row], anchor_version: &str) -> String {
         "by verb (per volume)",
         "peak RSS",
         "CPU-s / 1,000 claims",
+        "events sent / dropped",
+        "kcm req/volume",
     ]);
     let mut i = 0;
     while i < rows.len() {
@@ -665,6 +699,8 @@ pub fn render(rows: &[Row], anchor_version: &str) -> String {
                 String::new(),
                 ratio(7),
                 ratio(8),
+                String::new(),
+                ratio(9),
             ]);
             i += 2;
         } else {

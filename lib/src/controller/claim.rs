@@ -153,6 +153,10 @@ pub struct Support {
     /// This claim's data source, if it has one
     /// ([`Provisioner::supports_data_source`](crate::Provisioner::supports_data_source)).
     pub data_source: bool,
+    /// The backend records intent itself
+    /// ([`Provisioner::intent_records`](crate::Provisioner::intent_records)):
+    /// provision without the intent finalizer.
+    pub records_intent: bool,
 }
 
 fn is_block(claim: &PersistentVolumeClaim) -> bool {
@@ -205,7 +209,8 @@ pub enum ClaimDecision {
     RejectDataSource,
     /// Add the intent finalizer, then provision.
     RecordIntent,
-    /// Intent recorded: call the provisioner and save the PV.
+    /// Intent recorded (the finalizer is on the claim, or the backend
+    /// records it itself): call the provisioner and save the PV.
     Provision,
     /// The PV is saved (or the claim is bound): remove the intent finalizer.
     ReleaseIntent,
@@ -303,7 +308,7 @@ pub fn decide(
     if !qualifier(claim, class) {
         return D::Skip(Skip::Qualifier);
     }
-    if intent {
+    if intent || support.records_intent {
         D::Provision
     } else {
         D::RecordIntent
@@ -755,6 +760,41 @@ mod tests {
             d(&scope(), &c, Some(&sc()), Some(&saved)),
             ClaimDecision::ReleaseIntent
         );
+    }
+
+    #[test]
+    fn a_backend_that_records_intent_is_provisioned_without_the_finalizer() {
+        let records = Support {
+            records_intent: true,
+            ..Support::default()
+        };
+        let dr = |c: &PersistentVolumeClaim, pv: Option<&PersistentVolume>| {
+            decide(&scope(), c, Some(&sc()), pv, false, records, |_, _| true)
+        };
+        let c = claim("ns", "c").provisioner(P).class("fast").build();
+        assert_eq!(dr(&c, None), ClaimDecision::Provision);
+        // Its PV saved: nothing to release, nothing to do.
+        let saved = pv("pvc-uid-c").claim_ref("ns", "c").build();
+        assert_eq!(
+            dr(&c, Some(&saved)),
+            ClaimDecision::Skip(Skip::AlreadyProvisioned)
+        );
+        // Deleted: the backend's sweep, not the claim loop, cleans up.
+        let gone = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .deleting()
+            .build();
+        assert_eq!(dr(&gone, None), ClaimDecision::Skip(Skip::Deleting));
+        // A finalizer left by an older version is still honoured.
+        let old = claim("ns", "c")
+            .provisioner(P)
+            .class("fast")
+            .finalizer(a::PROVISIONING_FINALIZER)
+            .deleting()
+            .build();
+        assert_eq!(dr(&old, None), ClaimDecision::CleanupDeleted);
+        assert_eq!(dr(&old, Some(&saved)), ClaimDecision::ReleaseIntent);
     }
 
     #[test]

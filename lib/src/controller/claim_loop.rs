@@ -86,6 +86,7 @@ async fn reconcile_inner<P: Provisioner>(
             block: ctx.provisioner.supports_block(),
             data_source: data_source(&claim)
                 .is_some_and(|d| ctx.provisioner.supports_data_source(&d)),
+            records_intent: ctx.provisioner.intent_records().is_some(),
         },
         |c, s| ctx.provisioner.should_provision(c, s),
     );
@@ -404,6 +405,17 @@ async fn provision<P: Provisioner>(
         )
         .await;
     tracing::info!(pv = pv_name, "provisioned");
+    if let Some(records) = ctx.provisioner.intent_records() {
+        // The backend's record leaves "pending": the intent sweep never
+        // touches it again. A mark that fails is made by the sweep, which
+        // finds the PV saved.
+        if let Err(error) = records.mark_saved(pv_name).await {
+            tracing::warn!(pv = pv_name, %error, "marking the backend's intent record saved failed; the intent sweep marks it");
+        }
+    }
+    if !has_intent(&claim) {
+        return Step::Done;
+    }
     // Waiting for a slot here is the backpressure (module `release`).
     let slot = ctx.releases.slot().await;
     ctx.releases.spawn(

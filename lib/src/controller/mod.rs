@@ -15,7 +15,10 @@
 //! The Go library keeps "provisioning in progress" in memory, so a volume
 //! leaks when the controller restarts between making the backend volume and
 //! saving its PV, or when the claim is deleted meanwhile. Here the intent is
-//! durable, on the claim itself.
+//! durable: on the backend's own disk when the provisioner keeps records
+//! ([`crate::IntentRecords`]; then no claim is patched and module
+//! [`intent_sweep`] removes what a crash left), else on the claim itself,
+//! as follows.
 //!
 //! ## Expected flow
 //! 1. A claim is ours and needs a volume: PATCH the finalizer
@@ -95,6 +98,7 @@ pub mod claim;
 mod claim_loop;
 pub mod compact;
 mod finalizers;
+pub mod intent_sweep;
 pub mod orphans;
 mod outcome;
 mod own_writes;
@@ -224,6 +228,10 @@ pub struct ControllerOptions {
     /// period (`--delete-volumes-of-deleted-nodes-after`); `None` = off.
     /// See [`orphans`].
     pub orphans: Option<orphans::OrphanPolicy>,
+    /// For a provisioner with [`IntentRecords`](crate::IntentRecords): how
+    /// old a pending record must be before the intent sweep looks at it
+    /// (module [`intent_sweep`]).
+    pub pending_volume_grace: Duration,
 }
 
 impl fmt::Debug for ControllerOptions {
@@ -254,6 +262,7 @@ impl fmt::Debug for ControllerOptions {
             .field("provisioning_event", &self.provisioning_event)
             .field("pv_label_selector", &self.pv_label_selector)
             .field("orphans", &self.orphans)
+            .field("pending_volume_grace", &self.pending_volume_grace)
             .finish_non_exhaustive()
     }
 }
@@ -284,6 +293,7 @@ impl ControllerOptions {
             provisioning_event: false,
             pv_label_selector: None,
             orphans: None,
+            pending_volume_grace: Duration::from_secs(600),
         }
     }
 
@@ -492,6 +502,7 @@ impl<P: Provisioner> ProvisionController<P> {
     /// lets running reconciles finish.
     async fn run_workers(&self, stop: CancellationToken, graceful: CancellationToken) {
         let client = self.client.clone();
+        let client_for_sweep = client.clone();
         let scope = self.opts.scope();
         let (classes, class_writer) = reflector::store::<StorageClass>();
         let class_driver = watcher(
@@ -572,7 +583,8 @@ impl<P: Provisioner> ProvisionController<P> {
             classes: classes.clone(),
             pvs,
             nodes: nodes.clone(),
-            events: Events::new(client, &self.opts.provisioner_name, &self.opts.identity),
+            events: Events::new(client, &self.opts.provisioner_name, &self.opts.identity)
+                .counted(self.metrics.clone()),
             metrics: self.metrics.clone(),
             claim_backoff: Backoffs::new(BackoffPolicy {
                 base,
@@ -617,9 +629,18 @@ impl<P: Provisioner> ProvisionController<P> {
                 .for_each(|_| futures::future::ready(()))
                 .await
         };
+        // With the workers (so by the leader, or by each node-local
+        // instance for its own disks): the backend's pending volumes.
+        let sweep = intent_sweep::run(
+            client_for_sweep,
+            self.provisioner.clone(),
+            self.opts.pending_volume_grace,
+            self.metrics.clone(),
+        );
         tracing::info!(provisioner = %self.opts.provisioner_name, node = ?self.opts.node_name, "workers started");
         tokio::select! {
             _ = stop.cancelled() => {}
+            _ = sweep => {}
             _ = futures::future::join(volumes, claims) => {}
             _ = class_driver => {}
             _ = node_driver => {}

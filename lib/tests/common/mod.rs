@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use external_storage::{
-    async_trait, ControllerOptions, DeleteError, PersistentVolume, PersistentVolumeClaim,
-    ProvisionController, ProvisionError, ProvisionOptions, Provisioned, Provisioner, StorageClass,
+    async_trait, ControllerOptions, DeleteError, IntentRecords, PendingVolume, PersistentVolume,
+    PersistentVolumeClaim, ProvisionController, ProvisionError, ProvisionOptions, Provisioned,
+    Provisioner, StorageClass,
 };
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
@@ -55,6 +56,11 @@ pub struct Knobs {
     /// One-shot: the next `should_provision` sends on the first channel and
     /// blocks until the second one receives (a test acts in between).
     pub hold_qualifier: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    /// The backend records intent itself ([`IntentRecords`]): the claim
+    /// loop sends no intent finalizer patches.
+    pub records: bool,
+    /// Marking a pending record saved fails (a crash between PV and mark).
+    pub mark_saved_fails: bool,
 }
 
 /// The in-memory provisioner: a map of backend volumes, shared across
@@ -66,6 +72,8 @@ pub struct Mem {
     pub provision_calls: AtomicUsize,
     pub waiting: AtomicUsize,
     pub knobs: Mutex<Knobs>,
+    /// Pending intent records (with `Knobs::records`), by PV name.
+    pub pending: Mutex<BTreeMap<String, PendingVolume>>,
     gate: Semaphore,
 }
 
@@ -78,6 +86,7 @@ impl Default for Mem {
             provision_calls: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             knobs: Mutex::default(),
+            pending: Mutex::default(),
             gate: Semaphore::new(0),
         }
     }
@@ -139,6 +148,19 @@ impl Provisioner for Mem {
                 return Err(ProvisionError::Infeasible(m.clone()));
             }
         }
+        if self.knobs().records {
+            let m = &o.claim.metadata;
+            self.pending.lock().unwrap().insert(
+                o.pv_name.clone(),
+                PendingVolume {
+                    pv_name: o.pv_name.clone(),
+                    claim_namespace: m.namespace.clone().unwrap_or_default(),
+                    claim_name: m.name.clone().unwrap_or_default(),
+                    claim_uid: m.uid.clone().unwrap_or_default(),
+                    recorded_at: std::time::SystemTime::now(),
+                },
+            );
+        }
         self.maybe_wait(Gate::BeforeCreate).await;
         {
             let mut v = self.volumes.lock().unwrap();
@@ -194,8 +216,13 @@ impl Provisioner for Mem {
         }
         let name = pv.metadata.name.clone().unwrap_or_default();
         self.volumes.lock().unwrap().remove(&name);
+        self.pending.lock().unwrap().remove(&name);
         self.deleted.lock().unwrap().push(name);
         Ok(())
+    }
+
+    fn intent_records(&self) -> Option<&dyn IntentRecords> {
+        self.knobs().records.then_some(self as &dyn IntentRecords)
     }
 
     fn supports_block(&self) -> bool {
@@ -213,6 +240,30 @@ impl Provisioner for Mem {
             let _ = release.recv();
         }
         true
+    }
+}
+
+#[async_trait]
+impl IntentRecords for Mem {
+    async fn pending(&self) -> Result<Vec<PendingVolume>, String> {
+        Ok(self.pending.lock().unwrap().values().cloned().collect())
+    }
+    async fn mark_saved(&self, pv_name: &str) -> Result<(), String> {
+        if self.knobs().mark_saved_fails {
+            return Err("mark_saved_fails".into());
+        }
+        self.pending.lock().unwrap().remove(pv_name);
+        Ok(())
+    }
+    async fn discard(&self, volume: &PendingVolume) -> Result<(), DeleteError> {
+        let mut pending = self.pending.lock().unwrap();
+        if pending.get(&volume.pv_name).map(|p| &p.claim_uid) != Some(&volume.claim_uid) {
+            return Ok(());
+        }
+        pending.remove(&volume.pv_name);
+        self.volumes.lock().unwrap().remove(&volume.pv_name);
+        self.deleted.lock().unwrap().push(volume.pv_name.clone());
+        Ok(())
     }
 }
 

@@ -580,9 +580,55 @@ pub fn audit_by_verb(path: &Path, user: &str) -> BTreeMap<(String, String), u64>
     out
 }
 
+/// Requests whose user agent starts with `agent` (kube-controller-manager
+/// shares the admin user here, so its agent tells it apart): how many, and
+/// how many were answered 409 Conflict. Each audit ID counts once.
+pub fn audit_by_agent(path: &Path, agent: &str) -> (u64, u64) {
+    let mut seen = BTreeSet::new();
+    let (mut total, mut conflicts) = (0, 0);
+    for file in audit_files(path) {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains(agent)) {
+            let Ok(e) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let g = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default();
+            if !g("/userAgent").starts_with(agent) || !seen.insert(g("/auditID").to_string()) {
+                continue;
+            }
+            total += 1;
+            if e.pointer("/responseStatus/code").and_then(Value::as_u64) == Some(409) {
+                conflicts += 1;
+            }
+        }
+    }
+    (total, conflicts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_by_agent_counts_requests_and_conflicts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let line = |id: &str, agent: &str, code: u64| {
+            serde_json::json!({"auditID": id, "stage": "ResponseComplete", "userAgent": agent,
+                "responseStatus": {"code": code}})
+            .to_string()
+        };
+        let kcm = "kube-controller-manager/v1.34.4 (linux/amd64)";
+        let text = [
+            line("1", kcm, 200),
+            line("1", kcm, 200),
+            line("2", kcm, 409),
+            line("3", "kube-scheduler/v1.34.4", 409),
+        ]
+        .join("\n");
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(audit_by_agent(&log, "kube-controller-manager/"), (2, 1));
+    }
 
     #[test]
     fn audit_by_verb_counts_one_users_requests_once() {

@@ -70,6 +70,10 @@ impl Instances {
                 "0",
                 "--failed-delete-threshold",
                 "0",
+                // A kill between a directory and its PV leaves a pending
+                // record; the settle wait sees the intent sweep remove it.
+                "--pending-volume-grace",
+                "2s",
             ],
             &self.dir,
         )
