@@ -104,8 +104,8 @@ hack/local-up.sh hostpath --helm
 # The quick benchmark and chaos runs, in the test build's profile: they show
 # the tools work and the invariants hold; publishable numbers come from the
 # release builds in hack/README.md.
-step "bench --quick, the local-volume binary discovering 100 mounted directories, the nfs binary and its Ganesha through 100 claims and a restart"
-cargo run -q -p external-storage-bench --locked --bin bench -- --quick --local-volume 100 --nfs 100
+step "bench --quick, the memory check (10,000 claims + 10,000 PVs cached, ceiling 60 MiB in this profile), the local-volume binary discovering 100 mounted directories, the nfs binary and its Ganesha through 100 claims and a restart"
+cargo run -q -p external-storage-bench --locked --bin bench -- --quick --cached 10000 --cached-ceiling-mib 60 --local-volume 100 --nfs 100
 
 step "bench --cluster real --quick: ours next to the Go library (sig-storage-lib-external-provisioner) on the real control plane, at the shipped client limits too"
 cargo run -q -p external-storage-bench --locked --bin bench -- --cluster real --quick

@@ -15,8 +15,10 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The hostpath binary in the same profile directory as this executable,
-/// built when missing with `cargo build -p hostpath-provisioner` (same
-/// profile). A binary that dies before `/readyz` fails the run with its log.
+/// brought up to date with `cargo build -p hostpath-provisioner` (same
+/// profile; a no-op when it is fresh, so a run never measures a binary
+/// older than its sources). A binary that dies before `/readyz` fails the
+/// run with its log.
 pub fn locate_or_build() -> anyhow::Result<PathBuf> {
     locate_or_build_binary("hostpath-provisioner", "hostpath-provisioner")
 }
@@ -27,10 +29,20 @@ pub fn locate_or_build_binary(package: &str, bin: &str) -> anyhow::Result<PathBu
     let me = std::env::current_exe().context("locating this executable")?;
     let dir = me.parent().context("executable has no directory")?;
     let exe = dir.join(bin);
-    if exe.exists() {
-        return Ok(exe);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let Ok(cargo) = std::env::var("CARGO") else {
+        // Not started by cargo (a copied bench binary): use what is there.
+        if exe.exists() {
+            eprintln!(
+                "using {} as found (not run by cargo, not rebuilt)",
+                exe.display()
+            );
+            return Ok(exe);
+        }
+        bail!(
+            "{} is missing; build it with cargo build -p {package}",
+            exe.display()
+        );
+    };
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "-p", package, "-p", "external-storage-bench"]);
     if !cfg!(debug_assertions) {
