@@ -7,11 +7,9 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use common::*;
 use external_storage::annotations as a;
-use external_storage::LeaderElection;
 use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 use kube_testserver::{FaultKind, TestServer};
@@ -512,24 +510,6 @@ async fn node_local_instances_serve_only_their_node() {
     assert_eq!(m2.deleted.lock().unwrap().as_slice(), &[p2]);
     c1.stop().await;
     c2.stop().await;
-}
-
-fn elected(identity: &str) -> external_storage::ControllerOptions {
-    let mut o = fast_options();
-    let mut le = LeaderElection::new(PROVISIONER, "default", identity);
-    le.lease_duration = Duration::from_secs(3);
-    le.renew_deadline = Duration::from_secs(2);
-    le.retry_period = Duration::from_millis(200);
-    o.leader_election = Some(le);
-    o.identity = identity.into();
-    o
-}
-
-async fn wait_leader(r: &Running, want: i64) {
-    wait_for(&format!("is_leader == {want}"), || async {
-        (r.metrics.is_leader.get() == want).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test]

@@ -171,3 +171,39 @@ async fn a_claim_deleted_mid_provision_leaves_nothing() {
     assert!(mem.pending.lock().unwrap().is_empty());
     ctrl.stop().await;
 }
+
+/// Two replicas on one backend: the leader dies after a backend volume,
+/// before its PV, and the claim is deleted; the standby, once it holds the
+/// lease, sweeps the volume (a standby never sweeps), and goes on
+/// provisioning without a second volume for anyone.
+#[tokio::test]
+async fn the_new_leader_sweeps_what_the_old_one_left() {
+    let (_ts, client) = server().await;
+    create_class(&client, "fast", false, "Delete").await;
+    let mem = Mem::new();
+    mem.knobs().records = true;
+    mem.knobs().gate = Some(Gate::AfterCreate);
+    let (mut oa, mut ob) = (elected("a"), elected("b"));
+    oa.pending_volume_grace = Duration::from_secs(1);
+    ob.pending_volume_grace = Duration::from_secs(1);
+    let a = spawn(client.clone(), mem.clone(), oa);
+    wait_leader(&a, 1).await;
+    let b = spawn(client.clone(), mem.clone(), ob);
+    let name = claim_held_at_gate(&client, &mem, "c1", "fast").await;
+    a.kill().await;
+    mem.open_gate();
+    delete_claim(&client, "c1").await;
+    wait_claim_gone(&client, "c1").await;
+    assert_eq!(b.metrics.pending_volumes_discarded_total.get(), 0);
+    wait_leader(&b, 1).await;
+    wait_for("the old leader's orphan swept by the new one", || async {
+        (!mem.has(&name)).then_some(())
+    })
+    .await;
+    assert_eq!(b.metrics.pending_volumes_discarded_total.get(), 1);
+    create_scheduled_claim(&client, "c2", "fast", None).await;
+    wait_bound(&client, "c2").await;
+    assert_eq!(mem.max_times_created(), 1, "no volume made twice");
+    assert_eq!(mem.volume_count(), 1);
+    b.stop().await;
+}

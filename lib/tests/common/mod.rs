@@ -425,3 +425,23 @@ pub async fn set_annotation(client: &Client, claim: &str, key: &str, value: &str
 pub fn has_finalizer<K: kube::Resource>(obj: &K, f: &str) -> bool {
     obj.meta().finalizers.iter().flatten().any(|x| x == f)
 }
+
+/// Fast options with leader election as `identity` (lease of 3 s).
+pub fn elected(identity: &str) -> ControllerOptions {
+    let mut o = fast_options();
+    let mut le = external_storage::LeaderElection::new(PROVISIONER, "default", identity);
+    le.lease_duration = Duration::from_secs(3);
+    le.renew_deadline = Duration::from_secs(2);
+    le.retry_period = Duration::from_millis(200);
+    o.leader_election = Some(le);
+    o.identity = identity.into();
+    o
+}
+
+/// Waits until `r`'s `controller_is_leader` is `want`.
+pub async fn wait_leader(r: &Running, want: i64) {
+    wait_for(&format!("is_leader == {want}"), || async {
+        (r.metrics.is_leader.get() == want).then_some(())
+    })
+    .await;
+}
