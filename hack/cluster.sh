@@ -99,8 +99,27 @@ build_node() {
     k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 
+# A port that is free now, below the kernel's ephemeral range: the ports are
+# chosen before the components start, and one from that range (what a bind
+# to port 0 returns) can meanwhile become the local end of any outgoing
+# connection (CI saw kube-controller-manager refused "address already in use").
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(500):
+    port = random.randrange(10000, max(low, 10001))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    sys.exit(0)
+sys.exit("no free port below the ephemeral range")
+PY
 }
 
 # wait_healthy NAME URL PIDFILE [CURL ARGS...]: polls URL until it answers
