@@ -1,6 +1,6 @@
 //! The intent sweep: backend volumes whose PV was never saved, for a
 //! provisioner whose backend records provisioning intent itself
-//! ([`IntentRecords`]).
+//! ([`IntentRecords`](crate::IntentRecords)).
 //!
 //! # Why
 //!
@@ -23,13 +23,13 @@
 //! - a PV of that name exists for another claim: left alone (logged);
 //! - no such PV, and the claim is gone, was re-created (another UID) or is
 //!   bound to another volume: the volume is removed through
-//!   [`IntentRecords::discard`], which re-checks the record on disk;
+//!   [`IntentRecords::discard`](crate::IntentRecords::discard), which re-checks the record on disk;
 //! - no such PV and the claim still waits: left alone; the claim loop finds
 //!   the volume again (`provision` is idempotent).
 //!
 //! A failed read skips that record for the round: a sweep never removes
 //! on a guess. A saved record is never returned by
-//! [`IntentRecords::pending`], so a volume whose PV exists is never
+//! [`IntentRecords::pending`](crate::IntentRecords::pending), so a volume whose PV exists is never
 //! touched.
 //!
 //! # Who sweeps
