@@ -44,6 +44,8 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::Api;
 use kube::Client;
 
+use tracing::Instrument;
+
 use crate::metrics::Metrics;
 use crate::provisioner::{PendingVolume, Provisioner};
 
@@ -165,27 +167,31 @@ pub(crate) async fn run<P: Provisioner>(
                 claim = format!("{}/{}", volume.claim_namespace, volume.claim_name),
                 uid = volume.claim_uid,
             );
-            let _enter = span.enter();
-            match decision {
-                PendingDecision::MarkSaved => {
-                    if let Err(error) = records.mark_saved(&volume.pv_name).await {
-                        tracing::warn!(%error, "intent sweep: marking the record saved failed");
+            // Instrumented, not entered: the actions await.
+            async {
+                match decision {
+                    PendingDecision::MarkSaved => {
+                        if let Err(error) = records.mark_saved(&volume.pv_name).await {
+                            tracing::warn!(%error, "intent sweep: marking the record saved failed");
+                        }
                     }
+                    PendingDecision::Keep(why) => tracing::debug!(why, "intent sweep: kept"),
+                    PendingDecision::Discard(why) => match records.discard(volume).await {
+                        Ok(()) => {
+                            metrics.pending_volumes_discarded_total.inc();
+                            tracing::info!(
+                                why,
+                                "intent sweep: removed a volume whose PV was never saved"
+                            );
+                        }
+                        Err(error) => {
+                            tracing::warn!(why, %error, "intent sweep: removing the volume failed; retried next round")
+                        }
+                    },
                 }
-                PendingDecision::Keep(why) => tracing::debug!(why, "intent sweep: kept"),
-                PendingDecision::Discard(why) => match records.discard(volume).await {
-                    Ok(()) => {
-                        metrics.pending_volumes_discarded_total.inc();
-                        tracing::info!(
-                            why,
-                            "intent sweep: removed a volume whose PV was never saved"
-                        );
-                    }
-                    Err(error) => {
-                        tracing::warn!(why, %error, "intent sweep: removing the volume failed; retried next round")
-                    }
-                },
             }
+            .instrument(span)
+            .await;
         }
     }
 }
