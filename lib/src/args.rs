@@ -122,8 +122,9 @@ pub struct Args {
     /// For a provisioner whose backend records provisioning intent itself
     /// (hostpath, nfs): how long a backend volume may stay without its PV
     /// before the intent sweep checks, with live reads, whether its claim
-    /// is gone and removes it. Longer than any provisioning takes; a
-    /// volume whose claim still waits for it is never removed.
+    /// is gone and removes it. Longer than any provisioning takes and
+    /// than the PV save's retries (refused otherwise); a volume whose claim
+    /// still waits for it is never removed.
     #[arg(long, env = "PENDING_VOLUME_GRACE", default_value = "10m", value_parser = parse_duration)]
     pub pending_volume_grace: Duration,
     /// Log format.
@@ -336,6 +337,17 @@ impl TryFrom<Args> for Settings {
                 "--pending-volume-grace must be longer than any provisioning takes, not 0".into(),
             ));
         }
+        let budget = crate::controller::intent_sweep::save_retry_budget(
+            options.pv_save_retries,
+            options.pv_save_retry_interval,
+            options.retry_interval_max,
+        );
+        if a.pending_volume_grace <= budget {
+            return Err(RunError::InvalidArgs(format!(
+                "--pending-volume-grace ({:?}) must be longer than a PV save's retries may take ({budget:?}, from --retry-interval-max), or a volume whose PV is still being saved could be removed",
+                a.pending_volume_grace
+            )));
+        }
         options.pending_volume_grace = a.pending_volume_grace;
         options.identity = identity;
         Ok(Settings {
@@ -518,6 +530,30 @@ mod tests {
         assert!(!s.options.add_finalizer);
         assert!(!s.options.provisioning_event);
         assert_eq!(s.rate_limit, (DEFAULT_QPS, DEFAULT_BURST));
+    }
+
+    #[test]
+    fn a_grace_period_shorter_than_the_pv_save_retries_is_refused() {
+        let grace = |g: &str, max: &str| {
+            Settings::try_from(parse(&[
+                "--provisioner-name",
+                "p",
+                "--pending-volume-grace",
+                g,
+                "--retry-interval-start",
+                "100ms",
+                "--retry-interval-max",
+                max,
+            ]))
+        };
+        // Save retries: 1 s, then 2 s three times (7 s in all).
+        let e = grace("7s", "2s").unwrap_err().to_string();
+        assert!(e.contains("--pending-volume-grace"), "{e}");
+        let s = grace("8s", "2s").unwrap();
+        assert_eq!(s.options.pending_volume_grace, Duration::from_secs(8));
+        assert!(grace("0s", "2s").is_err());
+        // The defaults (1 + 2 + 4 + 8 s) leave the default 10 min alone.
+        assert!(Settings::try_from(parse(&["--provisioner-name", "p"])).is_ok());
     }
 
     #[test]

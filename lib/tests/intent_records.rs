@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -169,6 +170,49 @@ async fn a_claim_deleted_mid_provision_leaves_nothing() {
     .await;
     wait_pv_gone(&client, &name).await;
     assert!(mem.pending.lock().unwrap().is_empty());
+    ctrl.stop().await;
+}
+
+/// A Retain claim deleted while its volume's provisioning outlasts the
+/// grace period: the sweep leaves a volume this process is still working
+/// on, so the PV that lands afterwards (Released, Retain) has its volume.
+/// (Chaos found this: a PV save retried past the grace period lost its
+/// volume to the sweep.)
+#[tokio::test]
+async fn the_sweep_leaves_a_volume_still_being_provisioned() {
+    let (_ts, client) = server().await;
+    let (mem, opts) = recording();
+    create_class(&client, "keep", false, "Retain").await;
+    mem.knobs().gate = Some(Gate::AfterCreate);
+    let ctrl = spawn(client.clone(), mem.clone(), opts);
+    let name = claim_held_at_gate(&client, &mem, "c1", "keep").await;
+    delete_claim(&client, "c1").await;
+    wait_claim_gone(&client, "c1").await;
+    // Three sweep rounds (1 s apart) after the claim went: at least one
+    // saw the record past its 1 s grace, with no PV and no claim.
+    let rounds = mem.pending_listed.load(Ordering::SeqCst);
+    wait_for("three sweep rounds", || async {
+        (mem.pending_listed.load(Ordering::SeqCst) >= rounds + 3).then_some(())
+    })
+    .await;
+    assert!(
+        mem.has(&name),
+        "the sweep removed a volume being provisioned"
+    );
+    assert_eq!(ctrl.metrics.pending_volumes_discarded_total.get(), 0);
+    mem.open_gate();
+    wait_for("the PV saved", || {
+        let client = client.clone();
+        let name = name.clone();
+        async move { pvs(&client).get_opt(&name).await.unwrap() }
+    })
+    .await;
+    wait_for("record marked saved", || async {
+        mem.pending.lock().unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(mem.has(&name), "a Retain PV keeps its volume");
+    assert!(mem.deleted.lock().unwrap().is_empty());
     ctrl.stop().await;
 }
 

@@ -332,6 +332,19 @@ async fn provision<P: Provisioner>(
     let class_name = class.name_any();
     let label = Metrics::class(&class_name);
     let claim_ref = claim.object_ref(&());
+    // Held until the record is marked saved: the intent sweep leaves a
+    // volume alone while its PV save is retried (module `intent_sweep`).
+    let _place = match ctx.provisioner.intent_records() {
+        Some(_) => match ctx.in_flight.try_enter(pv_name) {
+            Some(place) => Some(place),
+            None => {
+                return Step::Retry(format!(
+                    "the intent sweep is checking volume {pv_name} right now"
+                ))
+            }
+        },
+        None => None,
+    };
     let count_failure = || {
         ctx.metrics
             .provision_failed_total

@@ -28,7 +28,16 @@
 //!   the volume again (`provision` is idempotent).
 //!
 //! A failed read skips that record for the round: a sweep never removes
-//! on a guess. A saved record is never returned by
+//! on a guess. A volume this process is provisioning or saving right now
+//! is skipped too, and the sweep holds the volume's [`InFlight`] place from
+//! its reads to its action, so a provision of it cannot start in between:
+//! its PV save may be retried for longer than the grace period, and a PV
+//! that lands after its volume was removed would point at nothing.
+//!
+//! A process that dies cannot hold its place; the grace period covers it:
+//! it must be longer than a provision plus the PV save's retries, so that
+//! the last request a dead provisioner sent has landed (the flag is
+//! refused otherwise). A saved record is never returned by
 //! [`IntentRecords::pending`](crate::IntentRecords::pending), so a volume whose PV exists is never
 //! touched.
 //!
@@ -37,7 +46,8 @@
 //! The sweep runs with the workers: the leader's, or each node-local
 //! instance's (which sees only its own node's disks).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -108,6 +118,50 @@ pub fn decide(
     }
 }
 
+/// The PVs whose volume this process is working on right now: provisioning
+/// and saving (the claim loop) or deciding on and removing (the sweep).
+/// One place per PV name, so the two never act on a volume at once.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+/// A held place in [`InFlight`]; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct InFlightGuard {
+    set: InFlight,
+    pv_name: String,
+}
+
+impl InFlight {
+    /// Takes `pv_name`'s place, or `None` while someone else holds it.
+    pub(crate) fn try_enter(&self, pv_name: &str) -> Option<InFlightGuard> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(pv_name.to_string()).then(|| InFlightGuard {
+            set: self.clone(),
+            pv_name: pv_name.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut held = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.pv_name);
+    }
+}
+
+/// How long the PV save's retries may wait in all (`attempts` tries, the
+/// first delay `start` doubling up to `max`): the intent sweep's grace
+/// period must be longer.
+pub fn save_retry_budget(attempts: u32, start: Duration, max: Duration) -> Duration {
+    let mut delay = start;
+    let mut total = Duration::ZERO;
+    for _ in 1..attempts {
+        total = total.saturating_add(delay);
+        delay = delay.saturating_mul(2).min(max);
+    }
+    total
+}
+
 /// How often the sweep lists the pending records: a quarter of the grace
 /// period, between 1 s and 1 min.
 pub fn interval(grace: Duration) -> Duration {
@@ -120,6 +174,7 @@ pub(crate) async fn run<P: Provisioner>(
     provisioner: Arc<P>,
     grace: Duration,
     metrics: Arc<Metrics>,
+    in_flight: InFlight,
 ) {
     if provisioner.intent_records().is_none() {
         return futures::future::pending().await;
@@ -140,6 +195,14 @@ pub(crate) async fn run<P: Provisioner>(
         metrics.pending_volumes.set(pending.len() as i64);
         let now = SystemTime::now();
         for volume in pending.iter().filter(|v| due(v, now, grace)) {
+            // Held from the reads to the action (module docs).
+            let Some(_place) = in_flight.try_enter(&volume.pv_name) else {
+                tracing::debug!(
+                    pv = volume.pv_name,
+                    "intent sweep: being provisioned right now; skipped"
+                );
+                continue;
+            };
             let pv = match pvs.get_opt(&volume.pv_name).await {
                 Ok(pv) => pv,
                 Err(error) => {
@@ -223,6 +286,27 @@ mod tests {
         assert!(!due(&future, now, grace));
         assert_eq!(interval(grace), Duration::from_secs(60));
         assert_eq!(interval(Duration::from_millis(100)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn one_place_per_volume_until_it_is_given_back() {
+        let set = InFlight::default();
+        let held = set.try_enter("pvc-1").expect("free");
+        assert!(set.try_enter("pvc-1").is_none(), "held by the first");
+        let other = set.try_enter("pvc-2");
+        assert!(other.is_some(), "another volume is free");
+        drop(held);
+        assert!(set.try_enter("pvc-1").is_some(), "given back on drop");
+    }
+
+    #[test]
+    fn the_save_budget_sums_the_delays_between_attempts() {
+        let s = Duration::from_secs;
+        assert_eq!(save_retry_budget(1, s(1), s(2)), Duration::ZERO);
+        // 1 + 2 + 2 + 2: the delay doubles up to the longest.
+        assert_eq!(save_retry_budget(5, s(1), s(2)), s(7));
+        // The defaults: 1 + 2 + 4 + 8.
+        assert_eq!(save_retry_budget(5, s(1), s(1000)), s(15));
     }
 
     #[test]

@@ -365,6 +365,8 @@ pub(crate) struct Ctx<P> {
     pub(crate) saved_pvs: own_writes::SavedVolumes,
     /// Intent releases under way beside the workers ([`release`]).
     pub(crate) releases: release::Releases,
+    /// Volumes being provisioned or swept right now ([`intent_sweep`]).
+    pub(crate) in_flight: intent_sweep::InFlight,
 }
 
 /// The provisioning controller. Build it with [`ProvisionController::new`]
@@ -575,6 +577,7 @@ impl<P: Provisioner> ProvisionController<P> {
 
         let base = self.opts.retry_interval_start;
         let max = self.opts.retry_interval_max;
+        let in_flight = intent_sweep::InFlight::default();
         let ctx = Arc::new(Ctx {
             client: client.clone(),
             provisioner: self.provisioner.clone(),
@@ -601,6 +604,7 @@ impl<P: Provisioner> ProvisionController<P> {
             claim_versions: Default::default(),
             saved_pvs: Default::default(),
             releases: release::Releases::new(self.opts.workers.into()),
+            in_flight: in_flight.clone(),
         });
         // Dropped with this future (a crash, a lost lease): the releases
         // under way stop too; a graceful stop drains them below first.
@@ -636,6 +640,7 @@ impl<P: Provisioner> ProvisionController<P> {
             self.provisioner.clone(),
             self.opts.pending_volume_grace,
             self.metrics.clone(),
+            in_flight,
         );
         tracing::info!(provisioner = %self.opts.provisioner_name, node = ?self.opts.node_name, "workers started");
         tokio::select! {

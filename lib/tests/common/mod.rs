@@ -74,6 +74,8 @@ pub struct Mem {
     pub knobs: Mutex<Knobs>,
     /// Pending intent records (with `Knobs::records`), by PV name.
     pub pending: Mutex<BTreeMap<String, PendingVolume>>,
+    /// How often the intent sweep listed the pending records (its rounds).
+    pub pending_listed: AtomicUsize,
     gate: Semaphore,
 }
 
@@ -85,6 +87,7 @@ impl Default for Mem {
             deleted: Mutex::default(),
             provision_calls: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            pending_listed: AtomicUsize::new(0),
             knobs: Mutex::default(),
             pending: Mutex::default(),
             gate: Semaphore::new(0),
@@ -246,6 +249,7 @@ impl Provisioner for Mem {
 #[async_trait]
 impl IntentRecords for Mem {
     async fn pending(&self) -> Result<Vec<PendingVolume>, String> {
+        self.pending_listed.fetch_add(1, Ordering::SeqCst);
         Ok(self.pending.lock().unwrap().values().cloned().collect())
     }
     async fn mark_saved(&self, pv_name: &str) -> Result<(), String> {

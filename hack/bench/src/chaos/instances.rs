@@ -72,8 +72,11 @@ impl Instances {
                 "0",
                 // A kill between a directory and its PV leaves a pending
                 // record; the settle wait sees the intent sweep remove it.
+                // Longer than the PV save's retries (1 + 2 + 2 + 2 s), as
+                // the flag requires: a save still retried after 2 s lost
+                // its volume to the sweep here once.
                 "--pending-volume-grace",
-                "2s",
+                "10s",
             ],
             &self.dir,
         )
