@@ -169,6 +169,9 @@ SH
     [ $SECONDS -lt $deadline ] || { tail -n 30 "$job/console.log" "$job/kubelet.log" >&2; die "node $name not Ready after ${NODE_VM_TIMEOUT:-600} s"; }
     sleep 1
   done
+  # spec.podCIDR(s) as node IPAM would record them (hack/node.sh record_pod_cidr).
+  [ -n "$(kubectl get node "$name" -o jsonpath='{.spec.podCIDR}')" ] ||
+    kubectl patch node "$name" --type merge -p "{\"spec\":{\"podCIDR\":\"$POD_CIDR\",\"podCIDRs\":[\"$POD_CIDR\"]}}" >/dev/null
   log "guest node $name Ready in $((SECONDS - t0)) s after qemu started ($(grep -aoE 'NODE-VM-(BOOTED|RUNTIME) uptime=[0-9.]+s' "$job/console.log" | tr '\n' ' '))"
 }
 

@@ -234,7 +234,20 @@ YAML
     [ $SECONDS -lt $deadline ] || die "node $name still tainted after 120 s: $(kubectl get node "$name" -o jsonpath='{.spec.taints}')"
     sleep 0.5
   done
+  record_pod_cidr "$name" "$POD_CIDR"
   log "node $name Ready in $((SECONDS - t0)) s (kubelet $("$bin/kubelet" --version | cut -d' ' -f2), containerd $(containerd --version | cut -d' ' -f3), node state in $st)"
+}
+
+# record_pod_cidr NAME CIDR: writes the node's pod CIDR (its CNI's host-local
+# range) into spec.podCIDR(s), as kube-controller-manager's node IPAM would on
+# a cluster that allocates them. The nfs server admits each Node's pod-CIDR
+# gateways: a guest's mounts reach it from this node's bridge, 10.244.0.1.
+record_pod_cidr() {
+  local now
+  now=$(kubectl get node "$1" -o jsonpath='{.spec.podCIDR}')
+  [ "$now" = "$2" ] && return 0
+  [ -z "$now" ] || die "node $1 already has podCIDR $now, not $2"
+  kubectl patch node "$1" --type merge -p "{\"spec\":{\"podCIDR\":\"$2\",\"podCIDRs\":[\"$2\"]}}" >/dev/null
 }
 
 # import_archive ARCHIVE NAME...: imports one OCI archive and tags it as each NAME.

@@ -40,6 +40,14 @@ pub enum DbusError {
         #[source]
         source: Box<zbus::Error>,
     },
+    /// A method call answered, but its reply says it did not do all of it.
+    #[error("Ganesha {op}: {reply}")]
+    Refused {
+        /// The call.
+        op: String,
+        /// Ganesha's reply.
+        reply: String,
+    },
     /// A method call did not answer in time.
     #[error("Ganesha {0}: no answer over D-Bus within {TIMEOUT:?}")]
     Timeout(String),
@@ -117,6 +125,25 @@ impl ExportMgr {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Updates live export `id` from its `EXPORT` block in file `conf` (who
+    /// may mount, squash): the export stays, and so do its mounts.
+    pub async fn update_export(&self, conf: &Path, id: u16) -> Result<(), DbusError> {
+        let op = format!("UpdateExport({}, export_id = {id})", conf.display());
+        let expr = format!("export(export_id = {id})");
+        let conf = conf.display().to_string();
+        let msg = self
+            .call(op.clone(), "UpdateExport", &(conf.as_str(), expr.as_str()))
+            .await?;
+        // Some config errors come back as a success whose text lists them
+        // (Ganesha then drops the block's CLIENT: fails closed, but the
+        // list is not what was asked for).
+        let reply: String = msg.body().deserialize().unwrap_or_default();
+        if reply.contains("Errors found") {
+            return Err(DbusError::Refused { op, reply });
+        }
+        Ok(())
     }
 
     /// Withdraws export `id`; `Ok(false)` when it was not live.

@@ -134,7 +134,9 @@ pub fn check_name(pv: &str) -> Result<(), RootError> {
 pub struct ExportRoot {
     path: PathBuf,
     dir: Dir,
-    clients: ClientList,
+    /// Who may mount; changed live as Nodes come and go
+    /// ([`ExportRoot::set_clients`]).
+    clients: std::sync::RwLock<ClientList>,
     archives: Archives,
     cache: Mutex<RecordCache>,
 }
@@ -170,19 +172,40 @@ impl ExportRoot {
         let root = ExportRoot {
             path,
             dir,
-            clients,
+            clients: std::sync::RwLock::new(clients.clone()),
             archives,
             cache: Mutex::default(),
         };
-        let (records, _damaged) = root.records()?;
+        root.render_records(&clients)?;
+        Ok(root)
+    }
+
+    /// Renders every readable record's export file for `clients`, writing
+    /// only the files whose text changes.
+    fn render_records(&self, clients: &ClientList) -> Result<(), RootError> {
+        let (records, _damaged) = self.records()?;
         for r in records {
             let rel = format!("{EXPORTS}/{}.conf", r.pv);
-            let want = ganesha::export_file(&r, &root.clients);
-            if root.dir.read_to_string(&rel).ok().as_deref() != Some(want.as_str()) {
-                root.write_atomic(&rel, &want)?;
+            let want = ganesha::export_file(&r, clients);
+            if self.dir.read_to_string(&rel).ok().as_deref() != Some(want.as_str()) {
+                self.write_atomic(&rel, &want)?;
             }
         }
-        Ok(root)
+        Ok(())
+    }
+
+    /// Makes `clients` the list every export admits: the export files are
+    /// rendered again (new ones get it too); `Ok(false)` when it is the list
+    /// already. Telling the live server is the caller's
+    /// ([`crate::server::Server::set_clients`]); callers hold the server's
+    /// ops lock, so no export is written with the old list meanwhile.
+    pub fn set_clients(&self, clients: &ClientList) -> Result<bool, RootError> {
+        if *self.clients.read().unwrap_or_else(|e| e.into_inner()) == *clients {
+            return Ok(false);
+        }
+        *self.clients.write().unwrap_or_else(|e| e.into_inner()) = clients.clone();
+        self.render_records(clients)?;
+        Ok(true)
     }
 
     /// The archives of deleted volumes (`onDelete: archive`).
@@ -213,8 +236,11 @@ impl ExportRoot {
     }
 
     /// Who may mount the exports of this root.
-    pub fn clients(&self) -> &ClientList {
-        &self.clients
+    pub fn clients(&self) -> ClientList {
+        self.clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The root's (canonical) path.
@@ -414,7 +440,7 @@ impl ExportRoot {
     pub fn write_record(&self, r: &ExportRecord) -> Result<(), RootError> {
         check_name(&r.pv)?;
         let rel = format!("{EXPORTS}/{}.conf", r.pv);
-        let text = ganesha::export_file(r, &self.clients);
+        let text = ganesha::export_file(r, &self.clients());
         self.parse_record(&r.pv, &rel, &text)?;
         self.write_cached(
             || self.write_atomic(&rel, &text),
@@ -573,7 +599,7 @@ mod tests {
         // a record copied from another volume does not count for this one
         std::fs::write(
             root.record_path("pvc-d"),
-            ganesha::export_file(&record(&root, "pvc-a", 9), root.clients()),
+            ganesha::export_file(&record(&root, "pvc-a", 9), &root.clients()),
         )
         .unwrap();
         let (good, bad) = root.records().unwrap();
@@ -631,7 +657,7 @@ mod tests {
         let mut n = 0;
         while DirStamp::of(&root.dir, EXPORTS).unwrap() == before {
             let pv = format!("pvc-other-{n}");
-            let text = ganesha::export_file(&record(&root, &pv, 10 + n), root.clients());
+            let text = ganesha::export_file(&record(&root, &pv, 10 + n), &root.clients());
             std::fs::write(root.record_path(&pv), text).unwrap();
             n += 1;
         }
@@ -647,7 +673,7 @@ mod tests {
         std::fs::write(root.record_path("pvc-c"), "garbage").unwrap();
         assert_eq!(pvs(&root), (vec!["pvc-a".to_string()], 1));
         // Fixed in place: the directory does not change, the record counts.
-        let fixed = ganesha::export_file(&record(&root, "pvc-c", 3), root.clients());
+        let fixed = ganesha::export_file(&record(&root, "pvc-c", 3), &root.clients());
         std::fs::write(root.record_path("pvc-c"), fixed).unwrap();
         assert_eq!(
             pvs(&root),
@@ -677,6 +703,31 @@ mod tests {
         assert_eq!(
             narrowed.record("pvc-a").unwrap(),
             Some(record(&narrowed, "pvc-a", 1))
+        );
+    }
+
+    #[test]
+    fn a_new_client_list_rewrites_every_export_file_live() {
+        let (_tmp, root) = root();
+        root.write_record(&record(&root, "pvc-a", 1)).unwrap();
+        let file = root.record_path("pvc-a");
+        let nodes = clients("127.0.0.1").with_hosts(["10.0.0.7".parse().unwrap()]);
+        assert!(root.set_clients(&nodes).unwrap(), "a change");
+        assert!(!root.set_clients(&nodes).unwrap(), "the same list again");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("Clients = 10.0.0.7, 127.0.0.1;"), "{text}");
+        // New records get the new list too.
+        root.write_record(&record(&root, "pvc-b", 2)).unwrap();
+        let text = std::fs::read_to_string(root.record_path("pvc-b")).unwrap();
+        assert!(text.contains("Clients = 10.0.0.7, 127.0.0.1;"), "{text}");
+        // Nobody: no CLIENT block, the export's own None refuses all.
+        assert!(root.set_clients(&ClientList::default()).unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("CLIENT"), "{text}");
+        assert!(text.contains("Access_Type = None;"), "{text}");
+        assert_eq!(
+            root.record("pvc-a").unwrap(),
+            Some(record(&root, "pvc-a", 1))
         );
     }
 

@@ -126,17 +126,9 @@ pub enum RecordError {
     Path(#[from] PathError),
 }
 
-/// The default client list: the private address ranges (RFC 1918, and
-/// RFC 4193 unique local IPv6). Node and pod networks of every common
-/// Kubernetes distribution live there, so the default works out of the box,
-/// while a Service exposed to a public network (NodePort, LoadBalancer,
-/// hostNetwork) still refuses every public source. It is a backstop, not the
-/// recommended setting: operators set their nodes' CIDR (docs/security.md).
-pub const DEFAULT_CLIENTS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
-
 /// One allowed client: an IP network (a single address is a full-length
 /// prefix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientNet {
     addr: IpAddr,
     prefix: u8,
@@ -176,6 +168,12 @@ impl ClientNet {
         Ok(ClientNet { addr, prefix })
     }
 
+    /// The network of the one address `ip`.
+    pub fn host(ip: IpAddr) -> Self {
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        ClientNet { addr: ip, prefix }
+    }
+
     /// Whether `ip` is inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
@@ -211,12 +209,33 @@ impl std::fmt::Display for ClientNet {
     }
 }
 
-/// Who may mount: a non-empty list of IP networks, written into every
-/// export's `CLIENT` block and the pseudo root's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who may mount: a list of IP networks, written into every export's
+/// `CLIENT` block and the pseudo root's. An empty list (no Node known yet,
+/// and no `--allowed-clients`) renders no `CLIENT` block: nobody mounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientList(Vec<ClientNet>);
 
 impl ClientList {
+    /// The operator's networks plus each of `hosts` (the Nodes'
+    /// addresses), sorted and without repeats, so the same cluster always
+    /// renders the same text (no rewrite, no reload when nothing changed).
+    pub fn with_hosts(&self, hosts: impl IntoIterator<Item = IpAddr>) -> Self {
+        let mut nets: Vec<ClientNet> = self
+            .0
+            .iter()
+            .copied()
+            .chain(hosts.into_iter().map(ClientNet::host))
+            .collect();
+        nets.sort();
+        nets.dedup();
+        ClientList(nets)
+    }
+
+    /// Whether nobody may mount.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses a comma-separated list (`--allowed-clients`); blanks around
     /// entries are ignored, an empty list is refused (it would lock every
     /// client out, which is never what an operator means).
@@ -251,6 +270,9 @@ impl ClientList {
 
 impl std::fmt::Display for ClientList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(nobody)");
+        }
         for (i, n) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
@@ -292,15 +314,25 @@ pub fn export_block(r: &ExportRecord, clients: &ClientList) -> String {
          \tProtocols = 3, 4;\n\
          \tFilesystem_Id = {id}.{id};\n\
          \tFSAL {{ Name = VFS; }}\n\
-         \tCLIENT {{\n\
-         \t\tClients = {clients};\n\
-         \t\tAccess_Type = RW;\n\
-         \t\tSquash = {squash};\n\
-         \t}}\n\
+         {client}\
          }}\n",
         id = r.export_id,
         path = r.path,
+        client = client_block(
+            clients,
+            &format!("\t\tAccess_Type = RW;\n\t\tSquash = {squash};\n")
+        ),
     )
+}
+
+/// The `CLIENT` block admitting `clients` with `grants` (its inner lines);
+/// nothing for an empty list (the export's own `Access_Type = None` then
+/// refuses everyone).
+fn client_block(clients: &ClientList, grants: &str) -> String {
+    if clients.is_empty() {
+        return String::new();
+    }
+    format!("\tCLIENT {{\n\t\tClients = {clients};\n{grants}\t}}\n")
 }
 
 /// The export id of the readiness canary ([`canary_block`]): never a
@@ -344,11 +376,9 @@ pub fn pseudo_root_block(clients: &ClientList) -> String {
          \tAccess_Type = None;\n\
          \tSquash = Root_Squash;\n\
          \tFSAL {{ Name = PSEUDO; }}\n\
-         \tCLIENT {{\n\
-         \t\tClients = {clients};\n\
-         \t\tAccess_Type = MDONLY_RO;\n\
-         \t}}\n\
-         }}\n"
+         {client}\
+         }}\n",
+        client = client_block(clients, "\t\tAccess_Type = MDONLY_RO;\n"),
     )
 }
 
@@ -536,7 +566,7 @@ mod tests {
         assert!(!l.allows("::ffff:10.0.0.1".parse().unwrap()));
         assert!(!l.admits_everyone());
         assert!(ClientList::parse("0.0.0.0/0").unwrap().admits_everyone());
-        let d = ClientList::parse(DEFAULT_CLIENTS).unwrap();
+        let d = ClientList::parse("10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7").unwrap();
         assert!(!d.admits_everyone());
         assert!(!d.allows("8.8.8.8".parse().unwrap()));
         assert!(d.allows("172.18.0.2".parse().unwrap()));

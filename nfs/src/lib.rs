@@ -10,11 +10,13 @@
 //!   also the Ganesha config snippets), id/GID allocation, volume directories
 //!   made and removed without following symlinks.
 //! - [`rpc`]: an ONC RPC `NULL` ping, the server's readiness probe.
-//! - [`dbus`]: Ganesha's `ExportMgr` D-Bus interface (add, remove, list).
+//! - [`dbus`]: Ganesha's `ExportMgr` D-Bus interface (add, update, remove, list).
 //! - [`server`]: supervision of rpcbind, a private D-Bus daemon and
 //!   `ganesha.nfsd`: restart with backoff, readiness only while it answers
 //!   and every recorded export is live.
 //! - [`address`]: which server address goes into the PVs.
+//! - [`node_clients`]: who may mount by default: the Nodes' addresses,
+//!   watched live.
 //! - [`provisioner`]: the [`external_storage::Provisioner`] implementation.
 //! - [`seccomp`]: the container's seccomp profile (the runtime default plus
 //!   `name_to_handle_at`) and its installation for the kubelet.
@@ -23,6 +25,7 @@ pub mod address;
 pub mod dbus;
 pub mod exports;
 pub mod ganesha;
+pub mod node_clients;
 pub mod params;
 pub mod provisioner;
 pub mod rpc;

@@ -18,7 +18,8 @@ use external_storage::args::{self, parse_duration, Settings};
 use external_storage::ProvisionController;
 use nfs_provisioner::address;
 use nfs_provisioner::exports::ExportRoot;
-use nfs_provisioner::ganesha::{self, ClientList, CoreConfig};
+use nfs_provisioner::ganesha::{ClientList, CoreConfig};
+use nfs_provisioner::node_clients;
 use nfs_provisioner::provisioner::Nfs;
 use nfs_provisioner::seccomp;
 use nfs_provisioner::server::{Server, ServerConfig};
@@ -47,14 +48,20 @@ struct Cli {
     /// Fallback server address (unstable across pod restarts).
     #[arg(long, env = "POD_IP")]
     pod_ip: Option<String>,
-    /// Who may mount: comma-separated IP addresses and CIDR networks,
-    /// written into every export (and the NFSv4 pseudo root); every other
-    /// source is refused. Set it to the networks your nodes mount from (the
-    /// kubelets mount, from the node's address). The default is the private
-    /// address ranges, which refuse every public source; see
-    /// docs/security.md for why and how to narrow it.
-    #[arg(long, env = "ALLOWED_CLIENTS", default_value = ganesha::DEFAULT_CLIENTS, value_parser = ClientList::parse)]
-    allowed_clients: ClientList,
+    /// Who may mount besides the Nodes: comma-separated IP addresses and
+    /// CIDR networks, written into every export (and the NFSv4 pseudo
+    /// root) with the Nodes' addresses. Empty by default: only the Nodes
+    /// mount (the kubelet mounts from its node's address). Add the
+    /// addresses your nodes mount from when they are not on their Node
+    /// objects (docs/security.md).
+    #[arg(long, env = "ALLOWED_CLIENTS", value_parser = ClientList::parse)]
+    allowed_clients: Option<ClientList>,
+    /// Admit the cluster's Nodes: every Node's InternalIP and ExternalIP
+    /// and the gateway addresses of its pod CIDRs, watched live (a node
+    /// added gets in, a deleted one is cut off). `false` admits only
+    /// `--allowed-clients`.
+    #[arg(long, env = "ADMIT_NODES", default_value_t = true, action = clap::ArgAction::Set)]
+    admit_nodes: bool,
     /// Address Ganesha listens on.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -137,14 +144,28 @@ async fn main() -> anyhow::Result<()> {
     args::init_tracing(common.log_format);
     let settings = Settings::try_from(common)?;
 
-    if cli.allowed_clients.admits_everyone() {
+    let extra = cli.allowed_clients.clone().unwrap_or_default();
+    if !cli.admit_nodes && extra.is_empty() {
+        bail!("--admit-nodes=false without --allowed-clients: no client could mount any volume");
+    }
+    if extra.admits_everyone() {
         tracing::warn!(
-            clients = %cli.allowed_clients,
+            clients = %extra,
             "--allowed-clients admits every address: any host that reaches the server can mount every volume"
         );
     }
+    let (qps, burst) = settings.rate_limit;
+    let client = args::client(settings.kubeconfig.as_deref(), qps, burst).await?;
+    // The first list of Nodes, so the exports admit them from the start.
+    let clients = if cli.admit_nodes {
+        node_clients::initial(&client, &extra)
+            .await
+            .context("listing the Nodes, whose addresses may mount (RBAC: list nodes; or --admit-nodes=false with --allowed-clients)")?
+    } else {
+        extra.clone()
+    };
     let root = Arc::new(
-        ExportRoot::open(&cli.export_root, cli.allowed_clients.clone()).with_context(|| {
+        ExportRoot::open(&cli.export_root, clients).with_context(|| {
             format!(
                 "cannot use {} as the export root",
                 cli.export_root.display()
@@ -154,8 +175,6 @@ async fn main() -> anyhow::Result<()> {
     let identity = root
         .identity()
         .context("reading this instance's identity")?;
-    let (qps, burst) = settings.rate_limit;
-    let client = args::client(settings.kubeconfig.as_deref(), qps, burst).await?;
     let source = address::choose(
         cli.server.as_deref(),
         cli.service_name.as_deref(),
@@ -185,6 +204,14 @@ async fn main() -> anyhow::Result<()> {
         root.clone(),
     ));
     let supervisor = tokio::spawn(server.clone().run(shutdown.clone()));
+    if cli.admit_nodes {
+        tokio::spawn(node_clients::follow(
+            client.clone(),
+            extra,
+            server.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let controller_name = settings.options.provisioner_name.clone();
     let events = external_storage::events::Events::new(client.clone(), &controller_name, &identity);

@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dbus::{DbusError, ExportMgr};
 use crate::exports::{ExportRoot, RootError};
+use crate::ganesha::ClientList;
 use crate::ganesha::{self, CoreConfig};
 use crate::rpc;
 use crate::startup::{self, StartWatch, Verdict};
@@ -132,6 +133,8 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     reason: RwLock<Option<String>>,
     mgr: RwLock<Option<ExportMgr>>,
+    /// The client list the running Ganesha has (`None`: not started yet).
+    live_clients: RwLock<Option<ClientList>>,
     ops: Mutex<()>,
 }
 
@@ -232,6 +235,7 @@ impl Server {
             ready: Arc::new(AtomicBool::new(false)),
             reason: RwLock::new(Some("starting".to_string())),
             mgr: RwLock::new(None),
+            live_clients: RwLock::new(None),
             ops: Mutex::new(()),
         }
     }
@@ -277,6 +281,43 @@ impl Server {
     /// Serializes export changes (provision, delete, the start-up reconcile).
     pub async fn lock(&self) -> MutexGuard<'_, ()> {
         self.ops.lock().await
+    }
+
+    /// Makes `clients` who may mount (module `node_clients`): the export
+    /// files are rendered again, then the running Ganesha's pseudo root and
+    /// every export are updated in place (`UpdateExport`), so the mounts of
+    /// clients still on the list go on. Not ready: the files are changed
+    /// and `Err(NotReady)` says to call again (a start renders the new list
+    /// itself).
+    pub async fn set_clients(&self, clients: &ClientList) -> Result<(), ServerError> {
+        let _ops = self.ops.lock().await;
+        if self.root.set_clients(clients)? {
+            tracing::info!(clients = %clients, "who may mount changed");
+        }
+        if self.live_clients.read().expect("lock").as_ref() == Some(clients) {
+            return Ok(());
+        }
+        let mgr = self.export_mgr()?;
+        let (records, _damaged) = self.root.records()?;
+        let conf = self.cfg.run_dir.join("ganesha.conf");
+        let text = ganesha::main_config(
+            &self.cfg.core,
+            &self.root.recovery_root(),
+            clients,
+            &records,
+        );
+        std::fs::write(&conf, text).map_err(|source| ServerError::Io {
+            path: conf.display().to_string(),
+            source,
+        })?;
+        mgr.update_export(&conf, 0).await?;
+        for r in &records {
+            mgr.update_export(&self.root.record_path(&r.pv), r.export_id)
+                .await?;
+        }
+        *self.live_clients.write().expect("lock") = Some(clients.clone());
+        tracing::info!(clients = %clients, exports = records.len(), "the running server admits the new client list");
+        Ok(())
     }
 
     /// The export manager, if the server is ready.
@@ -345,10 +386,11 @@ impl Server {
             tracing::error!(error = %e, "damaged export record skipped: fix or remove the file");
         }
         let conf = self.cfg.run_dir.join("ganesha.conf");
+        let clients = self.root.clients();
         let text = ganesha::main_config(
             &self.cfg.core,
             &self.root.recovery_root(),
-            self.root.clients(),
+            &clients,
             &records,
         );
         std::fs::write(&conf, text).map_err(|source| ServerError::Io {
@@ -389,6 +431,7 @@ impl Server {
             )));
         }
         *self.mgr.write().expect("lock") = Some(mgr);
+        *self.live_clients.write().expect("lock") = Some(clients);
         drop(guard);
         tracing::info!(exports = records.len(), "recorded exports live");
         self.monitor(kids, shutdown).await

@@ -33,7 +33,7 @@ pub struct Server<'a> {
     pub service_name: &'a str,
     /// `--service-namespace`.
     pub service_namespace: &'a str,
-    /// `--allowed-clients`.
+    /// `--allowed-clients`; empty: not given (only the Nodes may mount).
     pub allowed_clients: &'a str,
     /// `--probe-interval`; `None` leaves the binary's default.
     pub probe_interval: Option<&'a str>,
@@ -73,8 +73,6 @@ impl<'a> Server<'a> {
             self.service_namespace,
             "--bind-address",
             "127.0.0.1",
-            "--allowed-clients",
-            self.allowed_clients,
             "--nfs-port",
             &NFS_PORT.to_string(),
             "--mount-port",
@@ -84,6 +82,9 @@ impl<'a> Server<'a> {
         ]
         .map(String::from)
         .into();
+        if !self.allowed_clients.is_empty() {
+            args.extend(["--allowed-clients".into(), self.allowed_clients.into()]);
+        }
         if let Some(interval) = self.probe_interval {
             args.extend(["--probe-interval".into(), interval.into()]);
         }
