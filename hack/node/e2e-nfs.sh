@@ -97,6 +97,18 @@ kubectl wait --for=condition=Ready pod/nfs-writer pod/nfs-reader --timeout=300s 
 wait_for 120 "the reader pod never saw the writer pod's lines" "guest_out nfs-reader | grep -q '^line 3$'"
 mounts=$("$root/hack/node-vm.sh" exec "$cluster" "$GUEST" "grep ' nfs4 ' /proc/mounts | cut -d' ' -f1-4")
 echo "nfs: two pods on $GUEST share the ReadWriteMany volume through the kubelet's mount: $mounts"
+# Only the Nodes may mount (docs/security.md, hole 9): the server's list is
+# the Nodes' addresses and pod-CIDR gateways (the guest's mount reaches it
+# from node-1's bridge gateway), no private range that would admit pods.
+admitted=$(pod_output nfs-provisioner nfs-provisioner-0 | grep -E 'starting|who may mount changed' | tail -n 1 | grep -o 'clients=.*')
+case "$admitted" in
+  *10.244.0.1*) ;;
+  *) fail "nfs: the server does not admit node-1's pod-CIDR gateway 10.244.0.1: ${admitted:-no client list logged}" ;;
+esac
+case "$admitted" in
+  */8* | */12* | */16*) fail "nfs: the server admits a whole range, not only Nodes: $admitted" ;;
+esac
+echo "nfs: only Nodes may mount: $admitted"
 
 # The server pod is deleted and re-created by its StatefulSet while the
 # writer writes: its writes block, then resume on the new server (the
