@@ -7,7 +7,9 @@
 //! errors), [`Config`] the validated result. Every error names the field it
 //! is about (`storageClassConfigs.fast.nodePathMap[1].paths[0]`). Paths are
 //! checked here, before any of them is opened: absolute, normalized, not
-//! `/`, listed once per entry, and no configured path nested in another one
+//! `/` and clear of the host's own directories (`/proc`, `/sys`, `/dev`,
+//! `/etc`, `/var/lib/kubelet`: not one, inside one or holding one), listed
+//! once per entry, and no configured path nested in another one
 //! anywhere in the file (the ownership records of one root must never lie
 //! inside another root's volumes).
 //!
@@ -217,10 +219,11 @@ pub fn summary(old: &Config, new: &Config) -> String {
 }
 
 /// A configured root: absolute, normalized (no `.`, `..`, `//` or trailing
-/// `/`), not `/` itself, valid UTF-8.
+/// `/`), not `/` itself, clear of the host's own directories
+/// (`external_storage::fields::SYSTEM_DIRS`), valid UTF-8.
 fn check_path(field: &str, path: &str) -> Result<PathBuf, ConfigError> {
     let normal =
-        external_storage::fields::absolute_dir(path).map_err(|e| err(field, e.to_string()))?;
+        external_storage::fields::volume_dir(path).map_err(|e| err(field, e.to_string()))?;
     if normal.as_os_str() != path {
         return Err(err(
             field,
@@ -412,6 +415,20 @@ mod tests {
             ("# only a comment\n", "nodePathMap"),
         ] {
             assert_eq!(field_of(text), field, "{text}");
+        }
+        // The host's own directories: not a root, inside one or holding one.
+        for system in [
+            "/etc",
+            "/proc/1",
+            "/sys",
+            "/dev/shm",
+            "/var/lib/kubelet/pods",
+            "/var/lib",
+        ] {
+            let text = format!("nodePathMap:\n- node: a\n  paths: [/data, {system}]\n");
+            let e = Config::parse(&text).unwrap_err();
+            assert_eq!(e.field, "nodePathMap[0].paths[1]", "{system}");
+            assert!(e.message.contains("the host's own files"), "{e}");
         }
         // Different directories that merely share a prefix do not nest,
         // and the same path for several nodes and classes is fine.

@@ -62,7 +62,12 @@ async fn main() -> anyhow::Result<()> {
     let config = match &cli.config {
         Some(path) => Config::load(path)
             .with_context(|| format!("invalid configuration {}", path.display()))?,
-        None => Config::single_root(&cli.root),
+        None => {
+            let shown = cli.root.display().to_string();
+            external_storage::fields::volume_dir(&shown)
+                .with_context(|| format!("--root {shown}"))?;
+            Config::single_root(&cli.root)
+        }
     };
     let layout = Layout::open(config, &node, None)?;
     // Capacity without a configuration is of one root: `--root`, or the

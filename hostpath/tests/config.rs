@@ -135,6 +135,19 @@ async fn a_reload_adds_a_root_refuses_a_bad_config_and_never_deletes_from_a_remo
     );
     let second = env.claim_on("second", "hostpath", NODE).await;
     assert!(host_path(&second).starts_with(&a), "{second:?}");
+    // Refused: a root over the host's own files (docs/security.md), named
+    // in a Warning; the old configuration still provisions into a.
+    env.write_config(
+        NODE,
+        "nodePathMap:\n- node: node-1\n  paths: [$T/a, /etc]\n",
+    );
+    let note = wait_warning(&env.client, CONFIG_MAP, "the host's own files").await;
+    assert!(
+        note.contains("nodePathMap[0].paths[1]") && note.contains("/etc"),
+        "{note}"
+    );
+    let after = env.claim_on("after-etc", "hostpath", NODE).await;
+    assert!(host_path(&after).starts_with(&a), "{after:?}");
 
     // Accepted: a second root for class on-b; new claims of it land there.
     env.write_config(

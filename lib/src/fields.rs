@@ -20,6 +20,42 @@ pub enum DirError {
     /// `/`: the whole host.
     #[error("`/` itself cannot be used: name a directory below it")]
     Root,
+    /// One of [`SYSTEM_DIRS`], inside one, or holding one.
+    #[error("{path:?} is, lies in or holds {system}, the host's own files: volumes there would be made, cleaned and deleted among them; name a directory of its own (e.g. /mnt/disks)")]
+    System {
+        /// The path as written.
+        path: String,
+        /// The system directory it overlaps.
+        system: &'static str,
+    },
+}
+
+/// Host directories that no volume root or discovery directory may be, lie
+/// in, or hold: the kernel's (`/proc`, `/sys`), the devices (`/dev`), the
+/// host's configuration (`/etc`) and the kubelet's pods and their volumes
+/// (`/var/lib/kubelet`). A root that holds one would put volumes beside it,
+/// and a claim-named path (hostpath's `pathPattern`) could then be one of
+/// them (a namespace called `kubelet` under a root `/var/lib`).
+pub const SYSTEM_DIRS: [&str; 5] = ["/proc", "/sys", "/dev", "/etc", "/var/lib/kubelet"];
+
+/// Whether `a` and `b` are the same directory or one lies inside the
+/// other (whole components: `/etcd` is not inside `/etc`).
+pub fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// A directory a provisioner makes, cleans or deletes volumes in (a
+/// hostpath root, a local-volume discovery directory): [`absolute_dir`],
+/// and clear of every one of [`SYSTEM_DIRS`].
+pub fn volume_dir(s: &str) -> Result<PathBuf, DirError> {
+    let p = absolute_dir(s)?;
+    match SYSTEM_DIRS.iter().find(|d| overlaps(&p, Path::new(d))) {
+        Some(system) => Err(DirError::System {
+            path: s.to_string(),
+            system,
+        }),
+        None => Ok(p),
+    }
 }
 
 /// A directory a configuration names: absolute, without `.` or `..`, not
@@ -89,6 +125,42 @@ mod tests {
         assert_eq!(absolute_dir("./b"), Err(DirError::Relative("./b".into())));
         assert_eq!(absolute_dir("/"), Err(DirError::Root));
         assert!(DirError::Root.to_string().contains("`/` itself"));
+    }
+
+    #[test]
+    fn volume_dirs_keep_clear_of_the_hosts_own_directories() {
+        for ok in [
+            "/mnt/disks",
+            "/var/lib/hostpath-provisioner",
+            "/etcd",
+            "/devices",
+            "/var/lib/kubelet-data",
+        ] {
+            assert_eq!(volume_dir(ok), Ok(PathBuf::from(ok)), "{ok}");
+        }
+        for (bad, system) in [
+            ("/proc", "/proc"),
+            ("/sys/fs/cgroup", "/sys"),
+            ("/dev/disk/by-id", "/dev"),
+            ("/etc/", "/etc"),
+            ("/var/lib/kubelet/pods", "/var/lib/kubelet"),
+            // Holding one is refused too.
+            ("/var/lib", "/var/lib/kubelet"),
+            ("/var", "/var/lib/kubelet"),
+        ] {
+            let e = volume_dir(bad).unwrap_err();
+            assert_eq!(
+                e,
+                DirError::System {
+                    path: bad.into(),
+                    system
+                },
+                "{bad}"
+            );
+            assert!(e.to_string().contains(system), "{e}");
+        }
+        assert_eq!(volume_dir("/"), Err(DirError::Root));
+        assert_eq!(volume_dir("x"), Err(DirError::Relative("x".into())));
     }
 
     #[test]

@@ -169,6 +169,26 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses a class whose discovery directory (as this container sees
+    /// it, `mountDir`) is, lies in or holds the provisioner's own state
+    /// directory: discovery would offer its records as volumes and
+    /// cleaning would delete them.
+    pub fn check_state_dir(&self, state: &Path) -> Result<(), ConfigError> {
+        for (name, class) in &self.classes {
+            if external_storage::fields::overlaps(&class.mount_dir, state) {
+                return Err(err(
+                    format!("storageClassMap.{name}.mountDir"),
+                    format!(
+                        "{} is, lies in or holds the provisioner's state directory {} (--state-dir): name a directory of its own",
+                        class.mount_dir.display(),
+                        state.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and validates `path`: a YAML file, or a directory with one file
     /// per key (a mounted ConfigMap).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -259,8 +279,10 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, NotAGoDuration> {
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
-fn absolute_dir(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
-    external_storage::fields::absolute_dir(s).map_err(|e| err(key, e.to_string()))
+/// A discovery directory: absolute, plain, clear of the host's own
+/// directories (`external_storage::fields::volume_dir`).
+fn volume_dir(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
+    external_storage::fields::volume_dir(s).map_err(|e| err(key, e.to_string()))
 }
 
 fn valid_class_name(name: &str) -> bool {
@@ -298,10 +320,10 @@ fn check_class(name: &str, raw: RawClass) -> Result<ClassConfig, ConfigError> {
             "required: the discovery directory on the host",
         ));
     }
-    let host_dir = absolute_dir(&key("hostDir"), &raw.host_dir)?;
+    let host_dir = volume_dir(&key("hostDir"), &raw.host_dir)?;
     let mount_dir = match raw.mount_dir.as_deref() {
         None | Some("") => host_dir.clone(),
-        Some(m) => absolute_dir(&key("mountDir"), m)?,
+        Some(m) => volume_dir(&key("mountDir"), m)?,
     };
     let block_cleaner_command = match raw.block_cleaner_command {
         None => vec![DEFAULT_BLOCK_CLEANER.to_string()],
@@ -609,6 +631,28 @@ useJobForCleaning: false
             PathBuf::from("/mnt/fast-disks")
         );
         assert_eq!(c.node_labels_for_pv, ["topology.kubernetes.io/zone"]);
+    }
+
+    #[test]
+    fn discovery_directories_keep_clear_of_the_host_and_of_the_state() {
+        for (class, key) in [
+            ("  hostDir: /dev/disk/by-id\n", "hostDir"),
+            ("  hostDir: /mnt/disks\n  mountDir: /etc\n", "mountDir"),
+            ("  hostDir: /var/lib\n", "hostDir"),
+            ("  hostDir: /proc\n", "hostDir"),
+        ] {
+            let e = parse(&format!("storageClassMap:\n fast:\n{class}")).unwrap_err();
+            assert_eq!(e.key, format!("storageClassMap.fast.{key}"), "{class}");
+            assert!(e.message.contains("the host's own files"), "{e}");
+        }
+        let c = parse("storageClassMap:\n fast:\n  hostDir: /mnt/disks\n").unwrap();
+        c.check_state_dir(Path::new("/var/lib/local-volume"))
+            .unwrap();
+        for state in ["/mnt/disks", "/mnt/disks/.state", "/mnt"] {
+            let e = c.check_state_dir(Path::new(state)).unwrap_err();
+            assert_eq!(e.key, "storageClassMap.fast.mountDir", "{state}");
+            assert!(e.message.contains("state directory"), "{e}");
+        }
     }
 
     #[test]

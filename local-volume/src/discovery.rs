@@ -211,7 +211,15 @@ impl Discovery {
             return;
         };
         let current = self.volumes.config();
-        let outcome = reloader.check(&current);
+        let outcome = match reloader.check(&current) {
+            Reload::Changed(config, what) => {
+                match config.check_state_dir(self.volumes.state.path()) {
+                    Ok(()) => Reload::Changed(config, what),
+                    Err(why) => reloader.refused(why.to_string()),
+                }
+            }
+            other => other,
+        };
         let object = self
             .config_object
             .clone()

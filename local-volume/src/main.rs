@@ -78,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = StateDir::open(&cli.state_dir)
         .with_context(|| format!("cannot use state directory {}", cli.state_dir.display()))?;
+    config
+        .check_state_dir(state.path())
+        .with_context(|| format!("invalid configuration {}", cli.config.display()))?;
     let config_namespace = common.leader_elect_namespace.clone();
     let mut settings = Settings::try_from(common)?;
     let (qps, burst) = settings.rate_limit;

@@ -47,6 +47,11 @@ impl StateDir {
         })
     }
 
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     fn file(&self, pv: &str) -> io::Result<PathBuf> {
         if pv.is_empty() || pv.contains('/') || pv.starts_with('.') {
             return Err(io::Error::new(

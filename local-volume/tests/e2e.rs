@@ -660,6 +660,29 @@ async fn config_changes_apply_without_restart_and_a_bad_one_is_refused() {
     env.wait_pv(&pv_name("second", NODE, "local-fast"), None, "Available")
         .await;
 
+    // Refused (docs/security.md): a discovery directory among the host's
+    // devices, and one over the provisioner's own state directory; each
+    // named in a Warning, discovery goes on under the old configuration.
+    let state = env.dir("state").display().to_string();
+    for (class, needle) in [
+        (
+            "  local-new:\n    hostDir: /dev/disk/by-id\n    volumeMode: Block\n".to_string(),
+            "/dev",
+        ),
+        (
+            format!("  local-new:\n    hostDir: {state}\n"),
+            "state directory",
+        ),
+    ] {
+        std::fs::write(&config, config_text(env.tmp.path(), "fs", &class)).unwrap();
+        let note = wait_warning(&env.client, NODE, needle).await;
+        assert!(note.contains("storageClassMap.local-new"), "{note}");
+    }
+    let third = env.dir("fs/third");
+    assert!(env.guard.tmpfs(&third, "8m"));
+    env.wait_pv(&pv_name("third", NODE, "local-fast"), None, "Available")
+        .await;
+
     // Accepted: local-fast moves to fs2/, and local-new discovers new/.
     for d in ["fs2", "new"] {
         std::fs::create_dir_all(env.dir(d)).unwrap();
