@@ -25,6 +25,8 @@
 //! Nothing here talks to Kubernetes.
 
 pub mod archive;
+#[cfg(any(test, feature = "test-support"))]
+pub mod hostile;
 pub mod intent;
 pub mod op;
 pub mod quota;

@@ -334,6 +334,26 @@ mod tests {
         }
     }
 
+    /// docs/security.md, hole 11: a volume a tenant filled with hostile
+    /// contents (hostfs::hostile) is cleaned completely, nothing outside
+    /// touched (the hard link is skipped, loudly: a mount is its own
+    /// filesystem, so nothing outside it can be linked from inside).
+    #[test]
+    fn a_hostile_filesystem_volume_is_cleaned_completely() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disks = tmp.path().join("disks");
+        let Some(_vol) = Tmpfs::mount(&disks.join("vol")) else {
+            panic!("cannot mount a tmpfs: this test needs root");
+        };
+        let vol = disks.join("vol");
+        let planted = hostfs::hostile::plant(&vol, &tmp.path().join("outside"));
+        let mounts = MountTable::read().unwrap();
+        let removed = clean_filesystem(&disks, "vol", &mounts).unwrap();
+        assert!(removed.files >= 14 && removed.dirs >= 8, "{removed:?}");
+        assert_eq!(std::fs::read_dir(&vol).unwrap().count(), 0);
+        planted.assert_outside_intact();
+    }
+
     #[test]
     fn removes_contents_without_following_links_or_crossing_mounts() {
         let tmp = tempfile::tempdir().unwrap();

@@ -380,6 +380,54 @@ async fn mounts_become_pvs_bind_and_are_cleaned_without_following_links_out() {
     env.assert_rbac();
 }
 
+/// docs/security.md, hole 11: a released volume that cannot be cleaned
+/// completely (a filesystem mounted inside it, among a tenant's hostile
+/// contents) is not offered again: its PV stays Released, a Warning on it
+/// says why, the failure is counted; a later pass, once the mount is gone,
+/// cleans it all and offers it again, nothing outside touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_that_cannot_be_cleaned_is_not_offered_until_a_later_pass_cleans_it() {
+    let mut env = Env::start().await;
+    let vol = env.dir("fs/stuck");
+    assert!(env.guard.tmpfs(&vol, "8m"), "mounting a tmpfs needs root");
+    let name = pv_name("stuck", NODE, "local-fast");
+    let pv = env.wait_pv(&name, None, "Available").await;
+    env.bind("stuck", "local-fast", "1Mi", json!({})).await;
+    let planted = hostfs::hostile::plant(&vol, &env.dir("outside"));
+    let inner = vol.join("inner");
+    assert!(env.guard.tmpfs(&inner, "1m"));
+    std::fs::write(inner.join("f"), b"another filesystem").unwrap();
+    delete_claim(&env.client, "stuck").await;
+
+    let note = wait_warning(&env.client, &name, "a filesystem is mounted here").await;
+    println!("cleaning refused: {note}");
+    let now = pvs(&env.client).get(&name).await.unwrap();
+    assert_eq!(now.metadata.uid, pv.metadata.uid, "not re-created");
+    assert_eq!(
+        now.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Released"),
+        "not offered again half-clean"
+    );
+    let port = env.metrics_port;
+    let (_, text) = http_get(port, "/metrics").expect("GET /metrics");
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            r#"local_volume_provisioner_clean_failed_total{class="local-fast",mode="Filesystem"}"#
+        ) && !l.ends_with(" 0")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(inner.join("f")).unwrap(),
+        b"another filesystem"
+    );
+
+    env.guard.umount(&inner);
+    env.wait_pv(&name, Some(&uid(&pv)), "Available").await;
+    assert_eq!(std::fs::read_dir(&vol).unwrap().count(), 0, "offered clean");
+    planted.assert_outside_intact();
+    env.assert_rbac();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_loop_device_becomes_a_block_pv_and_the_cleaner_wipes_it() {
     let mut env = Env::start().await;

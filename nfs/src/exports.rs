@@ -731,6 +731,41 @@ mod tests {
         );
     }
 
+    /// docs/security.md, hole 11: nfs's delete and archive (and the
+    /// retention sweep of its archives) of a volume a tenant filled with
+    /// hostile contents remove all of it and nothing outside.
+    #[test]
+    fn a_hostile_volume_is_removed_or_archived_and_swept_leaving_the_outside_alone() {
+        use hostfs::hostile;
+        use std::time::{Duration, SystemTime};
+        let (tmp, root) = root();
+        let p = root.create_volume_dir("pvc-1", Some(4321), true).unwrap();
+        let planted = hostile::plant(&p, &tmp.path().join("outside"));
+        root.remove_volume_dir("pvc-1").unwrap();
+        assert!(!p.exists());
+        planted.assert_outside_intact();
+        assert_eq!(planted.secret_links(), 1);
+
+        let p = root.create_volume_dir("pvc-2", None, true).unwrap();
+        let planted = hostile::plant(&p, &tmp.path().join("outside2"));
+        let then = SystemTime::now() - Duration::from_secs(3600);
+        let rec = root
+            .archive_volume_dir("pvc-2", then, Some(Duration::from_secs(60)))
+            .unwrap()
+            .expect("archived");
+        assert!(!p.exists());
+        planted.assert_outside_intact();
+        let projects = tmp.path().join("projects");
+        std::fs::create_dir(&projects).unwrap();
+        let swept =
+            hostfs::archive::sweep(root.archives(), root.path(), &projects, SystemTime::now())
+                .unwrap();
+        assert_eq!(swept, vec![rec.name.clone()]);
+        assert!(!root.path().join(&rec.name).exists());
+        planted.assert_outside_intact();
+        assert_eq!(planted.secret_links(), 1);
+    }
+
     #[test]
     fn volume_dirs_get_group_and_mode() {
         let (_t, root) = root();
