@@ -18,10 +18,15 @@
 //!
 //! Project ids are allocated per PV, lowest free from [`FIRST_PROJECT_ID`],
 //! and kept in `<root>/.hostpath-provisioner/projects/<pv>` so a restart or a
-//! resize reuses the same id.
+//! resize reuses the same id. Free means: recorded for no other volume of
+//! the root, not handed out by this process on the same filesystem (two
+//! roots may share one), and carried by no file on it (the kernel's quota
+//! says so); one allocation at a time ([`allocate`]).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -374,14 +379,47 @@ pub fn tag_dir(dir: &Path, project: u32) -> Result<(), QuotaError> {
     set_project(f.as_fd(), dir, project)
 }
 
-/// Returns the project id of `pv`, allocating the lowest free one if new.
-pub fn project_id(state_dir: &Path, pv: &str) -> Result<u32, QuotaError> {
+/// Project ids this process handed out, by filesystem (`st_dev`): an id
+/// is tagged onto its directory only after the allocation, so until then
+/// neither the kernel nor another root's records on the same filesystem
+/// show it taken.
+static HANDED_OUT: std::sync::Mutex<BTreeMap<u64, BTreeSet<u32>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Returns the project id of `pv` on the filesystem of `root`, allocating
+/// one if new (see [`allocate`]): no file on that filesystem may carry it
+/// yet (`Q_GETQUOTA` charges it no inode and no byte), so another root on
+/// the same filesystem, a retained or archived volume, or a directory
+/// tagged by hand never shares it (openebs dynamic-localpv #155).
+pub fn project_id(state_dir: &Path, root: &Path, pv: &str) -> Result<u32, QuotaError> {
+    let dev = std::fs::metadata(root)
+        .map_err(|source| QuotaError::State {
+            path: root.to_path_buf(),
+            source,
+        })?
+        .dev();
+    allocate(state_dir, pv, dev, |id| carried(root, id))
+}
+
+/// The id recorded for `pv` in `state_dir`, else the lowest from
+/// [`FIRST_PROJECT_ID`] that no record there holds, this process has not
+/// handed out on filesystem `dev`, and `in_use` (files carry it) denies;
+/// recorded before it is returned. One allocation at a time in this
+/// process, so parallel provisioning never picks the same id twice.
+pub fn allocate(
+    state_dir: &Path,
+    pv: &str,
+    dev: u64,
+    in_use: impl Fn(u32) -> Result<bool, QuotaError>,
+) -> Result<u32, QuotaError> {
     let state = |source| QuotaError::State {
         path: state_dir.to_path_buf(),
         source,
     };
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed = handed.entry(dev).or_default();
     std::fs::create_dir_all(state_dir).map_err(state)?;
-    let mut used = Vec::new();
+    let mut used = handed.clone();
     for entry in std::fs::read_dir(state_dir).map_err(state)? {
         let entry = entry.map_err(state)?;
         let id = std::fs::read_to_string(entry.path())
@@ -389,22 +427,54 @@ pub fn project_id(state_dir: &Path, pv: &str) -> Result<u32, QuotaError> {
             .and_then(|s| s.trim().parse::<u32>().ok());
         if let Some(id) = id {
             if entry.file_name() == pv {
+                handed.insert(id);
                 return Ok(id);
             }
-            used.push(id);
+            used.insert(id);
         }
     }
-    used.sort_unstable();
     let mut id = FIRST_PROJECT_ID;
-    for u in used {
-        if u == id {
-            id += 1;
-        } else if u > id {
-            break;
+    loop {
+        if !used.contains(&id) {
+            if !in_use(id)? {
+                break;
+            }
+            tracing::warn!(project = id, "project id carried by files on this filesystem but recorded for no volume here: skipped");
         }
+        id = id
+            .checked_add(1)
+            .ok_or_else(|| state(std::io::Error::other("no free project id left")))?;
     }
     std::fs::write(state_dir.join(pv), id.to_string()).map_err(state)?;
+    handed.insert(id);
     Ok(id)
+}
+
+/// Whether files on the filesystem of `root` carry project `id` (inodes
+/// or bytes charged to it).
+fn carried(root: &Path, id: u32) -> Result<bool, QuotaError> {
+    let f = open_dir_nofollow(root)?;
+    let mut q = block_limit(0);
+    match quotactl_project(f.as_fd(), libc::Q_GETQUOTA, id, &mut q) {
+        Ok(()) => Ok(q.dqb_curinodes > 0 || q.dqb_curspace > 0),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(source) => Err(QuotaError::Kernel {
+            action: "read the project quota (quotactl_fd Q_GETQUOTA) on",
+            dir: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Lets this process hand out `id` on the filesystem of `root` again (its
+/// volume's files are gone).
+fn forget_handed_out(root: &Path, id: u32) {
+    if let Ok(m) = std::fs::metadata(root) {
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ids) = handed.get_mut(&m.dev()) {
+            ids.remove(&id);
+        }
+    }
 }
 
 /// The project id recorded for `pv`, if any (never allocates).
@@ -578,10 +648,15 @@ pub fn release_project_id(state_dir: &Path, pv: &str) -> Result<(), QuotaError> 
 /// effort, see [`clear_project_limit`]) and forgets the id recorded in
 /// `state_dir`. Nothing to do for a PV without a recorded id.
 pub fn free_project(state_dir: &Path, root: &Path, pv: &str) -> Result<(), QuotaError> {
-    if let Some(id) = recorded_project_id(state_dir, pv)? {
+    let id = recorded_project_id(state_dir, pv)?;
+    if let Some(id) = id {
         clear_project_limit(root, id, pv);
     }
-    release_project_id(state_dir, pv)
+    release_project_id(state_dir, pv)?;
+    if let Some(id) = id {
+        forget_handed_out(root, id);
+    }
+    Ok(())
 }
 
 /// Removes the quota limit of a deleted volume's project (its files are
@@ -655,17 +730,91 @@ mod tests {
         assert!(e.to_string().contains("not following symlinks"), "{e}");
     }
 
+    /// A filesystem id of its own per test (tests share the process's
+    /// handed-out set).
+    fn dev() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn free(_: u32) -> Result<bool, QuotaError> {
+        Ok(false)
+    }
+
     #[test]
     fn project_ids_are_stable_lowest_free_and_released() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("projects");
-        assert_eq!(project_id(&d, "pv-a").unwrap(), FIRST_PROJECT_ID);
-        assert_eq!(project_id(&d, "pv-b").unwrap(), FIRST_PROJECT_ID + 1);
-        assert_eq!(project_id(&d, "pv-a").unwrap(), FIRST_PROJECT_ID);
+        let fs = dev();
+        assert_eq!(allocate(&d, "pv-a", fs, free).unwrap(), FIRST_PROJECT_ID);
+        assert_eq!(
+            allocate(&d, "pv-b", fs, free).unwrap(),
+            FIRST_PROJECT_ID + 1
+        );
+        assert_eq!(allocate(&d, "pv-a", fs, free).unwrap(), FIRST_PROJECT_ID);
         release_project_id(&d, "pv-a").unwrap();
         release_project_id(&d, "pv-a").unwrap();
-        assert_eq!(project_id(&d, "pv-c").unwrap(), FIRST_PROJECT_ID);
-        assert_eq!(project_id(&d, "pv-d").unwrap(), FIRST_PROJECT_ID + 2);
+        // Released but still handed out by this process on this filesystem
+        // (only free_project, after the files are gone, gives it back).
+        assert_eq!(
+            allocate(&d, "pv-c", fs, free).unwrap(),
+            FIRST_PROJECT_ID + 2
+        );
+        HANDED_OUT
+            .lock()
+            .unwrap()
+            .get_mut(&fs)
+            .unwrap()
+            .remove(&FIRST_PROJECT_ID);
+        assert_eq!(allocate(&d, "pv-d", fs, free).unwrap(), FIRST_PROJECT_ID);
+    }
+
+    #[test]
+    fn parallel_allocations_and_two_roots_of_one_filesystem_never_share_an_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = dev();
+        let roots = [tmp.path().join("a/projects"), tmp.path().join("b/projects")];
+        let ids: Vec<u32> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..32)
+                .map(|i| {
+                    let d = &roots[i % 2];
+                    s.spawn(move || allocate(d, &format!("pv-{i}"), fs, free).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let distinct: BTreeSet<u32> = ids.iter().copied().collect();
+        assert_eq!(distinct.len(), 32, "{ids:?}");
+        // Another filesystem has its own ids.
+        let other = tmp.path().join("c/projects");
+        assert_eq!(
+            allocate(&other, "pv-x", dev(), free).unwrap(),
+            FIRST_PROJECT_ID
+        );
+    }
+
+    #[test]
+    fn an_id_carried_by_files_is_never_handed_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("projects");
+        // Files on the filesystem carry the first two ids (a retained
+        // volume of another root, a directory tagged by hand).
+        let carried = |id: u32| Ok(id < FIRST_PROJECT_ID + 2);
+        assert_eq!(
+            allocate(&d, "pv-a", dev(), carried).unwrap(),
+            FIRST_PROJECT_ID + 2
+        );
+        let broken = |_: u32| -> Result<bool, QuotaError> {
+            Err(QuotaError::State {
+                path: "/x".into(),
+                source: std::io::Error::other("no quota"),
+            })
+        };
+        assert!(
+            allocate(&d, "pv-b", dev(), broken).is_err(),
+            "never a guess"
+        );
+        assert_eq!(recorded_project_id(&d, "pv-b").unwrap(), None);
     }
 
     #[test]
@@ -674,8 +823,8 @@ mod tests {
         let d = tmp.path().join("projects");
         assert_eq!(recorded_projects(&d), vec![]);
         assert_eq!(recorded_project_id(&d, "pv-a").unwrap(), None);
-        project_id(&d, "pv-b").unwrap();
-        project_id(&d, "pv-a").unwrap();
+        allocate(&d, "pv-b", dev(), free).unwrap();
+        allocate(&d, "pv-a", dev(), free).unwrap();
         std::fs::write(d.join("junk"), "not a number").unwrap();
         assert_eq!(
             recorded_projects(&d),
@@ -700,7 +849,7 @@ mod tests {
         // in hack/test-quota-vm.sh).
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("projects");
-        project_id(&d, "pv-a").unwrap();
+        allocate(&d, "pv-a", dev(), free).unwrap();
         let c = UsageCollector::new(tmp.path(), &d);
         if ProjectQuotas::detect(tmp.path()).is_ok() {
             return;

@@ -248,8 +248,9 @@ impl Provisioner for HostPath {
                     .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                 let mut project = None;
                 if let Some((q, bytes)) = quotas {
-                    let id = quota::project_id(&Self::projects_dir(root.path()), &pv_name)
-                        .map_err(|e| ProvisionError::Failed(e.to_string()))?;
+                    let id =
+                        quota::project_id(&Self::projects_dir(root.path()), root.path(), &pv_name)
+                            .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                     q.set_limit(&path, id, bytes)
                         .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                     project = Some(id);

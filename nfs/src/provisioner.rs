@@ -256,8 +256,8 @@ impl Provisioner for Nfs {
         };
         let exported = async {
             if let Some((q, bytes)) = &quota {
-                let project =
-                    quota::project_id(&self.projects_dir(), pv).map_err(|e| e.to_string())?;
+                let project = quota::project_id(&self.projects_dir(), self.root.path(), pv)
+                    .map_err(|e| e.to_string())?;
                 q.set_limit(&dir, project, *bytes)
                     .map_err(|e| e.to_string())?;
             }
