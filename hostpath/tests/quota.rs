@@ -46,22 +46,31 @@ impl Drop for Mount<'_> {
     }
 }
 
-#[test]
-fn project_quota_on_a_loop_mounted_ext4() {
-    let tmp = tempfile::tempdir().unwrap();
-    let image = tmp.path().join("disk.img");
-    let mnt = tmp.path().join("mnt");
+/// A 64 MiB ext4 image with project quotas under `tmp`, loop-mounted with
+/// `prjquota` at `tmp/mnt`: the mount point and the image, or why the
+/// mount failed (the image stays formatted for a fallback).
+fn quota_ext4(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, Result<(), String>) {
+    let image = tmp.join("disk.img");
+    let mnt = tmp.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let img = image.to_str().unwrap();
     std::fs::File::create(&image)
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
+    let img = image.to_str().unwrap();
     run("mkfs.ext4", &["-q", "-F", "-O", "quota,project", img]).expect("mkfs.ext4 works here");
     let mounted = run(
         "mount",
         &["-o", "loop,prjquota", img, mnt.to_str().unwrap()],
     );
+    (mnt, image, mounted)
+}
+
+#[test]
+fn project_quota_on_a_loop_mounted_ext4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mnt, image, mounted) = quota_ext4(tmp.path());
+    let img = image.to_str().unwrap();
     if let Err(why) = mounted {
         assert!(
             std::env::var_os("QUOTA_VM").is_none(),
@@ -215,19 +224,8 @@ fn a_hostile_directory_name_is_only_a_name_for_the_quota_code() {
 fn project_ids_stay_unique_in_parallel_across_roots_of_one_filesystem() {
     use hostfs::quota::{self, FIRST_PROJECT_ID};
     let tmp = tempfile::tempdir().unwrap();
-    let image = tmp.path().join("disk.img");
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let img = image.to_str().unwrap();
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    run("mkfs.ext4", &["-q", "-F", "-O", "quota,project", img]).expect("mkfs.ext4 works here");
-    if let Err(why) = run(
-        "mount",
-        &["-o", "loop,prjquota", img, mnt.to_str().unwrap()],
-    ) {
+    let (mnt, _image, mounted) = quota_ext4(tmp.path());
+    if let Err(why) = mounted {
         assert!(
             std::env::var_os("QUOTA_VM").is_none(),
             "QUOTA_VM is set but ext4 with prjquota does not mount: {why}"
