@@ -109,6 +109,26 @@ case "$admitted" in
   */8* | */12* | */16*) fail "nfs: the server admits a whole range, not only Nodes: $admitted" ;;
 esac
 echo "nfs: only Nodes may mount: $admitted"
+# A node joins and leaves (a Node object at a documentation address): the
+# server updates every export in place twice; the guest's mount, on the
+# list all along, keeps writing through both updates.
+kubectl create -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata: {name: passing-node}
+YAML
+kubectl patch node passing-node --subresource=status --type merge \
+  -p '{"status":{"addresses":[{"type":"InternalIP","address":"203.0.113.7"}]}}' >/dev/null
+wait_for 60 "the server never admitted the new node 203.0.113.7" \
+  "pod_output nfs-provisioner nfs-provisioner-0 | grep 'admits the new client list' | grep -q 203.0.113.7"
+kubectl delete node passing-node >/dev/null
+wait_for 60 "the server never cut off the deleted node 203.0.113.7" \
+  "pod_output nfs-provisioner nfs-provisioner-0 | grep 'admits the new client list' | tail -n 1 | grep -vq 203.0.113.7"
+during=$(acked)
+wait_for 60 "the guest's writes stopped after the node list changed (acknowledged: $during)" \
+  '[ "$(acked)" -ge $((during + 3)) ]'
+! guest_out nfs-writer | grep -E 'failed|Stale|stale' || fail "the writer saw failed writes while the node list changed"
+echo "nfs: a node joined and left (exports updated in place twice); the guest's mount kept writing"
 
 # The server pod is deleted and re-created by its StatefulSet while the
 # writer writes: its writes block, then resume on the new server (the

@@ -29,7 +29,7 @@
 //!
 //! A failed read skips that record for the round: a sweep never removes
 //! on a guess. A volume this process is provisioning or saving right now
-//! is skipped too, and the sweep holds the volume's [`InFlight`] place from
+//! is skipped too, and the sweep holds the volume's `InFlight` place from
 //! its reads to its action, so a provision of it cannot start in between:
 //! its PV save may be retried for longer than the grace period, and a PV
 //! that lands after its volume was removed would point at nothing.
