@@ -42,6 +42,15 @@ pub enum LayoutError {
         #[source]
         source: hostfs::root::RootError,
     },
+    /// A configured root resolves (through symlinks) to the host's own
+    /// directories.
+    #[error("volume root {}: {why}", path.display())]
+    Resolved {
+        /// The configured root.
+        path: PathBuf,
+        /// What it resolves to and why that is refused.
+        why: String,
+    },
     /// The root recorded on the PV is not in this node's configuration.
     #[error(
         "its root {recorded} is not in this node's configuration (roots in force: {in_force}): \
@@ -98,10 +107,19 @@ impl Layout {
         for path in config.roots_of(node) {
             let root = match previous.and_then(|p| p.roots.get(&path)) {
                 Some(r) => r.clone(),
-                None => Arc::new(Root::open(&path).map_err(|source| LayoutError::Open {
-                    path: path.clone(),
-                    source,
-                })?),
+                None => {
+                    // Where it really lands: a symlink to /etc is refused.
+                    external_storage::fields::resolved_volume_dir(&path).map_err(|e| {
+                        LayoutError::Resolved {
+                            path: path.clone(),
+                            why: e.to_string(),
+                        }
+                    })?;
+                    Arc::new(Root::open(&path).map_err(|source| LayoutError::Open {
+                        path: path.clone(),
+                        source,
+                    })?)
+                }
             };
             roots.insert(path, root);
         }

@@ -76,6 +76,36 @@ pub fn absolute_dir(s: &str) -> Result<PathBuf, DirError> {
     Ok(p.components().collect())
 }
 
+/// [`volume_dir`]'s check of where `path` really lands on this host:
+/// symlinks in it (or in the part that exists yet) resolved, so a root
+/// `/mnt/x` that is a link to `/etc` is refused too. Run where the path
+/// is opened; a path whose existing part cannot be resolved is refused.
+pub fn resolved_volume_dir(path: &Path) -> Result<PathBuf, DirError> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    let real = loop {
+        match existing.canonicalize() {
+            Ok(real) => break real,
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent.to_path_buf();
+                }
+                _ => return Err(DirError::Relative(path.display().to_string())),
+            },
+        }
+    };
+    let full = rest.iter().rev().fold(real, |p, n| p.join(n));
+    let shown = full.display().to_string();
+    volume_dir(&shown).map_err(|e| match e {
+        DirError::System { system, .. } => DirError::System {
+            path: format!("{} (really {shown})", path.display()),
+            system,
+        },
+        other => other,
+    })
+}
+
 /// Deserializes `T` from `d`; on failure, the dotted path of the field
 /// (`(top level)` for the document itself) and serde's message.
 pub fn deserialize<'de, D, T>(d: D) -> Result<T, (String, String)>
@@ -161,6 +191,23 @@ mod tests {
         }
         assert_eq!(volume_dir("/"), Err(DirError::Root));
         assert_eq!(volume_dir("x"), Err(DirError::Relative("x".into())));
+    }
+
+    #[test]
+    fn a_symlink_to_a_system_directory_is_seen_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("x");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        for p in [link.clone(), link.join("not-yet/deeper")] {
+            let e = resolved_volume_dir(&p).unwrap_err();
+            assert!(
+                matches!(&e, DirError::System { system: "/etc", .. }),
+                "{p:?}: {e}"
+            );
+            assert!(e.to_string().contains("really /etc"), "{e}");
+        }
+        let plain = tmp.path().join("data/new");
+        assert!(resolved_volume_dir(&plain).is_ok());
     }
 
     #[test]

@@ -170,12 +170,19 @@ pub struct Config {
 
 impl Config {
     /// Refuses a class whose discovery directory (as this container sees
-    /// it, `mountDir`) is, lies in or holds the provisioner's own state
+    /// it, `mountDir`) resolves through symlinks to the host's own
+    /// directories, or is, lies in or holds the provisioner's own state
     /// directory: discovery would offer its records as volumes and
     /// cleaning would delete them.
     pub fn check_state_dir(&self, state: &Path) -> Result<(), ConfigError> {
+        let real_state = state.canonicalize().unwrap_or_else(|_| state.to_path_buf());
         for (name, class) in &self.classes {
-            if external_storage::fields::overlaps(&class.mount_dir, state) {
+            // Where the discovery directory really is (symlinks resolved).
+            let real = external_storage::fields::resolved_volume_dir(&class.mount_dir)
+                .map_err(|e| err(format!("storageClassMap.{name}.mountDir"), e.to_string()))?;
+            if external_storage::fields::overlaps(&class.mount_dir, state)
+                || external_storage::fields::overlaps(&real, &real_state)
+            {
                 return Err(err(
                     format!("storageClassMap.{name}.mountDir"),
                     format!(

@@ -139,7 +139,10 @@ impl ExportMgr {
         // Some config errors come back as a success whose text lists them
         // (Ganesha then drops the block's CLIENT: fails closed, but the
         // list is not what was asked for).
-        let reply: String = msg.body().deserialize().unwrap_or_default();
+        let reply: String = msg.body().deserialize().map_err(|source| DbusError::Call {
+            op: op.clone(),
+            source: Box::new(source),
+        })?;
         if reply.contains("Errors found") {
             return Err(DbusError::Refused { op, reply });
         }

@@ -9,6 +9,7 @@
 //! <root>/.nfs-provisioner/pending/<pv>      for whom a volume is being made,
 //!                                           until its PV is saved
 //!                                           (`hostfs::intent`)
+//! <root>/.nfs-provisioner/clients           who the exports admit (saved list)
 //! <root>/.nfs-provisioner/recovery/         NFSv4 client recovery state
 //! <root>/.nfs-provisioner/canary/           empty; exported for a moment at
 //!                                           every start to prove Ganesha can
@@ -54,6 +55,9 @@ const EXPORTS: &str = ".nfs-provisioner/exports";
 const IDENTITY: &str = ".nfs-provisioner/identity";
 const RECOVERY: &str = ".nfs-provisioner/recovery";
 const CANARY: &str = ".nfs-provisioner/canary";
+/// The client list the exports were last rendered for (read at a start
+/// that cannot list the Nodes: the exports admit whom they admitted).
+const CLIENTS: &str = ".nfs-provisioner/clients";
 /// Pending records (`hostfs::intent`): volumes being made whose PV is not
 /// known to be saved.
 const PENDING: &str = ".nfs-provisioner/pending";
@@ -177,7 +181,18 @@ impl ExportRoot {
             cache: Mutex::default(),
         };
         root.render_records(&clients)?;
+        root.write_atomic(CLIENTS, &clients.to_config_list())?;
         Ok(root)
+    }
+
+    /// The client list the exports of the root at `path` were last
+    /// rendered for, if one was saved and reads back.
+    pub fn saved_clients(path: &Path) -> Option<ClientList> {
+        let text = std::fs::read_to_string(path.join(CLIENTS)).ok()?;
+        if text.trim().is_empty() {
+            return Some(ClientList::default());
+        }
+        ClientList::parse(&text).ok()
     }
 
     /// Renders every readable record's export file for `clients`, writing
@@ -203,8 +218,12 @@ impl ExportRoot {
         if *self.clients.read().unwrap_or_else(|e| e.into_inner()) == *clients {
             return Ok(false);
         }
-        *self.clients.write().unwrap_or_else(|e| e.into_inner()) = clients.clone();
+        // Files first: a write that fails (a full disk) leaves the old list
+        // in memory, so the next call renders again instead of taking the
+        // half-written files for done.
         self.render_records(clients)?;
+        self.write_atomic(CLIENTS, &clients.to_config_list())?;
+        *self.clients.write().unwrap_or_else(|e| e.into_inner()) = clients.clone();
         Ok(true)
     }
 
@@ -720,8 +739,14 @@ mod tests {
         root.write_record(&record(&root, "pvc-b", 2)).unwrap();
         let text = std::fs::read_to_string(root.record_path("pvc-b")).unwrap();
         assert!(text.contains("Clients = 10.0.0.7, 127.0.0.1;"), "{text}");
+        // Saved, so a start without the API server admits the same.
+        assert_eq!(ExportRoot::saved_clients(root.path()), Some(nodes.clone()));
         // Nobody: no CLIENT block, the export's own None refuses all.
         assert!(root.set_clients(&ClientList::default()).unwrap());
+        assert_eq!(
+            ExportRoot::saved_clients(root.path()),
+            Some(ClientList::default())
+        );
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains("CLIENT"), "{text}");
         assert!(text.contains("Access_Type = None;"), "{text}");

@@ -103,6 +103,10 @@ pub enum ClientsError {
         /// The network it probably means.
         masked: IpAddr,
     },
+    /// The unspecified address with a prefix: Ganesha would read it as
+    /// every client.
+    #[error("`{0}`: Ganesha reads the unspecified address as every client; write 0.0.0.0/0 (or ::/0) if that is what you mean")]
+    Unspecified(String),
     /// No entry at all: every client would be locked out.
     #[error("the client list is empty: name the networks of your nodes, e.g. 10.0.0.0/16")]
     Empty,
@@ -157,6 +161,11 @@ impl ClientNet {
                     }
                 })?,
             };
+        // Ganesha reads a bare `0.0.0.0` (or `::`) as "any client": only
+        // the explicit /0 may mean everyone (and is warned about).
+        if addr.is_unspecified() && prefix != 0 {
+            return Err(ClientsError::Unspecified(s.to_string()));
+        }
         let masked = mask(addr, prefix);
         if masked != addr {
             return Err(ClientsError::HostBits {
@@ -224,7 +233,12 @@ impl ClientList {
             .0
             .iter()
             .copied()
-            .chain(hosts.into_iter().map(ClientNet::host))
+            .chain(
+                hosts
+                    .into_iter()
+                    .filter(|ip| !ip.is_unspecified())
+                    .map(ClientNet::host),
+            )
             .collect();
         nets.sort();
         nets.dedup();
@@ -234,6 +248,23 @@ impl ClientList {
     /// Whether nobody may mount.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Everyone on this list or on `other`, sorted, without repeats.
+    pub fn union(&self, other: &ClientList) -> Self {
+        let mut nets: Vec<ClientNet> = self.0.iter().chain(&other.0).copied().collect();
+        nets.sort();
+        nets.dedup();
+        ClientList(nets)
+    }
+
+    /// The list as [`ClientList::parse`] reads it back (empty for nobody).
+    pub fn to_config_list(&self) -> String {
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Parses a comma-separated list (`--allowed-clients`); blanks around
@@ -555,6 +586,19 @@ mod tests {
     }
 
     #[test]
+    fn client_lists_join_and_read_back() {
+        let a = ClientList::parse("10.0.0.2, 10.0.0.0/24").unwrap();
+        let b = ClientList::parse("10.0.0.2,fd00::1").unwrap();
+        let u = a.union(&b);
+        assert_eq!(u.to_string(), "10.0.0.0/24, 10.0.0.2, fd00::1");
+        assert_eq!(ClientList::parse(&u.to_config_list()).unwrap(), u);
+        assert_eq!(ClientList::default().to_config_list(), "");
+        // A Node at the unspecified address adds nobody.
+        let none = ClientList::default().with_hosts(["0.0.0.0".parse().unwrap()]);
+        assert!(none.is_empty());
+    }
+
+    #[test]
     fn client_lists_are_validated_and_rendered_canonically() {
         let l = ClientList::parse(" 10.0.0.0/8 ,fd00::/8,127.0.0.1/32,::1").unwrap();
         assert_eq!(l.to_string(), "10.0.0.0/8, fd00::/8, 127.0.0.1, ::1");
@@ -579,6 +623,9 @@ mod tests {
             "host.example.com",
             "10.0.0.0/8; Access_Type = RW",
             "10.0.0.0/8\n}",
+            "0.0.0.0",
+            "0.0.0.0/8",
+            "::",
             "@netgroup",
             "::/129",
         ] {

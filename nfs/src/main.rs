@@ -62,6 +62,13 @@ struct Cli {
     /// `--allowed-clients`.
     #[arg(long, env = "ADMIT_NODES", default_value_t = true, action = clap::ArgAction::Set)]
     admit_nodes: bool,
+    /// With `--admit-nodes`: also admit the first two addresses of each
+    /// Node's pod CIDRs (the CNI bridge's gateway and an overlay's tunnel,
+    /// where kube-proxy's masquerade puts a kubelet's mount). Turn it off
+    /// when your CNI's IPAM ignores the Nodes' podCIDRs (Calico IPAM,
+    /// Cilium cluster-pool): a pod could then hold such an address.
+    #[arg(long, env = "ADMIT_POD_CIDR_GATEWAYS", default_value_t = true, action = clap::ArgAction::Set)]
+    admit_pod_cidr_gateways: bool,
     /// Address Ganesha listens on.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -158,9 +165,20 @@ async fn main() -> anyhow::Result<()> {
     let client = args::client(settings.kubeconfig.as_deref(), qps, burst).await?;
     // The first list of Nodes, so the exports admit them from the start.
     let clients = if cli.admit_nodes {
-        node_clients::initial(&client, &extra)
-            .await
-            .context("listing the Nodes, whose addresses may mount (RBAC: list nodes; or --admit-nodes=false with --allowed-clients)")?
+        match node_clients::initial(&client, &extra, cli.admit_pod_cidr_gateways).await {
+            Ok(list) => list,
+            // The API server is away: serve the existing mounts to whom the
+            // exports admitted before; the Node watch corrects it later.
+            Err(error) => match ExportRoot::saved_clients(&cli.export_root) {
+                Some(saved) => {
+                    tracing::warn!(%error, clients = %saved, "cannot list the Nodes; starting with the client list the exports were last rendered for");
+                    saved.union(&extra)
+                }
+                None => {
+                    return Err(anyhow::Error::new(error).context("listing the Nodes, whose addresses may mount (RBAC: list nodes; or --admit-nodes=false with --allowed-clients)"))
+                }
+            },
+        }
     } else {
         extra.clone()
     };
@@ -208,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(node_clients::follow(
             client.clone(),
             extra,
+            cli.admit_pod_cidr_gateways,
             server.clone(),
             shutdown.clone(),
         ));

@@ -7,8 +7,9 @@
 //! never a legitimate client, yet with `sec=sys` (AUTH_SYS) any pod that can
 //! reach port 2049 may claim any uid and gid from userspace (a libnfs client
 //! needs no privilege). So an export admits the Nodes' addresses
-//! (`InternalIP` and `ExternalIP` of `status.addresses`) plus what the
-//! operator adds with `--allowed-clients`, and nothing else.
+//! (`InternalIP` and `ExternalIP` of `status.addresses`, and the gateway
+//! addresses of their pod CIDRs unless `--admit-pod-cidr-gateways=false`)
+//! plus what the operator adds with `--allowed-clients`, and nothing else.
 //!
 //! # How
 //!
@@ -42,8 +43,8 @@ pub const MOUNT_ADDRESS_TYPES: [&str; 2] = ["InternalIP", "ExternalIP"];
 
 /// The addresses `node` may mount from: its `InternalIP` and `ExternalIP`
 /// entries that parse as IP addresses (a hostname entry names no address),
-/// and the [`pod_cidr_gateways`] of its `spec.podCIDRs`.
-pub fn node_addresses(node: &Node) -> Vec<IpAddr> {
+/// and with `gateways` the [`pod_cidr_gateways`] of its `spec.podCIDRs`.
+pub fn node_addresses(node: &Node, gateways: bool) -> Vec<IpAddr> {
     let listed = node
         .status
         .as_ref()
@@ -51,8 +52,10 @@ pub fn node_addresses(node: &Node) -> Vec<IpAddr> {
         .into_iter()
         .flatten()
         .filter(|a| MOUNT_ADDRESS_TYPES.contains(&a.type_.as_str()))
-        .filter_map(|a| a.address.trim().parse().ok());
-    let spec = node.spec.as_ref();
+        .filter_map(|a| a.address.trim().parse::<IpAddr>().ok())
+        // `0.0.0.0` would be Ganesha's "any client".
+        .filter(|ip| !ip.is_unspecified());
+    let spec = node.spec.as_ref().filter(|_| gateways);
     let cidrs = spec
         .and_then(|s| s.pod_cidrs.clone())
         .filter(|c| !c.is_empty())
@@ -98,13 +101,25 @@ pub fn pod_cidr_gateways(cidr: &str) -> Vec<IpAddr> {
 }
 
 /// Every Node's addresses by Node name, as the watch last reported them.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct NodeAddresses(BTreeMap<String, Vec<IpAddr>>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddresses {
+    by_node: BTreeMap<String, Vec<IpAddr>>,
+    /// Whether the pod CIDRs' gateways count ([`node_addresses`]).
+    gateways: bool,
+}
 
 impl NodeAddresses {
+    /// No Node yet.
+    pub fn new(gateways: bool) -> Self {
+        NodeAddresses {
+            by_node: BTreeMap::new(),
+            gateways,
+        }
+    }
+
     /// The addresses of `nodes`.
-    pub fn of<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Self {
-        let mut known = NodeAddresses::default();
+    pub fn of<'a>(nodes: impl IntoIterator<Item = &'a Node>, gateways: bool) -> Self {
+        let mut known = NodeAddresses::new(gateways);
         for n in nodes {
             known.apply(n);
         }
@@ -113,27 +128,32 @@ impl NodeAddresses {
 
     /// Records `node`'s current addresses.
     pub fn apply(&mut self, node: &Node) {
-        self.0.insert(node.name_any(), node_addresses(node));
+        self.by_node
+            .insert(node.name_any(), node_addresses(node, self.gateways));
     }
 
     /// Forgets a deleted Node.
     pub fn delete(&mut self, node: &Node) {
-        self.0.remove(&node.name_any());
+        self.by_node.remove(&node.name_any());
     }
 
     /// The operator's `extra` networks plus every Node's addresses.
     pub fn clients(&self, extra: &ClientList) -> ClientList {
-        extra.with_hosts(self.0.values().flatten().copied())
+        extra.with_hosts(self.by_node.values().flatten().copied())
     }
 }
 
 /// The client list of the Nodes there are now (one LIST), for the server's
 /// first start: its exports admit the nodes from the first moment.
-pub async fn initial(client: &Client, extra: &ClientList) -> Result<ClientList, kube::Error> {
+pub async fn initial(
+    client: &Client,
+    extra: &ClientList,
+    gateways: bool,
+) -> Result<ClientList, kube::Error> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?;
-    Ok(NodeAddresses::of(&nodes.items).clients(extra))
+    Ok(NodeAddresses::of(&nodes.items, gateways).clients(extra))
 }
 
 /// Watches the Nodes until `shutdown` and gives `server` the new client
@@ -141,10 +161,11 @@ pub async fn initial(client: &Client, extra: &ClientList) -> Result<ClientList, 
 pub async fn follow(
     client: Client,
     extra: ClientList,
+    gateways: bool,
     server: Arc<Server>,
     shutdown: CancellationToken,
 ) {
-    let mut known = NodeAddresses::default();
+    let mut known = NodeAddresses::new(gateways);
     let mut listing: Option<NodeAddresses> = None;
     // Set while the server has not taken the current list (not ready, or
     // an update failed): tried again every RETRY without a Node event.
@@ -162,7 +183,7 @@ pub async fn follow(
         };
         match event {
             None => {}
-            Some(Ok(Event::Init)) => listing = Some(NodeAddresses::default()),
+            Some(Ok(Event::Init)) => listing = Some(NodeAddresses::new(gateways)),
             Some(Ok(Event::InitApply(n))) => {
                 if let Some(l) = listing.as_mut() {
                     l.apply(&n);
@@ -232,11 +253,16 @@ mod tests {
                 ("InternalDNS", "n1.internal"),
                 ("InternalIP", "fd00::5"),
                 ("InternalIP", "not-an-address"),
+                ("ExternalIP", "0.0.0.0"),
+                ("ExternalIP", "::"),
             ],
         );
-        let got: Vec<String> = node_addresses(&n).iter().map(|a| a.to_string()).collect();
+        let got: Vec<String> = node_addresses(&n, true)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(got, ["10.0.0.5", "203.0.113.9", "fd00::5"]);
-        assert!(node_addresses(&Node::default()).is_empty());
+        assert!(node_addresses(&Node::default(), true).is_empty());
     }
 
     #[test]
@@ -247,7 +273,10 @@ mod tests {
             pod_cidrs: Some(vec!["10.244.3.0/24".into(), "fd00:10:244:3::/64".into()]),
             ..Default::default()
         });
-        let got: Vec<String> = node_addresses(&n).iter().map(|a| a.to_string()).collect();
+        let got: Vec<String> = node_addresses(&n, true)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(
             got,
             [
@@ -260,9 +289,11 @@ mod tests {
         );
         // Only podCIDR (older clusters): used alone.
         n.spec.as_mut().unwrap().pod_cidrs = None;
-        assert_eq!(node_addresses(&n).len(), 3);
+        assert_eq!(node_addresses(&n, true).len(), 3);
+        // --admit-pod-cidr-gateways=false: the Node's own addresses only.
+        assert_eq!(node_addresses(&n, false).len(), 1);
         // A pod's address is never among them; bad or tiny CIDRs give none.
-        assert!(!node_addresses(&n).contains(&"10.244.3.2".parse().unwrap()));
+        assert!(!node_addresses(&n, true).contains(&"10.244.3.2".parse().unwrap()));
         for bad in ["10.244.3.0", "x/24", "10.244.3.0/30", "10.244.3.0/x"] {
             assert!(pod_cidr_gateways(bad).is_empty(), "{bad}");
         }
@@ -276,10 +307,13 @@ mod tests {
     #[test]
     fn the_client_list_follows_the_nodes_plus_the_operators_networks() {
         let extra = ClientList::parse("192.168.7.0/24").unwrap();
-        let mut known = NodeAddresses::of(&[
-            node("b", &[("InternalIP", "10.0.0.2")]),
-            node("a", &[("InternalIP", "10.0.0.1")]),
-        ]);
+        let mut known = NodeAddresses::of(
+            &[
+                node("b", &[("InternalIP", "10.0.0.2")]),
+                node("a", &[("InternalIP", "10.0.0.1")]),
+            ],
+            true,
+        );
         assert_eq!(
             known.clients(&extra).to_string(),
             "10.0.0.1, 10.0.0.2, 192.168.7.0/24"
@@ -297,7 +331,7 @@ mod tests {
         // A pod address is never in it.
         assert!(!now.allows("10.244.1.7".parse().unwrap()));
         // No nodes and no extra networks: nobody.
-        assert!(NodeAddresses::default()
+        assert!(NodeAddresses::new(true)
             .clients(&ClientList::default())
             .is_empty());
     }

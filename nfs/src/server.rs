@@ -311,12 +311,30 @@ impl Server {
             source,
         })?;
         mgr.update_export(&conf, 0).await?;
-        for r in &records {
-            mgr.update_export(&self.root.record_path(&r.pv), r.export_id)
-                .await?;
+        // Only live exports: an UpdateExport of an id that is not live adds
+        // it (a volume whose delete was cut short would come back). Every
+        // one is tried; the first failure is returned (the list is offered
+        // again) after the rest have the new list.
+        let live = mgr.export_ids().await?;
+        let mut failed = None;
+        let mut updated = 0;
+        for r in records.iter().filter(|r| live.contains(&r.export_id)) {
+            match mgr
+                .update_export(&self.root.record_path(&r.pv), r.export_id)
+                .await
+            {
+                Ok(()) => updated += 1,
+                Err(e) => {
+                    tracing::error!(pv = r.pv, export_id = r.export_id, error = %e, "updating who may mount this export failed");
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         *self.live_clients.write().expect("lock") = Some(clients.clone());
-        tracing::info!(clients = %clients, exports = records.len(), "the running server admits the new client list");
+        tracing::info!(clients = %clients, exports = updated, "the running server admits the new client list");
         Ok(())
     }
 
