@@ -47,8 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dbus::{DbusError, ExportMgr};
 use crate::exports::{ExportRoot, RootError};
-use crate::ganesha::ClientList;
-use crate::ganesha::{self, CoreConfig};
+use crate::ganesha::{self, ClientList, CoreConfig};
 use crate::rpc;
 use crate::startup::{self, StartWatch, Verdict};
 
@@ -299,17 +298,7 @@ impl Server {
         }
         let mgr = self.export_mgr()?;
         let (records, _damaged) = self.root.records()?;
-        let conf = self.cfg.run_dir.join("ganesha.conf");
-        let text = ganesha::main_config(
-            &self.cfg.core,
-            &self.root.recovery_root(),
-            clients,
-            &records,
-        );
-        std::fs::write(&conf, text).map_err(|source| ServerError::Io {
-            path: conf.display().to_string(),
-            source,
-        })?;
+        let conf = self.write_main_config(clients, &records)?;
         mgr.update_export(&conf, 0).await?;
         // Only live exports: an UpdateExport of an id that is not live adds
         // it (a volume whose delete was cut short would come back). Every
@@ -336,6 +325,24 @@ impl Server {
         *self.live_clients.write().expect("lock") = Some(clients.clone());
         tracing::info!(clients = %clients, exports = updated, "the running server admits the new client list");
         Ok(())
+    }
+
+    /// Renders Ganesha's main config for `clients` and `records` into the
+    /// run directory (read at a start, and by `UpdateExport` of the pseudo
+    /// root); returns its path.
+    fn write_main_config(
+        &self,
+        clients: &ClientList,
+        records: &[ganesha::ExportRecord],
+    ) -> Result<PathBuf, ServerError> {
+        let conf = self.cfg.run_dir.join("ganesha.conf");
+        let text =
+            ganesha::main_config(&self.cfg.core, &self.root.recovery_root(), clients, records);
+        std::fs::write(&conf, text).map_err(|source| ServerError::Io {
+            path: conf.display().to_string(),
+            source,
+        })?;
+        Ok(conf)
     }
 
     /// The export manager, if the server is ready.
@@ -403,18 +410,8 @@ impl Server {
         for e in damaged {
             tracing::error!(error = %e, "damaged export record skipped: fix or remove the file");
         }
-        let conf = self.cfg.run_dir.join("ganesha.conf");
         let clients = self.root.clients();
-        let text = ganesha::main_config(
-            &self.cfg.core,
-            &self.root.recovery_root(),
-            &clients,
-            &records,
-        );
-        std::fs::write(&conf, text).map_err(|source| ServerError::Io {
-            path: conf.display().to_string(),
-            source,
-        })?;
+        let conf = self.write_main_config(&clients, &records)?;
         let pidfile = self.cfg.run_dir.join("ganesha.pid");
         kill_stale(&pidfile, "ganesha.nfsd").await;
         let mut cmd = Command::new(&self.cfg.ganesha);
