@@ -8,16 +8,32 @@ any difference, and renders each chart with its default values and compares
 it, object by object, with `kubectl kustomize deploy/<x>`.
 
 The manifests are copied as templates line for line (comments kept), with
-the parts operators set replaced by values: the namespace, the image, the
-provisioner name, node selector and tolerations, resources, the
-StorageClass (name, reclaim policy, parameters) and, for local-volume, the
-configuration. A replaced block's text, comments included, becomes its
-default in values.yaml.
+the parts operators set replaced by values: the image, the provisioner
+name, node selector and tolerations, resources, the StorageClass (name,
+reclaim policy, parameters) and, for local-volume, the configuration. A
+replaced block's text, comments included, becomes its default in
+values.yaml.
+
+Namespaces follow Helm's convention: every namespaced object goes into the
+release namespace (`helm install -n X`), the chart never makes its
+namespace (`--create-namespace` does, or the operator), and there is no
+namespace value. Three templates exist only in the chart:
+  - pod-security.yaml refuses an install, before anything is created, into
+    a namespace whose PodSecurity level would refuse the provisioner's pods,
+    naming the label to set (docs/pod-security.md);
+  - _helpers.tpl finds where an upgraded release's objects already are:
+    chart 0.1.0 put them into its `namespace` value, often not the release
+    namespace, and moving them would start an nfs server on an empty disk
+    behind a new address; they stay where they are;
+  - legacy-namespace.yaml keeps a namespace that chart 0.1.0 made itself
+    (and would delete on upgrade or uninstall, with every claim in it).
+NOTES.txt lists what `helm uninstall` leaves behind.
 
 Usage: hack/charts.py generate [OUT_ROOT]   (default deploy: writes OUT_ROOT/<x>/chart/)
        hack/charts.py names                    (the provisioners with a chart)
        hack/charts.py namespace NAME           (its namespace)
-       hack/charts.py compare A.yaml B.yaml    (same objects, whatever the order)
+       hack/charts.py compare A.yaml B.yaml [--ignore-kind KIND]
+                                               (same objects, whatever the order)
        hack/charts.py check-set NAME RENDERED  (a render with hack/verify-charts.sh's
                                                 non-default values carries them)
 """
@@ -43,6 +59,8 @@ CHARTS = {
         "provisioner": "external-storage.io/hostpath",
         "extra": [("02-configmap.yaml", "data", "config")],
         "description": "Dynamic hostpath provisioner: a directory per claim on the selected node",
+        "privileged_because": "hostPath volumes (the volume roots on each node)",
+        "leftovers": "its PVs, and each volume's directory on its node",
     },
     "local-volume": {
         "namespace": "local-volume-provisioner",
@@ -51,6 +69,8 @@ CHARTS = {
         "provisioner": None,
         "extra": [("02-configmap.yaml", "data", "config")],
         "description": "Static local-volume provisioner: local PVs for the disks and directories each node has",
+        "privileged_because": "hostPath volumes (the discovery directories and the provisioner's state on each node)",
+        "leftovers": "its PVs, and the data on each disk they stand for",
     },
     "nfs": {
         "namespace": "nfs-provisioner",
@@ -59,6 +79,8 @@ CHARTS = {
         "provisioner": "external-storage.io/nfs",
         "extra": [],
         "description": "NFS server in a pod: each claim an exported directory with quota and GID",
+        "privileged_because": "the DAC_READ_SEARCH capability (Ganesha opens files by handle) and a hostPath volume (the kubelet's seccomp directory)",
+        "leftovers": "its PVs, and the server's disk: the claim export-nfs-provisioner-0, which holds every volume's data",
     },
     "flex": {
         "namespace": "flex-provisioner",
@@ -67,6 +89,8 @@ CHARTS = {
         "provisioner": "external-storage.io/flex",
         "extra": [],
         "description": "Provisions and deletes volumes through a FlexVolume-style driver executable",
+        "privileged_because": "a hostPath volume (the example driver's volumes on the node)",
+        "leftovers": "its PVs, and the volumes the driver made",
     },
 }
 
@@ -154,6 +178,119 @@ def pod_field_if_set(lines, key):
     ]
 
 
+def service_account_of(deploy, spec):
+    """The ServiceAccount the provisioner's workload runs as."""
+    text = (deploy / spec["workload"]).read_text()
+    return re.search(r"^\s*serviceAccountName: (\S+)$", text, re.M).group(1)
+
+
+HELPERS = """{{/*
+The namespace of this release's objects: the release namespace, except for
+a release installed with chart 0.1.0, whose `namespace` value may have put
+them into another one. They are found by the ServiceAccount ACCOUNT
+that carries this release's Helm annotations (not by the workload, which
+an upgrade step may have deleted: nfs/README.md, "Upgrading"), and stay
+where they are: moving them would delete the old objects, and for nfs
+start a new server on an empty disk behind a new Service address.
+`helm template` (no cluster) renders into the release namespace.
+*/}}
+{{- define "provisioner.namespace" -}}
+{{- $found := "" -}}
+{{- range (lookup "v1" "ServiceAccount" "" "").items | default list -}}
+{{- $a := .metadata.annotations | default dict -}}
+{{- if and (eq .metadata.name "ACCOUNT") (eq (get $a "meta.helm.sh/release-name") $.Release.Name) (eq (get $a "meta.helm.sh/release-namespace") $.Release.Namespace) -}}
+{{- $found = .metadata.namespace -}}
+{{- end -}}
+{{- end -}}
+{{- $found | default $.Release.Namespace -}}
+{{- end -}}
+"""
+
+POD_SECURITY = """{{- /*
+Refuses, before anything is created, an install whose pods PodSecurity
+admission would refuse (the workload would then sit at FailedCreate).
+NAME needs level privileged: WHY. Checked against the namespace's
+pod-security.kubernetes.io/enforce label: another level is refused on
+install and upgrade; no label (or no namespace yet: the one `helm install
+--create-namespace` makes has no label) is refused on install, because
+the cluster's default level then decides and hardened clusters set it to
+baseline. `helm template` and client dry runs have no cluster to ask and
+check nothing. See docs/pod-security.md.
+*/ -}}
+{{- if and .Values.podSecurity.checkNamespace (lookup "v1" "Namespace" "" "kube-system") }}
+{{- $name := include "provisioner.namespace" . }}
+{{- $ns := lookup "v1" "Namespace" "" $name }}
+{{- $level := "" }}
+{{- if $ns }}{{ $level = dig "metadata" "labels" "pod-security.kubernetes.io/enforce" "" $ns }}{{ end }}
+{{- $need := "NAME needs PodSecurity level privileged, for WHY." }}
+{{- $fix := printf "kubectl label namespace %s --overwrite pod-security.kubernetes.io/enforce=privileged pod-security.kubernetes.io/warn=privileged" $name }}
+{{- if and $level (ne $level "privileged") }}
+{{- fail (printf "%s Namespace %s enforces level %q, which would refuse its pods. Label it: %s" $need $name $level $fix) }}
+{{- else if and (not $level) .Release.IsInstall }}
+{{- if $ns }}
+{{- fail (printf "%s Namespace %s has no pod-security.kubernetes.io/enforce label, so the cluster's default level decides, and on hardened clusters (default baseline) its pods would be refused. Label it: %s (or, if this cluster admits privileged pods in unlabelled namespaces, install with --set podSecurity.checkNamespace=false)." $need $name $fix) }}
+{{- else }}
+{{- fail (printf "%s Namespace %s does not exist yet, and the one helm --create-namespace makes has no pod-security.kubernetes.io/enforce label, so on hardened clusters (default baseline) its pods would be refused. Make it first: kubectl create namespace %s && %s (or, if this cluster admits privileged pods in unlabelled namespaces, install with --set podSecurity.checkNamespace=false)." $need $name $name $fix) }}
+{{- end }}
+{{- end }}
+{{- end }}
+"""
+
+LEGACY_NAMESPACE = """{{- /*
+A namespace that chart 0.1.0 made itself (createNamespace: true) belongs to
+the release: dropped from the chart, it would be deleted on upgrade with
+every object and claim in it. It is kept as it is, and marked so that
+`helm uninstall` leaves it too.
+*/ -}}
+{{- range (lookup "v1" "Namespace" "" "").items | default list }}
+{{- $a := .metadata.annotations | default dict }}
+{{- if and (eq (get $a "meta.helm.sh/release-name") $.Release.Name) (eq (get $a "meta.helm.sh/release-namespace") $.Release.Namespace) }}
+{{- $labels := .metadata.labels | default dict }}
+{{- if eq (get $labels "pod-security.kubernetes.io/enforce") "privileged" }}
+{{- /* As deploy/ labels it now: no warnings at a stricter cluster default. */}}
+{{- $labels = merge $labels (dict "pod-security.kubernetes.io/warn" "privileged" "pod-security.kubernetes.io/audit" "privileged") }}
+{{- end }}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{ .metadata.name }}
+  labels:
+    {{- toYaml $labels | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+{{- end }}
+{{- end }}
+"""
+
+NOTES = """NAME is installed: its objects are in namespace {{ include "provisioner.namespace" . }}.
+
+`helm uninstall {{ .Release.Name }} -n {{ .Release.Namespace }}` removes the provisioner, its RBAC
+and its StorageClass. It never deletes volumes; it leaves:
+  - LEFTOVERS;
+  - the namespace (made by you or by --create-namespace).
+Delete a claim while the provisioner runs to delete its volume. A claim
+deleted while it is uninstalled leaves a Released PV: a Delete PV is then
+deleted, with its data, when the provisioner is installed again.
+"""
+
+
+def write_chart_only_templates(name, spec, chart):
+    """The templates that exist only in the chart (see the module doc)."""
+    account = service_account_of(ROOT / "deploy" / name, spec)
+    header = "{{- /* Generated by hack/charts.py (chart-only template): edit it there. */ -}}\n"
+    fill = lambda t: (
+        t.replace("ACCOUNT", account)
+        .replace("NAME", f"{name}-provisioner")
+        .replace("WHY", spec["privileged_because"])
+        .replace("LEFTOVERS", spec["leftovers"])
+    )
+    (chart / "templates" / "_helpers.tpl").write_text(header + fill(HELPERS))
+    (chart / "templates" / "pod-security.yaml").write_text(header + fill(POD_SECURITY))
+    (chart / "templates" / "legacy-namespace.yaml").write_text(header + fill(LEGACY_NAMESPACE))
+    (chart / "templates" / "NOTES.txt").write_text(fill(NOTES))
+
+
 def generate(name, spec, out):
     deploy = ROOT / "deploy" / name
     chart = out / name / "chart"
@@ -162,13 +299,9 @@ def generate(name, spec, out):
     version = VERSION_RE.search(crate).group(1)
     ns = spec["namespace"]
     values = Values()
-    values.add(
-        "Namespace of every namespaced object (made by the chart when\ncreateNamespace is true).",
-        "namespace",
-        ns,
-    )
-    values.add("Make the namespace (false: it exists already).", "createNamespace", "true")
-    files = sorted(p.name for p in deploy.glob("*.yaml"))
+    files = sorted(p.name for p in deploy.glob("*.yaml") if not p.name.startswith("00-namespace"))
+    for old in (chart / "templates").glob("*"):
+        old.unlink()
     for f in files:
         lines = (deploy / f).read_text().split("\n")
         if lines and lines[-1] == "":
@@ -177,15 +310,11 @@ def generate(name, spec, out):
         for s in lines:
             # Literal `{{` (pathPattern, comments) must reach the output as is.
             s = s.replace("{{", ESCAPED)
-            s = re.sub(r"^(\s*)namespace: " + re.escape(ns) + r"$", r"\1namespace: {{ .Values.namespace }}", s)
+            s = re.sub(
+                r"^(\s*)namespace: " + re.escape(ns) + r"$", r'\1namespace: {{ include "provisioner.namespace" . }}', s
+            )
             out_lines.append(s)
         lines = out_lines
-        if f.startswith("00-namespace"):
-            lines = [
-                re.sub(r"^(\s*)name: " + re.escape(ns) + r"$", r"\1name: {{ .Values.namespace }}", s)
-                for s in lines
-            ]
-            lines = ["{{- if .Values.createNamespace }}"] + lines + ["{{- end }}"]
         if f == spec["workload"]:
             # Every container of the workload (an init container included)
             # runs the provisioner's image: all of them follow the value.
@@ -216,11 +345,19 @@ def generate(name, spec, out):
                     f"{pad}  value: {{{{ .Values.provisionerName | quote }}}}",
                     "{{- end }}",
                 ]
-            pod_field_if_set(lines, "nodeSelector")
-            values.add("Nodes the pods may run on (labels).", "nodeSelector", "{}")
+            body = replace_block(lines, "nodeSelector", ".Values.nodeSelector")
+            values.add(
+                "Nodes the pods may run on (labels; keep kubernetes.io/os: linux when\nadding your own, or set the whole map).",
+                "nodeSelector",
+                body,
+            )
             try:
                 body = replace_block(lines, "tolerations", ".Values.tolerations")
-                values.add("Taints the pods tolerate.", "tolerations", body)
+                values.add(
+                    "Taints the pods tolerate (a list replaces the default whole: name\nonly the taints your nodes have to narrow it).",
+                    "tolerations",
+                    body,
+                )
             except SystemExit:
                 pod_field_if_set(lines, "tolerations")
                 values.add("Taints the pods tolerate.", "tolerations", "[]")
@@ -263,6 +400,15 @@ def generate(name, spec, out):
                 values.add(f"The `{key}` of {xf} (see the provisioner's README).", vpath, body)
         header = f"# Generated by hack/charts.py from deploy/{name}/{f}: edit that file, then run hack/charts.py generate.\n"
         (chart / "templates" / f).write_text(header + "\n".join(lines) + "\n")
+    values.add(
+        "Refuse to install into a namespace whose PodSecurity level would refuse\n"
+        "the provisioner's pods (or that has no level, on install: the cluster's\n"
+        "default decides, and hardened clusters default to baseline). false: your\n"
+        "cluster admits privileged pods in this namespace without the label.",
+        "podSecurity.checkNamespace",
+        "true",
+    )
+    write_chart_only_templates(name, spec, chart)
     (chart / "Chart.yaml").write_text(
         "# Generated by hack/charts.py from deploy/"
         + name
@@ -277,8 +423,10 @@ def generate(name, spec, out):
     )
     (chart / "values.yaml").write_text(
         f"# Values of the {name}-provisioner chart, generated by hack/charts.py from\n"
-        f"# deploy/{name}/: the defaults render exactly what `kubectl apply -f\n"
-        f"# deploy/{name}` installs.\n\n" + values.text()
+        f"# deploy/{name}/: the defaults render what `kubectl apply -f deploy/{name}`\n"
+        f"# installs, in the release namespace (`helm install -n`) instead of\n"
+        f"# deploy/{name}/00-namespace.yaml: label that namespace as\n"
+        f"# docs/pod-security.md says.\n\n" + values.text()
     )
 
 
@@ -296,8 +444,10 @@ def objects(path):
     return out
 
 
-def compare(a, b):
+def compare(a, b, ignore_kinds=()):
     oa, ob = objects(a), objects(b)
+    oa = {k: v for k, v in oa.items() if k[1] not in ignore_kinds}
+    ob = {k: v for k, v in ob.items() if k[1] not in ignore_kinds}
     bad = []
     for k in sorted(set(oa) | set(ob), key=str):
         if k not in oa or k not in ob:
@@ -310,7 +460,9 @@ def compare(a, b):
 
 
 # The values hack/verify-charts.sh sets for the non-default render.
-SET = {"namespace": "other-ns", "image.tag": "v9.9.9", "nodeSelector.disk": "ssd", "provisionerName": "example.com/renamed"}
+SET = {"image.tag": "v9.9.9", "nodeSelector.disk": "ssd", "provisionerName": "example.com/renamed"}
+# The release namespace of that render (helm template -n).
+SET_NAMESPACE = "other-ns"
 
 
 def check_set(name, rendered):
@@ -318,19 +470,21 @@ def check_set(name, rendered):
     objs = objects(rendered)
     bad = []
     for (api, kind, ns, obj_name), d in objs.items():
-        if kind in ("Namespace",):
-            if obj_name != SET["namespace"]:
-                bad.append(f"the Namespace is {obj_name}")
+        if kind == "Namespace":
+            bad.append(f"the chart makes Namespace {obj_name} (helm install -n/--create-namespace does)")
             continue
-        if kind not in ("ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver") and ns != SET["namespace"]:
-            bad.append(f"{kind}/{obj_name} is in namespace {ns}")
+        if kind not in ("ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver") and ns != SET_NAMESPACE:
+            bad.append(f"{kind}/{obj_name} is in namespace {ns}, not the release's {SET_NAMESPACE}")
+        for subject in d.get("subjects", []):
+            if subject.get("kind") == "ServiceAccount" and subject.get("namespace") != SET_NAMESPACE:
+                bad.append(f"{kind}/{obj_name} binds ServiceAccount {subject.get('name')} of namespace {subject.get('namespace')}")
         if kind in ("DaemonSet", "Deployment", "StatefulSet"):
             pod = d["spec"]["template"]["spec"]
             c = pod["containers"][0]
             for each in pod.get("initContainers", []) + pod["containers"]:
                 if not each["image"].endswith(":" + SET["image.tag"]):
                     bad.append(f"image {each['image']} of {each['name']}")
-            if pod.get("nodeSelector") != {"disk": SET["nodeSelector.disk"]}:
+            if pod.get("nodeSelector") != {"kubernetes.io/os": "linux", "disk": SET["nodeSelector.disk"]}:
                 bad.append(f"nodeSelector {pod.get('nodeSelector')}")
             env = {e["name"]: e.get("value") for e in c.get("env", [])}
             if spec["provisioner"] and env.get("PROVISIONER_NAME") != SET["provisionerName"]:
@@ -351,10 +505,12 @@ def main(argv):
         return 0
     if argv[:1] == ["compare"] and len(argv) == 3:
         return compare(argv[1], argv[2])
+    if argv[:1] == ["compare"] and len(argv) == 5 and argv[3] == "--ignore-kind":
+        return compare(argv[1], argv[2], (argv[4],))
     if argv[:1] == ["check-set"] and len(argv) == 3:
         return check_set(argv[1], argv[2])
     if argv[:1] == ["set-args"]:
-        print(" ".join(f"--set {k}={v}" for k, v in SET.items()))
+        print(" ".join([f"--namespace {SET_NAMESPACE}"] + [f"--set {k}={v}" for k, v in SET.items()]))
         return 0
     if len(argv) < 1 or argv[0] != "generate":
         print(__doc__, file=sys.stderr)

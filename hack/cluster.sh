@@ -13,8 +13,12 @@
 # Usage:
 #   hack/cluster.sh build                    build the binaries once (cached), print their directory
 #   hack/cluster.sh build-node               build kubelet and kube-proxy once (cached), print their directory
-#   hack/cluster.sh up DIR [--kubelets]      start everything, write DIR/kubeconfig (cluster admin);
-#                                            --kubelets: serve real nodes (hack/node.sh)
+#   hack/cluster.sh up DIR [--kubelets] [--pod-security-default LEVEL]
+#                                            start everything, write DIR/kubeconfig (cluster admin);
+#                                            --kubelets: serve real nodes (hack/node.sh);
+#                                            --pod-security-default: PodSecurity admission enforces
+#                                            LEVEL (baseline, restricted) in namespaces without an
+#                                            enforce label, as hardened clusters configure it
 #   hack/cluster.sh down DIR                 stop what `up DIR` started, by pid
 #   hack/cluster.sh token DIR NS SA          print a kubeconfig authenticating as ServiceAccount NS/SA
 #   hack/cluster.sh kubelet-kubeconfig DIR NAME SERVER
@@ -248,6 +252,28 @@ YAML
   # decides per namespace. The default admission plugins stay on (they include
   # StorageObjectInUseProtection, DefaultStorageClass, ServiceAccount,
   # TaintNodesByCondition); none is disabled.
+  # PodSecurity admission is always on; by default it enforces `privileged`
+  # (nothing) where a namespace has no label. --pod-security-default sets
+  # what hardened clusters set in their admission configuration.
+  local admission_flags=()
+  if [ -n "$pod_security_default" ]; then
+    cat >"$dir/admission.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: $pod_security_default
+      enforce-version: latest
+      warn: $pod_security_default
+      warn-version: latest
+    exemptions: {usernames: [], runtimeClasses: [], namespaces: [kube-system]}
+YAML
+    admission_flags=(--admission-control-config-file "$dir/admission.yaml")
+  fi
   start apiserver "$kube_bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address "$bind" --advertise-address "$advertise" --secure-port "$api_port" \
@@ -260,7 +286,7 @@ YAML
     --enable-admission-plugins StorageObjectInUseProtection,DefaultStorageClass \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
     --audit-log-format json --audit-log-mode blocking \
-    "${kubelet_flags[@]}" --allow-privileged=true --profiling=false
+    "${kubelet_flags[@]}" "${admission_flags[@]}" --allow-privileged=true --profiling=false
   write_kubeconfig "$dir/kubeconfig" "$api_port" \
     --client-certificate "$dir/pki/admin.crt" --client-key "$dir/pki/admin.key" --embed-certs
   wait_healthy apiserver "https://127.0.0.1:$api_port/readyz" "$dir/apiserver.pid" \
@@ -412,15 +438,26 @@ compact() {
 cmd=${1:-}
 dir=${2:-}
 kubelets=0
+pod_security_default=
 case "$cmd" in
   build) build && echo "$kube_bin $etcd_bin" ;;
   build-node) build_node && echo "$node_bin" ;;
   up)
-    case "${3:-}" in
-      "") ;;
-      --kubelets) kubelets=1 ;;
-      *) die "usage: hack/cluster.sh up DIR [--kubelets]" ;;
-    esac
+    set -- "${@:3}"
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --kubelets) kubelets=1 ;;
+        --pod-security-default)
+          case "${2:-}" in
+            baseline | restricted | privileged) pod_security_default=$2 ;;
+            *) die "--pod-security-default: privileged, baseline or restricted, not '${2:-}'" ;;
+          esac
+          shift
+          ;;
+        *) die "usage: hack/cluster.sh up DIR [--kubelets] [--pod-security-default LEVEL]" ;;
+      esac
+      shift
+    done
     up
     ;;
   kubelet-kubeconfig) kubelet_kubeconfig "${@:3}" ;;

@@ -90,11 +90,14 @@ fi
 
 if [ "$installer" = helm ]; then
   helm=$(hack/install-helm.sh)
-  # Helm keeps its release record in the namespace, so it makes the
-  # namespace itself (--create-namespace) and the chart does not.
-  echo "==> helm install hostpath deploy/hostpath/chart"
-  "$helm" install hostpath deploy/hostpath/chart --namespace hostpath-provisioner \
-    --create-namespace --set createNamespace=false --wait=false
+  # The chart installs into the release namespace and never makes it: the
+  # namespace first, labelled for the privileged pods it runs
+  # (docs/pod-security.md); the chart refuses a namespace without the label.
+  echo "==> helm install hostpath deploy/hostpath/chart -n hostpath-provisioner"
+  kubectl create namespace hostpath-provisioner
+  kubectl label namespace hostpath-provisioner pod-security.kubernetes.io/enforce=privileged \
+    pod-security.kubernetes.io/warn=privileged
+  "$helm" install hostpath deploy/hostpath/chart --namespace hostpath-provisioner --wait=false
 else
   echo "==> kubectl apply -f deploy/hostpath"
   kubectl apply -f deploy/hostpath

@@ -94,12 +94,10 @@ hack/test-quota-vm.sh
 step "hack/test-new-provisioner.sh: the scaffold builds, passes its tests, manifest checks and image build"
 hack/test-new-provisioner.sh
 
-step "local-up: kubectl apply -f deploy/hostpath on the real control plane and a real node; the example pod writes into its volume"
-hack/local-up.sh hostpath
-step "local-up --testserver: the same against kube-testserver"
+step "install paths on a hardened cluster: hack/test-install.sh (PodSecurity default baseline, a real node and a Windows Node; kubectl apply -f, -k and helm install -n for every provisioner; upgrades from the previous release and uninstalls keep the data)"
+hack/test-install.sh
+step "local-up --testserver: hack/local-up.sh's demo against kube-testserver (its real-node variants share hack/test-install.sh's cluster, node and hostpath round trip)"
 hack/local-up.sh hostpath --testserver
-step "local-up --helm: helm install deploy/hostpath/chart on the real control plane and a real node, the same round trip"
-hack/local-up.sh hostpath --helm
 
 # The quick benchmark and chaos runs, in the test build's profile: they show
 # the tools work and the invariants hold; publishable numbers come from the

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The manifest half of hack/verify.sh, for any deploy directories: kustomize
-# build, schema validation (strict) of the build and of examples/*.yaml, and
+# build, schema validation (strict) of the build and of examples/*.yaml, the
+# workload rules of hack/check-workloads.py, and
 # security posture (checkov; accepted findings are skipped inline in the
 # manifests with their reason, anything else fails). hack/verify.sh runs it
 # on every deploy/*/; hack/test-new-provisioner.sh on a scaffolded one.
@@ -41,6 +42,8 @@ for dir in "$@"; do
   step "deploy/$name: kustomize build, schema, security"
   kubectl kustomize "$dir" >"$tmp/$name.yaml"
   kubernetes-validate --quiet --strict --kubernetes-version "$K8S_SCHEMA_VERSION" "$tmp/$name.yaml"
+  # Linux nodes only, headless governing Services, claim templates as stored.
+  "$venv/bin/python3" "$root/hack/check-workloads.py" "$tmp/$name.yaml"
   for ex in "$dir"examples/*.yaml "$dir"optional/*.yaml; do
     [ -e "$ex" ] || continue
     kubernetes-validate --quiet --strict --kubernetes-version "$K8S_SCHEMA_VERSION" "$ex"

@@ -165,4 +165,14 @@ kubectl delete pvc nfs-data >/dev/null
 wait_gone pv "$pv"
 [ ! -e "$export_dir/${path#/export/}" ] || fail "reclaimPolicy Delete: $export_dir/${path#/export/} still exists"
 echo "nfs: Delete removed PV $pv and its export directory"
+# The server made its own disk's PV Retain at start: removing the
+# provisioner (its namespace, and with it the export claim) keeps the data.
+[ "$(kubectl get pv "$export_pv" -o jsonpath='{.spec.persistentVolumeReclaimPolicy}')" = Retain ] ||
+  fail "the export disk's PV $export_pv is not Retain: deleting the namespace would delete every volume's data"
 kubectl delete -f deploy/nfs --wait=true >/dev/null
+kubectl get pv "$export_pv" >/dev/null 2>&1 || fail "kubectl delete -f deploy/nfs deleted the export disk's PV $export_pv"
+[ -d "$export_dir" ] || fail "kubectl delete -f deploy/nfs deleted the export disk $export_dir"
+echo "nfs: kubectl delete -f deploy/nfs kept the export disk: PV $export_pv is $(kubectl get pv "$export_pv" -o jsonpath='{.status.phase}') with its data"
+# What an operator does once that data is no longer wanted.
+kubectl patch pv "$export_pv" -p '{"spec":{"persistentVolumeReclaimPolicy":"Delete"}}' >/dev/null
+wait_gone pv "$export_pv"

@@ -15,6 +15,8 @@
 //!   `ganesha.nfsd`: restart with backoff, readiness only while it answers
 //!   and every recorded export is live.
 //! - [`address`]: which server address goes into the PVs.
+//! - [`export_disk`]: the server's own disk (its claim's PV) kept when the
+//!   namespace or claim is deleted.
 //! - [`node_clients`]: who may mount by default: the Nodes' addresses,
 //!   watched live.
 //! - [`provisioner`]: the [`external_storage::Provisioner`] implementation.
@@ -23,6 +25,7 @@
 
 pub mod address;
 pub mod dbus;
+pub mod export_disk;
 pub mod exports;
 pub mod ganesha;
 pub mod node_clients;

@@ -17,6 +17,7 @@ use clap::Parser;
 use external_storage::args::{self, parse_duration, Settings};
 use external_storage::ProvisionController;
 use nfs_provisioner::address;
+use nfs_provisioner::export_disk;
 use nfs_provisioner::exports::ExportRoot;
 use nfs_provisioner::ganesha::{ClientList, CoreConfig};
 use nfs_provisioner::node_clients;
@@ -45,6 +46,12 @@ struct Cli {
     /// Namespace of that Service.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     service_namespace: String,
+    /// The claim holding the export root, in POD_NAMESPACE (the
+    /// StatefulSet's `export-<pod>`). At start its PV's reclaim policy is
+    /// set to Retain, so deleting the namespace or the claim never deletes
+    /// the disk with every volume's data. Unset: nothing is changed.
+    #[arg(long, env = "EXPORT_CLAIM")]
+    export_claim: Option<String>,
     /// Fallback server address (unstable across pod restarts).
     #[arg(long, env = "POD_IP")]
     pod_ip: Option<String>,
@@ -200,6 +207,21 @@ async fn main() -> anyhow::Result<()> {
         cli.pod_ip.as_deref(),
     )?;
     let server_address = address::resolve(&source, &client).await?;
+    if let Some(claim) = cli.export_claim.as_deref().filter(|c| !c.is_empty()) {
+        // Serving goes on either way; the data is only at risk if the
+        // namespace is deleted, so this is a loud warning, not a stop.
+        match export_disk::retain(&client, &cli.service_namespace, claim).await {
+            Ok(export_disk::Outcome::Retained { pv, was }) => {
+                tracing::info!(%pv, %was, "the export disk's PV is Retain now: deleting the namespace or its claim keeps every volume's data")
+            }
+            Ok(export_disk::Outcome::AlreadyRetained { pv }) => {
+                tracing::info!(%pv, "the export disk's PV is Retain")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot make the export disk's PV Retain: deleting the namespace may delete every volume's data")
+            }
+        }
+    }
     tracing::info!(root = %root.path().display(), identity, server = server_address, clients = %root.clients(), "starting");
 
     let shutdown = args::shutdown_on_signals();
