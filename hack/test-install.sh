@@ -13,7 +13,8 @@
 #     none for the Windows node;
 #   - applying again reports every object unchanged (helm: an upgrade with
 #     the same chart leaves the workload's generation as it was);
-#   - uninstalling (kubectl delete -f/-k, helm uninstall) deletes no PV.
+#   - uninstalling (kubectl delete -f/-k, helm uninstall) leaves a PV of the
+#     provisioner's class, bound to a claim, Bound.
 # Also: `helm install --create-namespace` into a new namespace is refused
 # before anything is created, with the label to set; and the upgrades, with
 # real data (docs/pod-security.md, nfs/README.md "Upgrading"):
@@ -24,9 +25,12 @@
 #     release's chart with its defaults (which made the namespace itself),
 #     and `helm uninstall`; the provisioner then still deletes the volume
 #     when its claim goes;
-#   - nfs: this deploy/nfs over the previous release's, with the one step
-#     its README gives, keeps the server's disk (the claim and its PV) and
-#     the Service address every PV names.
+#   - local-volume, nfs and flex: `kubectl apply` of deploy/ over the
+#     previous release's, `kubectl delete -f`, `helm upgrade` from its chart
+#     with its defaults and `helm uninstall` keep a PV of each Bound, upgrade
+#     the workload where it was, and for nfs (with the one step its README
+#     gives) keep the server's disk (claim and PV) and the Service address
+#     every PV names.
 # Only hostpath's image runs here; every image running, nfs's data through a
 # server restart and kubectl delete -f deploy/nfs included, is
 # hack/test-node.sh.
@@ -122,23 +126,42 @@ workload() {
   esac
 }
 
-# check_pods X NAMESPACE: the workload's pods are made (no FailedCreate:
-# PodSecurity's refusals are those) and all scheduled to node-1; a
-# DaemonSet counts no Windows node among those it must serve.
+# live_pods NAMESPACE: "pod=node" for each pod not being deleted, from one
+# read (node empty while unscheduled).
+live_pods() {
+  kubectl -n "$1" get pods -o jsonpath='{range .items[*]}{.metadata.name}={.spec.nodeName}={.metadata.deletionTimestamp}{"\n"}{end}' |
+    awk -F= '$3 == "" { print $1 "=" $2 }'
+}
+
+# check_pods X NAMESPACE: the workload's controller has acted on its
+# current spec (every pod it wants is of that spec), its pods select Linux
+# nodes, none is refused (FailedCreate: PodSecurity's refusals are those)
+# and every pod not being deleted is scheduled to node-1; a DaemonSet counts
+# no Windows node among those it must serve.
 check_pods() {
-  local x=$1 ns=$2 w nodes failed desired
+  local x=$1 ns=$2 w state want nodes failed desired
   w=$(workload "$x")
+  case "${w%%/*}" in
+    daemonset)
+      state='{.status.observedGeneration}/{.status.updatedNumberScheduled}'
+      want='{.metadata.generation}/{.status.desiredNumberScheduled}' ;;
+    *)
+      state='{.status.observedGeneration}/{.status.updatedReplicas}'
+      want='{.metadata.generation}/{.spec.replicas}' ;;
+  esac
+  wait_for 120 "$x in $ns: $w has not made the pods of its current spec" \
+    "[ \"\$(kubectl -n $ns get $w -o jsonpath='$state')\" = \"\$(kubectl -n $ns get $w -o jsonpath='$want')\" ]"
+  [ "$(kubectl -n "$ns" get "$w" -o jsonpath='{.spec.template.spec.nodeSelector.kubernetes\.io/os}')" = linux ] ||
+    fail "$x in $ns: $w's pods do not select kubernetes.io/os: linux"
   if [ "${w%%/*}" = daemonset ]; then
-    wait_for 120 "$x in $ns: the DaemonSet controller has not placed its pods" \
-      "[ \"\$(kubectl -n $ns get $w -o jsonpath='{.status.observedGeneration}/{.status.currentNumberScheduled}')\" = \"\$(kubectl -n $ns get $w -o jsonpath='{.metadata.generation}/{.status.desiredNumberScheduled}')\" ]"
     desired=$(kubectl -n "$ns" get "$w" -o jsonpath='{.status.desiredNumberScheduled}')
     [ "$desired" = 1 ] || fail "$x in $ns: the DaemonSet wants $desired pods, one of them for the Windows node win-1"
   fi
   wait_for 120 "$x in $ns: its pods are not all scheduled" \
-    "p=\$(kubectl -n $ns get pods -o jsonpath='{range .items[*]}{.metadata.name}={.spec.nodeName}{\"\\n\"}{end}'); [ -n \"\$p\" ] && ! echo \"\$p\" | grep -q '=\$'"
+    "p=\$(live_pods $ns); [ -n \"\$p\" ] && ! echo \"\$p\" | grep -q '=\$'"
   failed=$(kubectl -n "$ns" get events --field-selector reason=FailedCreate -o jsonpath='{range .items[*]}{.message}{"\n"}{end}')
   [ -z "$failed" ] || fail "$x in $ns: FailedCreate: $failed"
-  nodes=$(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u)
+  nodes=$(live_pods "$ns" | sed 's/^[^=]*=//' | sort -u)
   [ "$nodes" = "$NODE" ] || fail "$x in $ns: pods on $(echo "$nodes" | tr '\n' ' '), expected on $NODE only"
 }
 
@@ -152,23 +175,57 @@ all_unchanged() {
   if grep -v ' unchanged$' "$2" >&2; then fail "$1: applying again changed the objects above"; fi
 }
 
-pvs_before() { kubectl get pv -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort; }
+# sentinel X: a PV of X's class bound to a claim in `default`; no install
+# path may release or delete it. Retain, so that deleting it at the end
+# asks nothing of a provisioner (the in-tree PV controller would hold a
+# Delete PV of kubernetes.io/no-provisioner, local-volume's class, forever).
+sentinel() {
+  local x=$1 class
+  class=$(sed -n 's/^  name: //p' "deploy/$x/04-storageclass.yaml" | head -n 1)
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: sentinel-$x
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: $class
+  hostPath: {path: $work/sentinel-$x, type: DirectoryOrCreate}
+  claimRef: {namespace: default, name: sentinel-$x}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: sentinel-$x, namespace: default}
+spec:
+  storageClassName: $class
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  volumeName: sentinel-$x
+YAML
+  wait_for 60 "sentinel PV of $x not Bound" "[ \"\$(kubectl get pv sentinel-$x -o jsonpath='{.status.phase}')\" = Bound ]"
+}
+still_bound() { # X WHAT
+  [ "$(kubectl get pv "sentinel-$1" -o jsonpath='{.status.phase}' 2>/dev/null)" = Bound ] ||
+    fail "$1: after $2 its PV is no longer Bound"
+}
 
 # install_paths X: the three install paths of provisioner X, one after the other.
 install_paths() {
-  local x=$1 ns="$1-provisioner" w out=$work/$1.out before
+  local x=$1 ns="$1-provisioner" w out=$work/$1.out
   w=$(workload "$x")
+  sentinel "$x"
   for how in -f -k; do
     [ "$x" != nfs ] || export_pv "$ns"
     kubectl apply "$how" "deploy/$x" >"$out" 2>&1 || { cat "$out" >&2; fail "kubectl apply $how deploy/$x"; }
     no_warnings "kubectl apply $how deploy/$x" "$out"
     check_pods "$x" "$ns"
-    kubectl apply "$how" "deploy/$x" >"$out" 2>&1
+    kubectl apply "$how" "deploy/$x" >"$out" 2>&1 || { cat "$out" >&2; fail "kubectl apply $how deploy/$x again"; }
     all_unchanged "kubectl apply $how deploy/$x" "$out"
-    before=$(pvs_before)
     kubectl delete "$how" "deploy/$x" --wait=true >"$out" 2>&1 || { cat "$out" >&2; fail "kubectl delete $how deploy/$x"; }
-    [ "$(pvs_before)" = "$before" ] || fail "kubectl delete $how deploy/$x deleted a PV"
-    echo "$x: kubectl apply $how: pods on $NODE only, no warning or FailedCreate; again: unchanged; delete: no PV deleted"
+    still_bound "$x" "kubectl delete $how deploy/$x"
+    echo "$x: kubectl apply $how: pods on $NODE only, no warning or FailedCreate; again: unchanged; delete: its PV still Bound"
   done
   # Helm, into a namespace of the operator's choosing, made and labelled as
   # docs/pod-security.md says.
@@ -185,17 +242,36 @@ install_paths() {
   no_warnings "helm upgrade $x -n $ns" "$out"
   [ "$(kubectl -n "$ns" get "$w" -o jsonpath='{.metadata.generation}')" = "$generation" ] ||
     fail "helm upgrade with the same chart changed $w in $ns"
-  before=$(pvs_before)
   "$helm" uninstall "$x" -n "$ns" --wait >"$out" 2>&1 || { cat "$out" >&2; fail "helm uninstall $x -n $ns"; }
-  [ "$(pvs_before)" = "$before" ] || fail "helm uninstall $x deleted a PV"
+  still_bound "$x" "helm uninstall"
   kubectl get namespace "$ns" >/dev/null || fail "helm uninstall $x deleted namespace $ns"
-  echo "$x: helm install -n $ns: pods on $NODE only, no warning or FailedCreate; upgrade again: workload unchanged; uninstall: no PV or namespace deleted"
+  kubectl delete pvc "sentinel-$x" --wait=true >/dev/null
+  kubectl delete pv "sentinel-$x" --wait=true >/dev/null
+  echo "$x: helm install -n $ns: pods on $NODE only, no warning or FailedCreate; upgrade again: workload unchanged; uninstall: its PV still Bound, the namespace kept"
 }
 
-step "every provisioner, every install path"
-for x in "${provisioners[@]}"; do
-  install_paths "$x"
-done
+# in_parallel COMMAND...: runs each command (a function and its argument)
+# in a subshell of its own, all at once (they touch different namespaces,
+# classes and releases); prints each one's output in order once all ended,
+# and fails if one did.
+in_parallel() {
+  local pids=() logs=() rc=0 i
+  i=0
+  for c in "$@"; do
+    logs+=("$work/parallel-$i.log")
+    (eval "$c") >"$work/parallel-$i.log" 2>&1 &
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { rc=1; echo "FAILED: ${*:i+1:1}" >>"${logs[$i]}"; }
+  done
+  cat "${logs[@]}"
+  [ $rc = 0 ] || fail "see the FAILED lines above"
+}
+
+step "every provisioner, every install path (the four provisioners at once)"
+in_parallel "install_paths hostpath" "install_paths local-volume" "install_paths nfs" "install_paths flex"
 
 step "helm install --create-namespace into a new namespace: refused before anything is created, naming the label"
 if "$helm" install hostpath deploy/hostpath/chart -n fresh-ns --create-namespace >"$work/fresh.out" 2>&1; then
@@ -214,7 +290,6 @@ old=$work/previous/deploy
 # defect checked above) and never finish rolling out: it goes.
 kubectl delete node win-1 >/dev/null
 
-step "hostpath with data: kubectl apply over the previous release, delete -f, helm upgrade from its chart, helm uninstall"
 hostpath_data() { # WHAT: the example volume is Bound and holds the token
   local phase
   phase=$(kubectl get pv "$pv" -o jsonpath='{.status.phase}' 2>/dev/null || echo gone)
@@ -223,73 +298,121 @@ hostpath_data() { # WHAT: the example volume is Bound and holds the token
   echo "hostpath: after $1: PV $pv Bound, its data on $NODE"
 }
 rollout() { kubectl -n hostpath-provisioner rollout status ds/hostpath-provisioner --timeout=180s >/dev/null; }
-kubectl apply -f "$old/hostpath" >/dev/null 2>&1
-rollout
-# The README's example first: its pod writes "hello" into its claim.
-kubectl apply -f "$old/hostpath/examples" >/dev/null
-kubectl wait --for=condition=Ready pod/hostpath-example --timeout=180s >/dev/null
-pv=$(kubectl get pvc hostpath-example -o jsonpath='{.spec.volumeName}')
-dir=$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')
-wait_for 30 "the example pod wrote nothing into $dir/hello" "[ \"\$(cat $dir/hello 2>/dev/null)\" = hello ]"
-kubectl delete pod hostpath-example --wait=true >/dev/null
-token=$(write_then_read default hostpath-example 1000)
-kubectl apply -f deploy/hostpath >/dev/null
-rollout
-hostpath_data "kubectl apply -f deploy/hostpath over the previous release's"
-kubectl delete -f deploy/hostpath --wait=true >/dev/null
-hostpath_data "kubectl delete -f deploy/hostpath"
-# The previous chart with its defaults: it made the namespace itself (the
-# release lives in `default`).
-"$helm" install hostpath "$old/hostpath/chart" -n default >/dev/null 2>&1
-rollout
-"$helm" upgrade hostpath deploy/hostpath/chart -n default >"$work/upgrade.out" 2>&1 ||
-  { cat "$work/upgrade.out" >&2; fail "helm upgrade from the previous chart"; }
-no_warnings "helm upgrade from the previous chart" "$work/upgrade.out"
-rollout
-[ "$(kubectl -n hostpath-provisioner get ds hostpath-provisioner -o jsonpath='{.spec.template.spec.nodeSelector.kubernetes\.io/os}')" = linux ] ||
-  fail "helm upgrade did not roll the new chart out where the previous one installed"
-hostpath_data "helm upgrade from the previous chart"
-"$helm" uninstall hostpath -n default --wait >/dev/null
-kubectl get namespace hostpath-provisioner >/dev/null || fail "helm uninstall deleted the namespace the previous chart had made"
-hostpath_data "helm uninstall"
-# Installed again, the provisioner still owns the volume: a reader sees the
-# data, and deleting the claim deletes volume and PV. (kubectl warns that the
-# namespace Helm kept has no last-applied annotation: expected, and hidden.)
-kubectl apply -f deploy/hostpath >"$work/apply.out" 2>&1 || { cat "$work/apply.out" >&2; fail "kubectl apply -f deploy/hostpath"; }
-rollout
-workload_pod default last-reader hostpath-example "cat /data/token" 1000
-wait_phase default last-reader Succeeded
-[ "$(pod_output default last-reader | tail -n 1)" = "$token" ] || fail "the last reader did not read what the first writer wrote"
-kubectl delete pod last-reader --wait=true >/dev/null
-kubectl delete pvc hostpath-example >/dev/null
-wait_gone pv "$pv"
-[ ! -e "$dir" ] || fail "the claim was deleted but $dir is still there"
-kubectl delete -f deploy/hostpath --wait=true >/dev/null
-echo "hostpath: re-installed, it served the volume and deleted it with its claim"
+hostpath_upgrade() {
+  kubectl apply -f "$old/hostpath" >/dev/null 2>&1
+  rollout
+  # The README's example first: its pod writes "hello" into its claim.
+  kubectl apply -f "$old/hostpath/examples" >/dev/null
+  kubectl wait --for=condition=Ready pod/hostpath-example --timeout=180s >/dev/null
+  pv=$(kubectl get pvc hostpath-example -o jsonpath='{.spec.volumeName}')
+  dir=$(kubectl get pv "$pv" -o jsonpath='{.spec.hostPath.path}')
+  wait_for 30 "the example pod wrote nothing into $dir/hello" "[ \"\$(cat $dir/hello 2>/dev/null)\" = hello ]"
+  kubectl delete pod hostpath-example --wait=true >/dev/null
+  token=$(write_then_read default hostpath-example 1000)
+  kubectl apply -f deploy/hostpath >/dev/null
+  rollout
+  hostpath_data "kubectl apply -f deploy/hostpath over the previous release's"
+  kubectl delete -f deploy/hostpath --wait=true >/dev/null
+  hostpath_data "kubectl delete -f deploy/hostpath"
+  # The previous chart with its defaults: it made the namespace itself (the
+  # release lives in `default`).
+  "$helm" install hostpath "$old/hostpath/chart" -n default >/dev/null 2>&1
+  rollout
+  "$helm" upgrade hostpath deploy/hostpath/chart -n default >"$work/upgrade.out" 2>&1 ||
+    { cat "$work/upgrade.out" >&2; fail "helm upgrade from the previous chart"; }
+  no_warnings "helm upgrade from the previous chart" "$work/upgrade.out"
+  rollout
+  [ "$(kubectl -n hostpath-provisioner get ds hostpath-provisioner -o jsonpath='{.spec.template.spec.nodeSelector.kubernetes\.io/os}')" = linux ] ||
+    fail "helm upgrade did not roll the new chart out where the previous one installed"
+  hostpath_data "helm upgrade from the previous chart"
+  "$helm" uninstall hostpath -n default --wait >/dev/null
+  kubectl get namespace hostpath-provisioner >/dev/null || fail "helm uninstall deleted the namespace the previous chart had made"
+  hostpath_data "helm uninstall"
+  # Installed again, the provisioner still owns the volume: a reader sees the
+  # data, and deleting the claim deletes volume and PV. (kubectl warns that the
+  # namespace Helm kept has no last-applied annotation: expected, and hidden.)
+  kubectl apply -f deploy/hostpath >"$work/apply.out" 2>&1 || { cat "$work/apply.out" >&2; fail "kubectl apply -f deploy/hostpath"; }
+  rollout
+  workload_pod default last-reader hostpath-example "cat /data/token" 1000
+  wait_phase default last-reader Succeeded
+  [ "$(pod_output default last-reader | tail -n 1)" = "$token" ] || fail "the last reader did not read what the first writer wrote"
+  kubectl delete pod last-reader --wait=true >/dev/null
+  kubectl delete pvc hostpath-example >/dev/null
+  wait_gone pv "$pv"
+  [ ! -e "$dir" ] || fail "the claim was deleted but $dir is still there"
+  kubectl delete -f deploy/hostpath --wait=true >/dev/null
+  echo "hostpath: re-installed, it served the volume and deleted it with its claim"
+}
 
-step "nfs: this deploy/nfs over the previous release's, with the step of nfs/README.md (Upgrading)"
-export_pv nfs-provisioner
-kubectl apply -f "$old/nfs" >/dev/null 2>&1
-wait_for 60 "the previous release's export claim is not bound" \
-  "[ \"\$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.status.phase}' 2>/dev/null)\" = Bound ]"
-claim_uid=$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.metadata.uid}')
-cluster_ip=$(kubectl -n nfs-provisioner get service nfs-provisioner -o jsonpath='{.spec.clusterIP}')
-if kubectl apply -f deploy/nfs >"$work/nfs.out" 2>&1; then
-  fail "applying over the previous release's StatefulSet was accepted: nfs/README.md's upgrade step is out of date"
-fi
-grep -q 'Forbidden: updates to statefulset spec' "$work/nfs.out" ||
-  { cat "$work/nfs.out" >&2; fail "applying over the previous release failed for another reason than the documented one"; }
-kubectl -n nfs-provisioner delete statefulset nfs-provisioner --cascade=orphan --wait=true >/dev/null
-kubectl apply -f deploy/nfs >"$work/nfs.out" 2>&1 || { cat "$work/nfs.out" >&2; fail "kubectl apply -f deploy/nfs after the upgrade step"; }
-check_pods nfs nfs-provisioner
-[ "$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.metadata.uid}')" = "$claim_uid" ] ||
-  fail "the upgrade replaced the server's disk (claim export-nfs-provisioner-0)"
-[ "$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.spec.volumeName}')" = export-nfs-provisioner ] ||
-  fail "the export claim is no longer on its PV"
-[ "$(kubectl -n nfs-provisioner get service nfs-provisioner -o jsonpath='{.spec.clusterIP}')" = "$cluster_ip" ] ||
-  fail "the Service address every PV names changed"
-kubectl apply -f deploy/nfs >"$work/nfs.out" 2>&1
-all_unchanged "kubectl apply -f deploy/nfs after the upgrade" "$work/nfs.out"
-kubectl delete -f deploy/nfs --wait=true >/dev/null
-echo "nfs: upgraded in place: the same disk (claim $claim_uid on PV export-nfs-provisioner), the same address $cluster_ip, the headless governing Service; applying again: unchanged"
+# disk_identity: nfs's disk (claim uid and PV) and the address PVs name.
+disk_identity() {
+  echo "$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.metadata.uid}/{.spec.volumeName}')" \
+    "$(kubectl -n nfs-provisioner get service nfs-provisioner -o jsonpath='{.spec.clusterIP}')"
+}
+export_bound() {
+  wait_for 60 "nfs's export claim is not bound" \
+    "[ \"\$(kubectl -n nfs-provisioner get pvc export-nfs-provisioner-0 -o jsonpath='{.status.phase}' 2>/dev/null)\" = Bound ]"
+}
+# not_ready_server NAMESPACE: nfs's image is not on this node, so the
+# server pod the new StatefulSet adopts never becomes Ready, and a
+# StatefulSet replaces only Ready pods in a rolling update: deleted, as
+# nfs/README.md ("Upgrading") says for a server pod that is not Ready.
+not_ready_server() {
+  kubectl -n "$1" delete pod nfs-provisioner-0 --wait=false >/dev/null
+}
+upgrade_paths() {
+  local x=$1 ns="$1-provisioner" out=$work/$1.up before w
+  w=$(workload "$x")
+  sentinel "$x"
+  [ "$x" != nfs ] || export_pv "$ns"
+  kubectl apply -f "$old/$x" >/dev/null 2>&1
+  [ "$x" != nfs ] || { export_bound; before=$(disk_identity); }
+  if ! kubectl apply -f "deploy/$x" >"$out" 2>&1; then
+    # Only nfs has a documented step, and only for this error.
+    [ "$x" = nfs ] && grep -q 'Forbidden: updates to statefulset spec' "$out" ||
+      { cat "$out" >&2; fail "kubectl apply -f deploy/$x over the previous release"; }
+    kubectl -n "$ns" delete "$w" --cascade=orphan --wait=true >/dev/null
+    kubectl apply -f "deploy/$x" >"$out" 2>&1 || { cat "$out" >&2; fail "kubectl apply -f deploy/$x after the upgrade step"; }
+    not_ready_server "$ns"
+  elif [ "$x" = nfs ]; then
+    fail "applying over the previous release's StatefulSet was accepted: nfs/README.md's upgrade step is out of date"
+  fi
+  no_warnings "kubectl apply -f deploy/$x over the previous release" "$out"
+  check_pods "$x" "$ns"
+  kubectl apply -f "deploy/$x" >"$out" 2>&1 || { cat "$out" >&2; fail "kubectl apply -f deploy/$x again after the upgrade"; }
+  all_unchanged "kubectl apply -f deploy/$x after the upgrade" "$out"
+  [ "$x" != nfs ] || [ "$(disk_identity)" = "$before" ] ||
+    fail "nfs: kubectl apply over the previous release changed the server's disk or address ($before -> $(disk_identity))"
+  still_bound "$x" "kubectl apply -f over the previous release"
+  kubectl delete -f "deploy/$x" --wait=true >/dev/null
+  still_bound "$x" "kubectl delete -f"
+  echo "$x: kubectl apply -f over the previous release: pods on $NODE, again unchanged${before:+, the same disk and address}; delete -f: its PV Bound"
+  # The previous chart with its defaults: it made the namespace itself, the
+  # release record in `default`.
+  [ "$x" != nfs ] || export_pv "$ns"
+  "$helm" install "$x" "$old/$x/chart" -n default >/dev/null 2>&1
+  if [ "$x" = nfs ]; then
+    export_bound
+    before=$(disk_identity)
+    kubectl -n "$ns" delete "$w" --cascade=orphan --wait=true >/dev/null
+  fi
+  "$helm" upgrade "$x" "deploy/$x/chart" -n default >"$out" 2>&1 || { cat "$out" >&2; fail "helm upgrade $x from the previous chart"; }
+  [ "$x" != nfs ] || not_ready_server "$ns"
+  no_warnings "helm upgrade $x from the previous chart" "$out"
+  [ "$(kubectl -n "$ns" get "$w" -o jsonpath='{.spec.template.spec.nodeSelector.kubernetes\.io/os}')" = linux ] ||
+    fail "$x: helm upgrade did not roll the new chart out where the previous one installed"
+  check_pods "$x" "$ns"
+  [ "$x" != nfs ] || [ "$(disk_identity)" = "$before" ] ||
+    fail "nfs: helm upgrade from the previous chart changed the server's disk or address ($before -> $(disk_identity))"
+  still_bound "$x" "helm upgrade from the previous chart"
+  "$helm" uninstall "$x" -n default --wait >/dev/null
+  kubectl get namespace "$ns" >/dev/null || fail "$x: helm uninstall deleted the namespace the previous chart had made"
+  still_bound "$x" "helm uninstall"
+  kubectl delete namespace "$ns" --wait=true >/dev/null
+  kubectl delete pvc "sentinel-$x" --wait=true >/dev/null
+  kubectl delete pv "sentinel-$x" --wait=true >/dev/null
+  echo "$x: helm upgrade from the previous chart: in place in $ns${before:+ on the same disk and address}, pods on $NODE; uninstall kept the namespace it had made and its PV Bound"
+}
+step "this release over the previous one, all four at once: hostpath with data (kubectl apply -f, delete -f, helm upgrade from its chart, helm uninstall); local-volume, nfs and flex (the same, with the step of nfs/README.md, Upgrading)"
+in_parallel hostpath_upgrade "upgrade_paths local-volume" "upgrade_paths nfs" "upgrade_paths flex"
 echo "test-install: all install paths passed"

@@ -1,7 +1,7 @@
 //! The export disk's PV is made Retain (nfs/src/export_disk.rs), as the
 //! provisioner's user against kube-testserver, and the calls it makes are
 //! allowed by deploy/nfs's RBAC. No Ganesha: this is the API half only; the
-//! real node tier (hack/node/nfs.sh) checks it on the shipped StatefulSet.
+//! real node tier (hack/node/e2e-nfs.sh) checks it on the shipped StatefulSet.
 
 use e2e_support::*;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
