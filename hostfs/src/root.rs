@@ -138,6 +138,16 @@ pub struct Root {
     archives: Archives,
 }
 
+/// Who a new volume directory belongs to; `None` keeps the creator's
+/// (root's) user or group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// The owning user ID.
+    pub uid: Option<u32>,
+    /// The owning group ID.
+    pub gid: Option<u32>,
+}
+
 /// What to do with a volume's directory when its PV is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
@@ -302,6 +312,20 @@ impl Root {
     /// Idempotent for the same PV and path; refuses a directory that exists
     /// without our record, or one recorded for another PV.
     pub fn create_volume(&self, rel: &str, pv: &str, mode: u32) -> Result<PathBuf, RootError> {
+        self.create_volume_owned(rel, pv, mode, Owner::default())
+    }
+
+    /// [`create_volume`](Self::create_volume), with the directory given to
+    /// `owner` (through the opened directory, never a path that could be
+    /// swapped for a symlink) before its mode is set, so set-id bits in
+    /// `mode` survive the change of owner.
+    pub fn create_volume_owned(
+        &self,
+        rel: &str,
+        pv: &str,
+        mode: u32,
+        owner: Owner,
+    ) -> Result<PathBuf, RootError> {
         validate(rel)?;
         let record = record_name(pv)?;
         let mut index = self.index()?;
@@ -355,6 +379,18 @@ impl Root {
                 path: rel.to_string(),
                 segment: leaf.to_string(),
             })?;
+        if owner.uid.is_some() || owner.gid.is_some() {
+            // The handle may be an O_PATH one, which fchown refuses:
+            // fchownat on the handle itself (AT_EMPTY_PATH) does the same.
+            nix::unistd::fchownat(
+                &volume,
+                "",
+                owner.uid.map(nix::unistd::Uid::from_raw),
+                owner.gid.map(nix::unistd::Gid::from_raw),
+                nix::fcntl::AtFlags::AT_EMPTY_PATH,
+            )
+            .map_err(|e| io_err("chown (needs the CHOWN capability)", rel)(io::Error::from(e)))?;
+        }
         volume
             .set_permissions(".", Permissions::from_mode(mode))
             .map_err(io_err("chmod", rel))?;
@@ -524,6 +560,41 @@ mod tests {
             name: "claim".into(),
             uid: uid.into(),
         }
+    }
+
+    #[test]
+    fn a_volume_is_given_to_its_owner_before_its_mode_is_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::open(&tmp.path().join("root")).unwrap();
+        let owner = Owner {
+            uid: Some(4000),
+            gid: Some(3000),
+        };
+        let p = root
+            .create_volume_owned("ns/owned", "pvc-o", 0o2770, owner)
+            .unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (4000, 3000));
+        // The setgid bit survives: chown first, chmod after.
+        assert_eq!(meta.mode() & 0o7777, 0o2770);
+        // Only the group: the user stays the creator's.
+        let p = root
+            .create_volume_owned(
+                "ns/group-only",
+                "pvc-g",
+                0o770,
+                Owner {
+                    uid: None,
+                    gid: Some(3000),
+                },
+            )
+            .unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (nix::unistd::geteuid().as_raw(), 3000)
+        );
     }
 
     #[test]

@@ -10,6 +10,24 @@ use std::collections::BTreeMap;
 use external_storage::ondelete::OnDelete;
 
 use crate::pattern::{PathPattern, DEFAULT_PATTERN};
+pub use hostfs::root::Owner;
+
+/// The largest user or group ID a class may name: what a pod's
+/// `runAsUser`/`runAsGroup`/`fsGroup` may be (the API server refuses more).
+pub const MAX_ID: u32 = 2_147_483_647;
+
+/// A `uid`/`gid` value: a decimal number from 0 to [`MAX_ID`].
+fn id_value(param: &str, v: &str) -> Result<u32, ParamError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|id| *id <= MAX_ID && v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            err(
+                param,
+                format!("`{v}` is not a numeric ID from 0 to {MAX_ID}; names are not resolved"),
+            )
+        })
+}
 
 /// Every parameter a class may set.
 pub const KNOWN: &[&str] = &[
@@ -17,6 +35,8 @@ pub const KNOWN: &[&str] = &[
     "allowSlashInValues",
     "volumeType",
     "mode",
+    "uid",
+    "gid",
     "enforceCapacity",
     external_storage::ondelete::ON_DELETE_PARAM,
     external_storage::ondelete::ARCHIVE_RETENTION_PARAM,
@@ -38,8 +58,11 @@ pub struct ClassParams {
     pub path_pattern: PathPattern,
     /// The PV source kind.
     pub volume_type: VolumeType,
-    /// Permission bits of the claim's directory.
+    /// Permission bits of the claim's directory: `mode`, else 0770 when
+    /// `uid` or `gid` is set (the owner needs no 0777), else 0777.
     pub mode: u32,
+    /// Who the directory belongs to (`uid`, `gid`); unset: root.
+    pub owner: Owner,
     /// Whether to enforce the requested size with a project quota.
     pub enforce_capacity: bool,
     /// What happens to the directory when the PV is deleted.
@@ -82,7 +105,12 @@ impl ClassParams {
                 ))
             }
         };
+        let owner = Owner {
+            uid: get("uid").map(|v| id_value("uid", v)).transpose()?,
+            gid: get("gid").map(|v| id_value("gid", v)).transpose()?,
+        };
         let mode = match get("mode") {
+            None if owner != Owner::default() => 0o770,
             None => 0o777,
             Some(m) => u32::from_str_radix(m, 8)
                 .ok()
@@ -110,6 +138,7 @@ impl ClassParams {
             path_pattern,
             volume_type,
             mode,
+            owner,
             enforce_capacity,
             on_delete: OnDelete::from_class(params)?,
         })
@@ -126,6 +155,7 @@ mod tests {
         let p = ClassParams::parse(None).unwrap();
         assert_eq!(p.volume_type, VolumeType::HostPath);
         assert_eq!(p.mode, 0o777);
+        assert_eq!(p.owner, Owner::default());
         assert!(!p.enforce_capacity);
         assert_eq!(p.on_delete, OnDelete::Delete);
         assert_eq!(p.path_pattern, PathPattern::parse(DEFAULT_PATTERN).unwrap());
@@ -154,11 +184,42 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_makes_0770_the_default_mode_and_an_explicit_mode_wins() {
+        let p = ClassParams::parse(Some(&parameters(&[("uid", "1000"), ("gid", "3000")]))).unwrap();
+        assert_eq!(
+            p.owner,
+            Owner {
+                uid: Some(1000),
+                gid: Some(3000)
+            }
+        );
+        assert_eq!(p.mode, 0o770);
+        let p = ClassParams::parse(Some(&parameters(&[("gid", "0"), ("mode", "2775")]))).unwrap();
+        assert_eq!(
+            p.owner,
+            Owner {
+                uid: None,
+                gid: Some(0)
+            }
+        );
+        assert_eq!(p.mode, 0o2775);
+        let p = ClassParams::parse(Some(&parameters(&[("uid", "2147483647")]))).unwrap();
+        assert_eq!(p.owner.uid, Some(MAX_ID));
+    }
+
+    #[test]
     fn each_bad_value_names_its_parameter_and_the_allowed_values() {
         let cases: &[(&str, &str, &str)] = &[
             ("volumeType", "nfs", "allowed: hostPath, local"),
             ("mode", "999", "octal permission"),
             ("mode", "17777", "octal permission"),
+            ("uid", "www-data", "not a numeric ID from 0 to 2147483647"),
+            ("uid", "-1", "not a numeric ID"),
+            ("uid", "+5", "not a numeric ID"),
+            ("uid", "2147483648", "not a numeric ID"),
+            ("gid", "4294967295", "not a numeric ID"),
+            ("gid", "", "not a numeric ID"),
+            ("gid", "1e3", "not a numeric ID"),
             ("enforceCapacity", "yes", "allowed: true, false"),
             ("allowSlashInValues", "1", "allowed: true, false"),
             ("onDelete", "wipe", "allowed: delete, retain, archive"),

@@ -37,6 +37,12 @@ pub const NODE_ANNOTATION: &str = "hostpath.external-storage.io/node";
 pub const ROOT_ANNOTATION: &str = "hostpath.external-storage.io/root";
 /// Annotation on PVs whose size is enforced: the directory's quota project id.
 pub const QUOTA_ANNOTATION: &str = "hostpath.external-storage.io/quota-project";
+/// PV annotation: the user the directory was given to (class parameter `uid`).
+pub const UID_ANNOTATION: &str = "hostpath.external-storage.io/uid";
+/// PV annotation: the group the directory was given to (class parameter
+/// `gid`), under the name the kubelet reads: it adds the group to the
+/// supplemental groups of every pod that mounts the volume.
+pub const VOLUME_GID_ANNOTATION: &str = "pv.beta.kubernetes.io/gid";
 /// The node label the PV's node affinity uses.
 pub use external_storage::annotations::HOSTNAME_LABEL;
 
@@ -244,7 +250,7 @@ impl Provisioner for HostPath {
                 root.mark_pending(&pv_name, &claimant)
                     .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                 let path = root
-                    .create_volume(&rel_for_fs, &pv_name, params.mode)
+                    .create_volume_owned(&rel_for_fs, &pv_name, params.mode, params.owner)
                     .map_err(|e| ProvisionError::Failed(e.to_string()))?;
                 let mut project = None;
                 if let Some((q, bytes)) = quotas {
@@ -273,6 +279,16 @@ impl Provisioner for HostPath {
         if let Some(id) = project {
             out.annotations
                 .insert(QUOTA_ANNOTATION.to_string(), id.to_string());
+        }
+        if let Some(uid) = params.owner.uid {
+            out.annotations
+                .insert(UID_ANNOTATION.to_string(), uid.to_string());
+        }
+        if let Some(gid) = params.owner.gid {
+            // The kubelet adds this group to every pod that mounts the
+            // volume, so a pod of any user can use a 0770 directory.
+            out.annotations
+                .insert(VOLUME_GID_ANNOTATION.to_string(), gid.to_string());
         }
         out.annotations.extend(params.on_delete.annotations());
         Ok(out)

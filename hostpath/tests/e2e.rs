@@ -125,6 +125,40 @@ async fn provisions_a_directory_and_deletes_it_without_following_symlinks_out() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uid_and_gid_own_the_directory_and_the_kubelet_is_told_the_group() {
+    let env = Env::start().await;
+    env.class("owned", "Delete", json!({"uid": "4000", "gid": "3000"}))
+        .await;
+    env.claim_on("owned", "owned", NODE).await;
+    let pv = wait_bound(&env.client, "owned").await;
+    let dir = host_path(&pv);
+    let meta = std::fs::metadata(&dir).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid()), (4000, 3000), "{}", dir.display());
+    assert_eq!(mode(&dir), 0o770, "an owner needs no 0777");
+    let ann = pv.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(ann["hostpath.external-storage.io/uid"], "4000");
+    assert_eq!(ann["pv.beta.kubernetes.io/gid"], "3000");
+
+    // A bad value: a Warning naming the parameter, and no volume.
+    env.class("bad-owner", "Delete", json!({"uid": "www-data"}))
+        .await;
+    env.claim_on("bad", "bad-owner", NODE).await;
+    let warning = wait_warning(&env.client, "bad", "not a numeric ID").await;
+    assert!(warning.contains("uid"), "{warning}");
+    // Volumes of both classes would sit side by side (same pattern).
+    let made: Vec<String> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        made.iter().all(|n| !n.contains("bad")),
+        "a volume was made for a class with a bad uid: {made:?}"
+    );
+    env.assert_rbac();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_keeps_the_data_and_the_pv() {
     let env = Env::start().await;
     env.class("keep", "Retain", json!({})).await;
